@@ -1,0 +1,1 @@
+"""Reinforcement-learning agents and the `Policy` contract (builds on `recsim_env` and `simulators`)."""

@@ -1,0 +1,80 @@
+"""Environment throughput: steps/s of one `SeqRec-v0` through `gym.make` (wrappers included) and
+user-steps/s of the native vector env at N = 1, 64, 1024. Prints one JSON line.
+
+    python benchmarks/env_throughput.py [--quick] [--seconds S]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+
+import gymnasium as gym
+import numpy as np
+
+import recsim_env  # noqa: F401  (registers SeqRec-v0)
+
+
+def single_env_steps_per_second(seconds: float, slate_size: int = 1) -> float:
+    env = gym.make("SeqRec-v0", slate_size=slate_size)
+    rng = np.random.default_rng(0)
+    if slate_size == 1:
+        actions = [int(a) for a in rng.integers(0, 500, size=10_000)]
+    else:
+        actions = [rng.permutation(500)[:slate_size] for _ in range(10_000)]
+    env.reset(seed=0)
+    for action in actions[:1000]:  # warm-up (numba compilation, caches)
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            env.reset()
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        for action in actions:
+            _, _, terminated, truncated, _ = env.step(action)
+            if terminated or truncated:
+                env.reset()
+        steps += len(actions)
+    return steps / (time.perf_counter() - start)
+
+
+def vector_env_user_steps_per_second(num_envs: int, seconds: float) -> float:
+    env = gym.make_vec("SeqRec-v0", num_envs=num_envs)
+    actions = np.random.default_rng(0).integers(0, 500, size=(64, num_envs))
+    env.reset(seed=0)
+    for t in range(20):
+        env.step(actions[t % 64])
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        env.step(actions[steps % 64])
+        steps += 1
+    return steps * num_envs / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="1 s per measurement instead of 5 s")
+    parser.add_argument("--seconds", type=float, default=None, help="seconds per measurement")
+    args = parser.parse_args()
+    seconds = args.seconds or (1.0 if args.quick else 5.0)
+    result = {
+        "benchmark": "env_throughput",
+        "seconds_per_measurement": seconds,
+        "single_env_steps_per_s": round(single_env_steps_per_second(seconds)),
+        "single_env_slate5_steps_per_s": round(single_env_steps_per_second(seconds, slate_size=5)),
+        **{
+            f"vector_env_n{n}_user_steps_per_s": round(vector_env_user_steps_per_second(n, seconds))
+            for n in (1, 64, 1024)
+        },
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

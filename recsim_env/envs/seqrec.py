@@ -1,0 +1,256 @@
+"""`SeqRec-v0`: sequential recommendation to one user at a time, and its native vector version."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+from gymnasium.vector.utils import batch_space
+
+from recsim_env.envs.core import EpisodeBatch, SeqRecConfig, action_space, check_slates, observation_space
+from recsim_env.user_model import UserModel
+from recsim_env.world import UserWorld, WorldConfig
+
+
+def _build_model(
+    world_config: WorldConfig | Mapping[str, Any] | None, user_model: UserModel | None
+) -> UserModel:
+    if user_model is not None:
+        if world_config is not None:
+            raise ValueError("give either 'world_config' or 'user_model', not both")
+        return user_model
+    if isinstance(world_config, Mapping):
+        try:
+            world_config = WorldConfig(**world_config)
+        except TypeError as error:  # an unknown key
+            raise ValueError(f"argument 'world_config': {error}") from None
+    return UserWorld(world_config)
+
+
+class SeqRecEnv(gym.Env):
+    """Recommend items to one user, step after step, session after session.
+
+    ## Description
+    Each episode follows one user of the user model (by default the ground-truth world of
+    `recsim_env.world`, see docs/world.md) for `sessions_per_episode` sessions. At every step the
+    agent shows an item (or a slate of `slate_size` items); the user may consume one of them and
+    gives multi-signal feedback (click, watch time, like, follow, share, hate), then may leave.
+    Satiation, interest drift and satisfaction make the long-term and the immediate reward differ.
+
+    ## Action Space
+    `Discrete(n_items)` when `slate_size == 1`, else `MultiDiscrete([n_items] * slate_size)` with
+    distinct items (position 0 first). An invalid action raises `ValueError` naming it and the space.
+
+    ## Observation Space
+    A `Dict`:
+    - `item_ids` `[L]` int64: the last L items shown (slates in position order), most recent last,
+      left-padded with the pad id `n_items` (so `item_ids == n_items` marks padding). The episode
+      starts with the user's warm-start history of consumed items.
+    - `feedback` `[L, F]` float32: the feedback to each of those items, signals in `signals` order.
+    - `session_step` `[1]` int64: steps taken in the current session.
+    - `gap_days` `[1]` float32: days since the previous session of this episode (0 in the first).
+    - `user_features` `[U]` float32: observable user features, only with `user_features=True`.
+
+    ## Rewards
+    The weighted sum of the step's feedback (`reward="click"` by default, or a dict of weights over
+    signals), plus `retention_weight / (1 + return gap in days)` at each session end.
+
+    ## Starting State
+    A user drawn uniformly from the population, with base interest, no satiation and the initial
+    satisfaction, and a warm-start history drawn from their interests.
+
+    ## Episode End
+    `terminated` when the user leaves during the last session; `truncated` when the last session
+    reaches `max_steps` steps. A session that ends earlier starts the next one after the return gap.
+
+    ## Info
+    `feedback` [F] (the step's feedback summed over the slate), `costs` [F] (per-signal costs for
+    constrained RL: `1 - x` for binary positive signals, `x` for negative ones such as hate, 0 for
+    continuous ones), `user_id`, `session`, `chosen_position` (-1: nothing consumed) and, at a
+    session end, `return_gap` (days until the user comes back).
+
+    ## Arguments
+    - `history_len=20`, `slate_size=1`, `reward="click"`, `max_steps=50`, `sessions_per_episode=1`,
+      `retention_weight=0.0`, `user_features=False`: see `SeqRecConfig`.
+    - `world_config`: a `WorldConfig` (or a dict of its fields) for the ground-truth world.
+    - `user_model`: any `UserModel` (e.g. a learned simulator) instead of the world.
+    - `render_mode`: `None` or `"ansi"`.
+
+    ## Version History
+    - v0: initial version.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(
+        self,
+        *,
+        history_len: int = 20,
+        slate_size: int = 1,
+        reward: str | Mapping[str, float] = "click",
+        max_steps: int = 50,
+        sessions_per_episode: int = 1,
+        retention_weight: float = 0.0,
+        user_features: bool = False,
+        world_config: WorldConfig | Mapping[str, Any] | None = None,
+        user_model: UserModel | None = None,
+        render_mode: str | None = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"argument 'render_mode' must be one of {self.metadata['render_modes']} or None")
+        self.config = SeqRecConfig(
+            history_len=history_len,
+            slate_size=slate_size,
+            reward=reward,
+            max_steps=max_steps,
+            sessions_per_episode=sessions_per_episode,
+            retention_weight=retention_weight,
+            user_features=user_features,
+        )
+        self.user_model = _build_model(world_config, user_model)
+        self.signals = self.user_model.signals
+        self.observation_space = observation_space(self.user_model, self.config)
+        self.action_space = action_space(self.user_model, self.config)
+        self.render_mode = render_mode
+        self._batch = EpisodeBatch(self.user_model, self.config, 1)
+        self._n_items = self.user_model.n_items
+        self._started = False
+        self._last: dict[str, Any] = {}
+
+    @property
+    def user_state(self) -> Any:
+        """The user model's hidden state of the current user (for oracles and analysis only)."""
+        return self._batch.state
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._batch.reset_rows(np.zeros(1, dtype=np.int64), [self.np_random])
+        self._started = True
+        self._last = {}
+        return self._observation(), {"user_id": int(self._batch.state.user_ids[0]), "session": 0}
+
+    def step(self, action):
+        if not self._started:
+            raise RuntimeError("call reset() before step()")
+        if (
+            self.config.slate_size == 1
+            and isinstance(action, (int, np.integer))
+            and 0 <= action < self._n_items
+        ):
+            slates = np.array([[action]], dtype=np.int64)  # the common case, validated without numpy calls
+        else:
+            slates = check_slates(action, 1, self.config.slate_size, self._n_items, self.action_space)
+        rewards, terminated, truncated, batch_info = self._batch.step(slates)
+        info = {key: value[0] for key, value in batch_info.items() if not key.startswith("_")}
+        if "return_gap" in info:
+            info["return_gap"] = float(info["return_gap"])
+        info["user_id"] = int(info["user_id"])
+        info["session"] = int(info["session"])
+        info["chosen_position"] = int(info["chosen_position"])
+        self._last = {"slate": slates[0], "info": info, "reward": float(rewards[0])}
+        done = bool(terminated[0] or truncated[0])
+        self._started = not done
+        return self._observation(), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), info
+
+    def _observation(self) -> dict[str, np.ndarray]:
+        return {key: value[0] for key, value in self._batch.observation().items()}
+
+    def render(self) -> str | None:
+        if self.render_mode != "ansi":
+            return None
+        if not self._last:
+            return f"user {int(self._batch.state.user_ids[0])}: new episode\n"
+        info = self._last["info"]
+        signals = ", ".join(f"{name}={value:g}" for name, value in zip(self.signals, info["feedback"]))
+        return (
+            f"user {info['user_id']} session {info['session']} step {int(self._batch.session_step[0])}: "
+            f"shown {self._last['slate'].tolist()} -> {signals} (reward {self._last['reward']:g})\n"
+        )
+
+
+class SeqRecVectorEnv(VectorEnv):
+    """`num_envs` users of `SeqRec-v0` stepped in one batched call (no Python loop over users).
+
+    Same arguments, spaces and dynamics as `SeqRecEnv` (it runs the same `EpisodeBatch`). Sub-env i
+    reset with `seed` uses seed `seed + i`, as `SyncVectorEnv` does, so it reproduces a
+    `SeqRecEnv` seeded `seed + i` step for step. Autoreset follows Gymnasium's default
+    `AutoresetMode.NEXT_STEP`: the step after an episode ends resets that sub-env, ignores its
+    action and returns its first observation with reward 0. `info` values are arrays with a
+    leading `num_envs` axis; `return_gap` comes with the mask `_return_gap`.
+    """
+
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, num_envs: int = 1, **env_kwargs: Any) -> None:
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"argument 'num_envs' must be a positive integer, got {num_envs!r}")
+        env_kwargs.pop("render_mode", None)
+        prototype = SeqRecEnv(**env_kwargs)
+        self.config = prototype.config
+        self.user_model = prototype.user_model
+        self.signals = prototype.signals
+        self.num_envs = int(num_envs)
+        self.single_observation_space = prototype.observation_space
+        self.single_action_space = prototype.action_space
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._batch = EpisodeBatch(self.user_model, self.config, self.num_envs)
+        self._rngs: list[np.random.Generator] = []
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+
+    @property
+    def user_state(self) -> Any:
+        """The user model's hidden state of all users (for oracles and analysis only)."""
+        return self._batch.state
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        if seed is None:
+            seeds = [None] * self.num_envs
+        elif isinstance(seed, (int, np.integer)):
+            seeds = [int(seed) + i for i in range(self.num_envs)]
+        else:
+            seeds = list(seed)
+            if len(seeds) != self.num_envs:
+                raise ValueError(f"argument 'seed' has {len(seeds)} seeds for {self.num_envs} envs")
+        if seed is not None or not self._rngs:
+            self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
+            if seed is not None:
+                self._np_random, self._np_random_seed = gym.utils.seeding.np_random(seeds[0])
+        self._batch.reset_rows(np.arange(self.num_envs), self._rngs)
+        self._needs_reset[:] = False
+        return self._batch.observation(), self._reset_info()
+
+    def _reset_info(self) -> dict[str, np.ndarray]:
+        return {"user_id": self._batch.state.user_ids.copy(), "session": self._batch.session_index.copy()}
+
+    def step(self, actions):
+        if not self._rngs:
+            raise RuntimeError("call reset() before step()")
+        resetting = np.flatnonzero(self._needs_reset)
+        if len(resetting):
+            # Those sub-envs ignore their action (NEXT_STEP autoreset): give them any valid slate.
+            actions = np.array(actions, copy=True)
+            actions.reshape(self.num_envs, -1)[resetting] = np.arange(self.config.slate_size)
+        slates = check_slates(
+            actions, self.num_envs, self.config.slate_size, self.user_model.n_items, self.action_space
+        )
+        rewards, terminated, truncated, info = self._batch.step(slates)
+        if len(resetting):
+            self._batch.reset_rows(resetting, [self._rngs[i] for i in resetting])
+            rewards[resetting] = 0.0
+            terminated[resetting] = False
+            truncated[resetting] = False
+            # Their info describes the new episode, not the ignored step.
+            info["feedback"][resetting] = 0.0
+            info["costs"][resetting] = 0.0
+            info["chosen_position"][resetting] = -1
+            info["user_id"] = self._batch.state.user_ids.copy()
+            info["session"][resetting] = 0
+            if "_return_gap" in info:
+                info["_return_gap"][resetting] = False
+                info["return_gap"][resetting] = 0.0
+        self._needs_reset = terminated | truncated
+        return self._batch.observation(), rewards, terminated, truncated, info

@@ -1,0 +1,95 @@
+"""Roll policies out in the native vector environment and summarise what users did."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from recsim_env.envs.seqrec import SeqRecVectorEnv
+
+
+@dataclass(frozen=True)
+class RolloutStats:
+    """Per-policy summary of `episodes` complete episodes."""
+
+    policy: str
+    episodes: int
+    mean_return: float
+    return_ci95: tuple[float, float]
+    """Normal-approximation 95% interval of the mean return."""
+    click_rate: float
+    """Clicks per step."""
+    session_length: float
+    """Steps per session."""
+    return_gap_days: float
+    """Mean days until the user comes back, over all session ends."""
+    return_per_session: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def rollout(
+    policy,
+    *,
+    n_episodes: int,
+    seed: int = 0,
+    num_envs: int = 64,
+    on_episode: Callable[[int], None] | None = None,
+    **env_kwargs,
+) -> RolloutStats:
+    """Run `policy` (a `recsim_env.policies.Policy`) for `n_episodes` episodes of `SeqRec-v0`.
+
+    Deterministic for a seed: sub-env i is seeded `seed + i` and the policy's own sampling uses
+    `np.random.default_rng(seed)`. `on_episode(k)` is called as k more episodes complete (progress).
+    """
+    if n_episodes < 1:
+        raise ValueError(f"argument 'n_episodes' must be positive, got {n_episodes}")
+    env = SeqRecVectorEnv(num_envs=num_envs, **env_kwargs)
+    click = env.signals.index("click") if "click" in env.signals else None
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    episode_return = np.zeros(num_envs)
+    episode_steps = np.zeros(num_envs)
+    episode_clicks = np.zeros(num_envs)
+    episode_sessions = np.zeros(num_envs)
+    episode_gap = np.zeros(num_envs)
+    finished: list[tuple[float, float, float, float, float]] = []
+    just_reset = np.zeros(num_envs, dtype=bool)
+    while len(finished) < n_episodes:
+        actions = policy.act(obs, rng, env.user_state if policy.needs_user_state else None)
+        obs, rewards, terminated, truncated, info = env.step(actions)
+        live = ~just_reset  # a sub-env that was reset this step took no real step
+        episode_return += np.where(live, rewards, 0.0)
+        episode_steps += live
+        if click is not None:
+            episode_clicks += np.where(live, info["feedback"][:, click], 0.0)
+        if "_return_gap" in info:
+            ended = info["_return_gap"] & live
+            episode_sessions += ended
+            episode_gap += np.where(ended, info["return_gap"], 0.0)
+        done = terminated | truncated
+        count_before = len(finished)
+        for i in np.flatnonzero(done):
+            finished.append(
+                (episode_return[i], episode_steps[i], episode_clicks[i], episode_sessions[i], episode_gap[i])
+            )
+        if on_episode is not None and len(finished) > count_before:
+            on_episode(min(len(finished), n_episodes) - count_before)
+        for array in (episode_return, episode_steps, episode_clicks, episode_sessions, episode_gap):
+            array[done] = 0.0
+        just_reset = done
+    returns, steps, clicks, sessions, gaps = (np.array(column) for column in zip(*finished[:n_episodes]))
+    half_width = 1.96 * returns.std(ddof=1) / np.sqrt(len(returns)) if len(returns) > 1 else float("nan")
+    return RolloutStats(
+        policy=getattr(policy, "name", type(policy).__name__),
+        episodes=len(returns),
+        mean_return=float(returns.mean()),
+        return_ci95=(float(returns.mean() - half_width), float(returns.mean() + half_width)),
+        click_rate=float(clicks.sum() / steps.sum()),
+        session_length=float(steps.sum() / sessions.sum()),
+        return_gap_days=float(gaps.sum() / sessions.sum()),
+        return_per_session=float(returns.sum() / sessions.sum()),
+    )

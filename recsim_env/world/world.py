@@ -1,0 +1,236 @@
+"""The ground-truth user world: parametric users whose every probability is known.
+
+Equations are in docs/world.md; the constants in `WorldConfig`. In short, for a user with interest
+vector u, category satiation s, satisfaction m, patience p and activity a, shown a slate (i_1..i_K):
+
+    affinity      aff_k = <u, e_{i_k}>                                   (unit vectors, in [-1, 1])
+    click utility x_k   = w_aff aff_k + w_cb clickbait_{i_k} - w_sat s[c_{i_k}] + b
+    choice        P(k)  = theta_k exp(x_k) / (1 + sum_j theta_j exp(x_j)),  theta_k = position_bias^k
+    completion    c     = sigmoid(w_q (quality - 1/2) + w_ca aff + noise),  watch_time = duration * c
+    like, follow, share, hate ~ Bernoulli(sigmoid(linear in (c, aff, quality, s)))
+    experience    e     = clicked (2c - 1 + like/2) - (1 - clicked) no_click_penalty - hate_penalty hate
+    satisfaction  m    <- rho m + (1 - rho) e
+    leave         P     = sigmoid(leave_bias - leave_weight m / p)
+    return gap    ~ Exponential(mean = mean_gap exp(-w_gap m) / a)   days, drawn at session end
+
+Consuming an item raises its category's satiation (decaying per step and per day) and pulls the
+user's interest toward the item. Clickbait items are tempting but poorly completed, which lowers
+satisfaction, shortens sessions and lengthens return gaps: the immediate click and the long-term
+value disagree, so a far-sighted policy beats a greedy one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from recsim_env.user_model import Response, StartOfEpisode
+from recsim_env.world.config import WorldConfig
+from recsim_env.world.dynamics import CLICK, WATCH_TIME, StepCoefficients, respond_kernel
+
+SIGNALS: tuple[str, ...] = ("click", "watch_time", "like", "follow", "share", "hate")
+"""The world's feedback signals, in the order of every feedback vector."""
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _normalize_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@dataclass
+class WorldState:
+    """Hidden state of N users (mutated in place by `UserWorld.respond`)."""
+
+    user_ids: np.ndarray  # [N] int64
+    interest: np.ndarray  # [N, D] unit vectors
+    satiation: np.ndarray  # [N, C]
+    satisfaction: np.ndarray  # [N]
+    patience: np.ndarray  # [N]
+    activity: np.ndarray  # [N]
+
+    def set_rows(self, rows: np.ndarray, other: WorldState) -> None:
+        """Overwrite users `rows` with the users of `other` (same order)."""
+        for name in ("user_ids", "interest", "satiation", "satisfaction", "patience", "activity"):
+            getattr(self, name)[rows] = getattr(other, name)
+
+    def rows(self, rows: np.ndarray) -> WorldState:
+        """A copy holding only users `rows`."""
+        return WorldState(
+            self.user_ids[rows],
+            self.interest[rows],
+            self.satiation[rows],
+            self.satisfaction[rows],
+            self.patience[rows],
+            self.activity[rows],
+        )
+
+
+class UserWorld:
+    """The ground-truth world: a fixed catalogue and user population generated from `config.seed`.
+
+    Implements `recsim_env.user_model.UserModel`. All randomness of an episode comes in through the
+    `uniforms` arguments, so the world is a deterministic function of its inputs.
+
+    Args:
+        config: the world's constants; `WorldConfig()` is the embedded default.
+    """
+
+    signals = SIGNALS
+    binary_signals = frozenset({"click", "like", "follow", "share", "hate"})
+    negative_signals = frozenset({"hate"})
+    n_step_uniforms = 8  # choice, completion noise, like, follow, share, hate, leave, return gap
+
+    def __init__(self, config: WorldConfig | None = None) -> None:
+        self.config = config = config or WorldConfig()
+        rng = np.random.default_rng(config.seed)
+        n, c, d = config.n_items, config.n_categories, config.embedding_dim
+
+        # Catalogue: categories of similar embeddings; clickbait is anti-correlated with quality.
+        centroids = _normalize_rows(rng.normal(size=(c, d)))
+        self.item_category = np.concatenate([np.arange(c), rng.integers(0, c, size=n - c)]).astype(np.int64)
+        noise = rng.normal(size=(n, d)) / np.sqrt(d)
+        self.item_embeddings = _normalize_rows(centroids[self.item_category] + config.category_spread * noise)
+        self.item_quality = rng.beta(2.0, 2.0, size=n)
+        self.item_clickbait = _sigmoid(rng.normal(size=n) - 4.0 * (self.item_quality - 0.5))
+        self.item_duration_s = config.mean_duration_s * np.exp(0.5 * rng.normal(size=n))
+
+        # Population: favourite categories follow a Zipf-like law, so some categories are popular.
+        category_weights = 1.0 / np.arange(1, c + 1)
+        favourite = rng.choice(c, size=config.n_users, p=category_weights / category_weights.sum())
+        noise = rng.normal(size=(config.n_users, d)) / np.sqrt(d)
+        self.user_interest = _normalize_rows(centroids[favourite] + config.interest_spread * noise)
+        self.user_patience = rng.uniform(0.5, 1.5, size=config.n_users)
+        self.user_activity = np.exp(0.3 * rng.normal(size=config.n_users))
+        # Observable features: noisy affinity to each category centroid, and log activity.
+        category_affinity = self.user_interest @ centroids.T + 0.3 * rng.normal(size=(config.n_users, c))
+        self.user_features = np.concatenate(
+            [category_affinity, np.log(self.user_activity)[:, None]], axis=1
+        ).astype(np.float32)
+
+        self.position_weights = config.position_bias ** np.arange(n, dtype=np.float64)
+        # Part of the click utility that depends on the item only.
+        self._item_utility = config.clickbait_weight * self.item_clickbait + config.click_bias
+        self._coefficients = StepCoefficients.from_config(config)
+
+    # ------------------------------------------------------------------ contract attributes
+    @property
+    def n_items(self) -> int:
+        return self.config.n_items
+
+    @property
+    def n_users(self) -> int:
+        return self.config.n_users
+
+    @property
+    def n_user_features(self) -> int:
+        return self.user_features.shape[1]
+
+    @property
+    def n_start_uniforms(self) -> int:
+        return self.config.history_len_at_start
+
+    # ------------------------------------------------------------------ dynamics
+    def initial_state(self, user_ids: np.ndarray, uniforms: np.ndarray) -> StartOfEpisode:
+        """Start users with their base interest and a warm-start history sampled from it."""
+        cfg = self.config
+        user_ids = np.asarray(user_ids, dtype=np.int64)
+        n_users = len(user_ids)
+        interest = self.user_interest[user_ids].copy()
+        state = WorldState(
+            user_ids=user_ids,
+            interest=interest,
+            satiation=np.zeros((n_users, cfg.n_categories)),
+            satisfaction=np.full(n_users, cfg.initial_satisfaction),
+            patience=self.user_patience[user_ids],
+            activity=self.user_activity[user_ids],
+        )
+        # Past consumption: items drawn with probability proportional to exp(click utility).
+        utility = cfg.affinity_weight * (interest @ self.item_embeddings.T) + self._item_utility  # [N, n]
+        cdf = np.cumsum(np.exp(utility - utility.max(axis=1, keepdims=True)), axis=1)
+        cdf /= cdf[:, -1:]
+        offsets = np.arange(n_users)[:, None]
+        flat = np.searchsorted((cdf + offsets).ravel(), (uniforms + offsets).ravel(), side="right")
+        history = np.minimum(flat.reshape(n_users, -1) - offsets * cfg.n_items, cfg.n_items - 1)
+        feedback = np.zeros(history.shape + (len(SIGNALS),), dtype=np.float32)
+        feedback[..., CLICK] = 1.0
+        affinity = np.einsum("nhd,nd->nh", self.item_embeddings[history], interest)
+        completion = self._completion(self.item_quality[history], affinity, 0.0)
+        feedback[..., WATCH_TIME] = self.item_duration_s[history] * completion
+        return StartOfEpisode(state, history, feedback, self.user_features[user_ids])
+
+    def _completion(self, quality: np.ndarray, affinity: np.ndarray, noise) -> np.ndarray:
+        cfg = self.config
+        return _sigmoid(
+            cfg.completion_quality_weight * (quality - 0.5)
+            + cfg.completion_affinity_weight * affinity
+            + cfg.completion_noise * noise
+        )
+
+    def respond(self, state: WorldState, slates: np.ndarray, uniforms: np.ndarray) -> Response:
+        """One step: choice, consumption signals, satiation, drift, satisfaction, leaving (compiled)."""
+        n_users, slate_size = slates.shape
+        feedback = np.zeros((n_users, slate_size, len(SIGNALS)), dtype=np.float32)
+        chosen = np.empty(n_users, dtype=np.int64)
+        leave = np.empty(n_users, dtype=np.bool_)
+        choice = np.empty((n_users, slate_size))
+        respond_kernel(
+            slates,
+            uniforms,
+            state.interest,
+            state.satiation,
+            state.satisfaction,
+            state.patience,
+            self.item_embeddings,
+            self.item_category,
+            self.item_quality,
+            self.item_duration_s,
+            self._item_utility,
+            self.position_weights,
+            self._coefficients,
+            feedback,
+            chosen,
+            leave,
+            choice,
+        )
+        return Response(feedback, chosen, leave, {"choice_probability": choice})
+
+    def mean_return_gap(self, state: WorldState) -> np.ndarray:
+        """[N] expected days until the users come back if their session ended now."""
+        cfg = self.config
+        return cfg.mean_gap_days * np.exp(-cfg.gap_satisfaction_weight * state.satisfaction) / state.activity
+
+    def end_session(self, state: WorldState, mask: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+        """Draw return gaps (days) for users in `mask` and let that time pass for them."""
+        cfg = self.config
+        gap = np.where(mask, -self.mean_return_gap(state) * np.log(uniforms[:, 7]), 0.0)
+        state.satiation *= np.exp(-cfg.satiation_daily_decay * gap)[:, None]
+        state.satisfaction = np.where(
+            mask, cfg.satisfaction_carry_over * state.satisfaction, state.satisfaction
+        )
+        return gap
+
+    # ------------------------------------------------------------------ what oracles may read
+    def click_probabilities(self, state: WorldState) -> np.ndarray:
+        """[N, n_items] probability of a click if each item were shown alone (at position 0)."""
+        cfg = self.config
+        utility = (
+            cfg.affinity_weight * (state.interest @ self.item_embeddings.T)
+            - cfg.satiation_weight * state.satiation[:, self.item_category]
+            + self._item_utility
+        )
+        return _sigmoid(utility)
+
+    def expected_completion(self, state: WorldState) -> np.ndarray:
+        """[N, n_items] completion rate of each item with the noise at its median."""
+        return self._completion(self.item_quality, state.interest @ self.item_embeddings.T, 0.0)
+
+    def item_popularity(self) -> np.ndarray:
+        """[n_items] mean click probability over the population at the start of a session."""
+        utility = (
+            self.config.affinity_weight * (self.user_interest @ self.item_embeddings.T) + self._item_utility
+        )
+        return _sigmoid(utility).mean(axis=0)
