@@ -16,5 +16,6 @@ register(
     entry_point="recsim_env.envs.seqrec:SeqRecEnv",
     vector_entry_point="recsim_env.envs.seqrec:SeqRecVectorEnv",
 )
+register(id="SeqRecLTS-v0", entry_point="recsim_env.envs.lts:SeqRecLTSEnv")
 
 __all__ = ["DataError", "__version__"]
