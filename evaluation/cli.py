@@ -1,0 +1,193 @@
+"""`seqrec ope-report`: off-policy evaluation report of a policy on a log.
+
+Heavy libraries (scikit-learn, matplotlib) are imported inside the command, never at module import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.console import Console
+
+from recsim_env.errors import DataError
+
+_TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
+_OPTIONAL_COLUMNS = {
+    "position": "position",
+    "propensity": "propensity",
+    "session_id": "session",
+    "slate_id": "slate",
+}
+
+
+def load_logs(path: Path):
+    """Load a log: a `LoggedInteractions` parquet or data-set directory via `recsim_env.data.load`, or a
+    CSV / TSV / Parquet table with `user_id`, `item_id`, `timestamp`, feedback columns and any of
+    `position`, `propensity`, `session_id`, `slate_id`."""
+    import pandas as pd
+
+    from recsim_env.data.interactions import has_logged_interactions_metadata
+    from recsim_env.data.loaders import ColumnMapping, load
+
+    if (
+        path.is_file()
+        and path.suffix.lower() in _TABLE_SUFFIXES
+        and not has_logged_interactions_metadata(path)
+    ):
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(path).names
+        else:
+            columns = list(
+                pd.read_csv(path, nrows=0, sep="\t" if path.suffix.lower() == ".tsv" else ",").columns
+            )
+        # Reserved columns are only kept when mapped explicitly; map the ones the file has.
+        mapping = ColumnMapping(**{field: col for col, field in _OPTIONAL_COLUMNS.items() if col in columns})
+        return load(path, mapping=mapping)
+    return load(path)
+
+
+def policy_action_dist(
+    policy: str, *, n_rounds: int, n_actions: int, n_positions: int
+) -> tuple[np.ndarray, str]:
+    """The evaluation policy's `action_dist` `[n, N, K]` and a display name.
+
+    `policy` is "uniform", or a `.npy` file holding `[n, N]` (the same distribution at every position) or
+    `[n, N, K]`, one row per log row in `LoggedInteractions.frame` order.
+    """
+    if policy == "uniform":
+        dist = np.full((1, n_actions, n_positions), 1.0 / n_actions)
+        return np.broadcast_to(dist, (n_rounds, n_actions, n_positions)), "uniform policy"
+    path = Path(policy)
+    if path.suffix != ".npy":
+        raise ValueError(
+            f"--policy {policy!r}: expected 'uniform' or a .npy action-distribution array "
+            "(agents.Policy checkpoints are not supported yet)"
+        )
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    dist = np.load(path, mmap_mode="r")
+    if dist.shape not in ((n_rounds, n_actions), (n_rounds, n_actions, n_positions)):
+        raise DataError(
+            f"{path}: action distribution has shape {dist.shape}, expected "
+            f"({n_rounds}, {n_actions}[, {n_positions}]) (log rows, catalogue, positions)"
+        )
+    if dist.ndim == 2:
+        dist = np.broadcast_to(dist[:, :, None], (*dist.shape, n_positions))
+    return dist, path.stem
+
+
+def ope_report_command(
+    logs: Annotated[Path, typer.Option("--logs", help="Log file or directory (CSV, TSV, Parquet, RecBole).")],
+    policy: Annotated[
+        str, typer.Option("--policy", help="'uniform' or a .npy action distribution [n, N] / [n, N, K].")
+    ],
+    out: Annotated[Path, typer.Option("--out", help="Output directory for report.md, report.html, PNGs.")],
+    reward: Annotated[
+        str | None,
+        typer.Option("--reward", help="Feedback column used as reward (default: click, else first)."),
+    ] = None,
+    estimate_pscore: Annotated[
+        bool,
+        typer.Option(help="Without a propensity column, use empirical item frequencies as propensities."),
+    ] = False,
+    max_rounds: Annotated[
+        int,
+        typer.Option(help="Evaluate on a seeded random subsample of at most this many rows (memory: n*N*K)."),
+    ] = 20_000,
+    n_folds: Annotated[int, typer.Option(help="Cross-fitting folds of the reward model.")] = 3,
+    alpha: Annotated[float, typer.Option(help="Significance level (0.05: 95% intervals).")] = 0.05,
+    n_bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates per interval.")] = 1000,
+    min_ess: Annotated[float, typer.Option(help="Warn below this effective sample size.")] = 100.0,
+    lambda_: Annotated[
+        float, typer.Option("--lambda", help="Switch-DR threshold and DRos shrinkage.")
+    ] = 100.0,
+    seed: Annotated[int, typer.Option(help="Seed of the subsample, folds, reward model and bootstrap.")] = 0,
+) -> None:
+    """Estimate a policy's value on a log with DM, IPS, SNIPS, DR, SNDR, Switch-DR and DRos; write a report."""
+    from evaluation.ope import (
+        DirectMethod,
+        DoublyRobust,
+        DoublyRobustWithShrinkage,
+        InverseProbabilityWeighting,
+        SelfNormalizedDoublyRobust,
+        SelfNormalizedInverseProbabilityWeighting,
+        SwitchDoublyRobust,
+    )
+    from evaluation.ope.logged import bandit_feedback
+    from evaluation.ope.regression import RegressionModel
+    from evaluation.report import build_report
+
+    console = Console(stderr=True)
+    try:
+        if max_rounds < 1:
+            raise ValueError(f"--max-rounds must be >= 1, got {max_rounds}")
+        with console.status("loading the log"):
+            log = load_logs(logs)
+            feedback = bandit_feedback(log, reward_column=reward, estimate_missing_pscore=estimate_pscore)
+        n_log = len(feedback.reward)
+        dist, policy_name = policy_action_dist(
+            policy, n_rounds=n_log, n_actions=feedback.n_actions, n_positions=feedback.n_positions
+        )
+        warnings = []
+        if feedback.pscore_estimated:
+            warnings.append(
+                "The log records no propensities: pscore is the empirical (item, position) frequency, a "
+                "non-contextual proxy for the logging policy, so every importance-weighted estimate is approximate."
+            )
+        if n_log > max_rounds:
+            rows = np.sort(np.random.default_rng(seed).choice(n_log, size=max_rounds, replace=False))
+            feedback = feedback.take(rows)
+            dist = dist[rows]
+            warnings.append(f"Evaluated on a random subsample of {max_rounds:,} of {n_log:,} logged rows.")
+        dist = np.ascontiguousarray(dist, dtype=np.float64)
+
+        from sklearn.linear_model import Ridge
+
+        # Logs carry no context here, so the reward model is a function of (item, position) alone; ridge on
+        # their one-hot codes gives shrunken per-item means (trees would never split on rare items).
+        regression = RegressionModel(
+            n_actions=feedback.n_actions, len_list=feedback.n_positions, base_model=Ridge(alpha=1.0)
+        )
+        with console.status("fitting the reward model"):
+            q_hat = regression.fit_predict(
+                action=feedback.action,
+                reward=feedback.reward,
+                position=feedback.position,
+                n_folds=n_folds,
+                random_state=seed,
+            )
+        estimators = [
+            DirectMethod(),
+            InverseProbabilityWeighting(),
+            SelfNormalizedInverseProbabilityWeighting(),
+            DoublyRobust(),
+            SelfNormalizedDoublyRobust(),
+            SwitchDoublyRobust(lambda_=lambda_),
+            DoublyRobustWithShrinkage(lambda_=lambda_),
+        ]
+        report = build_report(
+            estimators,
+            **feedback.as_kwargs(),
+            action_dist=dist,
+            estimated_rewards_by_reg_model=q_hat,
+            policy_name=f"{policy_name} on {logs.name}",
+            alpha=alpha,
+            n_bootstrap_samples=n_bootstrap,
+            random_state=seed,
+            min_ess=min_ess,
+            extra_warnings=warnings,
+            progress=True,
+        )
+        written = report.save(out)
+    except (ValueError, OSError) as err:  # DataError is a ValueError
+        Console(stderr=True).print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    typer.echo(f"verdict: {report.verdict}. {report.verdict_line}")
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}")
+    typer.echo(f"wrote {', '.join(str(p) for p in written.values())}")

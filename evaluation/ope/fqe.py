@@ -1,0 +1,323 @@
+"""Fitted Q evaluation (FQE) with a small torch Q-network over state features.
+
+torch is imported here at module level: this module is only imported by code that fits FQE, never by
+`evaluation.ope`'s package import.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from evaluation.ope.base import Estimate, bootstrap_interval
+from evaluation.ope.sequential import validate_episode_inputs
+from recsim_env.errors import DataError
+
+
+@dataclass(frozen=True, kw_only=True)
+class FQEConfig:
+    """Hyperparameters of fitted Q evaluation."""
+
+    gamma: float = 1.0
+    """Discount factor in [0, 1]."""
+    horizon: int | None = None
+    """Evaluate the first `horizon` steps; all logged steps when None. The last kept step is terminal."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the Q-network's hidden layers (after the encoder, if any)."""
+    n_iterations: int = 20
+    """Number of fitted-Q iterations (Bellman backups); at least the horizon for an exact finite-horizon fit."""
+    n_steps_per_iteration: int = 200
+    """Gradient steps regressing Q toward the frozen targets in each iteration."""
+    batch_size: int = 256
+    """Transitions per gradient step."""
+    learning_rate: float = 1e-3
+    """Adam learning rate."""
+    weight_decay: float = 0.0
+    """Adam weight decay."""
+    time_feature: bool = True
+    """Append the fraction of the horizon still to go to the state, since a finite-horizon Q depends on it."""
+    seed: int = 0
+    """Seeds network initialisation and minibatch order; a fixed seed is bit-for-bit reproducible on CPU."""
+    progress: bool = False
+    """Show a progress bar over iterations."""
+    n_threads: int | None = 1
+    """torch intra-op threads while fitting (None: leave torch's setting); small MLPs run fastest on one."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
+        if self.horizon is not None and self.horizon < 1:
+            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        for name in ("n_iterations", "n_steps_per_iteration", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_threads is not None and self.n_threads < 1:
+            raise ValueError(f"n_threads must be >= 1 or None, got {self.n_threads}")
+        if any(width < 1 for width in self.hidden_sizes):
+            raise ValueError(f"hidden_sizes must be positive, got {self.hidden_sizes}")
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+
+
+class QNetwork(nn.Module):
+    """`Q(s, .)`: an optional encoder, then an MLP mapping state features `[B, D]` to action values `[B, N]`.
+
+    With `action_features` `[N, F]` the last layer is factorised, `Q(s, a) = <h(s), P f_a> + b_a`, so
+    actions with similar features share what was learned about them (a one-hot head learns each of N
+    actions from its own transitions only).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        n_actions: int,
+        hidden_sizes: tuple[int, ...],
+        encoder: nn.Module | None,
+        action_features: torch.Tensor | None = None,
+    ):
+        super().__init__()
+        self.encoder = encoder
+        layers: list[nn.Module] = []
+        width = in_features
+        for hidden in hidden_sizes:
+            layers += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        if action_features is None:
+            layers.append(nn.Linear(width, n_actions))
+            self.action_projection = None
+        else:
+            self.register_buffer("action_features", action_features)  # [N, F]
+            self.action_projection = nn.Linear(action_features.shape[1], width)
+            self.action_bias = nn.Parameter(torch.zeros(n_actions))
+        self.head = nn.Sequential(*layers)
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(state) if self.encoder is not None else state
+        hidden = self.head(features)  # [B, N] or [B, H]
+        if self.action_projection is None:
+            return hidden
+        return hidden @ self.action_projection(self.action_features).T + self.action_bias  # [B, N]
+
+
+class FittedQEvaluation:
+    """Fitted Q evaluation (Le, Voloshin & Yue 2019, "Batch Policy Learning under Constraints"; Ernst et al. 2005).
+
+    Iterates `Q_{k+1} = argmin_Q sum_(s, a, r, s') (Q(s, a) - y)^2` with the frozen target
+
+        y = r + gamma * (1 - terminal') * sum_a' pi_e(a' | s') Q_k(s', a')
+
+    and estimates `V = (1 / n) * sum_i sum_a pi_e(a | s^i_0) Q_K(s^i_0, a)`. The network sees state features
+    `[n, H, D]` (plus the horizon fraction still to go when `time_feature`); pass `encoder` (any
+    `torch.nn.Module` mapping `[B, D] -> [B, F]`, with `encoder_out_features=F`) to put a sequence encoder in
+    front.
+
+    Args:
+        config: Hyperparameters.
+        encoder: Optional module applied to the state features before the MLP head; trained with it.
+        encoder_out_features: Width F of the encoder's output (required with `encoder`).
+        action_features: Optional action features `[N, F]` for a factorised output layer (see `QNetwork`).
+    """
+
+    estimator_name = "FQE"
+
+    def __init__(
+        self,
+        config: FQEConfig | None = None,
+        *,
+        encoder: nn.Module | None = None,
+        encoder_out_features: int | None = None,
+        action_features: np.ndarray | None = None,
+    ):
+        self.config = config or FQEConfig()
+        if encoder is not None and encoder_out_features is None:
+            raise ValueError("encoder_out_features is required with encoder")
+        self.encoder = encoder
+        self.encoder_out_features = encoder_out_features
+        self.action_features = (
+            None if action_features is None else np.asarray(action_features, dtype=np.float64)
+        )
+        if self.action_features is not None and (
+            self.action_features.ndim != 2 or not self.config.hidden_sizes
+        ):
+            raise ValueError("action_features must be [n_actions, F] and needs at least one hidden layer")
+        self.q_network: QNetwork | None = None
+        self.loss_history: list[float] = []
+
+    def _inputs(self, state: np.ndarray, steps: int) -> np.ndarray:
+        """State features `[n, H, D']`, with the time-to-go column appended when configured."""
+        if not self.config.time_feature:
+            return state
+        to_go = (steps - np.arange(steps, dtype=np.float64)) / steps  # [H]
+        return np.concatenate([state, np.broadcast_to(to_go[None, :, None], (*state.shape[:2], 1))], axis=2)
+
+    def fit(
+        self,
+        *,
+        state: Any,
+        action: Any,
+        reward: Any,
+        pscore: Any,
+        action_dist: Any,
+        mask: Any = None,
+    ) -> FittedQEvaluation:
+        """Fit Q^{pi_e} on logged episodes.
+
+        Args:
+            state: State features `[n, H, D]`.
+            action: Logged actions `[n, H]`.
+            reward: Rewards `[n, H]`.
+            pscore: Behaviour probabilities `[n, H]` (validated only; FQE does not reweight).
+            action_dist: Evaluation policy's probabilities `[n, H, N]`.
+            mask: True on the steps each episode has `[n, H]`.
+        """
+        previous_threads = torch.get_num_threads()
+        if self.config.n_threads is not None:
+            torch.set_num_threads(self.config.n_threads)
+        try:
+            return self._fit(
+                state=state, action=action, reward=reward, pscore=pscore, action_dist=action_dist, mask=mask
+            )
+        finally:
+            torch.set_num_threads(previous_threads)
+
+    def _fit(
+        self, *, state: Any, action: Any, reward: Any, pscore: Any, action_dist: Any, mask: Any
+    ) -> FittedQEvaluation:
+        cfg = self.config
+        data = validate_episode_inputs(
+            reward=reward,
+            pscore=pscore,
+            mask=mask,
+            action=action,
+            action_dist=action_dist,
+            horizon=cfg.horizon,
+        )
+        n, steps = data.reward.shape
+        state = np.asarray(state, dtype=np.float64)
+        if state.ndim != 3 or state.shape[0] != n or state.shape[1] < steps:
+            raise DataError(f"state must have shape [n={n}, H, D], got {state.shape} (shape mismatch)")
+        if not np.isfinite(state[:, :steps][data.mask]).all():
+            raise DataError("state has non-finite features on logged steps")
+        inputs = self._inputs(state[:, :steps], steps)
+        dist = np.asarray(action_dist, dtype=np.float64)[:, :steps]
+        act = np.where(data.mask, np.asarray(action)[:, :steps], 0).astype(np.int64)
+        n_actions = dist.shape[2]
+
+        # Transitions (s_t, a_t, r_t, s_{t+1}); the step after the last logged one is terminal.
+        rows, cols = np.nonzero(data.mask)
+        has_next = np.zeros_like(data.mask)
+        has_next[:, :-1] = data.mask[:, 1:]
+        next_alive = has_next[rows, cols]
+        next_cols = np.minimum(cols + 1, steps - 1)
+
+        def to_t(array: np.ndarray, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+            return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype)
+
+        s = to_t(inputs[rows, cols])
+        a = to_t(act[rows, cols], torch.int64)
+        r = to_t(data.reward[rows, cols])
+        s_next = to_t(inputs[rows, next_cols])
+        pi_next = to_t(dist[rows, next_cols] * next_alive[:, None])  # zero rows at terminal: no bootstrap
+
+        generator = torch.Generator().manual_seed(cfg.seed)
+        torch.manual_seed(cfg.seed)  # initialisation of the Q-network and encoder
+        in_features = self.encoder_out_features if self.encoder is not None else inputs.shape[2]
+        action_features = None
+        if self.action_features is not None:
+            if self.action_features.shape[0] != n_actions:
+                raise DataError(
+                    f"action_features has {self.action_features.shape[0]} rows but action_dist has "
+                    f"{n_actions} actions (shape mismatch)"
+                )
+            action_features = torch.as_tensor(self.action_features, dtype=torch.float32)
+        q_net = QNetwork(
+            in_features, n_actions, cfg.hidden_sizes, copy.deepcopy(self.encoder), action_features
+        )
+        optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+        n_transitions = s.shape[0]
+        self.loss_history = []
+        for _ in tqdm(range(cfg.n_iterations), desc="FQE", disable=not cfg.progress):
+            # ---- targets from the frozen previous iterate ----
+            with torch.no_grad():
+                q_next = torch.cat([q_net(chunk) for chunk in torch.split(s_next, 65536)])
+                target = r + cfg.gamma * (pi_next * q_next).sum(dim=1)
+            # ---- regress Q(s, a) toward the targets ----
+            for _ in range(cfg.n_steps_per_iteration):
+                idx = torch.randint(
+                    0, n_transitions, (min(cfg.batch_size, n_transitions),), generator=generator
+                )
+                predicted = q_net(s[idx]).gather(1, a[idx, None])[:, 0]
+                loss = nn.functional.mse_loss(predicted, target[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+            self.loss_history.append(loss.item())
+        self.q_network = q_net.eval()
+        self._initial_values = self._policy_values(inputs[:, 0], dist[:, 0])
+        self._n_steps = steps
+        return self
+
+    def _policy_values(self, inputs: np.ndarray, dist: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            q = self.q_network(torch.as_tensor(inputs, dtype=torch.float32)).double().numpy()
+        return (q * dist).sum(axis=1)
+
+    def predict_q(self, state: Any) -> np.ndarray:
+        """`Q(s_t, a)` for every step and action `[n, H, N]` (the steps seen in `fit`'s horizon).
+
+        Usable as `state_action_value_prediction` for `SequentialDoublyRobust`.
+        """
+        if self.q_network is None:
+            raise RuntimeError("call fit() before predict_q()")
+        state = np.asarray(state, dtype=np.float64)[:, : self._n_steps]
+        inputs = self._inputs(state, self._n_steps)
+        flat = torch.as_tensor(inputs.reshape(-1, inputs.shape[2]), dtype=torch.float32)
+        with torch.no_grad():
+            q = torch.cat([self.q_network(chunk) for chunk in torch.split(flat, 65536)]).double().numpy()
+        return q.reshape(*inputs.shape[:2], -1)
+
+    def estimate_policy_value(self, **kwargs: Any) -> float:
+        """Fit (when episode data are given) and return `mean_i sum_a pi_e(a | s^i_0) Q(s^i_0, a)`."""
+        if kwargs:
+            self.fit(**kwargs)
+        if self.q_network is None:
+            raise RuntimeError("call fit() or pass episode data")
+        return float(self._initial_values.mean())
+
+    def estimate_interval(
+        self, *, alpha: float = 0.05, n_bootstrap_samples: int = 1000, random_state: int = 0, **kwargs: Any
+    ) -> dict[str, float]:
+        """Bootstrap interval over initial states with the fitted Q held fixed.
+
+        This reflects the spread of start states only, not the Q-network's fitting error (refitting per
+        replicate would multiply the cost by `n_bootstrap_samples`), so it is narrower than a full bootstrap.
+        """
+        if kwargs:
+            self.fit(**kwargs)
+        if self.q_network is None:
+            raise RuntimeError("call fit() or pass episode data")
+        return bootstrap_interval(
+            {"initial_value": self._initial_values},
+            lambda t: t["initial_value"].mean(axis=-1),
+            alpha=alpha,
+            n_bootstrap_samples=n_bootstrap_samples,
+            random_state=random_state,
+        )
+
+    def estimate(
+        self, *, alpha: float = 0.05, n_bootstrap_samples: int = 1000, random_state: int = 0, **kwargs: Any
+    ) -> Estimate:
+        """Fit (when data are given), then the point estimate and interval as an `Estimate`."""
+        ci = self.estimate_interval(
+            alpha=alpha, n_bootstrap_samples=n_bootstrap_samples, random_state=random_state, **kwargs
+        )
+        value = float(self._initial_values.mean())
+        return Estimate(
+            name=self.estimator_name, value=value, lower=ci["lower"], upper=ci["upper"], alpha=alpha
+        )
