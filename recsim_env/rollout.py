@@ -43,14 +43,20 @@ def rollout(
     """Run `policy` (a `recsim_env.policies.Policy`) for `n_episodes` episodes of `SeqRec-v0`.
 
     Deterministic for a seed: sub-env i is seeded `seed + i` and the policy's own sampling uses
-    `np.random.default_rng(seed)`. `on_episode(k)` is called as k more episodes complete (progress).
+    `np.random.default_rng(seed)`. Each sub-env contributes a fixed share of the episodes, so the
+    average is not biased toward short episodes. `on_episode(k)` is called as k more complete.
     """
     if n_episodes < 1:
         raise ValueError(f"argument 'n_episodes' must be positive, got {n_episodes}")
+    num_envs = min(num_envs, n_episodes)
     env = SeqRecVectorEnv(num_envs=num_envs, **env_kwargs)
     click = env.signals.index("click") if "click" in env.signals else None
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
+    # Each sub-env owes a fixed number of episodes: keeping "the first n to finish" would favour
+    # short episodes.
+    quota = np.full(num_envs, n_episodes // num_envs)
+    quota[: n_episodes % num_envs] += 1
     episode_return = np.zeros(num_envs)
     episode_steps = np.zeros(num_envs)
     episode_clicks = np.zeros(num_envs)
@@ -71,17 +77,18 @@ def rollout(
             episode_sessions += ended
             episode_gap += np.where(ended, info["return_gap"], 0.0)
         done = terminated | truncated
-        count_before = len(finished)
-        for i in np.flatnonzero(done):
+        counted = np.flatnonzero(done & (quota > 0))
+        for i in counted:
             finished.append(
                 (episode_return[i], episode_steps[i], episode_clicks[i], episode_sessions[i], episode_gap[i])
             )
-        if on_episode is not None and len(finished) > count_before:
-            on_episode(min(len(finished), n_episodes) - count_before)
+        quota[counted] -= 1
+        if on_episode is not None and len(counted):
+            on_episode(len(counted))
         for array in (episode_return, episode_steps, episode_clicks, episode_sessions, episode_gap):
             array[done] = 0.0
         just_reset = done
-    returns, steps, clicks, sessions, gaps = (np.array(column) for column in zip(*finished[:n_episodes]))
+    returns, steps, clicks, sessions, gaps = (np.array(column) for column in zip(*finished))
     half_width = 1.96 * returns.std(ddof=1) / np.sqrt(len(returns)) if len(returns) > 1 else float("nan")
     return RolloutStats(
         policy=getattr(policy, "name", type(policy).__name__),

@@ -55,3 +55,14 @@ def test_greedy_picks_the_best_rate_in_context_and_skips_seen_items():
     scores = policy.scores(obs)
     assert np.isneginf(scores[0, 0]) and np.isneginf(scores[1, 2])
     assert policy.act(obs, np.random.default_rng(0))[0, 0] == 2
+
+
+def test_rollout_is_not_biased_toward_short_episodes():
+    """With more envs than episodes, "the first to finish" would be the shortest: each env owes a quota."""
+    from recsim_env.policies import UniformPolicy
+    from recsim_env.rollout import rollout
+
+    few = rollout(UniformPolicy(500), n_episodes=16, seed=0, num_envs=64)
+    many = rollout(UniformPolicy(500), n_episodes=400, seed=0, num_envs=16)
+    assert few.episodes == 16 and many.episodes == 400
+    assert few.session_length > 0.6 * many.session_length
