@@ -45,7 +45,7 @@ def _rollout(env, seed, n_steps, action_seed=123):
     trace = [obs]
     for _ in range(n_steps):
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        trace.append((obs, reward, terminated, truncated, info["feedback"]))
+        trace.append((obs, reward, terminated, truncated, info))
         if terminated or truncated:
             obs, _ = env.reset()
             trace.append(obs)

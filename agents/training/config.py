@@ -1,0 +1,191 @@
+"""The training configuration shared by both backends, its checks, and the `train` entry point.
+
+Everything that can be wrong with a run (an unknown backend, algorithm or encoder, a bad
+environment argument, a bad algorithm argument) is caught here, in the calling process, before a
+model is built or a worker starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.policy import write_atomic
+
+BACKENDS = ("sb3", "rllib")
+ALGOS: dict[str, tuple[str, ...]] = {"sb3": ("ppo", "a2c", "dqn"), "rllib": ("ppo", "dqn")}
+"""Algorithms each backend trains."""
+ENCODER_NAMES = ("sasrec", "bert4rec", "hstu", "gru4rec")
+CONFIG_FILE = "train_config.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """One training run: backend, algorithm, environment, encoder, budget and evaluation."""
+
+    backend: str = "sb3"
+    """"sb3" (Stable-Baselines3, one process) or "rllib" (Ray RLlib, env runners in worker processes)."""
+    algo: str = "ppo"
+    """Algorithm name; see `ALGOS` for what each backend trains."""
+    env_id: str = "SeqRec-v0"
+    """A registered `recsim_env` environment id."""
+    env_config: Mapping[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the environment (as `gym.make(env_id, **env_config)`)."""
+    encoder: str = "sasrec"
+    """Sequence encoder of the policy: sasrec, bert4rec, hstu or gru4rec."""
+    encoder_config: Mapping[str, Any] = field(default_factory=dict)
+    """Encoder config fields (n_items, max_len and feedback_dim default to the environment's)."""
+    encoder_checkpoint: str | None = None
+    """Initialise the encoder from this checkpoint directory (`seqrec train-encoder`) instead."""
+    freeze_encoder: bool = False
+    """Keep the encoder's weights fixed; only the heads learn."""
+    mask_history: bool = False
+    """RLlib: never recommend items already in the observed history (their logits are masked)."""
+    num_envs: int = 8
+    """Users stepped together per process (SB3: sub-envs; RLlib: `num_envs_per_env_runner`)."""
+    num_env_runners: int = 0
+    """RLlib: sampling worker processes (0 samples in the driver); ignored by SB3."""
+    stop_timesteps: int = 100_000
+    """Stop after this many environment steps in total (a resumed run counts the earlier ones)."""
+    time_budget_s: float | None = None
+    """Also stop after this many seconds of training in this process (breaks reproducibility)."""
+    eval_interval: int = 10_000
+    """Environment steps between evaluations (and checkpoints)."""
+    eval_episodes: int = 20
+    """Episodes per evaluation (deterministic actions, a separate environment seeded seed + 10_000)."""
+    seed: int = 0
+    """Seed of the environments, the weights and the sampling."""
+    device: str = "cpu"
+    """Torch device of the learner: "cpu", "cuda" or "auto"."""
+    torch_threads: int = 1
+    """Torch CPU threads per process (1 is fastest for per-step batches of a few users; 0: torch's default)."""
+    algo_config: Mapping[str, Any] = field(default_factory=dict)
+    """Extra algorithm arguments (SB3: constructor keywords, e.g. n_steps; RLlib: `.training(...)` keywords)."""
+
+    def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"argument 'backend' must be one of {BACKENDS}, got {self.backend!r}")
+        if self.algo not in ALGOS[self.backend]:
+            raise ValueError(
+                f"argument 'algo': unknown algorithm {self.algo!r} for backend {self.backend!r}; "
+                f"known: {', '.join(ALGOS[self.backend])}"
+            )
+        if self.encoder.lower() not in ENCODER_NAMES:
+            raise ValueError(
+                f"argument 'encoder': unknown encoder {self.encoder!r}; known: {', '.join(ENCODER_NAMES)}"
+            )
+        for name in ("num_envs", "stop_timesteps", "eval_interval", "eval_episodes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"argument {name!r} must be a positive integer, got {value!r}")
+        if (
+            isinstance(self.num_env_runners, bool)
+            or not isinstance(self.num_env_runners, int)
+            or self.num_env_runners < 0
+        ):
+            raise ValueError(
+                f"argument 'num_env_runners' must be a non-negative integer, got {self.num_env_runners!r}"
+            )
+        if (
+            isinstance(self.torch_threads, bool)
+            or not isinstance(self.torch_threads, int)
+            or self.torch_threads < 0
+        ):
+            raise ValueError(
+                f"argument 'torch_threads' must be a non-negative integer, got {self.torch_threads!r}"
+            )
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"argument 'time_budget_s' must be positive, got {self.time_budget_s!r}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise ValueError(f"argument 'device' must be cpu, cuda or auto, got {self.device!r}")
+        for name in ("env_config", "encoder_config", "algo_config"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise ValueError(
+                    f"argument {name!r} must be a JSON object (dict), got {getattr(self, name)!r}"
+                )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            f.name: dict(getattr(self, f.name))
+            if isinstance(getattr(self, f.name), Mapping)
+            else getattr(self, f.name)
+            for f in dataclasses.fields(self)
+        }
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write `train_config.json` into `directory` (atomically)."""
+        write_atomic(Path(directory) / CONFIG_FILE, json.dumps(self.to_dict(), indent=2).encode())
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> TrainConfig:
+        """The config of the run in `directory`; an unknown key is an error naming the file."""
+        file = Path(directory) / CONFIG_FILE
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: missing (is {Path(directory)} a training run directory?)")
+        try:
+            return cls(**json.loads(file.read_text()))
+        except TypeError as error:
+            raise ValueError(f"{file}: {error}") from None
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished (or stopped) run reached."""
+
+    out: Path
+    """The run directory (a saved `agents.Policy`, loadable with `agents.load_policy`)."""
+    timesteps: int
+    """Environment steps trained in total (a resumed run includes the earlier ones)."""
+    elapsed_s: float
+    """Seconds of training in this process."""
+    last_eval_return: float | None
+    """Mean return of the last evaluation, if any ran."""
+
+
+def check_env_config(env_id: str, env_config: Mapping[str, Any]):
+    """Build the environment once in this process; a bad id or argument raises a `ValueError` naming it.
+
+    Returns the environment's (observation space, action space).
+    """
+    import gymnasium as gym
+
+    import recsim_env  # noqa: F401  (registers the environments)
+
+    if not isinstance(env_config, Mapping):
+        raise ValueError(f"--env-config must be a JSON object, got {env_config!r}")
+    try:
+        env = gym.make(env_id, **env_config)
+    except gym.error.Error as error:
+        raise ValueError(f"--env: {error}") from None
+    except TypeError as error:
+        from recsim_env.envs import SeqRecEnv
+
+        known = [name for name in inspect.signature(SeqRecEnv).parameters if name != "render_mode"]
+        raise ValueError(
+            f"--env-config: {error}; the arguments of SeqRec-v0 are {', '.join(known)}"
+        ) from None
+    except ValueError as error:
+        raise ValueError(f"--env-config: {error}") from None
+    spaces = (env.observation_space, env.action_space)
+    env.close()
+    return spaces
+
+
+def train(
+    config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, progress: bool = True
+) -> TrainResult:
+    """Train with `config.backend` into `out` (a run directory; with `resume`, continue the run there)."""
+    check_env_config(config.env_id, config.env_config)
+    if config.backend == "sb3":
+        from agents.training.sb3 import train_sb3
+
+        return train_sb3(config, Path(out), resume=resume, progress=progress)
+    from agents.rllib.train import train_rllib
+
+    return train_rllib(config, Path(out), resume=resume, progress=progress)

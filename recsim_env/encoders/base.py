@@ -1,0 +1,308 @@
+"""The `SequenceEncoder` contract shared by every sequential encoder, and the config fields they all have.
+
+Conventions (every encoder follows them, the trainer and the agents rely on them):
+
+* Item indices are `0..N-1`; the padding id is `N` (`config.pad_id`); BERT4Rec's mask token is `N + 1`.
+* Sequences are LEFT-padded and chronological, so the most recent item is always the last column and the
+  user state is the hidden state at the last position.
+* Learned positions count back from the most recent item (position 0 = last column). For a full window
+  this is exactly the absolute position table of the reference code; it also makes extra left padding
+  leave every real position unchanged, which the padding-invariance test checks.
+* A padding mask is `[B, L]` bool, True at real items.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from recsim_env.encoders import losses
+
+LOSSES = ("ce", "bce", "sampled_softmax")
+IGNORE_TARGET = -100
+"""Target value of a position that contributes no loss (`torch.nn.functional.cross_entropy`'s default)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncoderConfig:
+    """Fields every encoder has; each model's config subclasses this and adds its own."""
+
+    n_items: int
+    """Catalogue size N; item indices are 0..N-1, N is padding."""
+    max_len: int = 50
+    """Longest history the encoder reads (L); longer histories keep their most recent L items."""
+    d_model: int = 64
+    """Width D of item embeddings and hidden states (tied input/output embeddings)."""
+    dropout: float = 0.2
+    """Dropout rate on embeddings and inside the blocks."""
+    feedback_dim: int = 0
+    """F: width of the per-event feedback vector added (through a linear map) to the input; 0 ignores feedback."""
+    loss: str = "ce"
+    """Training loss: "ce" (full softmax over all N items), "bce" (one sampled negative per target, the
+    SASRec paper's loss) or "sampled_softmax" (softmax over the target and `n_negatives` shared uniform negatives)."""
+    n_negatives: int = 128
+    """Uniform negatives per batch for "sampled_softmax" (ignored by the other losses)."""
+
+    def __post_init__(self) -> None:
+        if self.n_items < 1:
+            raise ValueError(f"n_items must be >= 1, got {self.n_items}")
+        if self.max_len < 1:
+            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
+        if self.d_model < 1:
+            raise ValueError(f"d_model must be >= 1, got {self.d_model}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.feedback_dim < 0:
+            raise ValueError(f"feedback_dim must be >= 0, got {self.feedback_dim}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.n_negatives < 1:
+            raise ValueError(f"n_negatives must be >= 1, got {self.n_negatives}")
+
+    @property
+    def pad_id(self) -> int:
+        """Padding id: N."""
+        return self.n_items
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields (what `config.json` holds)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EncoderConfig:
+        """Inverse of `to_dict`; an unknown key is an error naming the key."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown config key(s) {unknown}")
+        return cls(**d)
+
+
+class TrainingBatch(NamedTuple):
+    """One model-ready training batch: inputs and per-position targets (`IGNORE_TARGET` = no loss)."""
+
+    item_ids: torch.Tensor  # [B, L] int64, left-padded
+    timestamps: torch.Tensor | None  # [B, L] float64 seconds
+    feedback: torch.Tensor | None  # [B, L, F] float32
+    targets: torch.Tensor  # [B, L] int64
+
+
+class SequenceEncoder(nn.Module, abc.ABC):
+    """Item ids (+ optional timestamps and feedback) -> hidden states, user states and item scores.
+
+    Subclasses implement `encode`; the shared parts (embedding, scoring with tied item embeddings, the
+    next-item training targets and the losses) live here. Scores are `h_u . e_i (+ b_i)` over the item
+    embedding table `E` (`[N, D]`), the same table that embeds the inputs.
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[EncoderConfig]]
+    n_special_tokens: ClassVar[int] = 1
+    """Rows after the N items in the embedding table: padding (and BERT4Rec's mask)."""
+    uses_timestamps: ClassVar[bool] = False
+    """Whether `forward` reads timestamps (the trainer only ships them to encoders that do)."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        if not isinstance(config, self.config_class):
+            raise TypeError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got {type(config).__name__}"
+            )
+        self.config = config
+        d = config.d_model
+        self.item_embedding = nn.Embedding(
+            config.n_items + self.n_special_tokens, d, padding_idx=config.pad_id
+        )
+        self.feedback_projection = nn.Linear(config.feedback_dim, d) if config.feedback_dim > 0 else None
+        self.output_bias: nn.Parameter | None = None
+
+    # -- the contract ------------------------------------------------------------------------------
+
+    @property
+    def pad_id(self) -> int:
+        return self.config.pad_id
+
+    @property
+    def n_items(self) -> int:
+        return self.config.n_items
+
+    def padding_mask(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """`[B, L]` bool, True at real (non-padding) positions."""
+        return item_ids != self.pad_id
+
+    def forward(
+        self,
+        item_ids: torch.Tensor,
+        *,
+        timestamps: torch.Tensor | None = None,
+        feedback: torch.Tensor | None = None,
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Hidden states `[B, L, D]` of left-padded `item_ids` `[B, L]` (L <= max_len).
+
+        Args:
+            item_ids: `[B, L]` int64 item indices, padding id N on the left, most recent item last.
+            timestamps: `[B, L]` event times in seconds (used by HSTU's time buckets; others ignore it).
+            feedback: `[B, L, F]` per-event feedback (used when `config.feedback_dim > 0`).
+            padding_mask: `[B, L]` bool, True at real items; derived from `item_ids` when omitted.
+        """
+        if item_ids.dim() != 2:
+            raise ValueError(f"item_ids must be [B, L], got shape {tuple(item_ids.shape)}")
+        if item_ids.shape[1] > self.config.max_len:
+            raise ValueError(
+                f"item_ids has length {item_ids.shape[1]} > max_len {self.config.max_len}; keep the last max_len items"
+            )
+        if padding_mask is None:
+            padding_mask = self.padding_mask(item_ids)
+        if self.config.feedback_dim > 0 and feedback is None:
+            raise ValueError(
+                f"this encoder was built with feedback_dim={self.config.feedback_dim}: pass feedback"
+            )
+        return self.encode(item_ids, timestamps=timestamps, feedback=feedback, padding_mask=padding_mask)
+
+    @abc.abstractmethod
+    def encode(
+        self,
+        item_ids: torch.Tensor,
+        *,
+        timestamps: torch.Tensor | None,
+        feedback: torch.Tensor | None,
+        padding_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """Model-specific body of `forward` (inputs already validated)."""
+
+    def user_state(
+        self,
+        item_ids: torch.Tensor,
+        *,
+        timestamps: torch.Tensor | None = None,
+        feedback: torch.Tensor | None = None,
+        padding_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """`[B, D]` state from which the next item is scored: the hidden state at the last position.
+
+        Histories longer than `max_len` keep their most recent `max_len` items.
+        """
+        item_ids, timestamps, feedback, padding_mask = _keep_last(
+            self.config.max_len, item_ids, timestamps, feedback, padding_mask
+        )
+        hidden = self(item_ids, timestamps=timestamps, feedback=feedback, padding_mask=padding_mask)
+        return hidden[:, -1]
+
+    def item_table(self) -> torch.Tensor:
+        """`[N, D]` output item embeddings (tied with the input table, special tokens left out)."""
+        return self.item_embedding.weight[: self.n_items]
+
+    def score(self, state: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of items given states.
+
+        Args:
+            state: `[..., D]` user or hidden states.
+            items: None for all N items, `[C]` candidates shared by every row, or `[..., C]` candidate
+                indices per row (same leading shape as `state`).
+
+        Returns:
+            `[..., N]` or `[..., C]` logits.
+        """
+        table = self.item_table()
+        if items is None or items.dim() == 1:  # all items, or one candidate list shared by every row
+            logits = state @ (table if items is None else table[items]).T
+            bias = self.output_bias if items is None or self.output_bias is None else self.output_bias[items]
+            return logits + bias if bias is not None else logits
+        logits = (state.unsqueeze(-2) * table[items]).sum(-1)
+        return logits + self.output_bias[items] if self.output_bias is not None else logits
+
+    # -- shared pieces for subclasses --------------------------------------------------------------
+
+    def embed_inputs(
+        self, item_ids: torch.Tensor, feedback: torch.Tensor | None, padding_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """`[B, L, D]` item embeddings plus the projected feedback at real positions."""
+        x = self.item_embedding(item_ids)
+        if self.feedback_projection is not None and feedback is not None:
+            x = x + self.feedback_projection(feedback.to(x.dtype)) * padding_mask.unsqueeze(-1)
+        return x
+
+    @staticmethod
+    def positions_from_end(length: int, device: torch.device) -> torch.Tensor:
+        """`[L]` position index of each column counted back from the last (most recent) one."""
+        return torch.arange(length - 1, -1, -1, device=device)
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def training_batch(
+        self,
+        item_ids: torch.Tensor,
+        timestamps: torch.Tensor | None,
+        feedback: torch.Tensor | None,
+        *,
+        generator: torch.Generator | None = None,
+    ) -> TrainingBatch:
+        """Inputs and targets from left-padded windows of `max_len + 1` events (`[B, L + 1]`).
+
+        Default (autoregressive models): input = events 0..L-1, target at each position = the next event,
+        so every position of every window is a training example. Positions whose input is padding
+        predict nothing.
+        """
+        del generator
+        inputs, targets = item_ids[:, :-1], item_ids[:, 1:].clone()
+        targets[inputs == self.pad_id] = IGNORE_TARGET
+        ts = timestamps[:, :-1] if timestamps is not None else None
+        fb = feedback[:, :-1] if feedback is not None else None
+        return TrainingBatch(inputs, ts, fb, targets)
+
+    def loss(self, batch: TrainingBatch, *, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Mean loss (`config.loss`) over the positions of `batch` that have a target."""
+        hidden = self(batch.item_ids, timestamps=batch.timestamps, feedback=batch.feedback)
+        selected = batch.targets != IGNORE_TARGET  # [B, L]
+        states, targets = hidden[selected], batch.targets[selected]  # [M, D], [M]
+        if targets.numel() == 0:
+            return hidden.sum() * 0.0
+        if self.config.loss == "ce":
+            return losses.full_softmax_cross_entropy(self.score(states), targets)
+        if self.config.loss == "bce":
+            return losses.sampled_bce(self.score, states, targets, n_items=self.n_items, generator=generator)
+        return losses.sampled_softmax(
+            self.score,
+            states,
+            targets,
+            n_items=self.n_items,
+            n_negatives=self.config.n_negatives,
+            generator=generator,
+        )
+
+
+def _keep_last(
+    max_len: int,
+    item_ids: torch.Tensor,
+    timestamps: torch.Tensor | None,
+    feedback: torch.Tensor | None,
+    padding_mask: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    if item_ids.shape[1] <= max_len:
+        return item_ids, timestamps, feedback, padding_mask
+    cut = slice(item_ids.shape[1] - max_len, None)
+    return (
+        item_ids[:, cut],
+        timestamps[:, cut] if timestamps is not None else None,
+        feedback[:, cut] if feedback is not None else None,
+        padding_mask[:, cut] if padding_mask is not None else None,
+    )
+
+
+def attention_mask(padding_mask: torch.Tensor, *, causal: bool) -> torch.Tensor:
+    """`[B, 1, L, L]` bool mask (True = may attend) for `scaled_dot_product_attention`.
+
+    Queries never see padding keys; every query may see itself so that padding rows (whose outputs are
+    ignored) do not produce NaN from an all-masked softmax.
+    """
+    length = padding_mask.shape[1]
+    eye = torch.eye(length, dtype=torch.bool, device=padding_mask.device)
+    allowed = padding_mask[:, None, :] | eye  # [B, L, L]
+    if causal:
+        allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=padding_mask.device).tril()
+    return allowed.unsqueeze(1)

@@ -1,0 +1,36 @@
+"""Encoder classes by name, and `build` from a name and a config."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from recsim_env.encoders.base import EncoderConfig, SequenceEncoder
+from recsim_env.encoders.bert4rec import BERT4Rec
+from recsim_env.encoders.gru4rec import GRU4Rec
+from recsim_env.encoders.hstu import HSTU
+from recsim_env.encoders.sasrec import SASRec
+
+ENCODERS: dict[str, type[SequenceEncoder]] = {cls.name: cls for cls in (SASRec, BERT4Rec, HSTU, GRU4Rec)}
+"""Encoder classes by name."""
+
+
+def encoder_class(name: str) -> type[SequenceEncoder]:
+    """The encoder class registered as `name` (case-insensitive); a ValueError lists the known names."""
+    try:
+        return ENCODERS[name.lower()]
+    except KeyError:
+        raise ValueError(f"unknown encoder {name!r}; known: {', '.join(sorted(ENCODERS))}") from None
+
+
+def config_class(name: str) -> type[EncoderConfig]:
+    """The config dataclass of encoder `name`."""
+    return encoder_class(name).config_class
+
+
+def build(name: str, config: EncoderConfig | Mapping[str, Any]) -> SequenceEncoder:
+    """Build encoder `name` from its config (or a dict of the config's fields; unknown keys are an error)."""
+    cls = encoder_class(name)
+    if isinstance(config, Mapping):
+        config = cls.config_class.from_dict(dict(config))
+    return cls(config)

@@ -1,0 +1,116 @@
+"""`seqrec train` / `seqrec evaluate`: clear errors before any training, JSON output, any saved policy."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from agents.cli import evaluate_command, train_command
+
+app = typer.Typer()
+app.command("train")(train_command)
+app.command("evaluate")(evaluate_command)
+runner = CliRunner()
+
+TINY = [
+    "--num-envs", "2", "--stop-timesteps", "128", "--eval-interval", "64", "--eval-episodes", "2",
+    "--encoder-config", '{"d_model": 16, "n_layers": 1}', "--algo-config", '{"n_steps": 32, "batch_size": 32}',
+    "--env-config", '{"max_steps": 10}', "--no-progress",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--env-config", '{"histroy_len": 5}'], "histroy_len"),
+        (["--env-config", '{"world_config": {"n_itemz": 5}}'], "n_itemz"),
+        (["--env-config", "[1, 2]"], "JSON object"),
+        (["--encoder", "transformerxl"], "unknown encoder 'transformerxl'"),
+        (["--algo", "sac"], "unknown algorithm 'sac'"),
+        (["--backend", "tf"], "backend"),
+        (["--env", "SeqRec-v9"], "v9"),
+    ],
+)
+def test_bad_runs_fail_before_anything_starts(arguments, message, tmp_path):
+    result = runner.invoke(app, ["train", "--out", str(tmp_path / "run"), *arguments])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_then_resume_then_evaluate_the_saved_policy(tmp_path):
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", "--backend", "sb3", "--algo", "ppo", "--out", str(out), *TINY])
+    assert result.exit_code == 0, result.output
+    assert "trained 128 steps" in result.output
+    result = runner.invoke(app, ["train", "--resume", str(out), "--stop-timesteps", "192", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "trained 192 steps" in result.output
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(out),
+            "--env-config",
+            '{"max_steps": 10}',
+            "--episodes",
+            "4",
+            "--seed",
+            "1",
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)
+    assert stats["policy"] == "sb3-ppo" and stats["episodes"] == 4
+
+
+def test_evaluate_a_baseline_prints_return_interval_click_rate_session_length_and_gap():
+    result = runner.invoke(app, ["evaluate", "--policy", "uniform", "--episodes", "20", "--seed", "0"])
+    assert result.exit_code == 0, result.output
+    for text in ("mean return", "95% CI", "click rate", "session length", "return gap"):
+        assert text in result.output
+    first = runner.invoke(
+        app, ["evaluate", "--policy", "uniform", "--episodes", "20", "--seed", "0", "--json"]
+    )
+    second = runner.invoke(
+        app, ["evaluate", "--policy", "uniform", "--episodes", "20", "--seed", "0", "--json"]
+    )
+    assert json.loads(first.output) == json.loads(second.output)  # seeded
+
+
+def test_evaluate_fits_greedy_on_given_logs_and_loads_saved_baselines(world_logs, tmp_path):
+    from agents.baselines import fit_baseline
+
+    logs = tmp_path / "logs.parquet"
+    world_logs.to_parquet(logs)
+    result = runner.invoke(
+        app, ["evaluate", "--policy", "greedy", "--logs", str(logs), "--episodes", "10", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    from_logs = json.loads(result.output)
+    fit_baseline("greedy", world_logs).save(tmp_path / "greedy")
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "greedy"), "--episodes", "10", "--json"])
+    assert json.loads(result.output) == from_logs
+
+
+def test_evaluate_needs_exactly_one_policy(tmp_path):
+    result = runner.invoke(app, ["evaluate", str(tmp_path), "--policy", "uniform"])
+    assert result.exit_code == 2 and "one of them" in result.output
+    result = runner.invoke(app, ["evaluate", "--policy", "best"])
+    assert result.exit_code == 2 and "unknown baseline" in result.output
+
+
+def test_importing_agents_and_its_cli_loads_no_torch_ray_or_sb3():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, agents, agents.cli, agents.policy, agents.baselines, agents.training; "
+        "print(sorted(m for m in ('torch', 'ray', 'stable_baselines3') if m in sys.modules))"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.strip() == "[]"

@@ -1,0 +1,156 @@
+"""One contract test that every `agents.Policy` implementation passes (parametrised over implementations)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from agents import Policy, load_policy
+from agents.policy import MANIFEST_FILE
+
+N_ITEMS = 500
+
+
+def _baseline(name, slate_size=1):
+    def make(world_logs):
+        from agents.baselines import fit_baseline
+
+        return fit_baseline(name, world_logs, slate_size=slate_size, seed=0)
+
+    return make
+
+
+def _sb3(algo):
+    def make(world_logs):
+        pytest.importorskip("stable_baselines3")
+        import gymnasium as gym
+        from stable_baselines3.common.env_util import make_vec_env
+
+        from agents.training import TrainConfig
+        from agents.training.sb3 import SB3Policy, build_model
+
+        config = TrainConfig(
+            algo=algo,
+            num_envs=1,
+            encoder_config={"d_model": 16, "n_layers": 1},
+            algo_config={"learning_starts": 0} if algo == "dqn" else {},
+        )
+        env = make_vec_env(lambda: gym.make("SeqRec-v0"), n_envs=1, seed=0)
+        return SB3Policy(build_model(config, env), algo)
+
+    return make
+
+
+def _rllib(algo):
+    def make(world_logs):
+        pytest.importorskip("ray")
+        from agents.rllib.policy import RLModulePolicy
+
+        return RLModulePolicy.build(
+            algo=algo, encoder="sasrec", encoder_config={"d_model": 16, "n_layers": 1}
+        )
+
+    return make
+
+
+IMPLEMENTATIONS = {
+    "uniform": _baseline("uniform"),
+    "popularity": _baseline("popularity"),
+    "greedy": _baseline("greedy"),
+    "popularity-slate": _baseline("popularity", slate_size=3),
+    "greedy-slate": _baseline("greedy", slate_size=3),
+    "sb3-ppo": _sb3("ppo"),
+    "sb3-dqn": _sb3("dqn"),
+    "rllib-ppo": pytest.param(_rllib("ppo"), marks=pytest.mark.rllib),
+    "rllib-dqn": pytest.param(_rllib("dqn"), marks=pytest.mark.rllib),
+}
+
+
+@pytest.fixture(params=list(IMPLEMENTATIONS.values()), ids=list(IMPLEMENTATIONS))
+def policy(request, world_logs) -> Policy:
+    return request.param(world_logs)
+
+
+def _one(obs, i=0):
+    return {key: value[i] for key, value in obs.items()}
+
+
+def test_is_a_policy(policy):
+    assert isinstance(policy, Policy)
+    assert policy.n_items == N_ITEMS and policy.slate_size >= 1
+
+
+def test_acts_on_single_and_batched_observations(policy, observations):
+    k = policy.slate_size
+    action = policy.act(_one(observations))
+    actions = policy.act(observations)
+    n = observations["item_ids"].shape[0]
+    if k == 1:
+        assert isinstance(action, int) and 0 <= action < N_ITEMS
+        assert actions.shape == (n,)
+    else:
+        assert action.shape == (k,)
+        assert actions.shape == (n, k)
+        assert all(len(set(row.tolist())) == k for row in actions)  # distinct items in a slate
+    assert np.all((actions >= 0) & (actions < N_ITEMS))
+
+
+def test_distribution_is_a_probability_vector(policy, observations):
+    probs = policy.action_distribution(observations)
+    assert probs.shape == (observations["item_ids"].shape[0], N_ITEMS)
+    assert np.all(probs >= 0)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    single = policy.action_distribution(_one(observations, 2))
+    assert single.shape == (N_ITEMS,)
+    np.testing.assert_allclose(single, probs[2], atol=1e-6)
+
+
+def test_deterministic_action_is_the_most_probable_item(policy, observations):
+    probs = policy.action_distribution(observations)
+    first = np.asarray(policy.act(observations, deterministic=True)).reshape(len(probs), -1)[:, 0]
+    np.testing.assert_array_equal(probs[np.arange(len(probs)), first], probs.max(axis=1))
+
+
+def test_sampled_first_items_follow_the_distribution(policy, observations):
+    obs = _one(observations, 1)
+    batch = {key: np.repeat(value[None], 4000, axis=0) for key, value in obs.items()}
+    first = np.asarray(policy.act(batch)).reshape(4000, -1)[:, 0]
+    frequencies = np.bincount(first, minlength=N_ITEMS) / len(first)
+    # 4000 draws: a frequency's standard error is at most 0.008, so 0.04 is a 5-sigma bound.
+    assert np.abs(frequencies - policy.action_distribution(obs)).max() < 0.04
+
+
+def test_sampling_is_reproducible_after_reseeding(policy, observations):
+    if not hasattr(policy, "seed"):
+        pytest.skip("policy has no generator to reseed")
+    policy.seed(7)
+    first = policy.act(observations)
+    policy.seed(7)
+    np.testing.assert_array_equal(first, policy.act(observations))
+
+
+def test_save_load_round_trip_keeps_actions_and_probabilities(policy, observations, tmp_path):
+    policy.save(tmp_path / "saved")
+    manifest = json.loads((tmp_path / "saved" / MANIFEST_FILE).read_text())
+    assert {"kind", "format_version", "config"} <= set(manifest)
+    loaded = load_policy(tmp_path / "saved")
+    assert type(loaded) is type(policy)
+    np.testing.assert_allclose(
+        loaded.action_distribution(observations), policy.action_distribution(observations), atol=1e-6
+    )
+    np.testing.assert_array_equal(
+        loaded.act(observations, deterministic=True), policy.act(observations, deterministic=True)
+    )
+
+
+def test_load_policy_reports_a_missing_manifest(tmp_path):
+    with pytest.raises(FileNotFoundError, match="policy.json"):
+        load_policy(tmp_path)
+
+
+def test_load_policy_rejects_an_unknown_kind(tmp_path):
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps({"kind": "nope", "format_version": 1, "config": {}}))
+    with pytest.raises(ValueError, match="unknown policy kind 'nope'"):
+        load_policy(tmp_path)

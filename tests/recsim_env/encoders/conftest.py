@@ -1,0 +1,57 @@
+"""Small synthetic logs shared by the encoder tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+ML100K = Path(__file__).resolve().parents[3] / "../shared/data/ml-100k"
+
+
+def cyclic_frame(n_users: int = 60, n_items: int = 20, length: int = 14, seed: int = 0) -> pd.DataFrame:
+    """Users walk the catalogue in a fixed cycle (item i is always followed by item i + 1 mod N) from a random
+    start: the next item is fully predictable from the last one, so a working encoder learns it."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        start = int(rng.integers(n_items))
+        for t in range(length):
+            rows.append(
+                (f"u{u}", 100 + (start + t) % n_items, 1_000_000 + 3600 * t + u, float(rng.integers(1, 6)))
+            )
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
+
+
+@pytest.fixture(autouse=True)
+def single_torch_thread():
+    """The models here are tiny: one thread is as fast, and does not thrash on a shared, busy machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def cyclic_logs():
+    from recsim_env.data import LoggedInteractions
+
+    return LoggedInteractions.from_frame(cyclic_frame(), feedback_cols=["rating"])
+
+
+@pytest.fixture
+def cyclic_csv(tmp_path) -> Path:
+    path = tmp_path / "cyclic.csv"
+    cyclic_frame().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture
+def ml100k() -> Path:
+    if not (ML100K / "ml-100k.inter").is_file():
+        pytest.skip(f"MovieLens 100K not found at {ML100K.resolve()} (shared data folder absent)")
+    return ML100K
