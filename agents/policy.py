@@ -37,6 +37,8 @@ POLICY_KINDS: dict[str, str] = {
     "greedy": "agents.baselines:BaselinePolicy",
     "sb3": "agents.training.sb3:SB3Policy",
     "rllib": "agents.rllib.policy:RLModulePolicy",
+    "sim2rec": "agents.sim2rec:Sim2RecPolicy",
+    "tscac": "agents.tscac:TSCACPolicy",
 }
 """Policy kinds by name -> `"module:Class"` whose `load(path)` restores a saved policy."""
 

@@ -29,9 +29,9 @@ with advantages A from GAE(gamma, lambda) (Schulman et al. 2016, eq. 16).
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 import recsim_env  # noqa: F401  (registers the environments)
+from agents.policy import read_manifest, write_atomic, write_manifest
 from recsim_env.envs.lts import SIM2REC_TEST_DOMAIN, SIM2REC_TRAIN_DOMAINS
 
 VARIANTS = ("sim2rec", "universal", "direct", "oracle")
@@ -209,7 +210,7 @@ class Sim2RecPolicy:
     for a batch.
     """
 
-    kind = "sim2rec"
+    kind = "agents.sim2rec:Sim2RecPolicy"
 
     def __init__(self, network: Sim2RecNetwork, config: Sim2RecConfig, n_items: int) -> None:
         self.network = network.eval()
@@ -244,41 +245,37 @@ class Sim2RecPolicy:
         return int(actions[0]) if probs.ndim == 1 else actions
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write `config.json`, `weights.pt` and `policy.json` into directory `path` (atomically)."""
+        """Write `config.json`, `weights.pt` and (last) `policy.json` into directory `path`, each atomically."""
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        manifest = {"kind": self.kind, "n_items": self.n_items, "obs_dim": self.network.actor[0].in_features}
-        config = dataclasses.asdict(self.config)
-        for name, write in (
-            ("config.json", lambda f: f.write(json.dumps(config, indent=2).encode())),
-            ("weights.pt", lambda f: torch.save(self.network.state_dict(), f)),
-            ("policy.json", lambda f: f.write(json.dumps(manifest, indent=2).encode())),
-        ):
-            with tempfile.NamedTemporaryFile(dir=path, delete=False, suffix=".tmp") as handle:
-                write(handle)
-            os.replace(handle.name, path / name)
+        write_atomic(path / "config.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
+        buffer = io.BytesIO()
+        torch.save(self.network.state_dict(), buffer)
+        write_atomic(path / "weights.pt", buffer.getvalue())
+        obs_dim = self.network.actor[0].in_features
+        write_manifest(path, self.kind, {"n_items": self.n_items, "obs_dim": obs_dim})
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> Sim2RecPolicy:
         """Load a policy written by `save`; a wrong kind or a damaged file raises `ValueError`."""
         path = Path(path)
         try:
-            manifest = json.loads((path / "policy.json").read_text())
+            manifest = read_manifest(path)
             fields = json.loads((path / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as error:
+        except (OSError, ValueError) as error:
             raise ValueError(f"{path}: not a saved Sim2Rec policy ({error})") from None
-        if manifest.get("kind") != cls.kind:
-            raise ValueError(f"{path}/policy.json: kind {manifest.get('kind')!r} is not {cls.kind!r}")
+        if manifest["kind"] != cls.kind:
+            raise ValueError(f"{path}/policy.json: kind {manifest['kind']!r} is not {cls.kind!r}")
         fields["train_domains"] = tuple(fields["train_domains"])
         config = Sim2RecConfig(**fields)
         context = config.context_dim if config.variant == "sim2rec" else 0
-        network = Sim2RecNetwork(manifest["obs_dim"] - context, manifest["n_items"], config)
+        n_items, obs_dim = manifest["config"]["n_items"], manifest["config"]["obs_dim"]
+        network = Sim2RecNetwork(obs_dim - context, n_items, config)
         try:
             state = torch.load(path / "weights.pt", map_location=resolve_device(device), weights_only=True)
             network.load_state_dict(state)
         except Exception as error:  # a truncated or foreign file
             raise ValueError(f"{path}/weights.pt: cannot load the weights ({error})") from None
-        return cls(network.to(resolve_device(device)), config, manifest["n_items"])
+        return cls(network.to(resolve_device(device)), config, n_items)
 
 
 def train(

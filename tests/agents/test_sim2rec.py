@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents.policy import load_policy
 from agents.sim2rec import Sim2RecConfig, Sim2RecPolicy, evaluate, make_env, resolve_device, train
 
 TINY = dict(
@@ -57,6 +58,7 @@ def test_save_load_round_trip_and_damaged_checkpoints(tmp_path):
     policy = _train("sim2rec")
     policy.save(tmp_path / "p")
     loaded = Sim2RecPolicy.load(tmp_path / "p")
+    assert isinstance(load_policy(tmp_path / "p"), Sim2RecPolicy)
     obs, _ = make_env(policy.config, 14.0).reset(seed=2)
     np.testing.assert_array_equal(policy.action_distribution(obs), loaded.action_distribution(obs))
     weights = tmp_path / "p" / "weights.pt"
