@@ -17,5 +17,6 @@ register(
     vector_entry_point="recsim_env.envs.seqrec:SeqRecVectorEnv",
 )
 register(id="SeqRecLTS-v0", entry_point="recsim_env.envs.lts:SeqRecLTSEnv")
+register(id="SeqRecSimSet-v0", entry_point="simulators.simset:SeqRecSimSetEnv")
 
 __all__ = ["DataError", "__version__"]

@@ -1,1 +1,72 @@
-"""Learned user simulators built from logged interactions (issue 4; builds on `recsim_env`)."""
+"""Learned user simulators built from logged interactions (issue 4; builds on `recsim_env`).
+
+    >>> import simulators
+    >>> result = simulators.fit(logs, simulators.SimulatorConfig(ensemble_size=3))
+    >>> simulators.save(result.simulator, "sim/")
+    >>> sim = simulators.load("sim/")                      # checks the manifest
+    >>> env = gym.make("SeqRec-v0", simulator="sim/")      # or dataset="ml-100k", simulator="learned"
+
+Names are resolved lazily (PEP 562), so `import simulators.cli` (for `seqrec --help`) does not import
+torch. See docs/simulators.md.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "SimulatorConfig": "config",
+    "DataSchema": "data",
+    "ExposureLog": "data",
+    "ResponseModel": "response_model",
+    "LearnedSimulator": "simulator",
+    "FitResult": "train",
+    "fit": "train",
+    "save": "checkpoint",
+    "load": "checkpoint",
+    "verify": "checkpoint",
+    "write_report": "report",
+    "SimSetConfig": "simset",
+    "SeqRecSimSetEnv": "simset",
+}
+
+__all__ = [
+    "DataSchema",
+    "ExposureLog",
+    "FitResult",
+    "LearnedSimulator",
+    "ResponseModel",
+    "SeqRecSimSetEnv",
+    "SimSetConfig",
+    "SimulatorConfig",
+    "fit",
+    "load",
+    "save",
+    "verify",
+    "write_report",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:
+    from simulators.checkpoint import load, save, verify
+    from simulators.config import SimulatorConfig
+    from simulators.data import DataSchema, ExposureLog
+    from simulators.report import write_report
+    from simulators.response_model import ResponseModel
+    from simulators.simset import SeqRecSimSetEnv, SimSetConfig
+    from simulators.simulator import LearnedSimulator
+    from simulators.train import FitResult, fit

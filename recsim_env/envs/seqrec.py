@@ -77,6 +77,16 @@ class SeqRecEnv(gym.Env):
       `retention_weight=0.0`, `user_features=False`: see `SeqRecConfig`.
     - `world_config`: a `WorldConfig` (or a dict of its fields) for the ground-truth world.
     - `user_model`: any `UserModel` (e.g. a learned simulator) instead of the world.
+    - `dataset`: logged data for a learned simulator: a registered name (`"ml-100k"`), a path
+      (`recsim_env.data.load`) or a `LoggedInteractions`. Episodes then start from real users'
+      history prefixes and the catalogue is the data's (see docs/simulators.md).
+    - `simulator`: `"learned"` (train one on `dataset`, or reuse the cached one), the directory
+      of a saved simulator (`seqrec train-simulator`), or a `simulators.LearnedSimulator`. Giving
+      `dataset` alone means `"learned"`. The `simulators` package (and torch) is imported only then.
+    - `simulator_config`: a `simulators.SimulatorConfig` or dict of its fields, for `"learned"`.
+    - `uncertainty_penalty`: lambda >= 0 (needs an ensemble simulator); adds the signal
+      `disagreement` (std of the members' click probabilities of each shown item) to the feedback,
+      so it is in `info["feedback"]`, and subtracts `lambda * disagreement` from the reward (MOPO).
     - `render_mode`: `None` or `"ansi"`.
 
     ## Version History
@@ -97,10 +107,30 @@ class SeqRecEnv(gym.Env):
         user_features: bool = False,
         world_config: WorldConfig | Mapping[str, Any] | None = None,
         user_model: UserModel | None = None,
+        dataset: Any = None,
+        simulator: Any = None,
+        simulator_config: Any = None,
+        uncertainty_penalty: float = 0.0,
         render_mode: str | None = None,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"argument 'render_mode' must be one of {self.metadata['render_modes']} or None")
+        if dataset is not None or simulator is not None:
+            if user_model is not None or world_config is not None:
+                raise ValueError("give 'dataset'/'simulator' or 'user_model'/'world_config', not both")
+            from simulators.env import learned_user_model  # lazy: torch is imported only for learned users
+
+            user_model, reward = learned_user_model(
+                dataset=dataset,
+                simulator=simulator,
+                simulator_config=simulator_config,
+                uncertainty_penalty=uncertainty_penalty,
+                reward=reward,
+            )
+        elif simulator_config is not None or uncertainty_penalty:
+            raise ValueError(
+                "arguments 'simulator_config' and 'uncertainty_penalty' need 'simulator' or 'dataset'"
+            )
         self.config = SeqRecConfig(
             history_len=history_len,
             slate_size=slate_size,

@@ -1,0 +1,101 @@
+"""`SimulatorConfig`: how a learned simulator is built and trained (saved as `config.json`)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+CALIBRATIONS = ("temperature", "none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SimulatorConfig:
+    """Backbone, heads, training and data-preparation settings of a learned user simulator."""
+
+    encoder: str = "sasrec"
+    """Sequence encoder backbone (a name of `recsim_env.encoders.build`)."""
+    history_len: int = 20
+    """L: exposures of history the encoder reads."""
+    d_model: int = 64
+    """Width D of the encoder and the heads."""
+    n_layers: int = 1
+    """Encoder blocks (when the encoder has them)."""
+    n_heads: int = 1
+    """Attention heads (when the encoder has them)."""
+    dropout: float = 0.1
+    """Dropout in the encoder and heads during training."""
+    ensemble_size: int = 1
+    """K models; with K > 1 each is trained on a bootstrap resample of the training users."""
+    epochs: int = 20
+    """Most passes over the training windows (early stopping on validation loss)."""
+    patience: int = 3
+    """Epochs without validation improvement before stopping."""
+    batch_size: int = 256
+    """Windows per optimisation step."""
+    learning_rate: float = 2e-3
+    """Adam learning rate."""
+    weight_decay: float = 0.0
+    """Adam weight decay."""
+    valid_fraction: float = 0.1
+    """Share of users held out for early stopping and calibration."""
+    test_fraction: float = 0.1
+    """Share of users held out for the fidelity report."""
+    negative_rate: float = 1.0
+    """Positive-only data: unobserved items inserted as unclicked exposures per observed one."""
+    session_gap_hours: float = 1.0
+    """Data without `session_id`: an inactivity gap longer than this starts a new session."""
+    early_stopping: str = "all"
+    """Validation loss that early stopping watches: `all` heads summed, or `click` alone."""
+    calibration: str = "temperature"
+    """Post-hoc calibration of every binary head on validation users: `temperature` or `none`."""
+    max_train_minutes: float = 8.0
+    """Wall-clock budget for training all members; training stops at the end of the epoch that passes it."""
+    seed: int = 0
+    """Seed of the split, the negatives, the bootstrap and the weights (CPU runs are bit-for-bit reproducible)."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "history_len",
+            "d_model",
+            "n_layers",
+            "n_heads",
+            "ensemble_size",
+            "epochs",
+            "batch_size",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"SimulatorConfig field {name!r} must be a positive integer, got {value!r}")
+        if self.patience < 0:
+            raise ValueError(f"SimulatorConfig field 'patience' must be >= 0, got {self.patience}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"SimulatorConfig field 'dropout' must lie in [0, 1), got {self.dropout}")
+        for name in ("learning_rate", "session_gap_hours", "max_train_minutes"):
+            if not getattr(self, name) > 0:
+                raise ValueError(
+                    f"SimulatorConfig field {name!r} must be positive, got {getattr(self, name)}"
+                )
+        if self.weight_decay < 0 or self.negative_rate < 0:
+            raise ValueError("SimulatorConfig fields 'weight_decay' and 'negative_rate' must be >= 0")
+        for name in ("valid_fraction", "test_fraction"):
+            if not 0.0 < getattr(self, name) < 0.5:
+                raise ValueError(
+                    f"SimulatorConfig field {name!r} must lie in (0, 0.5), got {getattr(self, name)}"
+                )
+        if self.early_stopping not in ("all", "click"):
+            raise ValueError("SimulatorConfig field 'early_stopping' must be 'all' or 'click'")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"SimulatorConfig field 'calibration' must be one of {CALIBRATIONS}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"SimulatorConfig field 'n_heads' ({self.n_heads}) must divide 'd_model'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SimulatorConfig:
+        """Inverse of `to_dict`; an unknown key is a ValueError naming it."""
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"SimulatorConfig: unknown field(s) {unknown}")
+        return cls(**d)

@@ -1,0 +1,422 @@
+"""Fidelity report of a learned simulator: how well it predicts held-out logs (and the world's truth).
+
+On held-out users' logs, teacher-forced (the real history, the real next exposure):
+AUC / log-loss / expected calibration error (ECE, 15 equal-width bins) of every binary signal
+(the marginal `P(s) = P(click) P(s | click) + (1 - P(click)) P(s | no click)` for signals other
+than click) and of leaving; RMSE of every continuous signal on consumed items. Free-running: the
+Kolmogorov-Smirnov distance between the session lengths and return gaps the simulator produces
+(shown items drawn from the logged exposure frequencies, i.e. the logging policy's marginal) and
+the logged ones. On the ground-truth world (when given): the learned click probability against the
+world's true one for a uniform policy, with AUC of both against the realised clicks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.metrics import log_loss, roc_auc_score
+
+from recsim_env.data.interactions import atomic_write
+from simulators.data import ExposureLog, model_inputs, windows
+from simulators.simulator import LearnedSimulator
+
+N_BINS = 15
+
+
+def expected_calibration_error(p: np.ndarray, y: np.ndarray, n_bins: int = N_BINS) -> float:
+    """sum_b (n_b / n) |mean(y_b) - mean(p_b)| over equal-width probability bins."""
+    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    count = np.bincount(bins, minlength=n_bins)
+    gap = np.abs(np.bincount(bins, y, n_bins) - np.bincount(bins, p, n_bins))
+    return float(gap.sum() / max(count.sum(), 1))
+
+
+def binary_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """AUC (NaN with one class), log-loss and ECE of probabilities `p` for 0/1 outcomes `y`."""
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    auc = float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
+    return {
+        "auc": auc,
+        "log_loss": float(log_loss(y, p, labels=[0, 1])) if len(y) else float("nan"),
+        "ece": expected_calibration_error(p, y),
+        "mean_predicted": float(p.mean()) if len(p) else float("nan"),
+        "mean_observed": float(y.mean()) if len(y) else float("nan"),
+        "n": int(len(y)),
+    }
+
+
+def teacher_forced(simulator: LearnedSimulator, log: ExposureLog, batch_size: int = 2048) -> dict[str, Any]:
+    """Predictions for every exposure of `log` that has history, from the real preceding history."""
+    schema = simulator.schema
+    length = simulator.history_len
+    w = windows(log, schema, length)
+    mask = (w.items[:, :-1] != schema.n_items) & (w.items[:, 1:] != schema.n_items)
+    parts: dict[str, list] = {k: [] for k in ("click", "binary", "mean", "leave", "gap_mean")}
+    for start in range(0, len(w.items), batch_size):
+        sl = slice(start, start + batch_size)
+        items, inputs = w.items[sl], w.inputs[sl]
+        # Every position t of the window, with its own left-padded history (causal: same as the
+        # encoder's hidden state at t), scores exposure t + 1.
+        outs = []
+        for member in simulator.members:
+            with torch.inference_mode():
+                hidden = member.states(torch.from_numpy(items[:, :-1]), torch.from_numpy(inputs[:, :-1]))
+                out = member.calibrated(member.heads(hidden, torch.from_numpy(items[:, 1:, None])))
+            outs.append(out)
+        parts["click"].append(torch.stack([torch.sigmoid(o.click[..., 0]) for o in outs]).mean(0).numpy())
+        parts["binary"].append(
+            torch.stack([torch.sigmoid(o.binary[..., 0, :, :]) for o in outs]).mean(0).numpy()
+        )
+        parts["mean"].append(torch.stack([o.mean[..., 0, :] for o in outs]).mean(0).numpy())
+        parts["leave"].append(torch.stack([torch.sigmoid(o.leave[..., 0, :]) for o in outs]).mean(0).numpy())
+        parts["gap_mean"].append(torch.stack([o.gap_mean[..., 0] for o in outs]).mean(0).numpy())
+    pred = {k: np.concatenate(v)[mask] for k, v in parts.items()}
+    target = w.feedback[:, 1:][mask]
+    return {
+        "pred": pred,
+        "feedback": target,
+        "leave": w.leave[:, 1:][mask],
+        "leave_known": w.leave_known[:, 1:][mask],
+        "log_gap": w.log_gap[:, 1:][mask],
+    }
+
+
+def log_metrics(simulator: LearnedSimulator, log: ExposureLog) -> dict[str, Any]:
+    """Held-out log metrics per signal (see the module docstring)."""
+    schema = simulator.schema
+    tf = teacher_forced(simulator, log)
+    p_click = tf["pred"]["click"]
+    clicked = tf["feedback"][:, 0]
+    metrics: dict[str, Any] = {"click": binary_metrics(p_click, clicked)}
+    for j, name in enumerate(schema.other_binary):
+        cond = tf["pred"]["binary"][:, j]  # [M, 2] given no click / click
+        marginal = p_click * cond[:, 1] + (1 - p_click) * cond[:, 0]
+        metrics[name] = binary_metrics(marginal, tf["feedback"][:, schema.signals.index(name)])
+    scales = np.asarray(schema.scales)
+    consumed = clicked > 0
+    for j, name in enumerate(schema.continuous):
+        col = schema.signals.index(name)
+        predicted = tf["pred"]["mean"][consumed, j] * scales[col]
+        actual = tf["feedback"][consumed, col]
+        metrics[name] = {
+            "rmse": float(np.sqrt(np.mean((predicted - actual) ** 2))) if consumed.any() else float("nan"),
+            "rmse_of_mean_baseline": float(actual.std()) if consumed.any() else float("nan"),
+            "n": int(consumed.sum()),
+        }
+    known = tf["leave_known"]
+    leave_p = np.where(consumed, tf["pred"]["leave"][:, 1], tf["pred"]["leave"][:, 0])
+    metrics["leave"] = binary_metrics(leave_p[known], tf["leave"][known])
+    has_gap = np.isfinite(tf["log_gap"])
+    if has_gap.any():
+        metrics["return_gap_log_days"] = {
+            "rmse": float(np.sqrt(np.mean((tf["pred"]["gap_mean"][has_gap] - tf["log_gap"][has_gap]) ** 2))),
+            "n": int(has_gap.sum()),
+        }
+    return metrics
+
+
+def simulate_sessions(
+    simulator: LearnedSimulator, item_weights: np.ndarray, *, episodes: int, seed: int, max_steps: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Session lengths and return gaps (days) of `episodes` two-session episodes in the simulator."""
+    from recsim_env.envs.seqrec import SeqRecVectorEnv
+
+    num_envs = min(episodes, 256)
+    env = SeqRecVectorEnv(
+        num_envs=num_envs,
+        user_model=simulator,
+        max_steps=max_steps,
+        sessions_per_episode=2,
+        history_len=simulator.history_len,
+    )
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+    p = item_weights / item_weights.sum()
+    lengths, gaps = [], []
+    steps = np.zeros(num_envs, dtype=np.int64)
+    just_reset = np.zeros(num_envs, dtype=bool)
+    finished = 0
+    while finished < episodes:
+        actions = rng.choice(len(p), size=num_envs, p=p)
+        _, _, terminated, truncated, info = env.step(actions)
+        live = ~just_reset
+        steps += live
+        if "_return_gap" in info:
+            ended = info["_return_gap"] & live
+            lengths.extend(steps[ended].tolist())
+            gaps.extend(info["return_gap"][ended & ~truncated & ~terminated].tolist())
+            steps[ended] = 0
+        done = terminated | truncated
+        finished += int(done.sum())
+        steps[done] = 0
+        just_reset = done
+    return np.asarray(lengths), np.asarray(gaps)
+
+
+def logged_sessions(log: ExposureLog) -> tuple[np.ndarray, np.ndarray]:
+    """Session lengths (sessions that ended) and return gaps (days) in a log."""
+    n = len(log.items)
+    first = np.zeros(n, dtype=bool)
+    first[log.offsets[:-1][log.lengths() > 0]] = True
+    end = (log.leave > 0) | ~log.leave_known | np.isfinite(log.return_gap)
+    last_of_user = np.zeros(n, dtype=bool)
+    last_of_user[log.offsets[1:][log.lengths() > 0] - 1] = True
+    end |= last_of_user
+    starts = np.flatnonzero(first | np.r_[False, end[:-1]])
+    ends = np.flatnonzero(end)
+    lengths = ends - starts + 1 if len(starts) == len(ends) else np.zeros(0, int)
+    gaps = log.return_gap[np.isfinite(log.return_gap)]
+    return lengths.astype(np.int64), gaps.astype(np.float64)
+
+
+def session_metrics(simulator: LearnedSimulator, log: ExposureLog, *, episodes: int, seed: int) -> dict:
+    """KS distances between simulated and logged session lengths and return gaps."""
+    from scipy.stats import ks_2samp
+
+    weights = np.bincount(log.items, minlength=simulator.n_items).astype(float) + 1e-3
+    logged_lengths, logged_gaps = logged_sessions(log)
+    sim_lengths, sim_gaps = simulate_sessions(
+        simulator, weights, episodes=episodes, seed=seed, max_steps=simulator.schema.max_session_length
+    )
+    result = {
+        "session_length": {
+            "ks": float(ks_2samp(sim_lengths, logged_lengths).statistic)
+            if len(logged_lengths)
+            else float("nan"),
+            "simulated_mean": float(sim_lengths.mean()),
+            "logged_mean": float(logged_lengths.mean()) if len(logged_lengths) else float("nan"),
+        },
+        "_samples": {
+            "sim_lengths": sim_lengths,
+            "logged_lengths": logged_lengths,
+            "sim_gaps": sim_gaps,
+            "logged_gaps": logged_gaps,
+        },
+    }
+    if len(logged_gaps) and len(sim_gaps):
+        result["return_gap_days"] = {
+            "ks": float(ks_2samp(sim_gaps, logged_gaps).statistic),
+            "simulated_mean": float(sim_gaps.mean()),
+            "logged_mean": float(logged_gaps.mean()),
+        }
+    return result
+
+
+class _Recorder:
+    """A `UserModel` that forwards to another and keeps the last `Response.info` (truth for analysis)."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.last_info: dict = {}
+        for name in ("signals", "binary_signals", "negative_signals", "n_items", "n_users", "n_user_features",
+                     "n_start_uniforms", "n_step_uniforms"):  # fmt: skip
+            setattr(self, name, getattr(model, name))
+
+    def initial_state(self, user_ids, uniforms):
+        return self.model.initial_state(user_ids, uniforms)
+
+    def respond(self, state, slates, uniforms):
+        response = self.model.respond(state, slates, uniforms)
+        self.last_info = response.info
+        return response
+
+    def end_session(self, state, mask, uniforms):
+        return self.model.end_session(state, mask, uniforms)
+
+
+def world_metrics(simulator: LearnedSimulator, world_config=None, *, steps: int, seed: int) -> dict:
+    """Learned vs true click probabilities for a uniform policy in the world (teacher-forced histories)."""
+    from recsim_env.envs.seqrec import SeqRecVectorEnv
+    from recsim_env.world import UserWorld
+
+    world = UserWorld(world_config)
+    if tuple(world.signals) != simulator.schema.signals or world.n_items != simulator.n_items:
+        raise ValueError(
+            "world_metrics: the simulator was not trained on logs of this world (signals or catalogue differ)"
+        )
+    recorder = _Recorder(world)
+    num_envs = 256
+    length = simulator.history_len
+    env = SeqRecVectorEnv(num_envs=num_envs, user_model=recorder, sessions_per_episode=3, history_len=length)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    scales = np.asarray(simulator.schema.scales, dtype=np.float32)
+    gaps = np.zeros((num_envs, length), dtype=np.float32)
+    pending = np.zeros(num_envs, dtype=np.float32)
+    just_reset = np.zeros(num_envs, dtype=bool)
+    learned, true, clicks = [], [], []
+    while len(clicks) * num_envs < steps:
+        actions = rng.integers(0, world.n_items, size=num_envs)
+        inputs = model_inputs(obs["feedback"], gaps, scales) * (obs["item_ids"] < world.n_items)[..., None]
+        predicted = simulator.predict(obs["item_ids"], inputs, actions[:, None])["click"][:, 0]
+        obs, _, terminated, truncated, info = env.step(actions)
+        live = ~just_reset
+        learned.append(predicted[live])
+        true.append(recorder.last_info["choice_probability"][live, 0])
+        clicks.append(info["feedback"][live, 0])
+        # The history's gap feature: the exposure after a session end carries the return gap.
+        gaps = np.concatenate([gaps[:, 1:], pending[:, None]], axis=1)
+        pending = np.zeros(num_envs, dtype=np.float32)
+        if "_return_gap" in info:
+            pending = np.where(info["_return_gap"], info["return_gap"], 0.0).astype(np.float32)
+        done = terminated | truncated
+        gaps[done] = 0.0
+        pending[done] = 0.0
+        just_reset = done
+    learned, true, clicks = (np.concatenate(x)[:steps] for x in (learned, true, clicks))
+    return {
+        "learned": binary_metrics(learned, clicks),
+        "world_truth": binary_metrics(true, clicks),
+        "rmse_to_true_probability": float(np.sqrt(np.mean((learned - true) ** 2))),
+        "ece_against_true_probability": expected_calibration_error(learned, true),
+        "auc_gap": float(binary_metrics(true, clicks)["auc"] - binary_metrics(learned, clicks)["auc"]),
+        "_samples": {"learned": learned, "true": true, "clicks": clicks},
+    }
+
+
+def _markdown(metrics: dict, plots: list[str]) -> str:
+    lines = ["# Simulator fidelity report", ""]
+    info = metrics["simulator"]
+    lines += [
+        f"Simulator: `{info['repr']}`  ",
+        f"Held-out users: {info['test_users']}, exposures: {info['test_exposures']}",
+        "",
+    ]
+    lines += ["## Held-out logs (teacher-forced)", "", "| signal | AUC | log-loss | ECE | mean predicted | mean observed | n |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+    for name, m in metrics["logs"].items():
+        if "auc" in m:
+            lines.append(
+                f"| {name} | {m['auc']:.4f} | {m['log_loss']:.4f} | {m['ece']:.4f} | {m['mean_predicted']:.4f} "
+                f"| {m['mean_observed']:.4f} | {m['n']} |"
+            )
+    lines += ["", "| continuous signal | RMSE | RMSE of the mean | n |", "| --- | --- | --- | --- |"]
+    for name, m in metrics["logs"].items():
+        if "rmse" in m:
+            lines.append(
+                f"| {name} | {m['rmse']:.4f} | {m.get('rmse_of_mean_baseline', float('nan')):.4f} | {m['n']} |"
+            )
+    lines += ["", "## Sessions (simulated vs logged)", "", "| quantity | KS distance | simulated mean | logged mean |",
+              "| --- | --- | --- | --- |"]  # fmt: skip
+    for name, m in metrics["sessions"].items():
+        lines.append(f"| {name} | {m['ks']:.4f} | {m['simulated_mean']:.3f} | {m['logged_mean']:.3f} |")
+    if "world" in metrics:
+        w = metrics["world"]
+        lines += [
+            "",
+            "## Ground-truth world (uniform policy, click)",
+            "",
+            "| | AUC | log-loss | ECE |",
+            "| --- | --- | --- | --- |",
+        ]
+        for name in ("learned", "world_truth"):
+            m = w[name]
+            lines.append(f"| {name} | {m['auc']:.4f} | {m['log_loss']:.4f} | {m['ece']:.4f} |")
+        lines += ["", f"RMSE to the true click probability: {w['rmse_to_true_probability']:.4f}; "
+                  f"ECE against it: {w['ece_against_true_probability']:.4f}; AUC gap: {w['auc_gap']:.4f}."]  # fmt: skip
+    if plots:
+        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def _plots(directory: Path, metrics: dict, samples: dict) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = []
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+    s = samples["sessions"]
+    top = max(int(np.max(s["sim_lengths"], initial=1)), int(np.max(s["logged_lengths"], initial=1)))
+    bins = np.arange(1, top + 2) - 0.5
+    axes[0].hist(
+        [s["logged_lengths"], s["sim_lengths"]], bins=bins, density=True, label=["logged", "simulated"]
+    )
+    axes[0].set(xlabel="session length (steps)", ylabel="density")
+    axes[0].legend()
+    if len(s["logged_gaps"]) and len(s["sim_gaps"]):
+        edges = np.quantile(np.concatenate([s["logged_gaps"], s["sim_gaps"]]), np.linspace(0, 0.99, 30))
+        axes[1].hist(
+            [s["logged_gaps"], s["sim_gaps"]],
+            bins=np.unique(edges),
+            density=True,
+            label=["logged", "simulated"],
+        )
+    axes[1].set(xlabel="return gap (days)")
+    fig.tight_layout()
+    names.append(_save_figure(fig, directory / "sessions.png"))
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(4, 4))
+    for label, (p, y) in samples["calibration"].items():
+        bins = np.minimum((p * N_BINS).astype(int), N_BINS - 1)
+        count = np.bincount(bins, minlength=N_BINS)
+        keep = count > 0
+        ax.plot((np.bincount(bins, p, N_BINS) / np.maximum(count, 1))[keep],
+                (np.bincount(bins, y, N_BINS) / np.maximum(count, 1))[keep], "o-", label=label)  # fmt: skip
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.set(xlabel="predicted click probability", ylabel="observed (or true) rate", title="calibration")
+    ax.legend()
+    fig.tight_layout()
+    names.append(_save_figure(fig, directory / "calibration.png"))
+    plt.close(fig)
+    return names
+
+
+def _save_figure(fig, path: Path) -> str:
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    return path.name
+
+
+def write_report(
+    result,
+    directory: str | os.PathLike,
+    *,
+    world: Any = None,
+    plots: bool = True,
+    episodes: int = 512,
+    world_steps: int = 50_000,
+    seed: int = 0,
+) -> dict:
+    """Compute the fidelity metrics of `result` (a `FitResult`, or `(simulator, held-out log)`) and write
+    `fidelity.json`, `fidelity.md` and (with `plots`) PNG plots into `directory`.
+
+    `world`: a `WorldConfig`, `"default"` for the embedded world, or None to skip the world section.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    if isinstance(result, tuple):
+        simulator, test_log = result
+    else:
+        simulator, test_log = result.simulator, result.log.select(result.test_users)
+    metrics: dict[str, Any] = {
+        "simulator": {
+            "repr": repr(simulator),
+            "test_users": int(test_log.n_users),
+            "test_exposures": int(len(test_log.items)),
+        },
+        "logs": log_metrics(simulator, test_log),
+    }
+    sessions = session_metrics(simulator, test_log, episodes=episodes, seed=seed)
+    samples = {"sessions": sessions.pop("_samples")}
+    metrics["sessions"] = sessions
+    tf = teacher_forced(simulator, test_log)
+    samples["calibration"] = {"held-out logs": (tf["pred"]["click"], tf["feedback"][:, 0])}
+    if world is not None:
+        world_config = None if isinstance(world, str) else world
+        w = world_metrics(simulator, world_config, steps=world_steps, seed=seed)
+        s = w.pop("_samples")
+        samples["calibration"]["world (vs true p)"] = (s["learned"], s["true"])
+        metrics["world"] = w
+    names = _plots(directory, metrics, samples) if plots else []
+    text = json.dumps(metrics, indent=2, default=float) + "\n"
+    atomic_write(directory / "fidelity.json", lambda tmp: Path(tmp).write_text(text))
+    markdown = _markdown(metrics, names)
+    atomic_write(directory / "fidelity.md", lambda tmp: Path(tmp).write_text(markdown))
+    return metrics

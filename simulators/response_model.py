@@ -1,0 +1,154 @@
+"""The user response model: a sequential encoder with one head per feedback signal, leaving and returning.
+
+Given the history `x_1..x_t` (items, normalised feedback, log1p of the days since the last session)
+and a candidate item `c`, with `h_t = Encoder(x_1..x_t)` (SASRec by default, Kang & McAuley 2018)
+and `z = MLP([h_t, e_c, h_t * e_c])`:
+
+    P(click | h_t, c)          = sigmoid(z_click + b_c)                       (b_c: item click bias)
+    P(s = 1 | click = k)       = sigmoid(z_{s,k})      for each other binary signal s, k in {0, 1}
+    s | click = 1              ~ Normal(mu_s, sigma_s)  for each continuous signal (normalised units;
+                                                          0 when nothing is consumed)
+    P(leave | click = k)       = sigmoid(z_{leave,k})
+    log(return gap days)       ~ Normal(mu_gap, sigma_gap)  at a session end
+
+Trained with the negative log-likelihood of all heads on every position of left-padded windows
+(teacher forcing: position t predicts the response to exposure t + 1). Binary heads are calibrated
+afterwards by one temperature each on validation users (Guo et al., "On Calibration of Modern
+Neural Networks", ICML 2017): `p = sigmoid(logit / T)`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from recsim_env.encoders import build, config_class
+from simulators.config import SimulatorConfig
+from simulators.data import DataSchema
+
+LOG_SIGMA_MIN, LOG_SIGMA_MAX = -4.0, 3.0
+
+
+class HeadOutputs(NamedTuple):
+    """Raw head outputs for candidates `[..., C]` (logits before calibration)."""
+
+    click: torch.Tensor  # [..., C]
+    binary: torch.Tensor  # [..., C, B, 2] other binary signals, given click = 0 / 1
+    mean: torch.Tensor  # [..., C, R] continuous signals given click (normalised units)
+    log_sigma: torch.Tensor  # [..., C, R]
+    leave: torch.Tensor  # [..., C, 2] given click = 0 / 1
+    gap_mean: torch.Tensor  # [..., C] log days
+    gap_log_sigma: torch.Tensor  # [..., C]
+
+
+class ResponseModel(nn.Module):
+    """Encoder backbone plus per-signal heads (equations in the module docstring).
+
+    Args:
+        config: the simulator config (backbone, width, dropout).
+        schema: the data's signals (which heads exist).
+    """
+
+    def __init__(self, config: SimulatorConfig, schema: DataSchema) -> None:
+        super().__init__()
+        self.n_binary = len(schema.other_binary)
+        self.n_continuous = len(schema.continuous)
+        known = {f.name for f in fields(config_class(config.encoder))}
+        options = {
+            "n_items": schema.n_items,
+            "max_len": config.history_len,
+            "d_model": config.d_model,
+            "dropout": config.dropout,
+            "feedback_dim": len(schema.signals) + 1,
+        }
+        for name in ("n_layers", "n_heads"):
+            if name in known:
+                options[name] = getattr(config, name)
+        self.encoder = build(config.encoder, options)
+        d = config.d_model
+        n_out = 1 + 2 * self.n_binary + 2 * self.n_continuous + 2 + 2
+        self.head = nn.Sequential(
+            nn.Linear(3 * d, d), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(d, n_out)
+        )
+        self.click_bias = nn.Embedding(schema.n_items + 1, 1)
+        nn.init.zeros_(self.click_bias.weight)
+        # Calibration temperatures (click, other binary signals, leave); 1 until `calibrate` sets them.
+        self.register_buffer("temperature", torch.ones(2 + self.n_binary))
+
+    def states(self, items: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """`[B, L, D]` hidden states of left-padded histories `items` [B, L] with inputs [B, L, F + 1]."""
+        return self.encoder(items, feedback=inputs)
+
+    def heads(self, state: torch.Tensor, candidates: torch.Tensor) -> HeadOutputs:
+        """Head outputs for `state` [..., D] and `candidates` [..., C] item ids."""
+        table = self.encoder.item_embedding.weight
+        e = table[candidates]  # [..., C, D]
+        h = state.unsqueeze(-2).expand_as(e)
+        z = self.head(torch.cat([h, e, h * e], dim=-1))  # [..., C, n_out]
+        b, r = self.n_binary, self.n_continuous
+        click = z[..., 0] + self.click_bias(candidates).squeeze(-1)
+        at = 1
+        binary = z[..., at : at + 2 * b].unflatten(-1, (b, 2))
+        at += 2 * b
+        mean = z[..., at : at + r]
+        log_sigma = z[..., at + r : at + 2 * r].clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+        at += 2 * r
+        leave = z[..., at : at + 2]
+        gap_mean = z[..., at + 2]
+        gap_log_sigma = z[..., at + 3].clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+        return HeadOutputs(click, binary, mean, log_sigma, leave, gap_mean, gap_log_sigma)
+
+    def calibrated(self, out: HeadOutputs) -> HeadOutputs:
+        """The same outputs with every binary logit divided by its temperature."""
+        t = self.temperature
+        return out._replace(click=out.click / t[0], binary=out.binary / t[2:, None], leave=out.leave / t[1])
+
+    def loss(self, items: torch.Tensor, inputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Mean negative log-likelihood over the window positions that have a history and a target."""
+        out = self.head_outputs(items, inputs)
+        return sum(nll_terms(out, batch, self.n_binary).values())
+
+    def head_outputs(self, items: torch.Tensor, inputs: torch.Tensor) -> HeadOutputs:
+        """Teacher-forced outputs: position t of `items[:, :-1]` scores exposure t + 1. `[B, L]` each."""
+        hidden = self.states(items[:, :-1], inputs[:, :-1])  # [B, L, D]
+        out = self.heads(hidden, items[:, 1:, None])  # one candidate per position: C = 1
+        return HeadOutputs(*(x.squeeze(2) for x in out))
+
+
+def nll_terms(out: HeadOutputs, batch: dict[str, torch.Tensor], n_binary: int) -> dict[str, torch.Tensor]:
+    """Per-head mean negative log-likelihoods (`batch` holds targets `[B, L]` aligned with `out`).
+
+    `batch`: `mask` (history and target real), `click`, `binary` [B, L, n_binary], `continuous` [B, L, R]
+    (normalised), `leave`, `leave_known`, `log_gap` (NaN where unknown).
+    """
+    mask = batch["mask"]
+    n = mask.sum().clamp_min(1)
+    click = batch["click"]
+    terms = {
+        "click": (F.binary_cross_entropy_with_logits(out.click, click, reduction="none") * mask).sum() / n
+    }
+    branch = click.long()[..., None]  # which branch of the conditional heads was realised
+    if n_binary:
+        logits = out.binary.gather(-1, branch[..., None].expand(*branch.shape[:-1], n_binary, 1)).squeeze(-1)
+        bce = F.binary_cross_entropy_with_logits(logits, batch["binary"], reduction="none")
+        terms["binary"] = (bce.sum(-1) * mask).sum() / n
+    if out.mean.shape[-1]:
+        consumed = mask * click
+        z = (batch["continuous"] - out.mean) / out.log_sigma.exp()
+        nll = 0.5 * z**2 + out.log_sigma
+        terms["continuous"] = (nll.sum(-1) * consumed).sum() / consumed.sum().clamp_min(1)
+    leave_mask = mask * batch["leave_known"]
+    leave_logit = out.leave.gather(-1, branch).squeeze(-1)
+    terms["leave"] = (
+        F.binary_cross_entropy_with_logits(leave_logit, batch["leave"], reduction="none") * leave_mask
+    ).sum() / n
+    gap = batch["log_gap"]
+    gap_mask = mask * torch.isfinite(gap)
+    if gap_mask.sum() > 0:
+        z = (torch.nan_to_num(gap) - out.gap_mean) / out.gap_log_sigma.exp()
+        terms["gap"] = ((0.5 * z**2 + out.gap_log_sigma) * gap_mask).sum() / gap_mask.sum()
+    return terms

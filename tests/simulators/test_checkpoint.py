@@ -1,0 +1,89 @@
+"""Save -> load -> identical predictions; damaged or mismatched checkpoints are refused clearly."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from recsim_env.data import LoggedInteractions
+from recsim_env.errors import DataError
+
+
+def _predictions(simulator):
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, simulator.n_users, size=32)
+    start = simulator.initial_state(users, rng.random((32, simulator.n_start_uniforms)))
+    slates = rng.integers(0, simulator.n_items, size=(32, 3))
+    return simulator.predict(start.state.items, start.state.inputs, slates)
+
+
+def test_save_load_gives_identical_predictions(tiny_fit, saved_simulator):
+    import simulators
+
+    loaded = simulators.load(saved_simulator)
+    before, after = _predictions(tiny_fit.simulator), _predictions(loaded)
+    assert before.keys() == after.keys()
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+    assert loaded.signals == tiny_fit.simulator.signals
+    for a, b in zip(tiny_fit.simulator.members, loaded.members):
+        np.testing.assert_array_equal(a.temperature.numpy(), b.temperature.numpy())
+
+
+def _copy(saved, tmp_path):
+    target = tmp_path / "copy"
+    shutil.copytree(saved, target)
+    return target
+
+
+def test_truncated_weights_are_refused_naming_the_file(saved_simulator, tmp_path):
+    import simulators
+
+    copy = _copy(saved_simulator, tmp_path)
+    weights = copy / "weights.pt"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(DataError, match=r"weights\.pt.*truncated"):
+        simulators.load(copy)
+
+
+def test_corrupt_and_missing_files_are_refused(saved_simulator, tmp_path):
+    import simulators
+
+    copy = _copy(saved_simulator, tmp_path)
+    data = bytearray((copy / "start_pool.npz").read_bytes())
+    data[200] ^= 0xFF
+    (copy / "start_pool.npz").write_bytes(bytes(data))
+    with pytest.raises(DataError, match=r"start_pool\.npz.*SHA-256"):
+        simulators.load(copy)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(DataError, match="manifest.json"):
+        simulators.load(copy)
+    with pytest.raises(DataError, match="not a saved simulator"):
+        simulators.load(tmp_path / "nowhere")
+
+
+def test_catalogue_mismatch_is_refused(saved_simulator, world_logs):
+    import simulators
+
+    simulators.load(saved_simulator, data=world_logs)  # the same catalogue: fine
+    frame = world_logs.frame[world_logs.frame["item_id"] >= 10]
+    other = LoggedInteractions.from_frame(frame, feedback_cols=world_logs.feedback_columns)  # only seen items
+    assert other.n_items != world_logs.n_items
+    with pytest.raises(DataError, match=r"item_ids\.json.*catalogue mismatch"):
+        simulators.load(saved_simulator, data=other)
+
+
+def test_unknown_config_key_is_refused(saved_simulator, tmp_path):
+    import simulators
+    from simulators.checkpoint import write_manifest
+
+    copy = _copy(saved_simulator, tmp_path)
+    config = json.loads((copy / "config.json").read_text())
+    config["learning_rte"] = 0.1
+    (copy / "config.json").write_text(json.dumps(config))
+    write_manifest(copy)
+    with pytest.raises(DataError, match=r"config\.json.*learning_rte"):
+        simulators.load(copy)
