@@ -115,6 +115,28 @@ def sample_slates(
     return sample_without_replacement(log_p, slate_size, rng)
 
 
+class ProbabilityPolicy:
+    """Shared `act` / `action_distribution` of one-item policies defined by their probabilities.
+
+    A subclass sets `self.rng` (a `np.random.Generator`) and implements `_probabilities(batch)`,
+    `[N, n_items]` for a batched observation.
+    """
+
+    rng: np.random.Generator
+
+    def _probabilities(self, batch: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def action_distribution(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        batch, single = as_batch(obs)
+        return unbatch_probabilities(self._probabilities(batch), single)
+
+    def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = False) -> Any:
+        batch, single = as_batch(obs)
+        slates = sample_slates(self._probabilities(batch), 1, self.rng, deterministic)
+        return unbatch_action(slates, single, 1)
+
+
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same directory and a rename."""
     target = Path(path)

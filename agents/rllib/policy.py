@@ -16,11 +16,8 @@ import numpy as np
 import torch
 
 from agents.policy import (
-    as_batch,
+    ProbabilityPolicy,
     read_manifest,
-    sample_slates,
-    unbatch_action,
-    unbatch_probabilities,
     write_atomic,
     write_manifest,
 )
@@ -29,7 +26,7 @@ from agents.rllib.module import MODULES, model_config
 STATE_FILE = "module_state.pt"
 
 
-class RLModulePolicy:
+class RLModulePolicy(ProbabilityPolicy):
     """`SequenceActorCriticModule` (its pi) or `SequenceQModule` (its greedy policy) behind the contract.
 
     Sampling uses the policy's own numpy generator (`seed`); deterministic actions are the argmax.
@@ -93,15 +90,6 @@ class RLModulePolicy:
         with torch.no_grad():
             probabilities = self.module.action_probabilities(obs).double().cpu().numpy()
         return probabilities / probabilities.sum(axis=1, keepdims=True)
-
-    def action_distribution(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        batch, single = as_batch(obs)
-        return unbatch_probabilities(self._probabilities(batch), single)
-
-    def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = False) -> Any:
-        batch, single = as_batch(obs)
-        slates = sample_slates(self._probabilities(batch), 1, self.rng, deterministic)
-        return unbatch_action(slates, single, 1)
 
     def save(self, path: str | os.PathLike) -> None:
         out = Path(path)

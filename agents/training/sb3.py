@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +26,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 
 from agents.policy import (
-    as_batch,
+    ProbabilityPolicy,
     read_manifest,
-    sample_slates,
-    unbatch_action,
-    unbatch_probabilities,
     write_manifest,
 )
 from agents.sb3 import SequenceFeaturesExtractor
@@ -49,7 +45,7 @@ DEFAULT_ALGO_CONFIG: dict[str, dict[str, Any]] = {
 }
 
 
-class SB3Policy:
+class SB3Policy(ProbabilityPolicy):
     """A trained SB3 model behind the `agents.Policy` contract.
 
     Actor-critic models (PPO, A2C) report their categorical policy `pi(a | s)`; DQN reports its
@@ -86,15 +82,6 @@ class SB3Policy:
                 probabilities = policy.get_distribution(tensor).distribution.probs.double()  # [N, n_items]
         probabilities = probabilities.cpu().numpy()
         return probabilities / probabilities.sum(axis=1, keepdims=True)
-
-    def action_distribution(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        batch, single = as_batch(obs)
-        return unbatch_probabilities(self._probabilities(batch), single)
-
-    def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = False) -> Any:
-        batch, single = as_batch(obs)
-        slates = sample_slates(self._probabilities(batch), 1, self.rng, deterministic)
-        return unbatch_action(slates, single, 1)
 
     def save(self, path: str | os.PathLike) -> None:
         out = Path(path)

@@ -272,7 +272,59 @@ def bootstrap_interval(
     return {"mean": float(samples.mean()), "lower": float(lower), "upper": float(upper)}
 
 
-class BanditEstimator:
+class TermEstimator:
+    """An estimator that is a reduction of per-unit terms (rounds or episodes), bootstrapped over units.
+
+    Subclasses provide `_validated_terms(kwargs) -> {name: [n, ...]}` and `_reduce(terms) -> [R]`,
+    vectorised over a leading replicate axis, so the bootstrap recomputes the whole estimator,
+    normalisers included, on every resample.
+    """
+
+    estimator_name: str = "estimator"
+
+    def _validated_terms(self, kwargs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _reduce(self, terms: Mapping[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _point(self, terms: Mapping[str, np.ndarray]) -> float:
+        return float(self._reduce({k: v[None] for k, v in terms.items()})[0])
+
+    def estimate_interval(
+        self, *, alpha: float = 0.05, n_bootstrap_samples: int = 1000, random_state: int = 0, **kwargs: Any
+    ) -> dict[str, float]:
+        """Bootstrap (percentile) confidence interval over units: `{"mean", "lower", "upper"}`."""
+        return bootstrap_interval(
+            self._validated_terms(kwargs),
+            self._reduce,
+            alpha=alpha,
+            n_bootstrap_samples=n_bootstrap_samples,
+            random_state=random_state,
+        )
+
+    def estimate(
+        self, *, alpha: float = 0.05, n_bootstrap_samples: int = 1000, random_state: int = 0, **kwargs: Any
+    ) -> Estimate:
+        """Point estimate and bootstrap interval together, as an `Estimate`."""
+        terms = self._validated_terms(kwargs)
+        ci = bootstrap_interval(
+            terms,
+            self._reduce,
+            alpha=alpha,
+            n_bootstrap_samples=n_bootstrap_samples,
+            random_state=random_state,
+        )
+        return Estimate(
+            name=self.estimator_name,
+            value=self._point(terms),
+            lower=ci["lower"],
+            upper=ci["upper"],
+            alpha=alpha,
+        )
+
+
+class BanditEstimator(TermEstimator):
     """Shared machinery of the bandit estimators: validate, split into per-round terms, reduce, bootstrap.
 
     A subclass names the inputs it needs in `required`, turns validated inputs into per-round arrays in
@@ -308,38 +360,7 @@ class BanditEstimator:
             **kwargs: OBP-named logged data (`reward`, `action`, `position`, `pscore`, `action_dist`,
                 `estimated_rewards_by_reg_model`); arguments this estimator does not use are ignored.
         """
-        terms = self._validated_terms(kwargs)
-        return float(self._reduce({k: v[None] for k, v in terms.items()})[0])
-
-    def estimate_interval(
-        self, *, alpha: float = 0.05, n_bootstrap_samples: int = 1000, random_state: int = 0, **kwargs: Any
-    ) -> dict[str, float]:
-        """Bootstrap (percentile) confidence interval over rounds: `{"mean", "lower", "upper"}`."""
-        terms = self._validated_terms(kwargs)
-        return bootstrap_interval(
-            terms,
-            self._reduce,
-            alpha=alpha,
-            n_bootstrap_samples=n_bootstrap_samples,
-            random_state=random_state,
-        )
-
-    def estimate(
-        self, *, alpha: float = 0.05, n_bootstrap_samples: int = 1000, random_state: int = 0, **kwargs: Any
-    ) -> Estimate:
-        """Point estimate and bootstrap interval together, as an `Estimate`."""
-        terms = self._validated_terms(kwargs)
-        value = float(self._reduce({k: v[None] for k, v in terms.items()})[0])
-        ci = bootstrap_interval(
-            terms,
-            self._reduce,
-            alpha=alpha,
-            n_bootstrap_samples=n_bootstrap_samples,
-            random_state=random_state,
-        )
-        return Estimate(
-            name=self.estimator_name, value=value, lower=ci["lower"], upper=ci["upper"], alpha=alpha
-        )
+        return self._point(self._validated_terms(kwargs))
 
 
 def importance_weight(data: BanditInputs) -> np.ndarray:

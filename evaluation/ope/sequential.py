@@ -14,7 +14,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from evaluation.ope.base import ACTION_DIST_ATOL, Estimate, bootstrap_interval
+from evaluation.ope.base import ACTION_DIST_ATOL, TermEstimator
 from recsim_env.errors import DataError
 
 
@@ -156,7 +156,7 @@ def validate_episode_inputs(
 
 
 @dataclass(frozen=True, kw_only=True)
-class SequentialEstimator:
+class SequentialEstimator(TermEstimator):
     """Shared machinery: validation, per-episode terms, bootstrap over episodes."""
 
     gamma: float = 1.0
@@ -208,37 +208,7 @@ class SequentialEstimator:
             **kwargs: `reward`, `pscore`, `mask`, and `action` + `action_dist` or `evaluation_pscore`
                 (plus `state_action_value_prediction` for DR), all `[n, H]` / `[n, H, N]`.
         """
-        terms = self._validated_terms(kwargs)
-        return float(self._reduce({k: v[None] for k, v in terms.items()})[0])
-
-    def estimate_interval(
-        self, *, alpha: float = 0.05, n_bootstrap_samples: int = 1000, random_state: int = 0, **kwargs: Any
-    ) -> dict[str, float]:
-        """Bootstrap percentile interval over episodes: `{"mean", "lower", "upper"}`."""
-        return bootstrap_interval(
-            self._validated_terms(kwargs),
-            self._reduce,
-            alpha=alpha,
-            n_bootstrap_samples=n_bootstrap_samples,
-            random_state=random_state,
-        )
-
-    def estimate(
-        self, *, alpha: float = 0.05, n_bootstrap_samples: int = 1000, random_state: int = 0, **kwargs: Any
-    ) -> Estimate:
-        """Point estimate and bootstrap interval as an `Estimate`."""
-        terms = self._validated_terms(kwargs)
-        value = float(self._reduce({k: v[None] for k, v in terms.items()})[0])
-        ci = bootstrap_interval(
-            terms,
-            self._reduce,
-            alpha=alpha,
-            n_bootstrap_samples=n_bootstrap_samples,
-            random_state=random_state,
-        )
-        return Estimate(
-            name=self.estimator_name, value=value, lower=ci["lower"], upper=ci["upper"], alpha=alpha
-        )
+        return self._point(self._validated_terms(kwargs))
 
 
 def _cumulative_ratio(data: EpisodeInputs) -> np.ndarray:
