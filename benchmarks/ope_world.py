@@ -27,15 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from evaluation.ope import (
-    DirectMethod,
-    DoublyRobust,
-    DoublyRobustWithShrinkage,
-    InverseProbabilityWeighting,
-    SelfNormalizedDoublyRobust,
-    SelfNormalizedInverseProbabilityWeighting,
-    SwitchDoublyRobust,
-)
+from evaluation.ope import bandit_estimators
 from evaluation.ope.sequential import (
     PerDecisionImportanceSampling,
     SequentialDoublyRobust,
@@ -267,15 +259,7 @@ def bandit_benchmark(
     )
     q_hat = q_hat[:, :, None]  # [n, N, K = 1]
     regression_s = time.perf_counter() - start
-    estimators = [
-        DirectMethod(),
-        InverseProbabilityWeighting(),
-        SelfNormalizedInverseProbabilityWeighting(),
-        DoublyRobust(),
-        SelfNormalizedDoublyRobust(),
-        SwitchDoublyRobust(lambda_=100.0),
-        DoublyRobustWithShrinkage(lambda_=100.0),
-    ]
+    estimators = bandit_estimators(lambda_=100.0)
     out = {"rounds": int(m.sum()), "regression_s": round(regression_s, 1), "policies": {}}
     for name, policy in policies.items():
         report = build_report(

@@ -109,15 +109,7 @@ def ope_report_command(
     seed: Annotated[int, typer.Option(help="Seed of the subsample, folds, reward model and bootstrap.")] = 0,
 ) -> None:
     """Estimate a policy's value on a log with DM, IPS, SNIPS, DR, SNDR, Switch-DR and DRos; write a report."""
-    from evaluation.ope import (
-        DirectMethod,
-        DoublyRobust,
-        DoublyRobustWithShrinkage,
-        InverseProbabilityWeighting,
-        SelfNormalizedDoublyRobust,
-        SelfNormalizedInverseProbabilityWeighting,
-        SwitchDoublyRobust,
-    )
+    from evaluation.ope import bandit_estimators
     from evaluation.ope.logged import bandit_feedback
     from evaluation.ope.regression import RegressionModel
     from evaluation.report import build_report
@@ -161,15 +153,7 @@ def ope_report_command(
                 n_folds=n_folds,
                 random_state=seed,
             )
-        estimators = [
-            DirectMethod(),
-            InverseProbabilityWeighting(),
-            SelfNormalizedInverseProbabilityWeighting(),
-            DoublyRobust(),
-            SelfNormalizedDoublyRobust(),
-            SwitchDoublyRobust(lambda_=lambda_),
-            DoublyRobustWithShrinkage(lambda_=lambda_),
-        ]
+        estimators = bandit_estimators(lambda_)
         report = build_report(
             estimators,
             **feedback.as_kwargs(),

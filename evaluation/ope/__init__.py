@@ -25,7 +25,26 @@ from evaluation.ope.sequential import (
     WeightedPerDecisionImportanceSampling,
 )
 
+
+def bandit_estimators(lambda_: float = 100.0) -> list[BanditEstimator]:
+    """The seven bandit estimators a report runs: DM, IPS, SNIPS, DR, SNDR, Switch-DR and DRos.
+
+    Args:
+        lambda_: Switch-DR's weight threshold and DRos's shrinkage.
+    """
+    return [
+        DirectMethod(),
+        InverseProbabilityWeighting(),
+        SelfNormalizedInverseProbabilityWeighting(),
+        DoublyRobust(),
+        SelfNormalizedDoublyRobust(),
+        SwitchDoublyRobust(lambda_=lambda_),
+        DoublyRobustWithShrinkage(lambda_=lambda_),
+    ]
+
+
 __all__ = [
+    "bandit_estimators",
     "BanditEstimator",
     "BanditInputs",
     "DirectMethod",

@@ -7,26 +7,10 @@ import re
 import numpy as np
 import pytest
 
-from evaluation.ope import (
-    DirectMethod,
-    DoublyRobust,
-    DoublyRobustWithShrinkage,
-    InverseProbabilityWeighting,
-    SelfNormalizedDoublyRobust,
-    SelfNormalizedInverseProbabilityWeighting,
-    SwitchDoublyRobust,
-)
+from evaluation.ope import DoublyRobust, SelfNormalizedInverseProbabilityWeighting, bandit_estimators
 from evaluation.report import OPEReport, build_report, effective_sample_size
 
-ESTIMATORS = [
-    DirectMethod(),
-    InverseProbabilityWeighting(),
-    SelfNormalizedInverseProbabilityWeighting(),
-    DoublyRobust(),
-    SelfNormalizedDoublyRobust(),
-    SwitchDoublyRobust(lambda_=10.0),
-    DoublyRobustWithShrinkage(lambda_=10.0),
-]
+ESTIMATORS = bandit_estimators(lambda_=10.0)
 
 
 def two_armed_log(n: int, eval_probs: tuple[float, float], seed: int = 0, logger=(0.5, 0.5)):
