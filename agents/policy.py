@@ -19,7 +19,6 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -27,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from recsim_env.errors import DataError
+from recsim_env.io import write_atomic
 
 MANIFEST_FILE = "policy.json"
 FORMAT_VERSION = 1
@@ -135,20 +135,6 @@ class ProbabilityPolicy:
         batch, single = as_batch(obs)
         slates = sample_slates(self._probabilities(batch), 1, self.rng, deterministic)
         return unbatch_action(slates, single, 1)
-
-
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same directory and a rename."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_manifest(path: str | os.PathLike, kind: str, config: Mapping[str, Any]) -> None:

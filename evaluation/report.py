@@ -20,7 +20,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from evaluation.ope.base import BanditEstimator, Estimate, bootstrap_interval, validate_bandit_inputs
-from recsim_env.data.interactions import atomic_write
+from recsim_env.io import atomic_write
 
 VERDICTS = ("better", "worse", "undecided")
 PLOT_FILES = ("estimates.png", "weights.png")

@@ -29,8 +29,8 @@ import numpy as np
 import torch
 
 from recsim_env.data import LoggedInteractions
-from recsim_env.data.interactions import atomic_write
 from recsim_env.errors import DataError
+from recsim_env.io import atomic_write
 from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog
 from simulators.response_model import ResponseModel

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from sklearn.metrics import log_loss, roc_auc_score
 
-from recsim_env.data.interactions import atomic_write
+from recsim_env.io import atomic_write
 from simulators.data import ExposureLog, model_inputs, windows
 from simulators.simulator import LearnedSimulator
 

@@ -9,7 +9,6 @@ import base64
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import pyarrow.parquet as pq
 
 from recsim_env.data.idmap import IdMap, as_token_array
 from recsim_env.errors import DataError
+from recsim_env.io import atomic_write
 
 RESERVED_COLUMNS = (
     "user_id",
@@ -487,19 +487,6 @@ def has_logged_interactions_metadata(path: str | os.PathLike) -> bool:
         return _PARQUET_META_KEY in (pq.read_schema(path).metadata or {})
     except (OSError, pa.ArrowException):
         return False
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call `write(tmp_path)` on a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _tokens(values: pd.Series) -> np.ndarray:

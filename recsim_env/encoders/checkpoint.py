@@ -15,7 +15,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 
 from recsim_env.encoders.base import SequenceEncoder
 from recsim_env.errors import DataError
+from recsim_env.io import write_atomic
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -53,19 +53,8 @@ def _tokens(ids) -> list:
     return np.asarray(tokens).tolist() if isinstance(tokens, np.ndarray) else list(tokens)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_json(path: Path, value: Any) -> None:
-    _write_atomic(path, json.dumps(value, indent=2).encode())
+    write_atomic(path, json.dumps(value, indent=2).encode())
 
 
 def save(
@@ -94,7 +83,7 @@ def save(
     out.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in encoder.state_dict().items()}, buffer)
-    _write_atomic(out / WEIGHTS_FILE, buffer.getvalue())
+    write_atomic(out / WEIGHTS_FILE, buffer.getvalue())
     _write_json(out / ITEMS_FILE, item_tokens)
     if user_ids is not None:
         _write_json(out / USERS_FILE, _tokens(user_ids))

@@ -7,8 +7,6 @@ torch is imported inside the commands so that `seqrec --help` stays fast.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -130,12 +128,6 @@ def recommend_command(
 
 
 def _write_parquet_atomic(frame, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from recsim_env.io import atomic_write
+
+    atomic_write(out, lambda tmp: frame.to_parquet(tmp, index=False))
