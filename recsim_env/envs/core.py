@@ -86,15 +86,49 @@ def observation_space(model: UserModel, config: SeqRecConfig) -> spaces.Dict:
     return spaces.Dict(entries)
 
 
-def action_space(model: UserModel, config: SeqRecConfig) -> spaces.Space:
-    """`Discrete(n_items)` for one item, `MultiDiscrete([n_items] * K)` for a slate."""
+class SlateSpace(spaces.MultiDiscrete):
+    """Slates of K distinct items out of `n_items`: a `MultiDiscrete` of shape `(..., K)` whose samples
+    never repeat an item within a slate and whose `contains` rejects slates that do.
+
+    Libraries that know `MultiDiscrete` (Stable-Baselines3, RLlib) see one; `sample()` draws uniformly
+    among valid slates, so environment checkers only ever send valid actions.
+    """
+
+    def __init__(self, n_items: int, shape: tuple[int, ...], seed: int | np.random.Generator | None = None):
+        super().__init__(np.full(shape, n_items, dtype=np.int64), seed=seed)
+        self.n_items = int(n_items)
+
+    def sample(self, mask=None, probability=None) -> np.ndarray:
+        if mask is not None or probability is not None:
+            raise NotImplementedError("SlateSpace.sample takes no mask or probability")
+        scores = self.np_random.random(self.shape[:-1] + (self.n_items,))
+        return np.argsort(scores, axis=-1)[..., : self.shape[-1]].astype(self.dtype)
+
+    def contains(self, x) -> bool:
+        if not super().contains(x):
+            return False
+        ordered = np.sort(np.asarray(x), axis=-1)
+        return not np.any(ordered[..., 1:] == ordered[..., :-1])
+
+    def __repr__(self) -> str:
+        return f"SlateSpace(n_items={self.n_items}, shape={self.shape})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, SlateSpace) and self.n_items == other.n_items and self.shape == other.shape
+
+
+def action_space(model: UserModel, config: SeqRecConfig, n_envs: int | None = None) -> spaces.Space:
+    """`Discrete(n_items)` for one item, a `SlateSpace` (distinct items) for a slate; batched for `n_envs`."""
     if config.slate_size > model.n_items:
         raise ValueError(
             f"argument 'slate_size' ({config.slate_size}) exceeds the catalogue ({model.n_items} items)"
         )
     if config.slate_size == 1:
-        return spaces.Discrete(model.n_items)
-    return spaces.MultiDiscrete(np.full(config.slate_size, model.n_items, dtype=np.int64))
+        if n_envs is None:
+            return spaces.Discrete(model.n_items)
+        return spaces.MultiDiscrete(np.full(n_envs, model.n_items, dtype=np.int64))
+    shape = (config.slate_size,) if n_envs is None else (n_envs, config.slate_size)
+    return SlateSpace(model.n_items, shape)
 
 
 def signal_cost_signs(model: UserModel) -> np.ndarray:

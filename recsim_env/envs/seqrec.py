@@ -226,7 +226,7 @@ class SeqRecVectorEnv(VectorEnv):
         self.single_observation_space = prototype.observation_space
         self.single_action_space = prototype.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
-        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self.action_space = action_space(self.user_model, self.config, self.num_envs)
         self._batch = EpisodeBatch(self.user_model, self.config, self.num_envs)
         self._rngs: list[np.random.Generator] = []
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)

@@ -298,3 +298,18 @@ def test_sb3_ppo_trains_for_2048_steps():
     assert model.num_timesteps >= 2048
     action, _ = model.predict(env.reset(seed=0)[0], deterministic=True)
     assert env.action_space.contains(int(action))
+
+
+def test_slate_action_spaces_sample_and_contain_only_distinct_items():
+    env = gym.make("SeqRec-v0", slate_size=5)
+    env.action_space.seed(0)
+    samples = np.stack([env.action_space.sample() for _ in range(3000)])
+    assert np.all(np.sort(samples, axis=1)[:, 1:] != np.sort(samples, axis=1)[:, :-1])
+    assert all(env.action_space.contains(s) for s in samples[:100])
+    assert not env.action_space.contains(np.array([1, 1, 2, 3, 4]))
+    assert isinstance(env.action_space, gym.spaces.MultiDiscrete)  # what SB3 and RLlib expect
+    vector = gym.make_vec("SeqRec-v0", num_envs=8, slate_size=3)
+    vector.reset(seed=0)
+    vector.action_space.seed(0)
+    for _ in range(50):
+        vector.step(vector.action_space.sample())  # never a duplicate, so never an error
