@@ -83,6 +83,7 @@ from agents.policy import (
     write_manifest,
 )
 from agents.sim2rec import resolve_device
+from recsim_env.data.batching import history_windows
 from recsim_env.errors import DataError
 
 SIGNALS: tuple[str, ...] = ("click", "watch_time", "like", "follow", "share", "hate")
@@ -236,35 +237,17 @@ def transitions_from_logs(data, history_len: int) -> Transitions:
         raise DataError(
             f"{data.name}: column 'position' is non-zero at row {row}; TSCAC needs one-item slates"
         )
-    users = frame["user_id"].to_numpy(np.int64)
-    # `LoggedInteractions` keeps rows stable-sorted by user and time; each user's block is chronological.
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    ends = np.r_[starts[1:], len(users)]
-    items = frame["item_id"].to_numpy(np.int64)
+    windows = history_windows(data, history_len=history_len, feedback_columns=SIGNALS)
     feedback = frame[list(SIGNALS)].to_numpy(np.float32)
-    pad, length = data.n_items, history_len
-    window_items, window_feedback, state, next_state = [], [], [], []
-    done = np.zeros(len(users), dtype=np.float32)
-    n_states = 0
-    for start, end in zip(starts, ends, strict=True):
-        n = end - start
-        padded_items = np.concatenate([np.full(length, pad), items[start:end]])
-        padded_feedback = np.concatenate([np.zeros((length, len(SIGNALS)), np.float32), feedback[start:end]])
-        windows = np.lib.stride_tricks.sliding_window_view(padded_items, length)  # [n + 1, L]
-        window_items.append(windows)
-        window_feedback.append(
-            np.lib.stride_tricks.sliding_window_view(padded_feedback, length, axis=0).transpose(0, 2, 1)
-        )
-        state.append(n_states + np.arange(n))
-        next_state.append(n_states + np.arange(1, n + 1))
-        done[end - 1] = 1.0
-        n_states += n + 1
+    done = np.zeros(len(frame), dtype=np.float32)
+    users = frame["user_id"].to_numpy(np.int64)
+    done[np.flatnonzero(np.r_[users[1:] != users[:-1], True])] = 1.0  # each user's last logged step
     return Transitions(
-        item_ids=np.concatenate(window_items).astype(np.int64),
-        feedback=np.ascontiguousarray(np.concatenate(window_feedback), dtype=np.float32),
-        state=np.concatenate(state),
-        next_state=np.concatenate(next_state),
-        action=items,
+        item_ids=windows.item_ids,
+        feedback=windows.feedback,
+        state=windows.before,
+        next_state=windows.after,
+        action=frame["item_id"].to_numpy(np.int64),
         reward=feedback,
         done=done,
         propensity=frame["propensity"].to_numpy(np.float64),

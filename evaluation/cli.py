@@ -65,8 +65,7 @@ def policy_action_dist(
     path = Path(policy)
     if path.suffix != ".npy":
         raise ValueError(
-            f"--policy {policy!r}: expected 'uniform' or a .npy action-distribution array "
-            "(agents.Policy checkpoints are not supported yet)"
+            f"--policy {policy!r}: expected 'uniform', a saved policy directory or a .npy action-distribution array"
         )
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -81,10 +80,62 @@ def policy_action_dist(
     return dist, path.stem
 
 
+def saved_policy_action_dist(
+    policy_dir: Path, log, rows: np.ndarray, *, history_len: int, n_positions: int
+) -> tuple[np.ndarray, str]:
+    """`action_dist` `[len(rows), N, K]` of a saved `agents.Policy` on the log's rows.
+
+    Each row's observation is what `SeqRec-v0` would have shown before that step: the user's last
+    `history_len` logged items and their feedback (`recsim_env.data.history_windows`), the step within
+    the session and the days since the previous session (both 0 when the log has no sessions). The
+    policy's first-position distribution is used at every position.
+    """
+    from agents.policy import load_policy
+    from recsim_env.data.batching import history_windows
+
+    loaded = load_policy(policy_dir)
+    if getattr(loaded, "n_items", log.n_items) != log.n_items:
+        raise DataError(
+            f"{policy_dir}: the policy recommends {loaded.n_items} items, the log's catalogue has {log.n_items}"
+        )
+    windows = history_windows(log, history_len=history_len)
+    session_step, gap_days = _session_position(log)
+    obs = {
+        "item_ids": windows.item_ids[windows.before[rows]],
+        "feedback": windows.feedback[windows.before[rows]],
+        "session_step": session_step[rows, None],
+        "gap_days": gap_days[rows, None],
+    }
+    dist = np.asarray(loaded.action_distribution(obs), dtype=np.float64)
+    return np.broadcast_to(dist[:, :, None], (*dist.shape, n_positions)), policy_dir.name
+
+
+def _session_position(log) -> tuple[np.ndarray, np.ndarray]:
+    """[n] step within the session and [n] days since the user's previous session (0 without sessions)."""
+    frame = log.frame
+    n = len(frame)
+    if "session_id" not in frame.columns or n == 0:
+        return np.zeros(n, np.int64), np.zeros(n, np.float32)
+    users = frame["user_id"].to_numpy()
+    sessions = frame["session_id"].to_numpy()
+    times = frame["timestamp"].to_numpy(np.float64)
+    new_session = np.r_[True, (sessions[1:] != sessions[:-1]) | (users[1:] != users[:-1])]
+    session_start = np.maximum.accumulate(np.where(new_session, np.arange(n), 0))
+    step = np.arange(n) - session_start
+    first_of_user = np.r_[True, users[1:] != users[:-1]]
+    gap_at_start = np.where(new_session & ~first_of_user, np.r_[0.0, np.diff(times)] / 86_400.0, 0.0)
+    gap = gap_at_start[session_start].astype(np.float32)
+    return step.astype(np.int64), gap
+
+
 def ope_report_command(
     logs: Annotated[Path, typer.Option("--logs", help="Log file or directory (CSV, TSV, Parquet, RecBole).")],
     policy: Annotated[
-        str, typer.Option("--policy", help="'uniform' or a .npy action distribution [n, N] / [n, N, K].")
+        str,
+        typer.Option(
+            "--policy",
+            help="'uniform', a saved agents.Policy directory (seqrec train ...) or a .npy action distribution.",
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output directory for report.md, report.html, PNGs.")],
     reward: Annotated[
@@ -107,6 +158,9 @@ def ope_report_command(
         float, typer.Option("--lambda", help="Switch-DR threshold and DRos shrinkage.")
     ] = 100.0,
     seed: Annotated[int, typer.Option(help="Seed of the subsample, folds, reward model and bootstrap.")] = 0,
+    history_len: Annotated[
+        int, typer.Option(help="Observation history length a saved policy was trained with (SeqRec-v0: 20).")
+    ] = 20,
 ) -> None:
     """Estimate a policy's value on a log with DM, IPS, SNIPS, DR, SNDR, Switch-DR and DRos; write a report."""
     from evaluation.ope import bandit_estimators
@@ -122,20 +176,27 @@ def ope_report_command(
             log = load_logs(logs)
             feedback = bandit_feedback(log, reward_column=reward, estimate_missing_pscore=estimate_pscore)
         n_log = len(feedback.reward)
-        dist, policy_name = policy_action_dist(
-            policy, n_rounds=n_log, n_actions=feedback.n_actions, n_positions=feedback.n_positions
-        )
         warnings = []
         if feedback.pscore_estimated:
             warnings.append(
                 "The log records no propensities: pscore is the empirical (item, position) frequency, a "
                 "non-contextual proxy for the logging policy, so every importance-weighted estimate is approximate."
             )
+        rows = np.arange(n_log)
         if n_log > max_rounds:
             rows = np.sort(np.random.default_rng(seed).choice(n_log, size=max_rounds, replace=False))
             feedback = feedback.take(rows)
-            dist = dist[rows]
             warnings.append(f"Evaluated on a random subsample of {max_rounds:,} of {n_log:,} logged rows.")
+        if Path(policy).is_dir():
+            with console.status("computing the policy's action distribution"):
+                dist, policy_name = saved_policy_action_dist(
+                    Path(policy), log, rows, history_len=history_len, n_positions=feedback.n_positions
+                )
+        else:
+            dist, policy_name = policy_action_dist(
+                policy, n_rounds=n_log, n_actions=feedback.n_actions, n_positions=feedback.n_positions
+            )
+            dist = dist[rows]
         dist = np.ascontiguousarray(dist, dtype=np.float64)
 
         from sklearn.linear_model import Ridge

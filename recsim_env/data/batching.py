@@ -118,3 +118,65 @@ class SequenceLoader:
         for b in range(len(self)):
             batch_users = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield pad_sequences(self.sequences, batch_users, max_len=self.max_len, pad_id=self.pad_id)
+
+
+class HistoryWindows(NamedTuple):
+    """Each logged row's observed history, as `SeqRec-v0` would show it before that step.
+
+    A user with n rows has n + 1 states: before each row, and after the last one. `item_ids[before[i]]`
+    is the window of the `history_len` rows of row i's user that precede it (left-padded with the pad
+    id `n_items`); `item_ids[after[i]]` is the window that follows row i.
+    """
+
+    item_ids: np.ndarray  # [S, L] int64
+    feedback: np.ndarray  # [S, L, F] float32, the feedback columns' values (0 at padding)
+    before: np.ndarray  # [n] int64 state index before each row
+    after: np.ndarray  # [n] int64 state index after each row
+
+
+def history_windows(data, *, history_len: int, feedback_columns=None) -> HistoryWindows:
+    """The observed-history window before and after every row of `data` (a `LoggedInteractions`).
+
+    Args:
+        data: the log; its rows are per-user chronological, as `LoggedInteractions` keeps them.
+        history_len: L, the window length.
+        feedback_columns: the feedback columns in the window, in order (default: all of the log's).
+    """
+    if history_len < 1:
+        raise ValueError(f"argument 'history_len' must be positive, got {history_len}")
+    columns = list(data.feedback_columns if feedback_columns is None else feedback_columns)
+    frame = data.frame
+    users = frame["user_id"].to_numpy(np.int64)
+    items = frame["item_id"].to_numpy(np.int64)
+    feedback = frame[columns].to_numpy(np.float32) if columns else np.zeros((len(frame), 0), np.float32)
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]]) if len(users) else np.zeros(0, np.int64)
+    ends = np.r_[starts[1:], len(users)].astype(np.int64)
+    window_items, window_feedback, before, after = [], [], [], []
+    n_states = 0
+    for start, end in zip(starts, ends):
+        n = end - start
+        padded_items = np.concatenate([np.full(history_len, data.n_items), items[start:end]])
+        padded_feedback = np.concatenate(
+            [np.zeros((history_len, len(columns)), np.float32), feedback[start:end]]
+        )
+        window_items.append(np.lib.stride_tricks.sliding_window_view(padded_items, history_len))  # [n + 1, L]
+        window_feedback.append(
+            np.lib.stride_tricks.sliding_window_view(padded_feedback, history_len, axis=0).transpose(0, 2, 1)
+        )
+        before.append(n_states + np.arange(n))
+        after.append(n_states + np.arange(1, n + 1))
+        n_states += n + 1
+    if not window_items:
+        empty = np.zeros(0, np.int64)
+        return HistoryWindows(
+            np.zeros((0, history_len), np.int64),
+            np.zeros((0, history_len, len(columns)), np.float32),
+            empty,
+            empty,
+        )
+    return HistoryWindows(
+        item_ids=np.concatenate(window_items).astype(np.int64),
+        feedback=np.ascontiguousarray(np.concatenate(window_feedback), dtype=np.float32),
+        before=np.concatenate(before),
+        after=np.concatenate(after),
+    )

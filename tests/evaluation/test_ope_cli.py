@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,7 @@ def test_bad_policy_and_bad_log_fail_with_a_message(tmp_path):
     path = tmp_path / "log.csv"
     _log().to_csv(path, index=False)
     result = _run("--logs", str(path), "--policy", "greedy.pt", "--out", str(tmp_path / "out"))
-    assert result.exit_code == 1 and "expected 'uniform' or a .npy" in result.output
+    assert result.exit_code == 1 and "expected 'uniform', a saved policy directory or a .npy" in result.output
     np.save(tmp_path / "wrong.npy", np.full((3, 4), 0.25))
     result = _run(
         "--logs", str(path), "--policy", str(tmp_path / "wrong.npy"), "--out", str(tmp_path / "out")
@@ -151,3 +152,30 @@ def test_importing_the_command_stays_light():
     )
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+
+
+def test_ope_report_evaluates_a_saved_policy_directory(tmp_path):
+    """A saved agents.Policy is evaluated on the log's own histories; a uniform one matches --policy uniform."""
+    from agents.baselines import fit_baseline
+    from recsim_env.world.logging import log_world
+
+    logs = log_world("epsilon-greedy", steps=3000, seed=0, epsilon=0.3, progress=False)
+    logs_path = tmp_path / "logs.parquet"
+    logs.to_parquet(logs_path)
+    fit_baseline("uniform", logs).save(tmp_path / "uniform-policy")
+    fit_baseline("greedy", logs).save(tmp_path / "greedy-policy")
+    outputs = {}
+    for name, policy in (
+        ("builtin", "uniform"),
+        ("saved", str(tmp_path / "uniform-policy")),
+        ("greedy", str(tmp_path / "greedy-policy")),
+    ):
+        out = tmp_path / f"report-{name}"
+        args = ["ope-report", "--logs", str(logs_path), "--policy", policy, "--out", str(out)]
+        result = CliRunner().invoke(_app(), [*args, "--n-bootstrap", "50"])
+        assert result.exit_code == 0, result.output
+        outputs[name] = (out / "report.md").read_text()
+    ips = re.compile(r"\| IPS \| ([-0-9.]+) ")
+    assert ips.search(outputs["builtin"]).group(1) == ips.search(outputs["saved"]).group(1)
+    assert ips.search(outputs["greedy"]).group(1) != ips.search(outputs["builtin"]).group(1)
+    assert "greedy-policy" in outputs["greedy"]
