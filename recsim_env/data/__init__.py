@@ -5,7 +5,13 @@ Conventions: user and item indices are contiguous int64 `0..n-1`; the padding id
 file, column and first offending 1-based data row.
 """
 
-from recsim_env.data.batching import SequenceBatch, SequenceLoader, pad_sequences
+from recsim_env.data.batching import (
+    HistoryWindows,
+    SequenceBatch,
+    SequenceLoader,
+    history_windows,
+    pad_sequences,
+)
 from recsim_env.data.datasets import DATASETS, DatasetSpec, data_dir, fetch
 from recsim_env.data.idmap import IdMap
 from recsim_env.data.interactions import RESERVED_COLUMNS, DataStats, LoggedInteractions, UserSequences
@@ -20,6 +26,7 @@ __all__ = [
     "DataError",
     "DataStats",
     "DatasetSpec",
+    "HistoryWindows",
     "IdMap",
     "LeaveOneOut",
     "LoggedInteractions",
@@ -29,6 +36,7 @@ __all__ = [
     "UserSequences",
     "data_dir",
     "fetch",
+    "history_windows",
     "leave_one_out",
     "load",
     "load_movielens",

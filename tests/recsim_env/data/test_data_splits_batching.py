@@ -111,3 +111,22 @@ def test_sequence_loader_is_seeded_and_covers_all_users():
     assert len(orders) > 1  # epochs reshuffle
     fixed = SequenceLoader(seqs, max_len=4, batch_size=2, pad_id=6, shuffle=False, drop_last=True)
     assert len(fixed) == 1 and [b.user_ids.tolist() for b in fixed] == [[0, 1]]
+
+
+def test_history_windows_show_each_row_the_users_earlier_rows():
+    import pandas as pd
+
+    from recsim_env.data import LoggedInteractions, history_windows
+
+    frame = pd.DataFrame(
+        {"user_id": [7, 7, 7, 9], "item_id": [1, 2, 3, 1], "timestamp": [1, 2, 3, 1], "click": [1, 0, 1, 1]}
+    )
+    data = LoggedInteractions.from_frame(frame, item_catalogue=[1, 2, 3])
+    windows = history_windows(data, history_len=2)
+    pad = data.n_items
+    before = windows.item_ids[windows.before]
+    np.testing.assert_array_equal(before, [[pad, pad], [pad, 0], [0, 1], [pad, pad]])
+    np.testing.assert_array_equal(windows.item_ids[windows.after], [[pad, 0], [0, 1], [1, 2], [pad, 0]])
+    np.testing.assert_array_equal(windows.feedback[windows.before][2, :, 0], [1, 0])
+    with pytest.raises(ValueError, match="history_len"):
+        history_windows(data, history_len=0)
