@@ -27,25 +27,22 @@ from torch import nn
 
 from recsim_env.encoders.base import (
     IGNORE_TARGET,
-    EncoderConfig,
     SequenceEncoder,
     TrainingBatch,
     _keep_last,
     attention_mask,
 )
-from recsim_env.encoders.sasrec import MultiHeadSelfAttention
+from recsim_env.encoders.sasrec import MultiHeadSelfAttention, SelfAttentionConfig
 
 
 @dataclass(frozen=True, kw_only=True)
-class BERT4RecConfig(EncoderConfig):
+class BERT4RecConfig(SelfAttentionConfig):
     """BERT4Rec hyperparameters (paper defaults for ML-1M except max_len)."""
 
     dropout: float = 0.1
     """Dropout rate on embeddings, attention and the FFN (paper: 0.1)."""
-    n_layers: int = 2
-    """Transformer layers."""
     n_heads: int = 2
-    """Attention heads per layer (must divide d_model)."""
+    """Attention heads per layer (must divide d_model; paper: 2)."""
     mask_prob: float = 0.2
     """Cloze masking proportion rho: each real item is masked with this probability."""
     last_item_mask_prob: float = 0.1
@@ -53,10 +50,6 @@ class BERT4RecConfig(EncoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {self.n_layers}")
-        if self.n_heads < 1 or self.d_model % self.n_heads:
-            raise ValueError(f"n_heads must be >= 1 and divide d_model={self.d_model}, got {self.n_heads}")
         if not 0.0 < self.mask_prob < 1.0:
             raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
         if not 0.0 <= self.last_item_mask_prob <= 1.0:

@@ -28,8 +28,8 @@ from recsim_env.encoders.base import EncoderConfig, SequenceEncoder, attention_m
 
 
 @dataclass(frozen=True, kw_only=True)
-class SASRecConfig(EncoderConfig):
-    """SASRec hyperparameters (defaults tuned for ML-100k; see the module docstring for the paper's)."""
+class SelfAttentionConfig(EncoderConfig):
+    """Layer and head counts of an encoder built from `MultiHeadSelfAttention` blocks (SASRec, BERT4Rec)."""
 
     n_layers: int = 2
     """Self-attention blocks."""
@@ -42,6 +42,11 @@ class SASRecConfig(EncoderConfig):
             raise ValueError(f"n_layers must be >= 1, got {self.n_layers}")
         if self.n_heads < 1 or self.d_model % self.n_heads:
             raise ValueError(f"n_heads must be >= 1 and divide d_model={self.d_model}, got {self.n_heads}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SASRecConfig(SelfAttentionConfig):
+    """SASRec hyperparameters (defaults tuned for ML-100k; see the module docstring for the paper's)."""
 
 
 class MultiHeadSelfAttention(nn.Module):
