@@ -74,11 +74,9 @@ class NextItemEnv(gym.Env):
         return self._obs(), reward, False, self.t >= 10, {}
 
 
-@pytest.mark.parametrize("name", sorted(encoders.ENCODERS))
-def test_each_encoder_is_a_features_extractor_in_ppo(name):
-    env = NextItemEnv()
-    kwargs = {"encoder": name, "encoder_config": {"d_model": 16}, "scalar_dim": 4}
-    model = PPO(
+def _ppo(env, extractor_kwargs: dict) -> PPO:
+    """A small PPO whose policy reads observations through `SequenceFeaturesExtractor(**extractor_kwargs)`."""
+    return PPO(
         "MultiInputPolicy",
         env,
         n_steps=32,
@@ -88,9 +86,15 @@ def test_each_encoder_is_a_features_extractor_in_ppo(name):
         device="cpu",
         policy_kwargs={
             "features_extractor_class": SequenceFeaturesExtractor,
-            "features_extractor_kwargs": kwargs,
+            "features_extractor_kwargs": extractor_kwargs,
         },
     )
+
+
+@pytest.mark.parametrize("name", sorted(encoders.ENCODERS))
+def test_each_encoder_is_a_features_extractor_in_ppo(name):
+    env = NextItemEnv()
+    model = _ppo(env, {"encoder": name, "encoder_config": {"d_model": 16}, "scalar_dim": 4})
     extractor = model.policy.features_extractor
     assert isinstance(extractor, SequenceFeaturesExtractor)
     assert extractor.features_dim == 16 + 3 * 4  # state + session_step + gap_days + user_features
@@ -108,19 +112,7 @@ def test_frozen_checkpoint_encoder_does_not_change(tmp_path):
     enc = encoders.build("sasrec", {"n_items": N_ITEMS, "max_len": HISTORY, "d_model": 8})
     encoders.save(tmp_path / "ckpt", enc, item_ids=list(range(N_ITEMS)))
     env = NextItemEnv(user_features=False)
-    model = PPO(
-        "MultiInputPolicy",
-        env,
-        n_steps=32,
-        batch_size=16,
-        n_epochs=1,
-        seed=0,
-        device="cpu",
-        policy_kwargs={
-            "features_extractor_class": SequenceFeaturesExtractor,
-            "features_extractor_kwargs": {"checkpoint": str(tmp_path / "ckpt"), "freeze": True},
-        },
-    )
+    model = _ppo(env, {"checkpoint": str(tmp_path / "ckpt"), "freeze": True})
     extractor = model.policy.features_extractor
     assert extractor.features_dim == 8 + 2 * 8
     before = {k: v.clone() for k, v in extractor.encoder.state_dict().items()}
