@@ -48,12 +48,21 @@ and then frozen; the return prompt fed to the reward embedding is 2 (w_s R~_s, w
 weights leave R~ unchanged).
 
 Loss. L = L_ce + alpha L_contra (alpha = 0.1): L_ce the cross-entropy of every logged action in the
-context; L_contra an InfoNCE on y_t, at steps of non-negative sessions, with the logged action's
-embedding as positive and `n_negatives` actions of negative sessions as negatives (cosine similarity,
-temperature tau; the item embeddings are targets here, only y_t moves). The negatives are drawn
-uniformly from the items characteristic of negative sessions (a larger share of their steps than of
-all steps): drawn by frequency, they were mostly the logger's favourite item, which every session
-shows, and the term then only pushed y_t off it. Either way the term costs clicks in the world
+context; L_contra an InfoNCE on y_t at steps of non-negative sessions (cosine similarities, temperature
+tau), the logged action's embedding as positive (a target: only y_t moves). The negatives
+(`contrastive_negatives`):
+
+- `returns` (default): the model's own predictions y^-_t for the same context with the return prompt
+  replaced by the return-to-go of a step of a negative session (`negative_prompts` draws per context),
+  so a prediction made for a good return must differ from the predictions the same history gets when
+  heading for a session that fails on both rewards. This is DT4Rec's weighted contrastive learning as
+  its public code builds it (negative copies of each sequence with other returns-to-go; DT4IER's code
+  inherits the construction, with the term commented out of the loss in both repositories).
+- `items`: the item embeddings of actions characteristic of negative sessions (a larger share of their
+  steps than of all steps; drawn by frequency they were mostly the logger's favourite item, which every
+  session shows).
+
+Either way the term costs clicks in the world, where it keeps the training cross-entropy from falling
 (`benchmarks/RESULTS.md`, DT4IER section: the ablation without it is the best variant).
 
 Inference. The policy is conditioned on a target return R* = the `target_quantile` of the training
@@ -133,8 +142,16 @@ class DT4IERConfig:
     """Weight of the contrastive term in L_ce + alpha L_contra."""
     temperature: float = 0.1
     """tau of the contrastive InfoNCE (cosine similarities / tau)."""
+    contrastive_negatives: str = "returns"
+    """What y_t is contrasted against. `returns` (DT4Rec's weighted contrastive learning, the lineage's
+    reference code): the model's own predictions y^-_t for the same context with the return prompt
+    replaced by negative sessions' returns-to-go; `items`: the item embeddings of actions characteristic
+    of negative sessions."""
+    negative_prompts: int = 4
+    """`returns`: negative sessions' return prompts per context (each one more pass of the token
+    transformer, not of the state encoder)."""
     n_negatives: int = 32
-    """Actions from negative sessions per batch in the contrastive term."""
+    """`items`: actions of negative sessions per batch."""
     negative_quantile: float = 0.25
     """Negative sessions: clicks and retention both at or below this quantile over sessions."""
     target_quantile: float = 0.9
@@ -169,7 +186,7 @@ class DT4IERConfig:
         for name in ("history_len", "context_len", "d_model", "encoder_layers", "n_layers", "n_heads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DT4IERConfig.{name} must be positive, got {getattr(self, name)}")
-        for name in ("n_buckets", "n_negatives", "batch_size"):
+        for name in ("n_buckets", "n_negatives", "negative_prompts", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"DT4IERConfig.{name} must be positive, got {getattr(self, name)}")
         if self.steps < 0 or self.balance_steps < 0:
@@ -184,6 +201,11 @@ class DT4IERConfig:
         for name in ("temperature", "learning_rate", "session_gap_s"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"DT4IERConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.contrastive_negatives not in ("returns", "items"):
+            raise ValueError(
+                "DT4IERConfig.contrastive_negatives must be 'returns' or 'items', "
+                f"got {self.contrastive_negatives!r}"
+            )
         if self.return_horizon not in ("session", "trajectory"):
             raise ValueError(
                 f"DT4IERConfig.return_horizon must be 'session' or 'trajectory', got {self.return_horizon!r}"
@@ -616,18 +638,24 @@ def fit_balancing(
 
 
 def contrastive_loss(
-    predicted: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor, same: torch.Tensor, tau: float
+    predicted: torch.Tensor,
+    positive: torch.Tensor,
+    negatives: torch.Tensor,
+    tau: float,
+    same: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """InfoNCE with cosine similarities: -log softmax([cos(y, e+), cos(y, e-_1..Q)] / tau)[0].
 
     Args:
         predicted: [M, D] predicted action embeddings; positive: [M, D] embeddings of the logged actions;
-        negatives: [Q, D] embeddings of negative sessions' actions; same: [M, Q] True where a negative is
-        the positive item itself (left out).
+        negatives: [M, Q, D] (per row) or [1, Q, D] (shared) negative embeddings; same: optional [M, Q],
+        True where a negative is the positive item itself (left out).
     """
     pos = F.cosine_similarity(predicted, positive, dim=-1)[:, None]
-    neg = F.cosine_similarity(predicted[:, None], negatives[None], dim=-1).masked_fill(same, float("-inf"))
-    logits = torch.cat([pos, neg], dim=1).float() / tau
+    neg = F.cosine_similarity(predicted[:, None], negatives, dim=-1)
+    if same is not None:
+        neg = neg.masked_fill(same, float("-inf"))
+    logits = torch.cat([pos, neg.expand(len(pos), -1)], dim=1).float() / tau
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
 
 
@@ -660,7 +688,9 @@ def fit(
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
     batcher = _Batcher(data, config, stats, device)
-    pool = torch.as_tensor(negative_actions(data), device=device)
+    by_returns = config.contrastive_negatives == "returns"
+    pool_np = np.flatnonzero(data.negative) if by_returns else negative_actions(data)
+    pool = torch.as_tensor(pool_np, device=device)  # negative sessions' steps (`returns`) or items (`items`)
     use_contrastive = config.contrastive and len(pool) > 0
     k = config.context_len
     history = {"ce": [], "contrastive": []}
@@ -674,12 +704,11 @@ def fit(
         actions = batcher.action[torch.as_tensor(flat, device=device)].view(-1, k)
         with autocast(device):
             states = model.encode_states(item_ids, feedback).view(len(last), k, -1)
-            prompts = None
+            prompts = attributes = None
             if config.return_conditioned:
                 rtg = batcher.rtg[torch.as_tensor(flat, device=device)]
-                prompts = model.return_prompt(rtg, user_attributes(item_ids, feedback, batcher.pad)).view(
-                    -1, k, 2
-                )
+                attributes = user_attributes(item_ids, feedback, batcher.pad)
+                prompts = model.return_prompt(rtg, attributes).view(-1, k, 2)
             # Padding steps show the pad action; real actions are inputs (the causal mask hides a_t from y_t).
             inputs = torch.where(valid, actions, torch.full_like(actions, batcher.pad))
             predicted = model.predict(states, inputs, prompts, valid)[valid]  # [M, D]
@@ -689,15 +718,36 @@ def fit(
             contrastive = torch.zeros((), device=device)
             positive_steps = ~torch.as_tensor(data.negative[flat].reshape(-1, k), device=device)[valid]
             if use_contrastive and positive_steps.any():
-                negatives = pool[torch.as_tensor(batcher.rng.integers(0, len(pool), config.n_negatives))]
-                table = model.encoder.item_embedding  # targets of the term: only y_t moves
-                contrastive = contrastive_loss(
-                    predicted[positive_steps],
-                    table(targets[positive_steps]).detach(),
-                    table(negatives).detach(),
-                    targets[positive_steps][:, None] == negatives[None],
-                    config.temperature,
-                )
+                table = model.encoder.item_embedding  # the logged action is a target: only y_t moves
+                positive = table(targets[positive_steps]).detach()
+                if by_returns:
+                    # y^-: the same contexts prompted with the return-to-go of a step of a negative session
+                    # (one per context and copy, held over the K steps); gradients reach both y and y^-.
+                    q, b = config.negative_prompts, len(last)
+                    drawn = pool[torch.as_tensor(batcher.rng.integers(0, len(pool), (q, b)), device=device)]
+                    negative_rtg = batcher.rtg[drawn][:, :, None].expand(q, b, k, 2).reshape(-1, 2)
+                    negative_prompts = model.return_prompt(negative_rtg, attributes.repeat(q, 1)).view(
+                        -1, k, 2
+                    )
+                    repeat = (q, 1, 1)
+                    negative_predicted = model.predict(
+                        states.repeat(repeat), inputs.repeat(q, 1), negative_prompts, valid.repeat(q, 1)
+                    ).view(q, b, k, -1)[:, valid]  # [Q, M, D]
+                    contrastive = contrastive_loss(
+                        predicted[positive_steps],
+                        positive,
+                        negative_predicted[:, positive_steps].transpose(0, 1),
+                        config.temperature,
+                    )
+                else:
+                    negatives = pool[torch.as_tensor(batcher.rng.integers(0, len(pool), config.n_negatives))]
+                    contrastive = contrastive_loss(
+                        predicted[positive_steps],
+                        positive,
+                        table(negatives).detach()[None],
+                        config.temperature,
+                        targets[positive_steps][:, None] == negatives[None],
+                    )
                 loss = ce + config.alpha * contrastive
         optimizer.zero_grad()
         loss.backward()

@@ -84,15 +84,17 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     results = {
         "logger": evaluate(WorldLoggerPolicy("epsilon-greedy", epsilon=args.epsilon, seed=seed), args, seed)
     }
-    train_s = {}
+    train_s, final_ce = {}, {}
     for variant in args.variants:
         start = time.perf_counter()
-        policy, _ = D.train(dataclasses.replace(base, variant=variant), data, progress=progress)
+        policy, train_stats = D.train(dataclasses.replace(base, variant=variant), data, progress=progress)
         train_s[variant] = time.perf_counter() - start
+        final_ce[variant] = train_stats["final_ce"]  # training cross-entropy over the last 10% of steps
         results[variant] = evaluate(policy, args, seed)
     return {
         "policies": results,
         "train_s": train_s,
+        "final_ce": final_ce,
         "logged_immediate": float(data.reward[:, 0].mean()),
         "trajectories": int(len(np.unique(data.start))),
     }
@@ -124,7 +126,12 @@ def summarise(runs: list[dict]) -> dict:
                 (better_immediate and gap_within) or (better_gap and immediate_within)
             )
         checks["accepted"] = all(checks.values())
-    return {"policies": policies, "checks": checks, "train_s": [r["train_s"] for r in runs]}
+    return {
+        "policies": policies,
+        "checks": checks,
+        "train_s": [r["train_s"] for r in runs],
+        "final_ce": [r["final_ce"] for r in runs],
+    }
 
 
 def markdown(summary: dict) -> str:

@@ -68,10 +68,19 @@ TRAINING: dict[str, dict] = {
 COLUMNS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20")
 
 
-def run_one(name: str, logs, seed: int, *, epochs: int, threads: int | None, progress: bool) -> dict:
+def run_one(
+    name: str,
+    logs,
+    seed: int,
+    *,
+    epochs: int,
+    threads: int | None,
+    progress: bool,
+    window_stride: int | None = None,
+) -> dict:
     seed_everything(seed)
     encoder = encoders.build(name, {"n_items": logs.n_items, "max_len": MAX_LEN, **MODELS[name]})
-    settings = {**TRAINING[name]}
+    settings = {**TRAINING[name], "window_stride": window_stride}
     epochs = min(epochs, settings.pop("epochs", epochs))
     config = TrainerConfig(epochs=epochs, seed=seed, num_threads=threads, progress=progress, **settings)
     result = train(encoder, logs.sequences(), config)
@@ -191,6 +200,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="1 seed and at most 15 epochs per model")
     parser.add_argument("--epochs", type=int, default=200, help="most epochs per run")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--window-stride",
+        type=int,
+        default=None,
+        help="training windows end every N events (default: the trainer's, max_len // 2)",
+    )
     parser.add_argument("--results", default=str(RESULTS), help="Markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print the JSON line only")
     parser.add_argument("--note", default="", help="a sentence appended to the Markdown section")
@@ -234,7 +249,15 @@ def main(argv: list[str] | None = None) -> dict:
         summaries, all_runs = [], {}
         for name in tqdm(names, desc="models", unit="model"):
             runs = [
-                run_one(name, logs, seed, epochs=epochs, threads=args.threads, progress=True)
+                run_one(
+                    name,
+                    logs,
+                    seed,
+                    epochs=epochs,
+                    threads=args.threads,
+                    progress=True,
+                    window_stride=args.window_stride,
+                )
                 for seed in seed_list
             ]
             all_runs[name] = [{k: v for k, v in r.items() if k != "history"} for r in runs]

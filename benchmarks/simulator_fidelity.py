@@ -71,6 +71,38 @@ def reference_click_aucs(logs, world, history_len: int = 20) -> dict:
     return aucs
 
 
+def observation_click_auc(steps: int, seed: int) -> float:
+    """Click AUC of a model that sees more than the logs: the env's observation (its history includes the
+    10-item warm-start history that world logs do not record), the user features and the catalogue's true
+    item embeddings. It is `ope_world.py`'s reward model (a logistic regression with item biases,
+    state-by-category terms and the affinity of the clicked items' mean embedding to the candidate),
+    cross-fitted over 3 folds on `steps` uniform-logging steps of one-session episodes (20 steps)."""
+    from ope_world import StateFeatures, click_model_fit_predict, run_episodes
+    from sklearn.metrics import roc_auc_score
+
+    from recsim_env.world import UserWorld
+
+    world = UserWorld()
+    features = StateFeatures(world, 20)
+
+    def uniform(x):
+        return np.full((len(x), world.n_items), 1.0 / world.n_items)
+
+    log = run_episodes(world, features, uniform, horizon=20, min_steps=steps, num_envs=1000, seed=seed)
+    context, action, click = log.features[log.mask], log.action[log.mask], log.reward[log.mask]
+    q = click_model_fit_predict(
+        context,
+        action,
+        click,
+        world.item_category,
+        world.item_embeddings,
+        features.embedding_slice,
+        n_folds=3,
+        seed=seed,
+    )
+    return round(float(roc_auc_score(click, q[np.arange(len(action)), action])), 4)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -116,6 +148,9 @@ def main() -> None:
         from recsim_env.world import UserWorld
 
         aucs = reference_click_aucs(logs, UserWorld())
+        aucs["observation (with warm-start history) + user features + true item embeddings"] = (
+            observation_click_auc(steps // 2, args.seed)
+        )
         print(
             json.dumps(
                 {"benchmark": "simulator_fidelity_reference", "logged_steps": steps, "click_auc": aucs}

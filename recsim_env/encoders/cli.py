@@ -37,6 +37,10 @@ def train_encoder_command(
         int, typer.Option(help="Early-stopping patience (epochs) on validation NDCG@10.")
     ] = 10,
     batch_size: Annotated[int, typer.Option(help="Training windows per step.")] = 128,
+    window_stride: Annotated[
+        int | None,
+        typer.Option(help="Training windows end every N events (default: max_len // 2); see TrainerConfig."),
+    ] = None,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
     seed: Annotated[int, typer.Option(help="Random seed (CPU runs are bit-for-bit reproducible).")] = 0,
     device: Annotated[
@@ -63,6 +67,7 @@ def train_encoder_command(
             epochs=epochs,
             patience=patience,
             batch_size=batch_size,
+            window_stride=window_stride,
             lr=lr,
             seed=seed,
             device=device,

@@ -55,6 +55,43 @@ def test_multi_reward_embedding_is_a_softmax_mixture_of_meta_embeddings():
     assert not torch.allclose(out[0, 0], out[0, 1])  # different returns, different tokens
 
 
+def test_contrastive_loss_matches_a_hand_computed_info_nce():
+    predicted = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    positive = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
+    negatives = torch.tensor([[[0.0, 1.0], [1.0, 1.0]], [[0.0, -1.0], [1.0, 0.0]]])  # per row
+    tau = 0.5
+    # row 0: cos = 1 (positive), 0 and 1/sqrt(2); row 1: cos = 1/sqrt(2), -1 and 0
+    r = 2**-0.5
+    expected = np.mean(
+        [
+            -np.log(np.exp(1 / tau) / (np.exp(1 / tau) + np.exp(0.0) + np.exp(r / tau))),
+            -np.log(np.exp(r / tau) / (np.exp(r / tau) + np.exp(-1 / tau) + np.exp(0.0))),
+        ]
+    )
+    loss = D.contrastive_loss(predicted, positive, negatives, tau)
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+    shared = D.contrastive_loss(predicted, positive, negatives[:1], tau)  # [1, Q, D]: the same for every row
+    assert float(shared) != pytest.approx(float(loss))
+    # a negative that is the positive item itself is left out
+    same = torch.tensor([[False, True], [False, False]])
+    left_out = D.contrastive_loss(predicted, positive, negatives, tau, same)
+    row0 = -np.log(np.exp(1 / tau) / (np.exp(1 / tau) + np.exp(0.0)))
+    row1 = -np.log(np.exp(r / tau) / (np.exp(r / tau) + np.exp(-1 / tau) + np.exp(0.0)))
+    assert float(left_out) == pytest.approx((row0 + row1) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("negatives", ["returns", "items"])
+def test_the_contrastive_term_is_trained_with_either_kind_of_negatives(negatives, data):
+    config = D.DT4IERConfig(**{**TINY, "steps": 3, "contrastive_negatives": negatives, "negative_prompts": 2})
+    assert data.negative.any()
+    recorded = []
+    model, _, stats = D.fit(
+        config, data, progress=False, on_step=lambda step, losses: recorded.append(losses)
+    )
+    assert all(r["contrastive"] > 0 for r in recorded)
+    assert stats["final_contrastive"] > 0
+
+
 def test_balancing_loss_matches_a_hand_computed_value():
     weights = torch.tensor([[0.25, 0.75], [0.5, 0.5]])
     returns = torch.tensor([[2.0, 1.0], [1.0, 3.0]])

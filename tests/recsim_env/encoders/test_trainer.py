@@ -52,6 +52,24 @@ def test_sliding_windows_make_every_training_event_after_the_first_a_target_once
     assert last.item_ids.shape == (cyclic.n_users, 6)
 
 
+@pytest.mark.parametrize("stride", [1, 2, 3, 5])
+def test_overlapping_windows_count_each_target_once_with_a_nearly_full_context(cyclic, stride):
+    seqs = cyclic.sequences()
+    lengths = np.diff(seqs.offsets) - 2
+    max_len, pad = 5, cyclic.n_items
+    windows = training_windows(seqs, lengths, max_len=max_len, pad_id=pad, mode="sliding", stride=stride)
+    real = windows.item_ids != pad
+    position = np.arange(max_len)[None]
+    counted = real[:, 1:] & real[:, :-1] & (position >= windows.first_target[:, None])
+    assert counted.sum() == (lengths - 1).sum()  # every training event after a user's first, once
+    context = np.cumsum(real[:, :-1], axis=1)  # real inputs up to and including each target's position
+    whole_history = ~real[:, 0:1]  # a left-padded window starts at the user's first event
+    assert (~counted | whole_history | (context >= max_len - stride + 1)).all()
+    if stride < max_len:  # more windows than without overlap, each a real slice of one user's events
+        plain = training_windows(seqs, lengths, max_len=max_len, pad_id=pad, mode="sliding")
+        assert len(windows.item_ids) > len(plain.item_ids)
+
+
 def run(cyclic, name="sasrec", seed=0, **trainer):
     seed_everything(seed)
     enc = encoders.build(name, {"n_items": cyclic.n_items, "max_len": 8, "d_model": 32, "dropout": 0.1})
@@ -68,6 +86,15 @@ def test_every_encoder_learns_a_deterministic_cycle(cyclic, name):
     assert result.test["seen_included"]["hr@10"] > 0.95
     assert result.test["seen_excluded"]["mrr@10"] > 0.7
     assert result.best_epoch >= 1 and result.epochs_run >= result.best_epoch
+
+
+def test_training_on_overlapping_windows_learns_and_is_reproducible(cyclic):
+    enc_a, result = run(cyclic, "sasrec", seed=1, epochs=15, window_stride=2)
+    assert result.test["seen_excluded"]["mrr@10"] > 0.7
+    enc_b, again = run(cyclic, "sasrec", seed=1, epochs=15, window_stride=2)
+    assert again.test == result.test
+    for a, b in zip(enc_a.state_dict().values(), enc_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_cpu_training_is_bit_for_bit_reproducible(cyclic):
