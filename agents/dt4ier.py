@@ -57,13 +57,17 @@ tau), the logged action's embedding as positive (a target: only y_t moves). The 
   so a prediction made for a good return must differ from the predictions the same history gets when
   heading for a session that fails on both rewards. This is DT4Rec's weighted contrastive learning as
   its public code builds it (negative copies of each sequence with other returns-to-go; DT4IER's code
-  inherits the construction, with the term commented out of the loss in both repositories).
+  inherits the construction, with the term commented out of the loss in both repositories). Like the
+  positive, y^- is a fixed reference (no gradient): the term shapes y_t, the prediction for the prompt
+  actually given, and leaves the predictions under negative prompts to L_ce.
 - `items`: the item embeddings of actions characteristic of negative sessions (a larger share of their
   steps than of all steps; drawn by frequency they were mostly the logger's favourite item, which every
   session shows).
 
-Either way the term costs clicks in the world, where it keeps the training cross-entropy from falling
-(`benchmarks/RESULTS.md`, DT4IER section: the ablation without it is the best variant).
+The negatives are drawn from a generator of their own (and the negative-prompt pass runs under a forked
+torch RNG), so every variant trains on the same minibatches, and a variant with the term starts from
+the same weights and draws the same dropout masks as the same network without it: the two differ only in
+the loss (`benchmarks/RESULTS.md`, DT4IER section, for what the term does in the world).
 
 Inference. The policy is conditioned on a target return R* = the `target_quantile` of the training
 trajectories' initial returns (each component), and keeps, per env row, the running return-to-go and
@@ -692,6 +696,9 @@ def fit(
     pool_np = np.flatnonzero(data.negative) if by_returns else negative_actions(data)
     pool = torch.as_tensor(pool_np, device=device)  # negative sessions' steps (`returns`) or items (`items`)
     use_contrastive = config.contrastive and len(pool) > 0
+    # The contrastive negatives have a generator of their own, so every variant trains on the same
+    # minibatches (common random numbers): the ablations then differ only in their losses.
+    negative_rng = np.random.default_rng([config.seed, 1])
     k = config.context_len
     history = {"ce": [], "contrastive": []}
     model.train()
@@ -722,17 +729,23 @@ def fit(
                 positive = table(targets[positive_steps]).detach()
                 if by_returns:
                     # y^-: the same contexts prompted with the return-to-go of a step of a negative session
-                    # (one per context and copy, held over the K steps); gradients reach both y and y^-.
+                    # (one per context and copy, held over the K steps). Like the positive, y^- is a fixed
+                    # reference (detached): the term moves y_t only, not the predictions under other prompts.
                     q, b = config.negative_prompts, len(last)
-                    drawn = pool[torch.as_tensor(batcher.rng.integers(0, len(pool), (q, b)), device=device)]
+                    drawn = pool[torch.as_tensor(negative_rng.integers(0, len(pool), (q, b)), device=device)]
                     negative_rtg = batcher.rtg[drawn][:, :, None].expand(q, b, k, 2).reshape(-1, 2)
                     negative_prompts = model.return_prompt(negative_rtg, attributes.repeat(q, 1)).view(
                         -1, k, 2
                     )
                     repeat = (q, 1, 1)
-                    negative_predicted = model.predict(
-                        states.repeat(repeat), inputs.repeat(q, 1), negative_prompts, valid.repeat(q, 1)
-                    ).view(q, b, k, -1)[:, valid]  # [Q, M, D]
+                    # a forked RNG: this pass's dropout leaves the training stream's masks as they were
+                    with (
+                        torch.no_grad(),
+                        torch.random.fork_rng(devices=[device] if device.type == "cuda" else []),
+                    ):
+                        negative_predicted = model.predict(
+                            states.repeat(repeat), inputs.repeat(q, 1), negative_prompts, valid.repeat(q, 1)
+                        ).view(q, b, k, -1)[:, valid]  # [Q, M, D]
                     contrastive = contrastive_loss(
                         predicted[positive_steps],
                         positive,
@@ -740,7 +753,7 @@ def fit(
                         config.temperature,
                     )
                 else:
-                    negatives = pool[torch.as_tensor(batcher.rng.integers(0, len(pool), config.n_negatives))]
+                    negatives = pool[torch.as_tensor(negative_rng.integers(0, len(pool), config.n_negatives))]
                     contrastive = contrastive_loss(
                         predicted[positive_steps],
                         positive,

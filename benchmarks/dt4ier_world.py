@@ -17,6 +17,8 @@ ONE JSON line on stdout.
 
     python benchmarks/dt4ier_world.py [--quick] [--seeds 3] [--steps 30000] [--epsilon 0.5]
         [--train-steps 2000] [--episodes 1000] [--threads 1] [--device auto]
+    python benchmarks/dt4ier_world.py --seed 2 --seeds 1 > s2.json   # one seed per process, then
+    python benchmarks/dt4ier_world.py --merge s0.json s1.json s2.json
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import platform
 import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -167,6 +170,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="summarise the per-seed runs in these earlier JSON outputs (e.g. one seed per process) instead of training",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.steps, args.train_steps, args.episodes = 1, 15_000, 600, 300
@@ -178,8 +188,21 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"--variants: unknown {unknown}; known: {list(D.VARIANTS)}")
     started = time.perf_counter()
     runs = []
-    for k in range(args.seeds):
-        runs.append(run_seed(args, args.seed + k))
+    if args.merge:
+        settings = ("steps", "epsilon", "train_steps", "target_quantile", "episodes")
+        first = None
+        for path in args.merge:
+            record = json.loads(Path(path).read_text().strip().splitlines()[-1])
+            first = first or record
+            differ = [key for key in settings if record[key] != first[key]]
+            if differ:
+                parser.error(f"--merge: {path} was run with other {differ} than {args.merge[0]}")
+            runs.extend(record["runs"])
+        for key in settings:
+            setattr(args, key, first[key])
+        args.seeds = len(runs)
+    for k in range(0 if args.merge else args.seeds):
+        runs.append({"seed": args.seed + k, **run_seed(args, args.seed + k)})
         brief = {name: round(entry["immediate"], 4) for name, entry in runs[-1]["policies"].items()}
         gaps = {name: round(entry["return_gap"], 3) for name, entry in runs[-1]["policies"].items()}
         print(f"seed {args.seed + k}: immediate {brief}; return gap {gaps}", file=sys.stderr, flush=True)
@@ -200,6 +223,8 @@ def main(argv: list[str] | None = None) -> dict:
         "episodes": args.episodes,
         "wall_s": round(time.perf_counter() - started, 1),
         **summary,
+        "seed_list": [run["seed"] for run in runs],
+        "runs": runs,
     }
     print(json.dumps(result))
     return result
