@@ -57,6 +57,18 @@ def test_train_encoder_writes_a_loadable_checkpoint(trained, cyclic_csv):
     assert ckpt.metadata["result"]["best_epoch"] == summary["best_epoch"]
 
 
+@pytest.mark.parametrize(
+    ("model", "extra", "lr"), [("hstu", [], 1e-3), ("gru4rec", [], 2e-3), ("hstu", ["--lr", "0.004"], 4e-3)]
+)
+def test_train_encoder_learning_rate_defaults_per_model(model, extra, lr, cyclic_csv, tmp_path):
+    out = tmp_path / model
+    args = ["train-encoder", "--data", str(cyclic_csv), "--model", model, "--out", str(out), "--max-len", "8"]
+    result = runner.invoke(app(), [*args, "--epochs", "1", "--device", "cpu", "--no-progress", *extra])
+    assert result.exit_code == 0, result.output
+    ckpt = encoders.load_checkpoint(out, item_ids=data.load(cyclic_csv).item_ids)
+    assert ckpt.metadata["trainer"]["lr"] == lr
+
+
 def test_recommend_writes_top_k_per_user_excluding_the_history(trained, cyclic_csv, tmp_path):
     out, _ = trained
     recs_path = tmp_path / "recs.parquet"
