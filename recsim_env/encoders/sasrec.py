@@ -5,8 +5,10 @@ Choices, following the paper and the authors' code (kang205/SASRec):
 * Input: `E[s_t] * sqrt(D) + P[t]` (learned positions), dropout, padding rows zeroed.
 * Blocks are pre-LN as in the paper's eq. (4): `x <- x + Dropout(SA(LN(x)))`, `x <- x + Dropout(FFN(LN(x)))`,
   with a final LayerNorm. Attention is causal (position t sees 1..t) and never sees padding.
-  The authors' code normalises only the queries (keys and values read the un-normalised stream); the
-  paper normalises the block input; we follow the paper.
+  The authors' code normalises only the queries (keys and values read the un-normalised stream) and
+  adds each residual to the normalised stream: `q = LN(x)`, `x <- q + Dropout(SA(q, x, x))`,
+  `x <- LN(x) + Dropout(FFN(LN(x)))`. `block="paper"` (default) follows the paper, `block="reference"`
+  the authors' code (benchmarks/RESULTS.md compares them on ML-100k).
 * FFN: `ReLU(x W1 + b1) W2 + b2`, width D (the paper's point-wise two-layer network).
 * Output: tied item embeddings, `r_{i,t} = F_t . E_i` (the paper's shared-embedding variant).
 * Loss: the paper uses BCE with one negative; we default to the full softmax cross-entropy (`loss="ce"`),
@@ -25,6 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsim_env.encoders.base import EncoderConfig, SequenceEncoder, attention_mask
+
+SASREC_BLOCKS = ("paper", "reference")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -48,6 +52,15 @@ class SelfAttentionConfig(EncoderConfig):
 class SASRecConfig(SelfAttentionConfig):
     """SASRec hyperparameters (defaults tuned for ML-100k; see the module docstring for the paper's)."""
 
+    block: str = "paper"
+    """Block layout: "paper" (pre-LN, eq. 4) or "reference" (the authors' code: LayerNorm on the queries
+    only, residuals on the normalised stream); see the module docstring."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.block not in SASREC_BLOCKS:
+            raise ValueError(f"block must be one of {SASREC_BLOCKS}, got {self.block!r}")
+
 
 class MultiHeadSelfAttention(nn.Module):
     """Scaled dot-product multi-head self-attention `softmax(Q K^T / sqrt(d_h) + mask) V` with an output map."""
@@ -59,11 +72,19 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
+        """Attention of queries from `x` over keys and values from `keys` (default: `x` itself)."""
         b, length, d = x.shape
-        q, k, v = (
-            self.qkv(x).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-        )  # [B, H, L, Dh]
+        if keys is None:
+            q, k, v = (
+                self.qkv(x).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+            )  # [B, H, L, Dh]
+        else:
+            weights, biases = self.qkv.weight.chunk(3), self.qkv.bias.chunk(3)
+            q, k, v = (
+                F.linear(source, w, bias).view(b, length, self.n_heads, d // self.n_heads).transpose(1, 2)
+                for source, w, bias in zip((x, keys, keys), weights, biases, strict=True)
+            )
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )
@@ -71,10 +92,12 @@ class MultiHeadSelfAttention(nn.Module):
 
 
 class SASRecBlock(nn.Module):
-    """One pre-LN block: `x + Dropout(SA(LN(x)))`, then `x + Dropout(FFN(LN(x)))`."""
+    """One pre-LN block: `x + Dropout(SA(LN(x)))`, then `x + Dropout(FFN(LN(x)))` (`reference=True`: the
+    authors' code, `q = LN(x)`, `x = q + Dropout(SA(q, x, x))`, then `LN(x) + Dropout(FFN(LN(x)))`)."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float, *, reference: bool = False) -> None:
         super().__init__()
+        self.reference = reference
         self.attention_norm = nn.LayerNorm(d_model, eps=1e-8)
         self.attention = MultiHeadSelfAttention(d_model, n_heads, dropout)
         self.ffn_norm = nn.LayerNorm(d_model, eps=1e-8)
@@ -84,6 +107,10 @@ class SASRecBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        if self.reference:
+            queries = self.attention_norm(x)
+            x = self.ffn_norm(queries + self.dropout(self.attention(queries, mask, keys=x)))
+            return x + self.dropout(self.ffn(x))
         x = x + self.dropout(self.attention(self.attention_norm(x), mask))
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
@@ -105,7 +132,8 @@ class SASRec(SequenceEncoder):
         self.position_embedding = nn.Embedding(config.max_len, d)
         self.input_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            SASRecBlock(d, config.n_heads, config.dropout) for _ in range(config.n_layers)
+            SASRecBlock(d, config.n_heads, config.dropout, reference=config.block == "reference")
+            for _ in range(config.n_layers)
         )
         self.final_norm = nn.LayerNorm(d, eps=1e-8)
         self.embedding_scale = math.sqrt(d)

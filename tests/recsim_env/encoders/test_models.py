@@ -12,13 +12,16 @@ from recsim_env.encoders.base import IGNORE_TARGET
 
 N_ITEMS = 30
 MAX_LEN = 12
-ALL = sorted(encoders.ENCODERS)
-CAUSAL = ("sasrec", "hstu", "gru4rec")
+ALL = [*sorted(encoders.ENCODERS), "sasrec:reference"]  # name[:SASRec block layout]
+CAUSAL = ("sasrec", "sasrec:reference", "hstu", "gru4rec")
 
 
 def make(name: str, **overrides) -> encoders.SequenceEncoder:
     torch.manual_seed(0)
+    name, _, block = name.partition(":")
     config = {"n_items": N_ITEMS, "max_len": MAX_LEN, "d_model": 16, **overrides}
+    if block:
+        config["block"] = block
     if name in ("hstu",):
         config.update(attention_dim=8, linear_dim=8)
     return encoders.build(name, config).eval()
@@ -171,6 +174,10 @@ def test_build_and_config_validation():
         encoders.build("sasrec", {"n_items": 5, "hidden": 3})
     with pytest.raises(ValueError, match="n_heads"):
         encoders.SASRecConfig(n_items=5, d_model=10, n_heads=3)
+    with pytest.raises(ValueError, match="block"):
+        encoders.SASRecConfig(n_items=5, block="post-ln")
+    ids = left_padded([[1, 2, 3, 4]])  # the same weights, laid out as the paper or the authors' code
+    assert not torch.allclose(make("sasrec").user_state(ids), make("sasrec:reference").user_state(ids))
     with pytest.raises(ValueError, match="loss"):
         encoders.GRU4RecConfig(n_items=5, loss="bpr")
     with pytest.raises(ValueError, match="mask_prob"):
