@@ -206,20 +206,14 @@ def main(argv: list[str] | None = None) -> dict:
         default=None,
         help="training windows end every N events (default: the trainer's, max_len // 2)",
     )
-    parser.add_argument(
-        "--model-config",
-        type=json.loads,
-        default={},
-        metavar="JSON",
-        help="encoder config fields over each model's settings, e.g. '{\"d_model\": 128}' (explorations)",
-    )
-    parser.add_argument(
-        "--trainer-config",
-        type=json.loads,
-        default={},
-        metavar="JSON",
-        help="TrainerConfig fields over each model's settings, e.g. '{\"lr\": 1e-3}' (explorations)",
-    )
+    for flag, fields in (("--model-config", "encoder config"), ("--trainer-config", "TrainerConfig")):
+        parser.add_argument(  # explorations: e.g. '{"d_model": 128}', '{"lr": 1e-3}'
+            flag,
+            type=json.loads,
+            default={},
+            metavar="JSON",
+            help=f"{fields} fields over each model's settings",
+        )
     parser.add_argument("--results", default=str(RESULTS), help="Markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print the JSON line only")
     parser.add_argument("--note", default="", help="a sentence appended to the Markdown section")
