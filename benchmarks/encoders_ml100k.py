@@ -54,7 +54,7 @@ MODELS: dict[str, dict] = {
         "n_heads": 1,
         "attention_dim": 64,
         "linear_dim": 64,
-        "dropout": 0.2,
+        "dropout": 0.3,  # 0.2 (the reference's): lower validation and test NDCG@10 on ML-100k (RESULTS.md)
     },
     "bert4rec": {"d_model": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.1, "mask_prob": 0.2},
     "gru4rec": {"d_model": 64, "dropout": 0.2},

@@ -19,6 +19,7 @@ Choices, following the paper's eqs. (1)-(3) and the reference code (facebookrese
   (`r = <h/|h|, e/|e|> / tau`, tau = 0.05 in the reference).
 * Reference ML-1M settings: 2 layers, 1 head, D = d_qk = d_v = 50, dropout 0.2, L = 200, Adam lr 1e-3
   (the lr `benchmarks/encoders_ml100k.py` trains HSTU with; at 2e-3 its ML-100k test NDCG@10 was lower).
+  On ML-100k the benchmark raises dropout to 0.3, which scored higher on validation for every seed.
 """
 
 from __future__ import annotations
