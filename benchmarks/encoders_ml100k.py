@@ -60,10 +60,10 @@ MODELS: dict[str, dict] = {
     "gru4rec": {"d_model": 64, "dropout": 0.2},
 }
 TRAINING: dict[str, dict] = {
-    "sasrec": {"lr": 2e-3, "patience": 10},
-    "hstu": {"lr": 1e-3, "patience": 20},  # the reference code's lr (2e-3: test NDCG@10 0.1080, RESULTS.md)
-    "bert4rec": {"lr": 2e-3, "patience": 20, "epochs": 150},
-    "gru4rec": {"lr": 2e-3, "patience": 10},
+    "sasrec": {"patience": 10},
+    "hstu": {"patience": 20},
+    "bert4rec": {"patience": 20, "epochs": 150},
+    "gru4rec": {"patience": 10},
 }
 COLUMNS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20")
 
@@ -80,7 +80,8 @@ def run_one(
 ) -> dict:
     seed_everything(seed)
     encoder = encoders.build(name, {"n_items": logs.n_items, "max_len": MAX_LEN, **MODELS[name]})
-    settings = {**TRAINING[name], "window_stride": window_stride}
+    # learning rate: each encoder's own (`SequenceEncoder.learning_rate`; HSTU 1e-3) unless overridden
+    settings = {"lr": type(encoder).learning_rate, **TRAINING[name], "window_stride": window_stride}
     epochs = min(epochs, settings.pop("epochs", epochs))
     config = TrainerConfig(epochs=epochs, seed=seed, num_threads=threads, progress=progress, **settings)
     result = train(encoder, logs.sequences(), config)

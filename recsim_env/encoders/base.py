@@ -103,6 +103,8 @@ class SequenceEncoder(nn.Module, abc.ABC):
     config_class: ClassVar[type[EncoderConfig]]
     n_special_tokens: ClassVar[int] = 1
     """Rows after the N items in the embedding table: padding (and BERT4Rec's mask)."""
+    learning_rate: ClassVar[float] = 2e-3
+    """Adam learning rate that `seqrec train-encoder` and the ML-100k benchmark train this encoder with by default."""
     uses_timestamps: ClassVar[bool] = False
     """Whether `forward` reads timestamps (the trainer only ships them to encoders that do)."""
 

@@ -15,10 +15,6 @@ import typer
 ENCODER_NAMES = ("sasrec", "bert4rec", "hstu", "gru4rec")
 
 
-DEFAULT_LR = {"hstu": 1e-3}
-"""Learning rates that differ from the trainer's 2e-3 (HSTU: at 2e-3 its ML-100k test NDCG@10 is lower)."""
-
-
 def _fail(err: Exception) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(code=1)
@@ -75,7 +71,7 @@ def train_encoder_command(
             patience=patience,
             batch_size=batch_size,
             window_stride=window_stride,
-            lr=lr if lr is not None else DEFAULT_LR.get(model, 2e-3),
+            lr=lr if lr is not None else encoders.encoder_class(model).learning_rate,
             seed=seed,
             device=device,
             compile=compile,
