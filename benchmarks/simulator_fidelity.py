@@ -2,7 +2,7 @@
 whether the ranking of uniform, popularity and greedy policies is the same in the simulator as in
 the world. Prints one JSON line.
 
-    python benchmarks/simulator_fidelity.py [--quick] [--steps 200000] [--out DIR]
+    python benchmarks/simulator_fidelity.py [--quick] [--steps 200000] [--out DIR] [--config JSON]
 """
 
 from __future__ import annotations
@@ -103,6 +103,76 @@ def observation_click_auc(steps: int, seed: int) -> float:
     return round(float(roc_auc_score(click, q[np.arange(len(action)), action])), 4)
 
 
+def interest_estimate_click_aucs(steps: int, seed: int, history_lens=(20, 50)) -> dict:
+    """How close a model that knows the catalogue exactly can get to the world's AUC from what it observes.
+
+    The world's true click probability uses the user's hidden interest vector u. Here u is estimated from
+    the observation alone, but with the catalogue's *true* item embeddings, which a learned simulator has
+    to discover: u_hat = the normalised sum of the embeddings of the items clicked in the last L exposures
+    (the 10-item warm-start history included, as in `world_metrics`). A logistic regression on
+    [<u_hat, e_c>, log(1 + clicks), their product, decayed same-category clicks (satiation), the user
+    features' affinity to the candidate's category, the candidate's true item utility] is fit on the first
+    half of `steps` uniform-policy steps (3-session episodes, as `world_metrics` runs them) and scored on the
+    second half, next to the world's true probabilities on the same steps.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from recsim_env.envs.seqrec import SeqRecVectorEnv
+    from recsim_env.world import UserWorld
+
+    world = UserWorld()
+    embeddings = np.vstack([world.item_embeddings, np.zeros((1, world.config.embedding_dim))])
+    category = np.append(world.item_category, -1)
+    decay = world.config.satiation_step_decay
+    out = {}
+    for length in history_lens:
+        num_envs = 256
+        env = SeqRecVectorEnv(
+            num_envs=num_envs, sessions_per_episode=3, history_len=length, user_features=True
+        )
+        rng = np.random.default_rng(seed)
+        obs, _ = env.reset(seed=seed)
+        rows, just_reset = [], np.zeros(num_envs, dtype=bool)
+        while len(rows) * num_envs < steps:
+            action = rng.integers(0, world.n_items, size=num_envs)
+            clicked = obs["feedback"][..., 0] > 0  # [N, L]
+            u_hat = (embeddings[obs["item_ids"]] * clicked[..., None]).sum(axis=1)
+            u_hat /= np.maximum(np.linalg.norm(u_hat, axis=1, keepdims=True), 1e-9)
+            affinity = (u_hat * world.item_embeddings[action]).sum(axis=1)
+            n_clicks = np.log1p(clicked.sum(axis=1))
+            same = clicked & (category[obs["item_ids"]] == world.item_category[action][:, None])
+            satiation = (same * decay ** np.arange(length)[::-1]).sum(axis=1)
+            feature = obs["user_features"][np.arange(num_envs), world.item_category[action]]
+            # One item at position 0: the world's choice probability is its click probability.
+            true_p = world.click_probabilities(env.user_state)[np.arange(num_envs), action]
+            obs, _, terminated, truncated, info = env.step(action)
+            rows.append(
+                np.c_[
+                    affinity,
+                    n_clicks,
+                    affinity * n_clicks,
+                    satiation,
+                    feature,
+                    world._item_utility[action],
+                    true_p,
+                    info["feedback"][:, 0],
+                ][~just_reset]
+            )
+            just_reset = terminated | truncated
+        table = np.vstack(rows)[:steps]
+        half = len(table) // 2
+        x, click = table[:, :6], table[:, 7]
+        model = LogisticRegression(max_iter=3000).fit(x[:half], click[:half])
+        out[f"L={length}"] = {
+            "estimated_interest": round(
+                float(roc_auc_score(click[half:], model.predict_proba(x[half:])[:, 1])), 4
+            ),
+            "world_truth": round(float(roc_auc_score(click[half:], table[half:, 6])), 4),
+        }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -124,9 +194,15 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--config",
+        default="{}",
+        help="SimulatorConfig fields to override, as JSON (e.g. '{\"history_len\": 50}'); echoed in the output",
+    )
+    parser.add_argument(
         "--reference-models",
         action="store_true",
-        help="instead: click AUC that logistic regressions reach from what the logs show (item, history, user features)",
+        help="instead: click AUC that logistic regressions reach from what the logs show (item, history, user "
+        "features), and from the observed history with the catalogue's true embeddings",
     )
     args = parser.parse_args()
     steps = args.steps or (20_000 if args.quick else 200_000)
@@ -151,9 +227,15 @@ def main() -> None:
         aucs["observation (with warm-start history) + user features + true item embeddings"] = (
             observation_click_auc(steps // 2, args.seed)
         )
+        interest = interest_estimate_click_aucs(steps // 2, args.seed)
         print(
             json.dumps(
-                {"benchmark": "simulator_fidelity_reference", "logged_steps": steps, "click_auc": aucs}
+                {
+                    "benchmark": "simulator_fidelity_reference",
+                    "logged_steps": steps,
+                    "click_auc": aucs,
+                    "interest_estimated_with_true_embeddings": interest,
+                }
             )
         )
         return
@@ -162,7 +244,7 @@ def main() -> None:
     else:
         result = fit(
             logs,
-            SimulatorConfig(epochs=epochs, seed=args.seed),
+            SimulatorConfig(**{"epochs": epochs, "seed": args.seed, **json.loads(args.config)}),
             progress=True,
             num_threads=args.threads or None,
         )
@@ -189,6 +271,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "simulator_fidelity",
+                "config": json.loads(args.config),
                 "logged_steps": steps,
                 "train_seconds": round(result.seconds, 1) if result else None,
                 "epochs_run": len(result.history) if result else None,

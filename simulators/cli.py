@@ -12,7 +12,11 @@ from typing import Annotated
 
 import typer
 
+from simulators.config import SimulatorConfig
+
 WORLD_CHOICES = ("auto", "yes", "no")
+DEFAULTS = SimulatorConfig()
+"""The command's defaults are the config's."""
 
 
 def _fail(err: Exception) -> None:
@@ -43,23 +47,36 @@ def train_simulator_command(
     out: Annotated[Path, typer.Option(help="Directory to write the simulator and its fidelity report to.")],
     encoder: Annotated[
         str, typer.Option(help="Backbone encoder (sasrec, bert4rec, hstu, gru4rec).")
-    ] = "sasrec",
-    history_len: Annotated[int, typer.Option(help="History length L.")] = 20,
-    d_model: Annotated[int, typer.Option(help="Width D.")] = 64,
-    n_layers: Annotated[int, typer.Option(help="Encoder blocks.")] = 1,
+    ] = DEFAULTS.encoder,
+    history_len: Annotated[int, typer.Option(help="History length L.")] = DEFAULTS.history_len,
+    window_stride: Annotated[
+        int | None,
+        typer.Option(help="Training windows end every this many exposures (smaller: longer histories)."),
+    ] = DEFAULTS.window_stride,
+    d_model: Annotated[int, typer.Option(help="Width D.")] = DEFAULTS.d_model,
+    n_layers: Annotated[int, typer.Option(help="Encoder blocks.")] = DEFAULTS.n_layers,
     ensemble_size: Annotated[
         int, typer.Option(help="K bootstrap members (>= 2 for uncertainty penalties).")
-    ] = 1,
-    epochs: Annotated[int, typer.Option(help="Most epochs per member.")] = 20,
-    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = 256,
-    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = 2e-3,
+    ] = DEFAULTS.ensemble_size,
+    epochs: Annotated[int, typer.Option(help="Most epochs per member.")] = DEFAULTS.epochs,
+    batch_size: Annotated[int, typer.Option(help="Windows per step.")] = DEFAULTS.batch_size,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = DEFAULTS.learning_rate,
+    click_loss_weight: Annotated[
+        float, typer.Option(help="Weight of the click head's loss (the other heads weigh 1).")
+    ] = DEFAULTS.click_loss_weight,
+    early_stopping: Annotated[
+        str,
+        typer.Option(help="Validation loss early stopping watches: all (the training objective) or click."),
+    ] = DEFAULTS.early_stopping,
     negative_rate: Annotated[
         float, typer.Option(help="Positive-only data: sampled negatives per observed row.")
-    ] = 1.0,
+    ] = DEFAULTS.negative_rate,
     session_gap_hours: Annotated[
         float, typer.Option(help="No session_id: inactivity that starts a session.")
-    ] = 1.0,
-    max_minutes: Annotated[float, typer.Option(help="Training time budget (minutes).")] = 8.0,
+    ] = DEFAULTS.session_gap_hours,
+    max_minutes: Annotated[
+        float, typer.Option(help="Training time budget (minutes).")
+    ] = DEFAULTS.max_train_minutes,
     world: Annotated[
         str, typer.Option(help="World section of the report: auto (if trained on world logs), yes, no.")
     ] = "auto",
@@ -79,7 +96,6 @@ def train_simulator_command(
         if threads > 0:
             torch.set_num_threads(threads)
         from simulators.checkpoint import save
-        from simulators.config import SimulatorConfig
         from simulators.env import load_dataset
         from simulators.report import write_report
         from simulators.train import fit
@@ -87,12 +103,15 @@ def train_simulator_command(
         config = SimulatorConfig(
             encoder=encoder,
             history_len=history_len,
+            window_stride=window_stride,
             d_model=d_model,
             n_layers=n_layers,
             ensemble_size=ensemble_size,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=lr,
+            click_loss_weight=click_loss_weight,
+            early_stopping=early_stopping,
             negative_rate=negative_rate,
             session_gap_hours=session_gap_hours,
             max_train_minutes=max_minutes,

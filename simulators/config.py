@@ -16,6 +16,10 @@ class SimulatorConfig:
     """Sequence encoder backbone (a name of `recsim_env.encoders.build`)."""
     history_len: int = 20
     """L: exposures of history the encoder reads."""
+    window_stride: int | None = None
+    """Training windows of `history_len + 1` exposures end every this many exposures and train on their
+    last `window_stride` targets, so each target sees at least `history_len - window_stride` exposures of
+    history (None: `history_len`, windows that overlap by one exposure)."""
     d_model: int = 64
     """Width D of the encoder and the heads."""
     n_layers: int = 1
@@ -44,8 +48,15 @@ class SimulatorConfig:
     """Positive-only data: unobserved items inserted as unclicked exposures per observed one."""
     session_gap_hours: float = 1.0
     """Data without `session_id`: an inactivity gap longer than this starts a new session."""
+    click_loss_weight: float = 1.0
+    """Weight of the click head's negative log-likelihood in the training loss (the other heads weigh 1).
+    The heads share the encoder, and with equal weights the click head barely reads the history (the
+    other heads' item effects shape the encoder). A larger weight, with `window_stride` 5, raises the
+    click AUC on the world but shortens simulated sessions (the leave dynamics suffer): a trade-off,
+    measured in benchmarks/RESULTS.md and docs/simulators.md, so the default keeps 1."""
     early_stopping: str = "all"
-    """Validation loss that early stopping watches: `all` heads summed, or `click` alone."""
+    """Validation loss that early stopping watches: `all`, the training objective (heads summed, click
+    weighted by `click_loss_weight`), or `click` alone."""
     calibration: str = "temperature"
     """Post-hoc calibration of every binary head on validation users: `temperature` or `none`."""
     max_train_minutes: float = 8.0
@@ -66,11 +77,19 @@ class SimulatorConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"SimulatorConfig field {name!r} must be a positive integer, got {value!r}")
+        if self.window_stride is not None and (
+            isinstance(self.window_stride, bool)
+            or not isinstance(self.window_stride, int)
+            or self.window_stride < 1
+        ):
+            raise ValueError(
+                f"SimulatorConfig field 'window_stride' must be a positive integer or None, got {self.window_stride!r}"
+            )
         if self.patience < 0:
             raise ValueError(f"SimulatorConfig field 'patience' must be >= 0, got {self.patience}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"SimulatorConfig field 'dropout' must lie in [0, 1), got {self.dropout}")
-        for name in ("learning_rate", "session_gap_hours", "max_train_minutes"):
+        for name in ("learning_rate", "session_gap_hours", "max_train_minutes", "click_loss_weight"):
             if not getattr(self, name) > 0:
                 raise ValueError(
                     f"SimulatorConfig field {name!r} must be positive, got {getattr(self, name)}"

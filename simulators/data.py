@@ -281,6 +281,15 @@ class Windows(NamedTuple):
     leave: np.ndarray  # [W, L + 1] float32
     leave_known: np.ndarray  # [W, L + 1] bool
     log_gap: np.ndarray  # [W, L + 1] float32 log(return gap days), NaN where unknown
+    first_target: np.ndarray  # [W] int64: exposures first_target + 1 .. L are this window's targets
+    pad_id: int
+
+    def target_mask(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+        """`[W, L]` bool: position t predicts exposure t + 1, both are real, and t + 1 is a target here."""
+        items = self.items[rows]
+        real = (items[:, :-1] != self.pad_id) & (items[:, 1:] != self.pad_id)
+        position = np.arange(items.shape[1] - 1)
+        return real & (position[None, :] >= self.first_target[rows][:, None])
 
 
 def model_inputs(feedback: np.ndarray, gap_before: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -288,17 +297,30 @@ def model_inputs(feedback: np.ndarray, gap_before: np.ndarray, scales: np.ndarra
     return np.concatenate([feedback / scales, np.log1p(gap_before)[..., None]], axis=-1).astype(np.float32)
 
 
-def windows(log: ExposureLog, schema: DataSchema, length: int) -> Windows:
-    """Cut every user's sequence into windows of `length + 1` exposures (stride `length`), newest first."""
+def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | None = None) -> Windows:
+    """Cut every user's sequence, newest first, into windows of `length + 1` exposures ending every
+    `stride` exposures (default `length`: windows that overlap by one exposure).
+
+    Every exposure after a user's first is a target exactly once: in the window where it is among the
+    last `stride` exposures, or in the user's earliest window (the one that reaches back to the user's
+    first exposure), which counts all of its targets. A smaller stride gives each target a longer history
+    (at least `length - stride` exposures when the user has them) and more windows per epoch.
+    """
     pad = schema.n_items
-    rows = []
+    stride = length if stride is None else min(int(stride), length)
+    if stride < 1:
+        raise ValueError(f"argument 'stride' must be >= 1, got {stride}")
+    rows, first = [], []
     for u in range(log.n_users):
         lo, hi = int(log.offsets[u]), int(log.offsets[u + 1])
         end = hi
         while end - lo >= 2:
             start = max(lo, end - length - 1)
             rows.append((start, end))
-            end -= length
+            first.append(0 if start == lo else length - stride)
+            if start == lo:
+                break
+            end -= stride
     w = len(rows)
     index = np.full((w, length + 1), -1, dtype=np.int64)
     for j, (start, end) in enumerate(rows):
@@ -318,4 +340,6 @@ def windows(log: ExposureLog, schema: DataSchema, length: int) -> Windows:
         np.where(real, log.leave[safe], 0.0).astype(np.float32),
         real & log.leave_known[safe],
         log_gap,
+        np.asarray(first, dtype=np.int64),
+        pad,
     )

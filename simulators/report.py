@@ -54,8 +54,8 @@ def teacher_forced(simulator: LearnedSimulator, log: ExposureLog, batch_size: in
     """Predictions for every exposure of `log` that has history, from the real preceding history."""
     schema = simulator.schema
     length = simulator.history_len
-    w = windows(log, schema, length)
-    mask = (w.items[:, :-1] != schema.n_items) & (w.items[:, 1:] != schema.n_items)
+    w = windows(log, schema, length, simulator.config.window_stride)
+    mask = w.target_mask()
     parts: dict[str, list] = {k: [] for k in ("click", "binary", "mean", "leave", "gap_mean")}
     for start in range(0, len(w.items), batch_size):
         sl = slice(start, start + batch_size)

@@ -11,7 +11,8 @@ and `z = MLP([h_t, e_c, h_t * e_c])`:
     P(leave | click = k)       = sigmoid(z_{leave,k})
     log(return gap days)       ~ Normal(mu_gap, sigma_gap)  at a session end
 
-Trained with the negative log-likelihood of all heads on every position of left-padded windows
+Trained with the negative log-likelihood of all heads (the click term times `click_loss_weight`) on the
+target positions of left-padded windows
 (teacher forcing: position t predicts the response to exposure t + 1). Binary heads are calibrated
 afterwards by one temperature each on validation users (Guo et al., "On Calibration of Modern
 Neural Networks", ICML 2017): `p = sigmoid(logit / T)`.
@@ -57,6 +58,7 @@ class ResponseModel(nn.Module):
         super().__init__()
         self.n_binary = len(schema.other_binary)
         self.n_continuous = len(schema.continuous)
+        self.click_loss_weight = config.click_loss_weight
         known = {f.name for f in fields(config_class(config.encoder))}
         options = {
             "n_items": schema.n_items,
@@ -110,7 +112,9 @@ class ResponseModel(nn.Module):
     def loss(self, items: torch.Tensor, inputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean negative log-likelihood over the window positions that have a history and a target."""
         out = self.head_outputs(items, inputs)
-        return sum(nll_terms(out, batch, self.n_binary).values())
+        terms = nll_terms(out, batch, self.n_binary)
+        terms["click"] = self.click_loss_weight * terms["click"]
+        return sum(terms.values())
 
     def head_outputs(self, items: torch.Tensor, inputs: torch.Tensor) -> HeadOutputs:
         """Teacher-forced outputs: position t of `items[:, :-1]` scores exposure t + 1. `[B, L]` each."""

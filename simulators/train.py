@@ -45,7 +45,7 @@ def _tensors(w: Windows, rows: np.ndarray, schema: DataSchema) -> tuple[torch.Te
     scales = np.asarray(schema.scales, dtype=np.float32)
     cont = [schema.signals.index(s) for s in schema.continuous]
     other = [schema.signals.index(s) for s in schema.other_binary]
-    mask = (w.items[rows, :-1] != schema.n_items) & (w.items[rows, 1:] != schema.n_items)
+    mask = w.target_mask(rows)
     batch = {
         "mask": torch.from_numpy(mask.astype(np.float32)),
         "click": torch.from_numpy(fb[..., 0].copy()),
@@ -69,8 +69,11 @@ def _evaluate(
             items, inputs, batch = _tensors(w, rows, schema)
             out = model.head_outputs(items, inputs)
             terms = nll_terms(out, batch, model.n_binary)
-            chosen = terms.values() if monitor == "all" else [terms[monitor]]
-            total += float(sum(chosen)) * len(rows)
+            if monitor == "all":  # the training objective, click weighted as in `ResponseModel.loss`
+                value = sum(terms.values()) + (model.click_loss_weight - 1.0) * terms["click"]
+            else:
+                value = terms[monitor]
+            total += float(value) * len(rows)
             count += len(rows)
     return total / max(count, 1)
 
@@ -215,7 +218,7 @@ def _fit(data: LoggedInteractions, config: SimulatorConfig | None, *, progress: 
         test_fraction=config.test_fraction,
         seed=config.seed,
     )
-    valid = windows(log.select(valid_users), schema, config.history_len)
+    valid = windows(log.select(valid_users), schema, config.history_len, config.window_stride)
     rng = np.random.default_rng(config.seed + 1)
     members, history = [], []
     with tqdm(
@@ -223,7 +226,7 @@ def _fit(data: LoggedInteractions, config: SimulatorConfig | None, *, progress: 
     ) as bar:
         for k in range(config.ensemble_size):
             users = train_users if config.ensemble_size == 1 else rng.choice(train_users, len(train_users))
-            train = windows(log.select(users), schema, config.history_len)
+            train = windows(log.select(users), schema, config.history_len, config.window_stride)
             model = _fit_member(
                 config, schema, train, valid, config.seed + 1000 * k, deadline, history, k, bar
             )

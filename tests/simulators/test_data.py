@@ -87,8 +87,24 @@ def test_windows_are_left_padded_and_cover_every_exposure():
     w = windows(log, schema, length=3)
     targets = (w.items[:, :-1] != schema.n_items) & (w.items[:, 1:] != schema.n_items)
     # Every exposure except each user's first is a target exactly once.
-    assert targets.sum() == len(log.items) - log.n_users
+    assert targets.sum() == w.target_mask().sum() == len(log.items) - log.n_users
     assert (w.items[:, 0][w.items[:, 1] == schema.n_items] == schema.n_items).all()
+
+
+def test_overlapping_windows_count_each_target_once_with_a_longer_history():
+    data = _logs()
+    schema = build_schema(data, session_gap_hours=1.0)
+    log = exposures(data, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0)
+    length, stride = 2, 1
+    w = windows(log, schema, length=length, stride=stride)
+    mask = w.target_mask()
+    assert mask.sum() == len(log.items) - log.n_users
+    # Each target's (window, position) is unique, and it sees length - stride exposures of history
+    # unless the window reaches back to the user's first exposure.
+    history = (w.items[:, :-1] != schema.n_items).cumsum(axis=1)
+    reaches_first = w.first_target == 0
+    assert (history[mask & ~reaches_first[:, None]] >= length - stride + 1).all()
+    assert len(w.items) > len(windows(log, schema, length=length).items)
 
 
 def test_split_users_is_disjoint_and_seeded():

@@ -44,3 +44,33 @@ def test_expected_calibration_error_by_hand():
     y = np.array([0.0, 1.0, 1.0, 1.0])
     # Bin of 0.1: mean y 0.5 (gap 0.4); bin of 0.9: mean y 1 (gap 0.1); weights 1/2 each.
     assert abs(expected_calibration_error(p, y) - 0.25) < 1e-12
+
+
+def test_click_loss_weight_scales_only_the_click_term(world_logs):
+    from simulators import SimulatorConfig
+    from simulators.data import build_schema, exposures, windows
+    from simulators.response_model import ResponseModel, nll_terms
+    from simulators.train import _tensors
+
+    schema = build_schema(world_logs, session_gap_hours=1.0)
+    log = exposures(world_logs, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0)
+    w = windows(log, schema, TINY["history_len"])
+    items, inputs, batch = _tensors(w, np.arange(32), schema)
+    torch.manual_seed(0)
+    model = ResponseModel(SimulatorConfig(**TINY, click_loss_weight=7.0), schema).eval()
+    terms = nll_terms(model.head_outputs(items, inputs), batch, model.n_binary)
+    expected = 7.0 * terms["click"] + sum(v for k, v in terms.items() if k != "click")
+    torch.testing.assert_close(model.loss(items, inputs, batch), expected)
+    assert set(terms) >= {"click", "binary", "continuous", "leave"}
+
+
+def test_config_refuses_a_bad_window_stride_or_click_weight():
+    import pytest
+
+    from simulators import SimulatorConfig
+
+    with pytest.raises(ValueError, match="window_stride"):
+        SimulatorConfig(window_stride=0)
+    with pytest.raises(ValueError, match="click_loss_weight"):
+        SimulatorConfig(click_loss_weight=0.0)
+    assert SimulatorConfig(window_stride=None).window_stride is None
