@@ -105,6 +105,10 @@ def test_overlapping_windows_count_each_target_once_with_a_longer_history():
     reaches_first = w.first_target == 0
     assert (history[mask & ~reaches_first[:, None]] >= length - stride + 1).all()
     assert len(w.items) > len(windows(log, schema, length=length).items)
+    # Stride 1 (the default): outside a user's earliest window, the one target is the window's last
+    # position, the one a simulator step scores from.
+    later = ~reaches_first
+    assert later.any() and (mask[later].sum(axis=1) == 1).all() and mask[later, -1].all()
 
 
 def test_split_users_is_disjoint_and_seeded():
