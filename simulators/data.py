@@ -304,7 +304,7 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
     Every exposure after a user's first is a target exactly once: in the window where it is among the
     last `stride` exposures, or in the user's earliest window (the one that reaches back to the user's
     first exposure), which counts all of its targets. A smaller stride gives each target a longer history
-    (at least `length - stride` exposures when the user has them) and more windows per epoch.
+    (at least `length - stride + 1` exposures when the user has them) and more windows per epoch.
     """
     pad = schema.n_items
     stride = length if stride is None else min(int(stride), length)

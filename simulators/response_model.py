@@ -111,10 +111,11 @@ class ResponseModel(nn.Module):
 
     def loss(self, items: torch.Tensor, inputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean negative log-likelihood over the window positions that have a history and a target."""
-        out = self.head_outputs(items, inputs)
-        terms = nll_terms(out, batch, self.n_binary)
-        terms["click"] = self.click_loss_weight * terms["click"]
-        return sum(terms.values())
+        return self.objective(nll_terms(self.head_outputs(items, inputs), batch, self.n_binary))
+
+    def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The training objective from `nll_terms`: their sum, the click term times `click_loss_weight`."""
+        return sum(self.click_loss_weight * v if name == "click" else v for name, v in terms.items())
 
     def head_outputs(self, items: torch.Tensor, inputs: torch.Tensor) -> HeadOutputs:
         """Teacher-forced outputs: position t of `items[:, :-1]` scores exposure t + 1. `[B, L]` each."""

@@ -69,10 +69,7 @@ def _evaluate(
             items, inputs, batch = _tensors(w, rows, schema)
             out = model.head_outputs(items, inputs)
             terms = nll_terms(out, batch, model.n_binary)
-            if monitor == "all":  # the training objective, click weighted as in `ResponseModel.loss`
-                value = sum(terms.values()) + (model.click_loss_weight - 1.0) * terms["click"]
-            else:
-                value = terms[monitor]
+            value = model.objective(terms) if monitor == "all" else terms[monitor]
             total += float(value) * len(rows)
             count += len(rows)
     return total / max(count, 1)
