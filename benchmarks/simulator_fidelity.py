@@ -195,7 +195,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--config",
-        default="{}",
+        type=json.loads,
+        default={},
         help="SimulatorConfig fields to override, as JSON (e.g. '{\"history_len\": 50}'); echoed in the output",
     )
     parser.add_argument(
@@ -244,7 +245,7 @@ def main() -> None:
     else:
         result = fit(
             logs,
-            SimulatorConfig(**{"epochs": epochs, "seed": args.seed, **json.loads(args.config)}),
+            SimulatorConfig(**{"epochs": epochs, "seed": args.seed, **args.config}),
             progress=True,
             num_threads=args.threads or None,
         )
@@ -271,7 +272,7 @@ def main() -> None:
         json.dumps(
             {
                 "benchmark": "simulator_fidelity",
-                "config": json.loads(args.config),
+                "config": args.config,
                 "logged_steps": steps,
                 "train_seconds": round(result.seconds, 1) if result else None,
                 "epochs_run": len(result.history) if result else None,
