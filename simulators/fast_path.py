@@ -4,7 +4,8 @@ Causal attention means the state at the last position needs every position's key
 the last block, but the last block's queries, output map, feed-forward network and final norm only
 at the last position: for one block that skips most of the work on the `[N, L, D]` activations.
 Checked against `SequenceEncoder.forward(...)[:, -1]` with `torch.testing.assert_close` in
-tests/simulators/test_fast_path.py. Other encoders (and training mode) use the plain forward.
+tests/simulators/test_fast_path.py. Other encoders, SASRec's `block="reference"` layout and training mode
+use the plain forward.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from recsim_env.encoders.sasrec import SASRec
 
 def last_state(encoder, items: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     """`[N, D]` hidden state at the last position of left-padded `items` `[N, L]` (feedback `inputs`)."""
-    if not isinstance(encoder, SASRec) or encoder.training:
+    # The shortcut below is the paper's pre-LN block; other layouts (block="reference") take the plain forward.
+    if not isinstance(encoder, SASRec) or encoder.training or encoder.config.block != "paper":
         return encoder(items, feedback=inputs)[:, -1]
     padding_mask = encoder.padding_mask(items)
     keep = padding_mask.unsqueeze(-1)

@@ -9,12 +9,12 @@ from recsim_env.encoders import build
 from simulators.fast_path import last_state
 
 
-@pytest.mark.parametrize("n_layers, n_heads", [(1, 1), (2, 2)])
-def test_last_state_matches_forward(n_layers, n_heads):
+@pytest.mark.parametrize("n_layers, n_heads, block", [(1, 1, "paper"), (2, 2, "paper"), (1, 1, "reference")])
+def test_last_state_matches_forward(n_layers, n_heads, block):
     torch.manual_seed(0)
     n_items, length = 50, 12
     encoder = build("sasrec", {"n_items": n_items, "max_len": length, "d_model": 16, "feedback_dim": 3,
-                               "n_layers": n_layers, "n_heads": n_heads}).eval()  # fmt: skip
+                               "n_layers": n_layers, "n_heads": n_heads, "block": block}).eval()  # fmt: skip
     items = torch.randint(0, n_items, (9, length))
     items[:4, :5] = n_items  # left padding
     items[4, :-1] = n_items  # a one-item history
