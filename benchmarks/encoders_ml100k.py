@@ -3,10 +3,12 @@
 Protocol: leave-one-out split (last event = test, second-to-last = validation), histories of at most 50
 items, full ranking over all 1,682 items (never sampled metrics), reported with the user's history items
 excluded from the ranking (default, as in the SASRec / HSTU reference evaluators) and included (as
-RecBole does). Early stopping on validation NDCG@10 (history excluded). Means over seeds.
+RecBole does). Early stopping on validation NDCG@10 (history excluded; with `--selection-protocol
+seen_included`, history included, RecBole's protocol throughout, in a section of its own). Means over seeds.
 
     python benchmarks/encoders_ml100k.py            # 3 seeds, writes benchmarks/RESULTS.md
     python benchmarks/encoders_ml100k.py --quick    # 1 seed, capped epochs (a few minutes)
+    python benchmarks/encoders_ml100k.py --models sasrec --selection-protocol seen_included
 
 Prints one JSON line with every number in the table.
 """
@@ -41,8 +43,18 @@ from recsim_env.encoders.trainer import (  # noqa: E402
 
 DEFAULT_DATA = REPO / "../shared/data/ml-100k"
 RESULTS = REPO / "benchmarks" / "RESULTS.md"
-MARK_START = "<!-- encoders_ml100k:start -->"
-MARK_END = "<!-- encoders_ml100k:end -->"
+PROTOCOL_TITLES = {
+    "seen_excluded": "History items excluded from the ranking (default; SASRec / HSTU reference protocol)",
+    "seen_included": "History items not excluded (RecBole protocol)",
+}
+
+
+def markers(selection: str) -> tuple[str, str]:
+    """The comment lines around the section this benchmark writes for one selection protocol."""
+    name = "encoders_ml100k" if selection == "seen_excluded" else f"encoders_ml100k:{selection}"
+    return f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+
+
 MAX_LEN = 50
 
 # Encoder settings on ML-100k (each module's docstring gives the paper's settings and why we differ).
@@ -77,13 +89,21 @@ def run_one(
     threads: int | None,
     progress: bool,
     window_stride: int | None = None,
+    selection_protocol: str = "seen_excluded",
 ) -> dict:
     seed_everything(seed)
     encoder = encoders.build(name, {"n_items": logs.n_items, "max_len": MAX_LEN, **MODELS[name]})
     # learning rate: each encoder's own (`SequenceEncoder.learning_rate`; HSTU 1e-3) unless overridden
     settings = {"lr": type(encoder).learning_rate, **TRAINING[name], "window_stride": window_stride}
     epochs = min(epochs, settings.pop("epochs", epochs))
-    config = TrainerConfig(epochs=epochs, seed=seed, num_threads=threads, progress=progress, **settings)
+    config = TrainerConfig(
+        epochs=epochs,
+        seed=seed,
+        num_threads=threads,
+        progress=progress,
+        selection_protocol=selection_protocol,
+        **settings,
+    )
     result = train(encoder, logs.sequences(), config)
     split = leave_one_out_split(logs.sequences(), max_len=MAX_LEN, pad_id=logs.n_items)
     start = time.perf_counter()
@@ -120,29 +140,39 @@ def summarise(name: str, runs: list[dict]) -> dict:
 
 
 def markdown(
-    summaries: list[dict], *, seeds: int | str, quick: bool, threads: int, seconds: float, note: str = ""
+    summaries: list[dict],
+    *,
+    seeds: int | str,
+    quick: bool,
+    threads: int,
+    seconds: float,
+    note: str = "",
+    selection: str = "seen_excluded",
 ) -> str:
     del seeds  # each model lists its own seeds
     seed_text = "; ".join(f"{s['model']} {','.join(map(str, s['seeds']))}" for s in summaries)
+    start, end = markers(selection)
+    title = "## Sequential encoders on MovieLens 100K (`benchmarks/encoders_ml100k.py`)"
+    if selection != "seen_excluded":
+        title = (
+            "### The same, with early stopping on validation NDCG@10 with history items included "
+            f"(`--selection-protocol {selection}`)"
+        )
     lines = [
-        MARK_START,
-        "## Sequential encoders on MovieLens 100K (`benchmarks/encoders_ml100k.py`)",
+        start,
+        title,
         "",
         f"All 100,000 interactions, leave-one-out, max length {MAX_LEN}, full ranking over all 1,682 items; "
         f"mean over seeds ({seed_text}){' (--quick: capped epochs)' if quick else ''}; device "
         f"{summaries[0]['device']}, torch threads {threads}; "
-        f"{seconds / 60:.1f} min of training summed over runs. Epochs = best epoch / epochs run (early stopping on valid NDCG@10); "
+        f"{seconds / 60:.1f} min of training summed over runs. Epochs = best epoch / epochs run (early stopping on valid "
+        f"NDCG@10, {PROTOCOL_TITLES[selection].split(' (')[0].lower()}); "
         "s/epoch = training time per epoch; to best = wall time (training + validation) until the best epoch; "
         "eval = full ranking of all 943 users; memory = peak RSS of the process (CPU) or peak CUDA allocation.",
         "",
     ]
-    for protocol, title in (
-        (
-            "seen_excluded",
-            "History items excluded from the ranking (default; SASRec / HSTU reference protocol)",
-        ),
-        ("seen_included", "History items not excluded (RecBole protocol)"),
-    ):
+    # The protocol the checkpoint was selected on comes first.
+    for protocol, title in sorted(PROTOCOL_TITLES.items(), key=lambda kv: kv[0] != selection):
         lines += [
             f"**{title}**",
             "",
@@ -171,17 +201,22 @@ def markdown(
     )
     if note:
         lines += ["", note]
-    lines.append(MARK_END)
+    lines.append(end)
     return "\n".join(lines) + "\n"
 
 
-def write_section(section: str, path: Path) -> None:
+def write_section(section: str, path: Path, selection: str = "seen_excluded") -> None:
     """Replace this benchmark's marked section of `path` (or append it), atomically."""
+    start, end = markers(selection)
     text = path.read_text() if path.exists() else "# Benchmark results\n"
-    pattern = re.compile(re.escape(MARK_START) + r".*?" + re.escape(MARK_END) + r"\n?", re.S)
-    text = (
-        pattern.sub(lambda _: section, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    )
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end) + r"\n?", re.S)
+    main_end = markers("seen_excluded")[1] + "\n"
+    if pattern.search(text):
+        text = pattern.sub(lambda _: section, text)
+    elif selection != "seen_excluded" and main_end in text:  # right after the main section
+        text = text.replace(main_end, main_end + "\n" + section, 1)
+    else:
+        text = text.rstrip("\n") + "\n\n" + section
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
@@ -215,6 +250,12 @@ def main(argv: list[str] | None = None) -> dict:
             metavar="JSON",
             help=f"{fields} fields over each model's settings",
         )
+    parser.add_argument(
+        "--selection-protocol",
+        choices=list(PROTOCOL_TITLES),
+        default="seen_excluded",
+        help="validation ranking early stopping watches; seen_included (RecBole's) writes a section of its own",
+    )
     parser.add_argument("--results", default=str(RESULTS), help="Markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print the JSON line only")
     parser.add_argument("--note", default="", help="a sentence appended to the Markdown section")
@@ -239,6 +280,10 @@ def main(argv: list[str] | None = None) -> dict:
         seeds = seed_counts[0] if len(seed_counts) == 1 else "/".join(map(str, seed_counts))
         quick = any(r["quick"] for r in records)
         threads = records[0]["threads"]
+        protocols = {r.get("selection_protocol", "seen_excluded") for r in records}
+        if len(protocols) > 1:
+            parser.error(f"--merge: the runs were selected under different protocols {sorted(protocols)}")
+        args.selection_protocol = protocols.pop()
         seconds = sum(r["seconds"] for r in records)
         all_runs = runs_by_model
     else:
@@ -271,6 +316,7 @@ def main(argv: list[str] | None = None) -> dict:
                     threads=args.threads,
                     progress=True,
                     window_stride=args.window_stride,
+                    selection_protocol=args.selection_protocol,
                 )
                 for seed in seed_list
             ]
@@ -281,9 +327,15 @@ def main(argv: list[str] | None = None) -> dict:
     summaries.sort(key=lambda s: order[s["model"]])
     if not args.no_write:
         section = markdown(
-            summaries, seeds=seeds, quick=quick, threads=threads, seconds=seconds, note=args.note
+            summaries,
+            seeds=seeds,
+            quick=quick,
+            threads=threads,
+            seconds=seconds,
+            note=args.note,
+            selection=args.selection_protocol,
         )
-        write_section(section, Path(args.results))
+        write_section(section, Path(args.results), args.selection_protocol)
     record = {
         "benchmark": "encoders_ml100k",
         "seeds": seeds,
@@ -292,6 +344,7 @@ def main(argv: list[str] | None = None) -> dict:
         "seconds": round(seconds, 1),
         "model_config": args.model_config,
         "trainer_config": args.trainer_config,
+        "selection_protocol": args.selection_protocol,
         "models": summaries,
         "runs": all_runs,
     }

@@ -282,6 +282,15 @@ def main() -> None:
                 "click_ece_learned": round(world["learned"]["ece"], 4),
                 "click_ece_against_true_p": round(world["ece_against_true_probability"], 4),
                 "click_rmse_to_true_p": round(world["rmse_to_true_probability"], 4),
+                # The same steps scored from the history world logs hold (no warm start; see world_metrics).
+                "logged_history": {
+                    "click_auc_learned": round(world["logged_history"]["learned"]["auc"], 4),
+                    "click_auc_gap": round(world["logged_history"]["auc_gap"], 4),
+                    "click_ece_learned": round(world["logged_history"]["learned"]["ece"], 4),
+                    "click_ece_against_true_p": round(
+                        world["logged_history"]["ece_against_true_probability"], 4
+                    ),
+                },
                 "mean_return": ranking,
                 "ranking": order,
                 "ranking_preserved": order["world"] == order["simulator"],

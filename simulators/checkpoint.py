@@ -167,8 +167,12 @@ def load(directory: str | os.PathLike, *, data: LoggedInteractions | None = None
             raise DataError(
                 f"{directory / WEIGHTS}: no weights for {key} (config.ensemble_size = {config.ensemble_size})"
             )
+        state = dict(states[key])
+        # Saved before calibration had a bias (temperature alone): its bias is 0.
+        if "temperature" in state and "calibration_bias" not in state:
+            state["calibration_bias"] = torch.zeros_like(state["temperature"])
         try:
-            model.load_state_dict(states[key])
+            model.load_state_dict(state)
         except RuntimeError as error:
             raise DataError(
                 f"{directory / WEIGHTS}: weights do not fit {CONFIG} / {SCHEMA}: {error}"
@@ -176,10 +180,18 @@ def load(directory: str | os.PathLike, *, data: LoggedInteractions | None = None
         model.eval()
         members.append(model)
     with np.load(directory / START_POOL) as arrays:
-        try:
-            pool = ExposureLog(**{name: arrays[name] for name in ExposureLog._fields})
-        except KeyError as error:
-            raise DataError(f"{directory / START_POOL}: missing array {error}") from None
+        found = dict(arrays)
+    if "user_features" not in found and "offsets" in found:  # saved before simulators read user features
+        found["user_features"] = np.zeros((len(found["offsets"]) - 1, 0), dtype=np.float32)
+    try:
+        pool = ExposureLog(**{name: found[name] for name in ExposureLog._fields})
+    except KeyError as error:
+        raise DataError(f"{directory / START_POOL}: missing array {error}") from None
     if pool.items.size and pool.items.max() >= schema.n_items:
         raise DataError(f"{directory / START_POOL}: item index outside the catalogue of {schema.n_items}")
+    if pool.user_features.shape != (pool.n_users, schema.user_features.width):
+        raise DataError(
+            f"{directory / START_POOL}: user features of shape {pool.user_features.shape}, but {SCHEMA} "
+            f"describes {schema.user_features.width} features for {pool.n_users} users"
+        )
     return LearnedSimulator(config, schema, members, pool, item_tokens)

@@ -53,6 +53,9 @@ def train_simulator_command(
         int | None,
         typer.Option(help="Training windows end every this many exposures (smaller: longer histories)."),
     ] = DEFAULTS.window_stride,
+    user_features: Annotated[
+        bool, typer.Option(help="Read the users table's features (numbers, low-cardinality categories).")
+    ] = DEFAULTS.user_features,
     d_model: Annotated[int, typer.Option(help="Width D.")] = DEFAULTS.d_model,
     n_layers: Annotated[int, typer.Option(help="Encoder blocks.")] = DEFAULTS.n_layers,
     ensemble_size: Annotated[
@@ -104,6 +107,7 @@ def train_simulator_command(
             encoder=encoder,
             history_len=history_len,
             window_stride=window_stride,
+            user_features=user_features,
             d_model=d_model,
             n_layers=n_layers,
             ensemble_size=ensemble_size,

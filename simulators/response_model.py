@@ -1,8 +1,9 @@
 """The user response model: a sequential encoder with one head per feedback signal, leaving and returning.
 
-Given the history `x_1..x_t` (items, normalised feedback, log1p of the days since the last session)
-and a candidate item `c`, with `h_t = Encoder(x_1..x_t)` (SASRec by default, Kang & McAuley 2018)
-and `z = MLP([h_t, e_c, h_t * e_c])`:
+Given the history `x_1..x_t` (items, normalised feedback, log1p of the days since the last session),
+the user's features `f` (empty when the data has none) and a candidate item `c`, with
+`h_t = Encoder(x_1..x_t) + W_u f` (SASRec by default, Kang & McAuley 2018) and
+`z = MLP([h_t, e_c, h_t * e_c])`:
 
     P(click | h_t, c)          = sigmoid(z_click + b_c)                       (b_c: item click bias)
     P(s = 1 | click = k)       = sigmoid(z_{s,k})      for each other binary signal s, k in {0, 1}
@@ -14,8 +15,9 @@ and `z = MLP([h_t, e_c, h_t * e_c])`:
 Trained with the negative log-likelihood of all heads (the click term times `click_loss_weight`) on the
 target positions of left-padded windows
 (teacher forcing: position t predicts the response to exposure t + 1). Binary heads are calibrated
-afterwards by one temperature each on validation users (Guo et al., "On Calibration of Modern
-Neural Networks", ICML 2017): `p = sigmoid(logit / T)`.
+afterwards on validation users, by default with Platt scaling, a temperature and a bias each
+(Platt 1999; the temperature alone is Guo et al., "On Calibration of Modern Neural Networks", ICML
+2017): `p = sigmoid(logit / T + b)`.
 """
 
 from __future__ import annotations
@@ -76,14 +78,30 @@ class ResponseModel(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(3 * d, d), nn.ReLU(), nn.Dropout(config.dropout), nn.Linear(d, n_out)
         )
+        n_features = schema.user_features.width
+        self.user_projection = nn.Linear(n_features, d) if n_features else None
         self.click_bias = nn.Embedding(schema.n_items + 1, 1)
         nn.init.zeros_(self.click_bias.weight)
-        # Calibration temperatures (click, other binary signals, leave); 1 until `calibrate` sets them.
+        # Calibration of each binary head (click, leave, other binary signals): p = sigmoid(logit / T + b);
+        # T = 1 and b = 0 until `calibrate` sets them.
         self.register_buffer("temperature", torch.ones(2 + self.n_binary))
+        self.register_buffer("calibration_bias", torch.zeros(2 + self.n_binary))
 
-    def states(self, items: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """`[B, L, D]` hidden states of left-padded histories `items` [B, L] with inputs [B, L, F + 1]."""
-        return self.encoder(items, feedback=inputs)
+    def states(
+        self, items: torch.Tensor, inputs: torch.Tensor, user_features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`[B, L, D]` hidden states of left-padded histories `items` [B, L] with inputs [B, L, F + 1]
+        and the users' features [B, P]."""
+        return self.with_user(self.encoder(items, feedback=inputs), user_features)
+
+    def with_user(self, hidden: torch.Tensor, user_features: torch.Tensor | None) -> torch.Tensor:
+        """`hidden` [B, ..., D] plus `W_u f` of the users' features `f` [B, P] (unchanged without features)."""
+        if self.user_projection is None:
+            return hidden
+        if user_features is None:
+            raise ValueError("this response model reads user features: pass `user_features`")
+        shift = self.user_projection(user_features)
+        return hidden + shift.reshape(shift.shape[:1] + (1,) * (hidden.dim() - 2) + shift.shape[1:])
 
     def heads(self, state: torch.Tensor, candidates: torch.Tensor) -> HeadOutputs:
         """Head outputs for `state` [..., D] and `candidates` [..., C] item ids."""
@@ -105,21 +123,34 @@ class ResponseModel(nn.Module):
         return HeadOutputs(click, binary, mean, log_sigma, leave, gap_mean, gap_log_sigma)
 
     def calibrated(self, out: HeadOutputs) -> HeadOutputs:
-        """The same outputs with every binary logit divided by its temperature."""
-        t = self.temperature
-        return out._replace(click=out.click / t[0], binary=out.binary / t[2:, None], leave=out.leave / t[1])
+        """The same outputs with every binary logit divided by its temperature, plus its bias."""
+        t, b = self.temperature, self.calibration_bias
+        return out._replace(
+            click=out.click / t[0] + b[0],
+            binary=out.binary / t[2:, None] + b[2:, None],
+            leave=out.leave / t[1] + b[1],
+        )
 
-    def loss(self, items: torch.Tensor, inputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    def loss(
+        self,
+        items: torch.Tensor,
+        inputs: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        user_features: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Mean negative log-likelihood over the window positions that have a history and a target."""
-        return self.objective(nll_terms(self.head_outputs(items, inputs), batch, self.n_binary))
+        out = self.head_outputs(items, inputs, user_features)
+        return self.objective(nll_terms(out, batch, self.n_binary))
 
     def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
         """The training objective from `nll_terms`: their sum, the click term times `click_loss_weight`."""
         return sum(self.click_loss_weight * v if name == "click" else v for name, v in terms.items())
 
-    def head_outputs(self, items: torch.Tensor, inputs: torch.Tensor) -> HeadOutputs:
+    def head_outputs(
+        self, items: torch.Tensor, inputs: torch.Tensor, user_features: torch.Tensor | None = None
+    ) -> HeadOutputs:
         """Teacher-forced outputs: position t of `items[:, :-1]` scores exposure t + 1. `[B, L]` each."""
-        hidden = self.states(items[:, :-1], inputs[:, :-1])  # [B, L, D]
+        hidden = self.states(items[:, :-1], inputs[:, :-1], user_features)  # [B, L, D]
         out = self.heads(hidden, items[:, 1:, None])  # one candidate per position: C = 1
         return HeadOutputs(*(x.squeeze(2) for x in out))
 

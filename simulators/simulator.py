@@ -54,10 +54,20 @@ class SimulatorState:
     satiation: np.ndarray  # [N, D]
     gap_mean: np.ndarray  # [N] log-days mean of the return gap, from the last step
     gap_sigma: np.ndarray  # [N]
+    user_features: np.ndarray  # [N, P] float32 encoded features of the logged user each row started from
     parameters: dict[str, np.ndarray] = field(default_factory=dict)
     """Behaviour parameters per row (`PARAMETERS`)."""
 
-    _ARRAYS = ("user_ids", "items", "inputs", "pending_gap", "satiation", "gap_mean", "gap_sigma")
+    _ARRAYS = (
+        "user_ids",
+        "items",
+        "inputs",
+        "pending_gap",
+        "satiation",
+        "gap_mean",
+        "gap_sigma",
+        "user_features",
+    )
 
     def set_rows(self, rows: np.ndarray, other: SimulatorState) -> None:
         """Overwrite users `rows` with the users of `other` (same order)."""
@@ -83,7 +93,6 @@ class LearnedSimulator:
         report_disagreement: add the `disagreement` signal (needs K >= 2).
     """
 
-    n_user_features = 0
     _FIXED_UNIFORMS = 4  # choice, leave, return gap, click noise
 
     def __init__(
@@ -116,6 +125,7 @@ class LearnedSimulator:
             frozenset({DISAGREEMENT}) if report_disagreement else frozenset()
         )
         self.n_items = schema.n_items
+        self.n_user_features = schema.user_features.width
         self._users = np.flatnonzero(start_pool.lengths() >= 2)
         if len(self._users) == 0:
             raise ValueError("the simulator's start pool has no user with 2 or more exposures")
@@ -137,7 +147,8 @@ class LearnedSimulator:
 
     # ------------------------------------------------------------------ start
     def initial_state(self, user_ids: np.ndarray, uniforms: np.ndarray) -> StartOfEpisode:
-        """Start from a prefix of each user's logged exposures (its end drawn with `uniforms[:, 0]`)."""
+        """Start from a prefix of each user's logged exposures (its end drawn with `uniforms[:, 0]`), with
+        that user's features."""
         user_ids = np.asarray(user_ids, dtype=np.int64)
         n, length = len(user_ids), self.history_len
         pool = self.start_pool
@@ -160,13 +171,14 @@ class LearnedSimulator:
             satiation=np.zeros((n, self._unit_items.shape[1]), dtype=np.float32),
             gap_mean=np.zeros(n),
             gap_sigma=np.ones(n),
+            user_features=pool.user_features[users],
             parameters=parameters,
         )
         history_feedback = feedback
         if self.report_disagreement:
             history_feedback = np.concatenate([feedback, np.zeros((n, length, 1), np.float32)], axis=-1)
         return StartOfEpisode(
-            state, items.copy(), history_feedback.astype(np.float32), np.zeros((n, 0), np.float32)
+            state, items.copy(), history_feedback.astype(np.float32), state.user_features.copy()
         )
 
     def _draw_parameters(self, uniforms: np.ndarray, n: int) -> dict[str, np.ndarray]:
@@ -187,22 +199,41 @@ class LearnedSimulator:
     # ------------------------------------------------------------------ step
     @torch.inference_mode()
     def _member_outputs(
-        self, member: ResponseModel, items: np.ndarray, inputs: np.ndarray, slates: np.ndarray
+        self,
+        member: ResponseModel,
+        items: np.ndarray,
+        inputs: np.ndarray,
+        slates: np.ndarray,
+        user_features: np.ndarray | None,
     ):
         state = last_state(member.encoder, torch.from_numpy(items), torch.from_numpy(inputs))  # [N, D]
-        out = member.calibrated(member.heads(state, torch.from_numpy(slates)))
-        return out
+        features = None if user_features is None else torch.from_numpy(np.asarray(user_features, np.float32))
+        state = member.with_user(state, features)
+        return member.calibrated(member.heads(state, torch.from_numpy(slates)))
 
-    def predict(self, items: np.ndarray, inputs: np.ndarray, slates: np.ndarray, member: int = -1) -> dict:
-        """Probabilities and distributions for showing `slates` [N, K] after histories `items` [N, L].
+    def predict(
+        self,
+        items: np.ndarray,
+        inputs: np.ndarray,
+        slates: np.ndarray,
+        member: int = -1,
+        user_features: np.ndarray | None = None,
+    ) -> dict:
+        """Probabilities and distributions for showing `slates` [N, K] after histories `items` [N, L] to
+        users with encoded features `user_features` [N, P] (needed when `n_user_features` > 0).
 
         Returns numpy arrays: `click` [N, K] P(click) of each item shown alone, `binary` [N, K, B, 2],
         `mean` / `sigma` [N, K, R] (raw units, given a click), `leave` [N, K, 2], `gap_mean` /
         `gap_sigma` [N, K] (log days), and `click_std` [N, K], the members' disagreement. `member`
         -1 averages the members (probabilities averaged); k uses member k alone.
         """
+        if self.n_user_features and user_features is None:
+            raise ValueError(
+                f"this simulator reads {self.n_user_features} user features: pass `user_features` "
+                f"({', '.join(self.schema.user_features.names[:5])}{', ...' if self.n_user_features > 5 else ''})"
+            )
         chosen = self.members if member < 0 else [self.members[member]]
-        outs = [self._member_outputs(m, items, inputs, slates) for m in chosen]
+        outs = [self._member_outputs(m, items, inputs, slates, user_features) for m in chosen]
         click = torch.stack([torch.sigmoid(o.click) for o in outs])  # [M, N, K]
         result = {
             "click": click.mean(0).numpy(),
@@ -223,11 +254,14 @@ class LearnedSimulator:
         """`predict` with each row's own member (simulator sets) or the ensemble mean."""
         members = state.parameters["member"]
         if self.parameter_ranges is None or len(self.members) == 1:
-            return self.predict(state.items, state.inputs, slates, -1 if len(self.members) > 1 else 0)
+            member = -1 if len(self.members) > 1 else 0
+            return self.predict(state.items, state.inputs, slates, member, state.user_features)
         result: dict[str, np.ndarray] = {}
         for k in np.unique(members):
             rows = np.flatnonzero(members == k)
-            part = self.predict(state.items[rows], state.inputs[rows], slates[rows], int(k))
+            part = self.predict(
+                state.items[rows], state.inputs[rows], slates[rows], int(k), state.user_features[rows]
+            )
             for key, value in part.items():
                 if key not in result:
                     result[key] = np.zeros((len(slates),) + value.shape[1:], dtype=value.dtype)

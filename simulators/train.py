@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from recsim_env.data import LoggedInteractions
 from simulators.config import SimulatorConfig
@@ -37,10 +38,13 @@ class FitResult:
     seconds: float
 
 
-def _tensors(w: Windows, rows: np.ndarray, schema: DataSchema) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """Model inputs and aligned targets for windows `rows`."""
+def _tensors(
+    w: Windows, rows: np.ndarray, schema: DataSchema
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """Model inputs (items, encoder inputs, user features) and aligned targets for windows `rows`."""
     items = torch.from_numpy(w.items[rows])
     inputs = torch.from_numpy(w.inputs[rows])
+    features = torch.from_numpy(w.user_features[rows])
     fb = w.feedback[rows, 1:]  # targets: exposures 1..L
     scales = np.asarray(schema.scales, dtype=np.float32)
     cont = [schema.signals.index(s) for s in schema.continuous]
@@ -55,7 +59,7 @@ def _tensors(w: Windows, rows: np.ndarray, schema: DataSchema) -> tuple[torch.Te
         "leave_known": torch.from_numpy(w.leave_known[rows, 1:].astype(np.float32)),
         "log_gap": torch.from_numpy(w.log_gap[rows, 1:].copy()),
     }
-    return items, inputs, batch
+    return items, inputs, features, batch
 
 
 def _evaluate(
@@ -66,8 +70,8 @@ def _evaluate(
     with torch.inference_mode():
         for start in range(0, len(w.items), batch_size):
             rows = np.arange(start, min(start + batch_size, len(w.items)))
-            items, inputs, batch = _tensors(w, rows, schema)
-            out = model.head_outputs(items, inputs)
+            items, inputs, features, batch = _tensors(w, rows, schema)
+            out = model.head_outputs(items, inputs, features)
             terms = nll_terms(out, batch, model.n_binary)
             value = model.objective(terms) if monitor == "all" else terms[monitor]
             total += float(value) * len(rows)
@@ -99,8 +103,8 @@ def _fit_member(
         order = rng.permutation(len(train.items))
         losses = []
         for start in range(0, len(order), config.batch_size):
-            items, inputs, batch = _tensors(train, order[start : start + config.batch_size], schema)
-            loss = model.loss(items, inputs, batch)
+            items, inputs, features, batch = _tensors(train, order[start : start + config.batch_size], schema)
+            loss = model.loss(items, inputs, batch, features)
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -131,13 +135,14 @@ def _fit_member(
     return model
 
 
-def calibrate(model: ResponseModel, valid: Windows, schema: DataSchema) -> None:
-    """Fit one temperature per binary head (click, leave, each other binary signal) on `valid`."""
+def calibrate(model: ResponseModel, valid: Windows, schema: DataSchema, *, bias: bool = True) -> None:
+    """Fit each binary head's calibration (click, leave, each other binary signal) on `valid`: a
+    temperature and, with `bias`, an offset of the logit (Platt scaling)."""
     rows = np.arange(len(valid.items))
-    items, inputs, batch = _tensors(valid, rows, schema)
+    items, inputs, features, batch = _tensors(valid, rows, schema)
     model.eval()
     with torch.inference_mode():
-        out = model.head_outputs(items, inputs)
+        out = model.head_outputs(items, inputs, features)
     mask = batch["mask"] > 0
     click = batch["click"]
     branch = click.long()
@@ -148,28 +153,31 @@ def calibrate(model: ResponseModel, valid: Windows, schema: DataSchema) -> None:
     for j in range(model.n_binary):
         logit = out.binary[..., j, :].gather(-1, branch[..., None]).squeeze(-1)
         heads.append((logit[mask], batch["binary"][..., j][mask]))
-    temperatures = []
-    for logits, targets in heads:
-        temperatures.append(_temperature(logits.detach(), targets))
-    model.temperature.copy_(torch.tensor(temperatures, dtype=model.temperature.dtype))
+    fitted = [_platt(logits.detach(), targets, bias=bias) for logits, targets in heads]
+    model.temperature.copy_(torch.tensor([t for t, _ in fitted], dtype=model.temperature.dtype))
+    model.calibration_bias.copy_(torch.tensor([b for _, b in fitted], dtype=model.calibration_bias.dtype))
 
 
-def _temperature(logits: torch.Tensor, targets: torch.Tensor) -> float:
-    """argmin_T of the binary cross-entropy of sigmoid(logits / T), by L-BFGS on log T."""
+def _platt(logits: torch.Tensor, targets: torch.Tensor, *, bias: bool) -> tuple[float, float]:
+    """argmin_(T, b) of the binary cross-entropy of sigmoid(logits / T + b), by L-BFGS on (log T, b)
+    (b fixed at 0 without `bias`)."""
     if logits.numel() < 10 or targets.min() == targets.max():
-        return 1.0
-    log_t = torch.zeros(1, requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=100)
+        return 1.0, 0.0
+    params = torch.zeros(2, requires_grad=True)
+    optimizer = torch.optim.LBFGS([params], lr=0.5, max_iter=100)
 
     def closure():
         optimizer.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits / log_t.exp(), targets)
+        shift = params[1] if bias else 0.0
+        loss = F.binary_cross_entropy_with_logits(logits / params[0].exp() + shift, targets)
         loss.backward()
         return loss
 
     optimizer.step(closure)
-    value = float(log_t.detach().exp())
-    return min(max(value, 0.05), 20.0) if np.isfinite(value) else 1.0
+    t, b = float(params[0].detach().exp()), float(params[1].detach()) if bias else 0.0
+    if not (np.isfinite(t) and np.isfinite(b)):
+        return 1.0, 0.0
+    return min(max(t, 0.05), 20.0), min(max(b, -5.0), 5.0)
 
 
 def fit(
@@ -200,7 +208,9 @@ def _fit(data: LoggedInteractions, config: SimulatorConfig | None, *, progress: 
     config = config or SimulatorConfig()
     started = time.perf_counter()
     deadline = started + 60.0 * config.max_train_minutes
-    schema = build_schema(data, session_gap_hours=config.session_gap_hours)
+    schema = build_schema(
+        data, session_gap_hours=config.session_gap_hours, user_features=config.user_features
+    )
     log = exposures(
         data,
         schema,
@@ -227,8 +237,8 @@ def _fit(data: LoggedInteractions, config: SimulatorConfig | None, *, progress: 
             model = _fit_member(
                 config, schema, train, valid, config.seed + 1000 * k, deadline, history, k, bar
             )
-            if config.calibration == "temperature":
-                calibrate(model, valid, schema)
+            if config.calibration != "none":
+                calibrate(model, valid, schema, bias=config.calibration == "platt")
             members.append(model)
     item_tokens = np.asarray(data.item_ids.tokens).tolist()
     simulator = LearnedSimulator(config, schema, members, log, item_tokens)

@@ -36,6 +36,13 @@ def train_encoder_command(
     patience: Annotated[
         int, typer.Option(help="Early-stopping patience (epochs) on validation NDCG@10.")
     ] = 10,
+    selection_protocol: Annotated[
+        str,
+        typer.Option(
+            help="Validation ranking that early stopping watches: seen_excluded (history items removed) "
+            "or seen_included (RecBole's; for data where users consume items again)."
+        ),
+    ] = "seen_excluded",
     batch_size: Annotated[int, typer.Option(help="Training windows per step.")] = 128,
     window_stride: Annotated[
         int | None,
@@ -69,6 +76,7 @@ def train_encoder_command(
         trainer_config = TrainerConfig(
             epochs=epochs,
             patience=patience,
+            selection_protocol=selection_protocol,
             batch_size=batch_size,
             window_stride=window_stride,
             lr=lr if lr is not None else encoders.encoder_class(model).learning_rate,
@@ -93,7 +101,7 @@ def train_encoder_command(
         "model": model,
         "out": str(out),
         "best_epoch": result.best_epoch,
-        "valid": result.valid["seen_excluded"],
+        "valid": result.valid[selection_protocol],
         "test": result.test,
         "seconds_per_epoch": round(result.seconds_per_epoch, 3),
     }

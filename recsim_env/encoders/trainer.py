@@ -29,6 +29,7 @@ from recsim_env.encoders.base import IGNORE_TARGET, SequenceEncoder
 from recsim_env.encoders.metrics import ranking_metrics, target_ranks
 
 WINDOW_MODES = ("sliding", "last")
+PROTOCOLS = ("seen_excluded", "seen_included")
 SELECTION_METRIC = "ndcg@10"
 
 
@@ -48,6 +49,11 @@ class TrainerConfig:
     """Adam's second-moment decay (0.98 as in SASRec)."""
     patience: int = 10
     """Stop after this many epochs without a better validation NDCG@10."""
+    selection_protocol: str = "seen_excluded"
+    """The ranking protocol whose validation NDCG@10 early stopping watches and the restored checkpoint is
+    the best of: "seen_excluded" (the SASRec / HSTU reference evaluators) or "seen_included" (RecBole's
+    protocol for sequential models, and the one to use on data where users consume items again). Both
+    protocols are still reported; select on the one you will deploy or compare under."""
     windows: str = "sliding"
     """"sliding": every training event is a target once (windows of max_len + 1 events ending every
     `window_stride` events); "last": only each user's most recent window, as the SASRec reference samples it."""
@@ -87,6 +93,10 @@ class TrainerConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         if not 0.0 < self.beta2 < 1.0:
             raise ValueError(f"beta2 must be in (0, 1), got {self.beta2}")
+        if self.selection_protocol not in PROTOCOLS:
+            raise ValueError(
+                f"selection_protocol must be one of {PROTOCOLS}, got {self.selection_protocol!r}"
+            )
         if self.windows not in WINDOW_MODES:
             raise ValueError(f"windows must be one of {WINDOW_MODES}, got {self.windows!r}")
         if self.num_threads is not None and self.num_threads < 1:
@@ -424,9 +434,15 @@ def _train(encoder: SequenceEncoder, sequences, config: TrainerConfig, device: t
         # ---- validation and early stopping ----
         valid = evaluate_full_ranking(encoder, split.valid, device=device, batch_size=config.eval_batch_size)
         elapsed += time.perf_counter() - start
-        score = valid["seen_excluded"][SELECTION_METRIC]
+        score = valid[config.selection_protocol][SELECTION_METRIC]
         history.append(
-            {"epoch": epoch, "loss": total / steps, "valid_ndcg@10": score, "seconds": epoch_seconds}
+            {
+                "epoch": epoch,
+                "loss": total / steps,
+                "valid_ndcg@10": score,  # under the selection protocol
+                **{f"valid_{p}_ndcg@10": valid[p][SELECTION_METRIC] for p in PROTOCOLS},
+                "seconds": epoch_seconds,
+            }
         )
         if score > best_score:
             best_score, best_epoch, best_valid = score, epoch, valid

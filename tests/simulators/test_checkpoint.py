@@ -17,7 +17,9 @@ def _predictions(simulator):
     users = rng.integers(0, simulator.n_users, size=32)
     start = simulator.initial_state(users, rng.random((32, simulator.n_start_uniforms)))
     slates = rng.integers(0, simulator.n_items, size=(32, 3))
-    return simulator.predict(start.state.items, start.state.inputs, slates)
+    return simulator.predict(
+        start.state.items, start.state.inputs, slates, user_features=start.state.user_features
+    )
 
 
 def test_save_load_gives_identical_predictions(tiny_fit, saved_simulator):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from recsim_env.data import LoggedInteractions
-from simulators.data import build_schema, exposures, split_users, windows
+from simulators.data import DataSchema, UserFeatureSpec, build_schema, exposures, split_users, windows
 
 DAY = 86_400.0
 
@@ -91,24 +91,27 @@ def test_windows_are_left_padded_and_cover_every_exposure():
     assert (w.items[:, 0][w.items[:, 1] == schema.n_items] == schema.n_items).all()
 
 
-def test_overlapping_windows_count_each_target_once_with_a_longer_history():
+@pytest.mark.parametrize("stride", [1, 2])
+def test_every_target_is_scored_from_the_last_positions_of_a_right_aligned_window(stride):
     data = _logs()
     schema = build_schema(data, session_gap_hours=1.0)
     log = exposures(data, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0)
-    length, stride = 2, 1
+    length = 3
     w = windows(log, schema, length=length, stride=stride)
     mask = w.target_mask()
-    assert mask.sum() == len(log.items) - log.n_users
-    # Each target's (window, position) is unique, and it sees length - stride exposures of history
-    # unless the window reaches back to the user's first exposure.
+    assert mask.sum() == len(log.items) - log.n_users  # each target once
+    # Targets only in the last `stride` positions; every window ends with a real exposure (right-aligned).
+    assert not mask[:, : length - stride].any() and (w.items[:, -1] != schema.n_items).all()
     history = (w.items[:, :-1] != schema.n_items).cumsum(axis=1)
-    reaches_first = w.first_target == 0
-    assert (history[mask & ~reaches_first[:, None]] >= length - stride + 1).all()
-    assert len(w.items) > len(windows(log, schema, length=length).items)
-    # Stride 1 (the default): outside a user's earliest window, the one target is the window's last
-    # position, the one a simulator step scores from.
-    later = ~reaches_first
-    assert later.any() and (mask[later].sum(axis=1) == 1).all() and mask[later, -1].all()
+    if stride == 1:
+        # As a simulator step sees it: the newest exposure last, the history all before it, at most L.
+        assert (mask.sum(axis=1) == 1).all() and mask[:, -1].all()
+        # User 10 (5 exposures) has targets with 1, 2, 3, 3 exposures of history; user 20 (3) 1, 2.
+        assert sorted(history[:, -1].tolist()) == [1, 1, 2, 2, 3, 3]
+    else:  # a full window gives each of its targets at least length - stride + 1 exposures of history
+        full = w.items[:, 0] != schema.n_items
+        assert full.any() and (history[mask & full[:, None]] >= length - stride + 1).all()
+    assert len(w.items) >= len(windows(log, schema, length=length).items)
 
 
 def test_split_users_is_disjoint_and_seeded():
@@ -120,3 +123,46 @@ def test_split_users_is_disjoint_and_seeded():
     together = np.concatenate(a)
     assert len(np.unique(together)) == len(together) == 50
     assert len(a[2]) == 10
+
+
+def test_user_features_standardise_numbers_one_hot_categories_and_skip_ids():
+    users = pd.DataFrame(
+        {
+            "world_user_id": [7, 8, 9, 10],
+            "age": ["20", "30", None, "50"],  # numbers stored as text, as RecBole token columns are
+            "gender": ["F", "M", "M", None],
+            "zip_code": ["T8H1N", "V3N4P", "E2A4H", "L9G2B"],
+        }
+    )
+    spec = UserFeatureSpec.fit(users)
+    assert spec.names == ("age", "gender=F", "gender=M", "zip_code=E2A4H", "zip_code=L9G2B",
+                          "zip_code=T8H1N", "zip_code=V3N4P")  # fmt: skip
+    x = spec.encode(users, 4)
+    age = np.array([20.0, 30.0, 50.0])
+    np.testing.assert_allclose(x[[0, 1, 3], 0], (age - age.mean()) / age.std(), rtol=1e-6)
+    assert x[2, 0] == 0.0  # missing: the mean
+    np.testing.assert_array_equal(x[:, 1:3], [[1, 0], [0, 1], [0, 1], [0, 0]])  # missing: no category
+    # Unseen categories and absent columns give zeros; a high-cardinality column is left out.
+    other = spec.encode(pd.DataFrame({"gender": ["X"], "age": ["30"]}), 1)
+    assert other[0, 1:].sum() == 0.0
+    many = UserFeatureSpec.fit(pd.DataFrame({"zip_code": [f"K{i:04d}" for i in range(100)]}))
+    assert many.width == 0
+    assert UserFeatureSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_exposures_carry_each_users_features_and_the_schema_round_trips():
+    logs = _logs()
+    users = pd.DataFrame({"user_id": [20, 10], "activity": [2.0, 4.0]})
+    data = LoggedInteractions.from_frame(logs.frame.assign(
+        user_id=np.asarray(logs.user_ids.tokens)[logs.frame["user_id"]],
+        item_id=np.asarray(logs.item_ids.tokens)[logs.frame["item_id"]],
+    ), item_catalogue=np.arange(8), users=users)  # fmt: skip
+    schema = build_schema(data, session_gap_hours=1.0)
+    log = exposures(data, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0)
+    # Users 10 and 20 are indices 0 and 1; standardised activity 4 -> +1, 2 -> -1.
+    np.testing.assert_allclose(log.user_features[:, 0], [1.0, -1.0])
+    w = windows(log, schema, 2, 1)
+    owners = np.repeat([0, 1], [4, 2])  # one window per target: user 10 has 5 exposures, user 20 has 3
+    np.testing.assert_array_equal(w.user_features[:, 0], log.user_features[owners, 0])
+    assert DataSchema.from_dict(schema.to_dict()) == schema
+    assert build_schema(data, session_gap_hours=1.0, user_features=False).user_features.width == 0

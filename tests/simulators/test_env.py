@@ -121,10 +121,20 @@ def test_ml100k_users_learned_env_passes_check_env(tmp_path, monkeypatch):
     data = _ml100k()
     monkeypatch.setenv("SEQREC_SIMULATOR_CACHE", str(tmp_path))
     subset = data.select_users(np.arange(150))
-    env = gym.make("SeqRec-v0", dataset=subset, simulator="learned", simulator_config={**TINY, "epochs": 1})
+    config = {**TINY, "epochs": 1}
+    env = gym.make(
+        "SeqRec-v0", dataset=subset, simulator="learned", simulator_config=config, user_features=True
+    )
     check_env(env.unwrapped, skip_render_check=True)
     assert env.unwrapped.signals == ("click", "rating")
     assert env.action_space.n == 1682
+    # The users table's age (standardised), gender and occupation (one-hot); the zip code has too many values.
+    names = env.unwrapped.user_model.schema.user_features.names
+    assert names[0] == "age" and "gender=F" in names and "occupation=writer" in names
+    assert not any(n.startswith("zip_code") for n in names)
+    obs, _ = env.reset(seed=0)
+    assert obs["user_features"].shape == (len(names),)
+    assert obs["user_features"][1:].sum() == 2.0  # one gender, one occupation
 
 
 @pytest.mark.slow

@@ -18,13 +18,17 @@ def test_fit_is_reproducible_for_a_seed(world_logs):
             torch.testing.assert_close(p, q, rtol=0, atol=0, msg=name)
 
 
-def test_temperature_recovers_an_overconfident_scale():
-    from simulators.train import _temperature
+def test_platt_scaling_recovers_an_overconfident_scale_and_a_shift():
+    from simulators.train import _platt
 
     generator = torch.Generator().manual_seed(0)
     true_logits = torch.randn(20_000, generator=generator) * 1.5
     targets = (torch.rand(20_000, generator=generator) < torch.sigmoid(true_logits)).float()
-    assert abs(_temperature(3.0 * true_logits, targets) - 3.0) < 0.2
+    # The model's logits are 3x too confident and shifted by +0.6 (in units of the model's logit / T).
+    t, b = _platt(3.0 * true_logits + 1.8, targets, bias=True)
+    assert abs(t - 3.0) < 0.2 and abs(b + 0.6) < 0.1
+    t, b = _platt(3.0 * true_logits, targets, bias=False)  # temperature alone
+    assert abs(t - 3.0) < 0.2 and b == 0.0
 
 
 def test_tiny_fit_learns_the_click_rate(tiny_fit):
@@ -55,12 +59,12 @@ def test_click_loss_weight_scales_only_the_click_term(world_logs):
     schema = build_schema(world_logs, session_gap_hours=1.0)
     log = exposures(world_logs, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0)
     w = windows(log, schema, TINY["history_len"])
-    items, inputs, batch = _tensors(w, np.arange(32), schema)
+    items, inputs, features, batch = _tensors(w, np.arange(32), schema)
     torch.manual_seed(0)
     model = ResponseModel(SimulatorConfig(**TINY, click_loss_weight=7.0), schema).eval()
-    terms = nll_terms(model.head_outputs(items, inputs), batch, model.n_binary)
+    terms = nll_terms(model.head_outputs(items, inputs, features), batch, model.n_binary)
     expected = 7.0 * terms["click"] + sum(v for k, v in terms.items() if k != "click")
-    torch.testing.assert_close(model.loss(items, inputs, batch), expected)
+    torch.testing.assert_close(model.loss(items, inputs, batch, features), expected)
     assert set(terms) >= {"click", "binary", "continuous", "leave"}
 
 
@@ -74,3 +78,22 @@ def test_config_refuses_a_bad_window_stride_or_click_weight():
     with pytest.raises(ValueError, match="click_loss_weight"):
         SimulatorConfig(click_loss_weight=0.0)
     assert SimulatorConfig(window_stride=None).window_stride is None
+
+
+def test_predictions_read_the_user_features(tiny_fit):
+    import pytest
+
+    simulator = tiny_fit.simulator
+    assert simulator.n_user_features == 11  # the world logs' feature_0 .. feature_10
+    rng = np.random.default_rng(0)
+    start = simulator.initial_state(
+        rng.integers(0, simulator.n_users, 16), rng.random((16, simulator.n_start_uniforms))
+    )
+    slates = rng.integers(0, simulator.n_items, size=(16, 2))
+    state = start.state
+    assert np.array_equal(start.user_features, state.user_features) and start.user_features.shape == (16, 11)
+    same = simulator.predict(state.items, state.inputs, slates, user_features=state.user_features)["click"]
+    other = simulator.predict(state.items, state.inputs, slates, user_features=-state.user_features)["click"]
+    assert not np.allclose(same, other)
+    with pytest.raises(ValueError, match="reads 11 user features"):
+        simulator.predict(state.items, state.inputs, slates)

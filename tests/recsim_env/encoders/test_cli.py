@@ -133,3 +133,16 @@ def test_cli_module_does_not_import_torch():
     code = "import sys, recsim_env.encoders.cli; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_train_encoder_selection_protocol_reaches_the_trainer(cyclic_csv, tmp_path):
+    out = tmp_path / "recbole-protocol"
+    args = ["train-encoder", "--data", str(cyclic_csv), "--out", str(out), "--max-len", "8", "--epochs", "1"]
+    result = runner.invoke(
+        app(), [*args, "--device", "cpu", "--no-progress", "--selection-protocol", "seen_included"]
+    )
+    assert result.exit_code == 0, result.output
+    ckpt = encoders.load_checkpoint(out, item_ids=data.load(cyclic_csv).item_ids)
+    assert ckpt.metadata["trainer"]["selection_protocol"] == "seen_included"
+    bad = runner.invoke(app(), [*args, "--device", "cpu", "--no-progress", "--selection-protocol", "recbole"])
+    assert bad.exit_code != 0 and "selection_protocol" in bad.output

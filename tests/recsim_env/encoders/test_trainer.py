@@ -114,6 +114,15 @@ def test_early_stopping_restores_the_best_epoch(cyclic):
     assert result.valid["seen_excluded"]["ndcg@10"] == pytest.approx(best)
 
 
+@pytest.mark.parametrize("protocol", ["seen_excluded", "seen_included"])
+def test_early_stopping_selects_on_the_chosen_protocol(cyclic, protocol):
+    _, result = run(cyclic, epochs=8, patience=8, selection_protocol=protocol)
+    scores = [h[f"valid_{protocol}_ndcg@10"] for h in result.history]
+    assert [h["valid_ndcg@10"] for h in result.history] == scores
+    assert result.best_epoch == 1 + int(np.argmax(scores))  # the first epoch with the best score
+    assert result.valid[protocol]["ndcg@10"] == pytest.approx(max(scores))
+
+
 def test_checkpoint_round_trip_and_catalogue_check(cyclic, tmp_path):
     enc, result = run(cyclic, epochs=2)
     out = encoders.save(
@@ -155,3 +164,5 @@ def test_trainer_config_validation():
         TrainerConfig(device="tpu")
     with pytest.raises(ValueError, match="lr"):
         TrainerConfig(lr=0)
+    with pytest.raises(ValueError, match="selection_protocol"):
+        TrainerConfig(selection_protocol="recbole")
