@@ -276,6 +276,8 @@ def main() -> None:
                 "logged_steps": steps,
                 "train_seconds": round(result.seconds, 1) if result else None,
                 "epochs_run": len(result.history) if result else None,
+                # The early-stopping metric (validation users' click loss by default): compare settings on it.
+                "best_valid_loss": round(min(h["valid_loss"] for h in result.history), 5) if result else None,
                 "click_auc_learned": round(world["learned"]["auc"], 4),
                 "click_auc_world_truth": round(world["world_truth"]["auc"], 4),
                 "click_auc_gap": round(world["auc_gap"], 4),

@@ -20,6 +20,7 @@ _EXPORTS = {
     "SimulatorConfig": "config",
     "DataSchema": "data",
     "ExposureLog": "data",
+    "UserFeatureSpec": "data",
     "ResponseModel": "response_model",
     "LearnedSimulator": "simulator",
     "FitResult": "train",
@@ -41,6 +42,7 @@ __all__ = [
     "SeqRecSimSetEnv",
     "SimSetConfig",
     "SimulatorConfig",
+    "UserFeatureSpec",
     "fit",
     "load",
     "save",
@@ -55,7 +57,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 if TYPE_CHECKING:
     from simulators.checkpoint import load, save, verify
     from simulators.config import SimulatorConfig
-    from simulators.data import DataSchema, ExposureLog
+    from simulators.data import DataSchema, ExposureLog, UserFeatureSpec
     from simulators.report import write_report
     from simulators.response_model import ResponseModel
     from simulators.simset import SeqRecSimSetEnv, SimSetConfig

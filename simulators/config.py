@@ -65,7 +65,7 @@ class SimulatorConfig:
     calibration: str = "platt"
     """Post-hoc calibration of every binary head on validation users: `platt` (a temperature and a bias
     per head), `temperature` (the temperature alone) or `none`. The bias matters: trained models
-    predicted clicks about 0.015 too often on average, on validation users as on held-out ones."""
+    predict clicks too often on average, which a temperature cannot correct (docs/simulators.md)."""
     max_train_minutes: float = 8.0
     """Wall-clock budget for training all members; training stops at the end of the epoch that passes it."""
     seed: int = 0

@@ -311,7 +311,9 @@ def evaluate_full_ranking(
                 timestamps=_tensor(eval_set.timestamps[lo:hi], device),
                 feedback=_tensor(eval_set.feedback[lo:hi], device) if use_feedback else None,
             )
-            scores = encoder.score(state).float()  # [b, N]
+        # Scores in fp32 even under bf16 autocast: bf16 keeps 8 significant bits, so many of the N scores
+        # would tie with the target's, and ties count in the target's favour (`target_ranks`).
+        scores = encoder.score(state.float())  # [b, N]
         targets = _tensor(eval_set.targets[lo:hi], device)
         seen = seen_mask(eval_set.seen_offsets[lo : hi + 1], eval_set.seen_items, encoder.n_items, device)
         ranks_included.append(target_ranks(scores, targets))

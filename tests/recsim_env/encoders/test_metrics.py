@@ -63,10 +63,10 @@ class FixedScores(torch.nn.Module):
         self.config = type("C", (), {"feedback_dim": 0})()
 
     def user_state(self, item_ids, **_):
-        return item_ids[:, -1]
+        return item_ids[:, -1:].float()  # a [B, 1] float state, as real encoders return [B, d]
 
     def score(self, state):
-        return self.table[state]
+        return self.table[state[:, 0].long()]
 
 
 def test_evaluate_full_ranking_both_protocols():

@@ -123,6 +123,26 @@ def test_early_stopping_selects_on_the_chosen_protocol(cyclic, protocol):
     assert result.valid[protocol]["ndcg@10"] == pytest.approx(max(scores))
 
 
+def test_evaluation_scores_in_fp32_under_bf16_autocast(cyclic, monkeypatch):
+    """On a GPU the encoder runs under bf16 autocast; the full-ranking scores must not (ties in bf16 would
+    rank the target above items it merely ties with)."""
+    from recsim_env.encoders import trainer
+
+    enc, _ = run(cyclic, epochs=1)
+    split = leave_one_out_split(cyclic.sequences(), max_len=8, pad_id=cyclic.n_items)
+    monkeypatch.setattr(trainer, "autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16))
+    seen = []
+    score = enc.score
+
+    def spy(state, items=None):
+        seen.append((torch.is_autocast_enabled("cpu"), state.dtype))
+        return score(state, items)
+
+    monkeypatch.setattr(enc, "score", spy)
+    trainer.evaluate_full_ranking(enc, split.test)
+    assert seen and all(flag is False and dtype == torch.float32 for flag, dtype in seen)
+
+
 def test_checkpoint_round_trip_and_catalogue_check(cyclic, tmp_path):
     enc, result = run(cyclic, epochs=2)
     out = encoders.save(
