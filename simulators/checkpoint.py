@@ -5,7 +5,7 @@ Layout of `DIR`:
 * `config.json`: the `SimulatorConfig` fields (reloaded with `SimulatorConfig(**d)`; unknown key = error).
 * `schema.json`: the `DataSchema` (signals, scales, catalogue size, session handling).
 * `item_ids.json`: raw item token of each item index.
-* `weights.pt`: `{"member_k": state_dict}` for the K members (calibration temperatures included),
+* `weights.pt`: `{"member_k": state_dict}` for the K members (calibration temperatures and biases included),
   loaded with `weights_only=True`.
 * `start_pool.npz`: the labelled exposure sequences whose prefixes start episodes.
 * `manifest.json`: format version and, for every file above, its size in bytes and SHA-256.

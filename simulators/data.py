@@ -416,8 +416,8 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
     first is a target exactly once, always within the last `stride` positions. Windows near the start
     of a sequence are shorter and left-padded, exactly as a simulator sees a short history: its
     newest exposure in the last position, padding before. (Scoring a user's early exposures from
-    inner positions of one full window instead, where the learned position embeddings differ, made
-    simulated early steps click 0.02-0.05 more often than the world's users did.) With stride 1 (the
+    inner positions of one full window instead, where the learned position embeddings differ, made a
+    simulator's early steps click too often: docs/simulators.md.) With stride 1 (the
     default), every target is scored from the last position, as a simulator step scores the slate; a
     larger stride gives fewer windows per epoch and each target a history of at least
     `length - stride + 1` exposures when the user has them.
