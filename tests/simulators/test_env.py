@@ -151,3 +151,24 @@ def test_ml100k_learned_env_passes_check_env(tmp_path, monkeypatch):
     real = obs["item_ids"] < 1682
     ratings = obs["feedback"][real & (obs["feedback"][:, 0] > 0), 1]
     assert ratings.size and ratings.min() >= 1 and ratings.max() <= 5
+
+
+def test_the_cache_key_covers_the_users_table_the_simulator_reads(world_logs):
+    from recsim_env.data import LoggedInteractions
+    from simulators import SimulatorConfig
+    from simulators.env import fingerprint
+
+    users = world_logs.users.copy()
+    users.iloc[0, users.columns.get_loc("feature_0")] += 1.0
+    edited = LoggedInteractions(
+        world_logs.frame,
+        user_ids=world_logs.user_ids,
+        item_ids=world_logs.item_ids,
+        feedback_columns=world_logs.feedback_columns,
+        items=world_logs.items,
+        users=users,
+        name=world_logs.name,
+    )
+    reads, ignores = SimulatorConfig(**TINY), SimulatorConfig(**TINY, user_features=False)
+    assert fingerprint(edited, reads) != fingerprint(world_logs, reads)
+    assert fingerprint(edited, ignores) == fingerprint(world_logs, ignores)
