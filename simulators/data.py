@@ -112,9 +112,8 @@ class UserFeatureSpec:
             raise ValueError(
                 "encode_numeric: the spec has categorical columns; use `encode` on a users table"
             )
-        mean = np.array([m for _, m, _ in self.numeric], dtype=np.float64)
-        std = np.array([s for _, _, s in self.numeric], dtype=np.float64)
-        return np.nan_to_num((np.asarray(features, np.float64) - mean) / std).astype(np.float32)
+        table = pd.DataFrame(np.asarray(features), columns=[c for c, _, _ in self.numeric])
+        return self.encode(table, len(table))
 
     def to_dict(self) -> dict:
         return {
@@ -391,7 +390,7 @@ class Windows(NamedTuple):
     leave: np.ndarray  # [W, L + 1] float32
     leave_known: np.ndarray  # [W, L + 1] bool
     log_gap: np.ndarray  # [W, L + 1] float32 log(return gap days), NaN where unknown
-    first_target: np.ndarray  # [W] int64: exposures first_target + 1 .. L are this window's targets
+    stride: int  # each window's targets are its last `stride` exposures
     pad_id: int
     user_features: np.ndarray  # [W, P] float32 features of the window's user
 
@@ -400,7 +399,7 @@ class Windows(NamedTuple):
         items = self.items[rows]
         real = (items[:, :-1] != self.pad_id) & (items[:, 1:] != self.pad_id)
         position = np.arange(items.shape[1] - 1)
-        return real & (position[None, :] >= self.first_target[rows][:, None])
+        return real & (position[None, :] >= items.shape[1] - 1 - self.stride)
 
 
 def model_inputs(feedback: np.ndarray, gap_before: np.ndarray, scales: np.ndarray) -> np.ndarray:
@@ -426,12 +425,11 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
     stride = length if stride is None else min(int(stride), length)
     if stride < 1:
         raise ValueError(f"argument 'stride' must be >= 1, got {stride}")
-    rows, first, owner = [], [], []
+    rows, owner = [], []
     for u in range(log.n_users):
         lo, hi = int(log.offsets[u]), int(log.offsets[u + 1])
         for end in range(hi, lo + 1, -stride):  # each window holds a target: end - lo >= 2
             rows.append((max(lo, end - length - 1), end))
-            first.append(length - stride)
             owner.append(u)
     w = len(rows)
     index = np.full((w, length + 1), -1, dtype=np.int64)
@@ -452,7 +450,7 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
         np.where(real, log.leave[safe], 0.0).astype(np.float32),
         real & log.leave_known[safe],
         log_gap,
-        np.asarray(first, dtype=np.int64),
+        stride,
         pad,
         log.user_features[np.asarray(owner, dtype=np.int64)],
     )
