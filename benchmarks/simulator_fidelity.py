@@ -173,6 +173,98 @@ def interest_estimate_click_aucs(steps: int, seed: int, history_lens=(20, 50)) -
     return out
 
 
+def world_filter_click_auc(steps: int, seed: int) -> dict:
+    """The click AUC of a filter that knows everything about the world except the user's interest.
+
+    It has the world's equations and its true catalogue (embeddings, clickbait, categories) and tracks
+    each user's satiation exactly; of the interest vector it keeps a Gaussian belief N(m, P):
+    - at an episode's start, the population's least-squares regression of the interest on the user
+      features, with its residual covariance (the world's prior given what a users table shows);
+    - after each shown item, a Laplace step on the click or no-click (the logit is `4 <u, e> + c`:
+      Sherman-Morrison update of P, Newton step of m), as an extended Kalman filter does;
+    - after a click, the world's drift `u <- normalise(0.92 u + 0.08 e)` applied to m (normalised by
+      the length the step gives a unit vector along m), P scaled alike.
+    Its prediction is the probit approximation of E[sigmoid(logit)] under the belief. It reads the
+    history a world log holds (no warm start) and runs on the steps `world_metrics` scores (3-session
+    episodes of uniform recommendations, `steps` of them with seed `seed`), so its figure sits next to
+    the simulator's `logged_history` AUC. A learned simulator has to learn what this filter is given.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from recsim_env.envs.seqrec import SeqRecVectorEnv
+    from recsim_env.world import UserWorld
+
+    world = UserWorld()
+    cfg = world.config
+    embeddings = world.item_embeddings
+    features = np.c_[world.user_features, np.ones(world.n_users)]
+    prior_map, *_ = np.linalg.lstsq(features, world.user_interest, rcond=None)
+    prior_cov = np.cov((world.user_interest - features @ prior_map).T)
+    num_envs = 256
+    env = SeqRecVectorEnv(num_envs=num_envs, sessions_per_episode=3, history_len=20, user_features=True)
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    mean = np.zeros((num_envs, cfg.embedding_dim))
+    cov = np.zeros((num_envs, cfg.embedding_dim, cfg.embedding_dim))
+    satiation = np.zeros((num_envs, cfg.n_categories))
+
+    def start(rows):
+        mean[rows] = np.c_[obs["user_features"][rows], np.ones(len(rows))] @ prior_map
+        cov[rows] = prior_cov
+        satiation[rows] = 0.0
+
+    def logit_parts(rows, items):
+        weights = cfg.affinity_weight * embeddings[items]  # the logit is <weights, u> + offset
+        offset = (
+            world._item_utility[items] - cfg.satiation_weight * satiation[rows, world.item_category[items]]
+        )
+        return weights, offset
+
+    start(np.arange(num_envs))
+    everyone = np.arange(num_envs)
+    just_reset = np.zeros(num_envs, dtype=bool)
+    predicted, true, clicks = [], [], []
+    while len(clicks) * num_envs < steps:
+        action = rng.integers(0, world.n_items, size=num_envs)
+        a, c = logit_parts(everyone, action)
+        variance = np.einsum("ni,nij,nj->n", a, cov, a)
+        p_hat = 1.0 / (1.0 + np.exp(-((a * mean).sum(1) + c) / np.sqrt(1.0 + np.pi * variance / 8.0)))
+        true_p = world.click_probabilities(env.user_state)[everyone, action]
+        obs, _, terminated, truncated, info = env.step(action)
+        click = info["feedback"][:, 0]
+        live = np.flatnonzero(~just_reset)
+        predicted.append(p_hat[live])
+        true.append(true_p[live])
+        clicks.append(click[live])
+        # Laplace step on the response (Sherman-Morrison for the covariance).
+        a, c = a[live], c[live]
+        p = 1.0 / (1.0 + np.exp(-((a * mean[live]).sum(1) + c)))
+        pa = np.einsum("nij,nj->ni", cov[live], a)
+        gain = pa / (1.0 / np.maximum(p * (1.0 - p), 1e-6) + (a * pa).sum(1))[:, None]
+        cov[live] -= np.einsum("ni,nj->nij", gain, pa)
+        mean[live] += np.einsum("nij,nj->ni", cov[live], a) * (click[live] - p)[:, None]
+        # The world's transition: satiation decays, a click adds to its category and pulls the interest.
+        satiation[live] *= cfg.satiation_step_decay
+        clicked = live[click[live] > 0]
+        item = action[clicked]
+        satiation[clicked, world.item_category[item]] += 1.0
+        g = cfg.interest_drift
+        unit = mean[clicked] / np.linalg.norm(mean[clicked], axis=1, keepdims=True)
+        norm = np.linalg.norm((1 - g) * unit + g * embeddings[item], axis=1)
+        mean[clicked] = ((1 - g) * mean[clicked] + g * embeddings[item]) / norm[:, None]
+        cov[clicked] *= ((1 - g) / norm)[:, None, None] ** 2
+        if "_return_gap" in info:
+            ended = np.flatnonzero(info["_return_gap"])
+            satiation[ended] *= np.exp(-cfg.satiation_daily_decay * info["return_gap"][ended])[:, None]
+        start(np.flatnonzero(just_reset))  # this step delivered their new episode's first observation
+        just_reset = terminated | truncated
+    predicted, true, clicks = (np.concatenate(x)[:steps] for x in (predicted, true, clicks))
+    return {
+        "filter": round(float(roc_auc_score(clicks, predicted)), 4),
+        "world_truth": round(float(roc_auc_score(clicks, true)), 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -193,6 +285,12 @@ def main() -> None:
         "--threads", type=int, default=1, help="torch threads (1 suits a shared CPU; 0 = torch's default)"
     )
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--true-item-features",
+        action="store_true",
+        help="diagnostic: give the simulator the world's true item embeddings and click utilities as item "
+        "features (columns of the logs' items table), to see what learning the catalogue costs",
+    )
     parser.add_argument(
         "--config",
         type=json.loads,
@@ -221,6 +319,14 @@ def main() -> None:
     from simulators.report import world_metrics
 
     logs = log_world("uniform", steps=steps, seed=args.seed, progress=False)
+    if args.true_item_features:
+        from recsim_env.world import UserWorld
+
+        world = UserWorld()
+        truth = {
+            f"true_embedding_{d}": world.item_embeddings[:, d] for d in range(world.config.embedding_dim)
+        }
+        logs.items = logs.items.assign(**truth, true_click_utility=world._item_utility)
     if args.reference_models:
         from recsim_env.world import UserWorld
 
@@ -229,6 +335,7 @@ def main() -> None:
             observation_click_auc(steps // 2, args.seed)
         )
         interest = interest_estimate_click_aucs(steps // 2, args.seed)
+        world_filter = world_filter_click_auc(50_000, args.seed + 1)  # world_metrics' steps
         print(
             json.dumps(
                 {
@@ -236,6 +343,7 @@ def main() -> None:
                     "logged_steps": steps,
                     "click_auc": aucs,
                     "interest_estimated_with_true_embeddings": interest,
+                    "world_filter_logged_history": world_filter,
                 }
             )
         )
@@ -273,6 +381,7 @@ def main() -> None:
             {
                 "benchmark": "simulator_fidelity",
                 "config": args.config,
+                "true_item_features": args.true_item_features,
                 "logged_steps": steps,
                 "train_seconds": round(result.seconds, 1) if result else None,
                 "epochs_run": len(result.history) if result else None,

@@ -135,8 +135,12 @@ def load(directory: str | os.PathLike, *, data: LoggedInteractions | None = None
     directory = Path(directory)
     verify(directory)
     try:
-        config = SimulatorConfig.from_dict(json.loads((directory / CONFIG).read_text()))
-    except (ValueError, TypeError) as error:
+        saved_config = json.loads((directory / CONFIG).read_text())
+        # Saved before simulators read feature tables: they read none.
+        for name in ("user_features", "item_features"):
+            saved_config.setdefault(name, False)
+        config = SimulatorConfig.from_dict(saved_config)
+    except (ValueError, TypeError, AttributeError) as error:
         raise DataError(f"{directory / CONFIG}: {error}") from None
     try:
         schema = DataSchema.from_dict(json.loads((directory / SCHEMA).read_text()))

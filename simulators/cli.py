@@ -56,6 +56,12 @@ def train_simulator_command(
     user_features: Annotated[
         bool, typer.Option(help="Read the users table's features (numbers, low-cardinality categories).")
     ] = DEFAULTS.user_features,
+    item_features: Annotated[
+        bool, typer.Option(help="Read the items table's features (categories, genres, numbers).")
+    ] = DEFAULTS.item_features,
+    click_pooling: Annotated[
+        bool, typer.Option(help="Add recency-weighted means of clicked / unclicked history items to the state.")
+    ] = DEFAULTS.click_pooling,
     d_model: Annotated[int, typer.Option(help="Width D.")] = DEFAULTS.d_model,
     n_layers: Annotated[int, typer.Option(help="Encoder blocks.")] = DEFAULTS.n_layers,
     ensemble_size: Annotated[
@@ -108,6 +114,8 @@ def train_simulator_command(
             history_len=history_len,
             window_stride=window_stride,
             user_features=user_features,
+            item_features=item_features,
+            click_pooling=click_pooling,
             d_model=d_model,
             n_layers=n_layers,
             ensemble_size=ensemble_size,

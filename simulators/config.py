@@ -24,10 +24,18 @@ class SimulatorConfig:
     a window's last position, and the leave head learns that artefact: simulated sessions come out about
     half as long (benchmarks/RESULTS.md)."""
     user_features: bool = True
-    """Read the users table's features (`simulators.data.UserFeatureSpec`): a linear projection of them is
+    """Read the users table's features (`simulators.data.FeatureSpec`): a linear projection of them is
     added to the encoder's state before the heads, and environments observe them (`user_features=True`)."""
-    d_model: int = 64
-    """Width D of the encoder and the heads."""
+    item_features: bool = True
+    """Read the items table's features (`simulators.data.FeatureSpec`: categories, genres, numbers): a linear
+    projection of them is added to each item's learned embedding, and every history position reads its
+    item's features next to its feedback. Items seen in few logs then borrow strength from similar ones."""
+    click_pooling: bool = True
+    """Add to the encoder's state a projection of the recency-weighted means of the clicked and of the
+    unclicked history items' vectors (learned weight per distance back): a direct path for "the user likes
+    what they clicked", next to the encoder (world click AUC +0.004 to +0.006 over two seeds; docs/simulators.md)."""
+    d_model: int = 32
+    """Width D of the encoder and the heads (32: as accurate as 64 with click pooling, and faster to train)."""
     n_layers: int = 1
     """Encoder blocks (when the encoder has them)."""
     n_heads: int = 1
@@ -108,10 +116,11 @@ class SimulatorConfig:
                 raise ValueError(
                     f"SimulatorConfig field {name!r} must lie in (0, 0.5), got {getattr(self, name)}"
                 )
-        if not isinstance(self.user_features, bool):
-            raise ValueError(
-                f"SimulatorConfig field 'user_features' must be true or false, got {self.user_features!r}"
-            )
+        for name in ("user_features", "item_features", "click_pooling"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"SimulatorConfig field {name!r} must be true or false, got {getattr(self, name)!r}"
+                )
         if self.early_stopping not in ("all", "click"):
             raise ValueError("SimulatorConfig field 'early_stopping' must be 'all' or 'click'")
         if self.calibration not in CALIBRATIONS:

@@ -17,9 +17,9 @@ docs/simulators.md: each observed row becomes an exposure with `click = 1` and i
 `negative_rate` unobserved items per observed one are inserted as exposures with `click = 0` and
 zero feedback, at a random side of the observed row.
 
-User features come from the data's users table (`UserFeatureSpec`): numeric columns standardised,
-low-cardinality categorical ones one-hot; identifiers (`*_id`) and high-cardinality columns (such as
-zip codes) are left out.
+User and item features come from the data's users and items tables (`FeatureSpec`): numeric columns
+standardised, low-cardinality categorical ones one-hot, token sequences (genres) multi-hot; identifiers
+(`*_id`) and high-cardinality columns (such as zip codes or titles) are left out.
 """
 
 from __future__ import annotations
@@ -38,28 +38,45 @@ NEGATIVE_SIGNAL_NAMES = frozenset({"hate", "dislike", "skip", "report"})
 
 
 MAX_CATEGORIES = 32
-"""A categorical user column with more distinct values than this (e.g. a zip code) is left out."""
+"""A categorical column with more distinct values (or tokens) than this (e.g. a zip code, a title) is left out."""
+NUMERIC_SHARE = 0.99
+"""A column is numeric when at least this share of its present values parse as numbers; the others count as
+missing (MovieLens has two release years "unkonwn" and "V" among 1,682; its zip codes, 2% letters, stay text)."""
 
 
 @dataclass(frozen=True)
-class UserFeatureSpec:
-    """How the users table becomes the `[U, P]` float32 user features a simulator reads (saved in the schema).
+class FeatureSpec:
+    """How a side table (users or items) becomes the `[n, P]` float32 features a simulator reads (saved in
+    the schema).
 
-    Numeric columns (every non-missing value parses as a number) are standardised, missing values
-    becoming 0, the mean; categorical columns with at most `MAX_CATEGORIES` values are one-hot, with an
-    all-zero row for a missing or unseen value. Columns named `*_id` are identifiers, not features.
+    Rules, per column (columns named `*_id` are identifiers, not features):
+
+    - integer dtype with at most `MAX_CATEGORIES` distinct values (codes such as an item's category):
+      one-hot (whole numbers held as floats or text stay numeric);
+    - otherwise numeric (at least `NUMERIC_SHARE` of the present values parse as numbers): standardised,
+      a missing or unparsable value becoming 0, the mean;
+    - text with several whitespace-separated tokens in some value, and at most `MAX_CATEGORIES` tokens in
+      all (RecBole's `token_seq`, such as MovieLens genres "Action Comedy"): multi-hot, one feature per
+      token;
+    - other text with at most `MAX_CATEGORIES` distinct values: one-hot, an all-zero row for a missing or
+      unseen value;
+    - anything else is left out.
     """
 
     numeric: tuple[tuple[str, float, float], ...] = ()
     """(column, mean, std) of each numeric column."""
     categorical: tuple[tuple[str, tuple[str, ...]], ...] = ()
     """(column, its categories in one-hot order) of each categorical column."""
+    token_sets: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """(column, its tokens in multi-hot order) of each token-sequence column."""
 
     @property
     def names(self) -> tuple[str, ...]:
-        """One name per feature: the numeric columns, then `column=value` per category."""
-        return tuple(c for c, _, _ in self.numeric) + tuple(
-            f"{c}={v}" for c, values in self.categorical for v in values
+        """One name per feature: the numeric columns, `column=value` per category, `column:token` per token."""
+        return (
+            tuple(c for c, _, _ in self.numeric)
+            + tuple(f"{c}={v}" for c, values in self.categorical for v in values)
+            + tuple(f"{c}:{t}" for c, tokens in self.token_sets for t in tokens)
         )
 
     @property
@@ -67,48 +84,68 @@ class UserFeatureSpec:
         return len(self.names)
 
     @classmethod
-    def fit(cls, users: pd.DataFrame | None) -> UserFeatureSpec:
-        """The spec of a users table (`LoggedInteractions.users`); empty without one."""
-        if users is None:
+    def fit(cls, table: pd.DataFrame | None) -> FeatureSpec:
+        """The spec of a side table (`LoggedInteractions.users` or `.items`); empty without one."""
+        if table is None:
             return cls()
-        numeric, categorical = [], []
-        for column in users.columns:
+        numeric, categorical, token_sets = [], [], []
+        for column in table.columns:
             if str(column).endswith("_id"):
                 continue
-            values = users[column]
-            as_number = pd.to_numeric(values, errors="coerce")
+            values = table[column]
             present = values.notna()
-            if present.any() and as_number[present].notna().all():
+            if not present.any():
+                continue
+            text = values[present].astype(str)
+            categories = sorted(text.unique())
+            if pd.api.types.is_integer_dtype(values.dtype) and len(categories) <= MAX_CATEGORIES:
+                codes = np.unique(values[present].to_numpy().astype(np.int64))
+                categorical.append((str(column), tuple(str(v) for v in codes)))
+                continue
+            as_number = pd.to_numeric(values, errors="coerce")
+            if as_number[present].notna().mean() >= NUMERIC_SHARE:
                 x = as_number.to_numpy(np.float64)
                 std = float(np.nanstd(x))
                 numeric.append((str(column), float(np.nanmean(x)), std if std > 0 else 1.0))
                 continue
-            categories = sorted(values[present].astype(str).unique())
-            if 0 < len(categories) <= MAX_CATEGORIES:
+            split = [row.split() for row in text]
+            tokens = sorted({t for row in split for t in row})
+            if any(len(row) > 1 for row in split) and 0 < len(tokens) <= MAX_CATEGORIES:
+                token_sets.append((str(column), tuple(tokens)))
+            elif len(categories) <= MAX_CATEGORIES:
                 categorical.append((str(column), tuple(categories)))
-        return cls(tuple(numeric), tuple(categorical))
+        return cls(tuple(numeric), tuple(categorical), tuple(token_sets))
 
-    def encode(self, users: pd.DataFrame | None, n_users: int) -> np.ndarray:
-        """`[n_users, width]` float32 features of the users table's rows (zeros where it lacks a column)."""
-        out = np.zeros((n_users, self.width), dtype=np.float32)
+    def encode(self, table: pd.DataFrame | None, n_rows: int) -> np.ndarray:
+        """`[n_rows, width]` float32 features of the table's rows (zeros where it lacks a column)."""
+        out = np.zeros((n_rows, self.width), dtype=np.float32)
         at = 0
         for column, mean, std in self.numeric:
-            if users is not None and column in users.columns:
-                x = pd.to_numeric(users[column], errors="coerce").to_numpy(np.float64)
+            if table is not None and column in table.columns:
+                x = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
                 out[:, at] = np.nan_to_num((x - mean) / std)
             at += 1
         for column, values in self.categorical:
-            if users is not None and column in users.columns:
-                index = pd.Index(values).get_indexer(users[column].astype(str).where(users[column].notna()))
+            if table is not None and column in table.columns:
+                index = pd.Index(values).get_indexer(_as_text(table[column]))
                 rows = np.flatnonzero(index >= 0)
                 out[rows, at + index[rows]] = 1.0
             at += len(values)
+        for column, tokens in self.token_sets:
+            if table is not None and column in table.columns:
+                position = {t: j for j, t in enumerate(tokens)}
+                for row, value in enumerate(table[column]):
+                    if isinstance(value, str):
+                        for token in value.split():
+                            if token in position:
+                                out[row, at + position[token]] = 1.0
+            at += len(tokens)
         return out
 
     def encode_numeric(self, features: np.ndarray) -> np.ndarray:
         """Standardise raw numeric features `[..., len(numeric)]` given in the spec's column order (as an
         environment that shares the data's users table, like the world, observes them)."""
-        if self.categorical:
+        if self.categorical or self.token_sets:
             raise ValueError(
                 "encode_numeric: the spec has categorical columns; use `encode` on a users table"
             )
@@ -119,14 +156,25 @@ class UserFeatureSpec:
         return {
             "numeric": [list(x) for x in self.numeric],
             "categorical": [[c, list(v)] for c, v in self.categorical],
+            "token_sets": [[c, list(v)] for c, v in self.token_sets],
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> UserFeatureSpec:
+    def from_dict(cls, d: dict) -> FeatureSpec:
         return cls(
             tuple((c, float(m), float(sd)) for c, m, sd in d.get("numeric", [])),
             tuple((c, tuple(v)) for c, v in d.get("categorical", [])),
+            tuple((c, tuple(v)) for c, v in d.get("token_sets", [])),
         )
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """A column's values as the text its categories are stored as (integer codes without a decimal point,
+    also when a table being encoded holds them as floats), missing values as NaN."""
+    present = values.dropna()
+    if pd.api.types.is_numeric_dtype(values.dtype) and np.all(np.mod(present.to_numpy(np.float64), 1.0) == 0):
+        return present.astype(np.int64).astype(str).reindex(values.index)
+    return values.astype(str).where(values.notna())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,8 +201,10 @@ class DataSchema:
     """Sessions came from a `session_id` column (False: from inactivity gaps)."""
     max_session_length: int
     """Longest session in the data (sessions this long are taken as cut by a step limit)."""
-    user_features: UserFeatureSpec = UserFeatureSpec()
+    user_features: FeatureSpec = FeatureSpec()
     """How the users table becomes the model's user features (empty: none; older checkpoints)."""
+    item_features: FeatureSpec = FeatureSpec()
+    """How the items table becomes the model's item features (empty: none; older checkpoints)."""
 
     def __post_init__(self) -> None:
         for name in ("binary", "negative"):
@@ -167,6 +217,7 @@ class DataSchema:
     def to_dict(self) -> dict:
         out = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         out["user_features"] = self.user_features.to_dict()
+        out["item_features"] = self.item_features.to_dict()
         return out
 
     @classmethod
@@ -175,7 +226,8 @@ class DataSchema:
         for key in ("signals", "binary", "negative", "scales", "low", "high"):
             if key in d:
                 d[key] = tuple(d[key])
-        d["user_features"] = UserFeatureSpec.from_dict(d.get("user_features", {}))
+        d["user_features"] = FeatureSpec.from_dict(d.get("user_features", {}))
+        d["item_features"] = FeatureSpec.from_dict(d.get("item_features", {}))
         return cls(**d)
 
     @property
@@ -230,10 +282,14 @@ class ExposureLog(NamedTuple):
 
 
 def build_schema(
-    data: LoggedInteractions, *, session_gap_hours: float, user_features: bool = True
+    data: LoggedInteractions,
+    *,
+    session_gap_hours: float,
+    user_features: bool = True,
+    item_features: bool = True,
 ) -> DataSchema:
     """The simulator's signals and their scales from the data's feedback columns, and (with
-    `user_features`) how its users table is encoded."""
+    `user_features` / `item_features`) how its users / items tables are encoded."""
     frame = data.frame
     columns = list(data.feedback_columns)
     positive_only = "click" not in columns
@@ -264,7 +320,8 @@ def build_schema(
         positive_only=positive_only,
         has_sessions="session_id" in frame.columns,
         max_session_length=int(session_lengths.max()) if session_lengths.size else 1,
-        user_features=UserFeatureSpec.fit(data.users) if user_features else UserFeatureSpec(),
+        user_features=FeatureSpec.fit(data.users) if user_features else FeatureSpec(),
+        item_features=FeatureSpec.fit(data.items) if item_features else FeatureSpec(),
     )
 
 

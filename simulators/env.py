@@ -38,13 +38,14 @@ def load_dataset(dataset: str | os.PathLike | LoggedInteractions) -> LoggedInter
 
 
 def fingerprint(data: LoggedInteractions, config: SimulatorConfig) -> str:
-    """A short hash of the data's rows, catalogue, users table (when the simulator reads it) and the
-    training config (the cache key)."""
+    """A short hash of the data's rows, catalogue, users and items tables (when the simulator reads them)
+    and the training config (the cache key)."""
     digest = hashlib.sha256()
     digest.update(pd.util.hash_pandas_object(data.frame, index=False).to_numpy().tobytes())
-    if config.user_features and data.users is not None:
-        digest.update(pd.util.hash_pandas_object(data.users, index=True).to_numpy().tobytes())
-        digest.update(json.dumps([str(c) for c in data.users.columns]).encode())
+    for table, read in ((data.users, config.user_features), (data.items, config.item_features)):
+        if read and table is not None:
+            digest.update(pd.util.hash_pandas_object(table, index=True).to_numpy().tobytes())
+            digest.update(json.dumps([str(c) for c in table.columns]).encode())
     digest.update(json.dumps([str(t) for t in data.item_ids.tokens.tolist()]).encode())
     digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
     return digest.hexdigest()[:16]

@@ -1,9 +1,10 @@
 """The user response model: a sequential encoder with one head per feedback signal, leaving and returning.
 
 Given the history `x_1..x_t` (items, normalised feedback, log1p of the days since the last session),
-the user's features `f` (empty when the data has none) and a candidate item `c`, with
-`h_t = Encoder(x_1..x_t) + W_u f` (SASRec by default, Kang & McAuley 2018) and
-`z = MLP([h_t, e_c, h_t * e_c])`:
+the user's features `f` and the items' features `g_i` (each empty when the data has none) and a
+candidate item `c`, with item vectors `e_i = E_i + W_g g_i`, `h_t = Encoder(x_1..x_t) + W_u f`
+(SASRec by default, Kang & McAuley 2018; each history position reads its item's features `g` next to
+its feedback) and `z = MLP([h_t, e_c, h_t * e_c])`:
 
     P(click | h_t, c)          = sigmoid(z_click + b_c)                       (b_c: item click bias)
     P(s = 1 | click = k)       = sigmoid(z_{s,k})      for each other binary signal s, k in {0, 1}
@@ -25,6 +26,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,6 +34,7 @@ from torch import nn
 from recsim_env.encoders import build, config_class
 from simulators.config import SimulatorConfig
 from simulators.data import DataSchema
+from simulators.fast_path import last_state
 
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -4.0, 3.0
 
@@ -67,7 +70,8 @@ class ResponseModel(nn.Module):
             "max_len": config.history_len,
             "d_model": config.d_model,
             "dropout": config.dropout,
-            "feedback_dim": len(schema.signals) + 1,
+            # Per history position: the feedback, the gap before it and the item's features.
+            "feedback_dim": len(schema.signals) + 1 + schema.item_features.width,
         }
         for name in ("n_layers", "n_heads"):
             if name in known:
@@ -80,6 +84,17 @@ class ResponseModel(nn.Module):
         )
         n_features = schema.user_features.width
         self.user_projection = nn.Linear(n_features, d) if n_features else None
+        n_item_features = schema.item_features.width
+        self.item_projection = nn.Linear(n_item_features, d) if n_item_features else None
+        if n_item_features:
+            # Filled by `set_item_features` (training) or from the saved weights (loading); the padding
+            # row stays zero.
+            self.register_buffer("item_feature_table", torch.zeros(schema.n_items + 1, n_item_features))
+        self.click_pooling = config.click_pooling
+        if self.click_pooling:
+            # Learned log-weight of a history exposure by its distance back from the scoring position.
+            self.pool_distance = nn.Parameter(torch.zeros(config.history_len))
+            self.pool_projection = nn.Linear(2 * d, d)
         self.click_bias = nn.Embedding(schema.n_items + 1, 1)
         nn.init.zeros_(self.click_bias.weight)
         # Calibration of each binary head (click, leave, other binary signals): p = sigmoid(logit / T + b);
@@ -87,12 +102,68 @@ class ResponseModel(nn.Module):
         self.register_buffer("temperature", torch.ones(2 + self.n_binary))
         self.register_buffer("calibration_bias", torch.zeros(2 + self.n_binary))
 
+    def set_item_features(self, features: np.ndarray) -> None:
+        """Store the catalogue's encoded item features `[n_items, Q]` (`DataSchema.item_features`)."""
+        if self.item_projection is None:
+            raise ValueError("this response model reads no item features")
+        expected = (self.item_feature_table.shape[0] - 1, self.item_feature_table.shape[1])
+        if features.shape != expected:
+            raise ValueError(f"item features of shape {features.shape}, expected {expected}")
+        with torch.no_grad():
+            self.item_feature_table[:-1] = torch.as_tensor(features, dtype=self.item_feature_table.dtype)
+
+    def encoder_inputs(self, items: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """The per-position encoder input: the feedback inputs `[..., L, F + 1]`, then the item's features."""
+        if self.item_projection is None:
+            return inputs
+        return torch.cat([inputs, self.item_feature_table[items]], dim=-1)
+
     def states(
         self, items: torch.Tensor, inputs: torch.Tensor, user_features: torch.Tensor | None = None
     ) -> torch.Tensor:
         """`[B, L, D]` hidden states of left-padded histories `items` [B, L] with inputs [B, L, F + 1]
         and the users' features [B, P]."""
-        return self.with_user(self.encoder(items, feedback=inputs), user_features)
+        hidden = self.encoder(items, feedback=self.encoder_inputs(items, inputs))
+        if self.click_pooling:
+            hidden = hidden + self.pooled(items, inputs)
+        return self.with_user(hidden, user_features)
+
+    def pooled(self, items: torch.Tensor, inputs: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """`[B, L, D]` (`[B, D]` with `last_only`): `W_p [mean of clicked e_s, mean of unclicked e_s]` over
+        each position's history s <= t, weighted by learned `exp(a_(t - s))`."""
+        length = items.shape[1]
+        real = (items != self.encoder.pad_id).to(inputs.dtype)
+        click = inputs[..., 0] * real  # click / its scale of 1
+        vectors = self.item_vectors(items)  # [B, L, D]
+        distance = torch.arange(length, device=items.device)
+        lag = distance[:, None] - distance[None, :]  # [t, s]
+        rows = slice(length - 1, length) if last_only else slice(None)
+        lag = lag[rows]
+        weight = torch.where(
+            lag >= 0, self.pool_distance[lag.clamp(0, self.pool_distance.shape[0] - 1)].exp(), 0.0
+        )  # [T, L]
+        parts = []
+        for mask in (click, real - click):
+            w = weight[None] * mask[:, None, :]  # [B, T, L]
+            parts.append(w @ vectors / w.sum(-1, keepdim=True).clamp_min(1e-6))
+        out = self.pool_projection(torch.cat(parts, dim=-1))
+        return out[:, -1] if last_only else out
+
+    def last_state(
+        self, items: torch.Tensor, inputs: torch.Tensor, user_features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`[B, D]`: `states(...)[:, -1]`, computed for the last position only (what a simulator step needs)."""
+        hidden = last_state(self.encoder, items, self.encoder_inputs(items, inputs))
+        if self.click_pooling:
+            hidden = hidden + self.pooled(items, inputs, last_only=True)
+        return self.with_user(hidden, user_features)
+
+    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
+        """`[..., D]` vectors `e_i = E_i + W_g g_i` of item ids `items` [...]."""
+        vectors = self.encoder.item_embedding.weight[items]
+        if self.item_projection is None:
+            return vectors
+        return vectors + self.item_projection(self.item_feature_table[items])
 
     def with_user(self, hidden: torch.Tensor, user_features: torch.Tensor | None) -> torch.Tensor:
         """`hidden` [B, ..., D] plus `W_u f` of the users' features `f` [B, P] (unchanged without features)."""
@@ -105,8 +176,7 @@ class ResponseModel(nn.Module):
 
     def heads(self, state: torch.Tensor, candidates: torch.Tensor) -> HeadOutputs:
         """Head outputs for `state` [..., D] and `candidates` [..., C] item ids."""
-        table = self.encoder.item_embedding.weight
-        e = table[candidates]  # [..., C, D]
+        e = self.item_vectors(candidates)  # [..., C, D]
         h = state.unsqueeze(-2).expand_as(e)
         z = self.head(torch.cat([h, e, h * e], dim=-1))  # [..., C, n_out]
         b, r = self.n_binary, self.n_continuous

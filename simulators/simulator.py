@@ -25,7 +25,6 @@ import torch
 from recsim_env.user_model import Response, StartOfEpisode
 from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog, model_inputs
-from simulators.fast_path import last_state
 from simulators.response_model import ResponseModel
 
 DISAGREEMENT = "disagreement"
@@ -138,7 +137,7 @@ class LearnedSimulator:
         self._low = np.asarray(schema.low, dtype=np.float32)
         self._high = np.asarray(schema.high, dtype=np.float32)
         with torch.no_grad():
-            table = members[0].encoder.item_embedding.weight[: self.n_items]
+            table = members[0].item_vectors(torch.arange(self.n_items))
             self._unit_items = (table / table.norm(dim=1, keepdim=True).clamp_min(1e-8)).numpy().copy()
 
     @property
@@ -206,9 +205,8 @@ class LearnedSimulator:
         slates: np.ndarray,
         user_features: np.ndarray | None,
     ):
-        state = last_state(member.encoder, torch.from_numpy(items), torch.from_numpy(inputs))  # [N, D]
         features = None if user_features is None else torch.from_numpy(np.asarray(user_features, np.float32))
-        state = member.with_user(state, features)
+        state = member.last_state(torch.from_numpy(items), torch.from_numpy(inputs), features)  # [N, D]
         return member.calibrated(member.heads(state, torch.from_numpy(slates)))
 
     def predict(

@@ -89,9 +89,12 @@ def _fit_member(
     history: list[dict],
     member: int,
     bar,
+    item_features: np.ndarray,
 ) -> ResponseModel:
     torch.manual_seed(seed)
     model = ResponseModel(config, schema)
+    if item_features.shape[1]:
+        model.set_item_features(item_features)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
@@ -209,8 +212,12 @@ def _fit(data: LoggedInteractions, config: SimulatorConfig | None, *, progress: 
     started = time.perf_counter()
     deadline = started + 60.0 * config.max_train_minutes
     schema = build_schema(
-        data, session_gap_hours=config.session_gap_hours, user_features=config.user_features
+        data,
+        session_gap_hours=config.session_gap_hours,
+        user_features=config.user_features,
+        item_features=config.item_features,
     )
+    item_features = schema.item_features.encode(data.items, data.n_items)
     log = exposures(
         data,
         schema,
@@ -235,7 +242,7 @@ def _fit(data: LoggedInteractions, config: SimulatorConfig | None, *, progress: 
             users = train_users if config.ensemble_size == 1 else rng.choice(train_users, len(train_users))
             train = windows(log.select(users), schema, config.history_len, config.window_stride)
             model = _fit_member(
-                config, schema, train, valid, config.seed + 1000 * k, deadline, history, k, bar
+                config, schema, train, valid, config.seed + 1000 * k, deadline, history, k, bar, item_features
             )
             if config.calibration != "none":
                 calibrate(model, valid, schema, bias=config.calibration == "platt")

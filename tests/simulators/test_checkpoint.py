@@ -89,3 +89,45 @@ def test_unknown_config_key_is_refused(saved_simulator, tmp_path):
     write_manifest(copy)
     with pytest.raises(DataError, match=r"config\.json.*learning_rte"):
         simulators.load(copy)
+
+
+def test_a_simulator_saved_before_feature_tables_and_platt_scaling_still_loads(world_logs, tmp_path):
+    """Checkpoints written before simulators read users / items tables and before calibration had a bias
+    lack those keys, weights and arrays: they load, read no features and predict as before."""
+    import io
+
+    import torch
+
+    import simulators
+    from simulators.checkpoint import write_manifest
+    from tests.simulators.conftest import TINY
+
+    config = simulators.SimulatorConfig(**TINY, user_features=False, item_features=False)
+    fitted = simulators.fit(world_logs, config).simulator
+    directory = simulators.save(fitted, tmp_path / "old")
+    old_config = json.loads((directory / "config.json").read_text())
+    for key in ("user_features", "item_features", "click_pooling"):
+        del old_config[key]
+    (directory / "config.json").write_text(json.dumps(old_config))
+    old_schema = json.loads((directory / "schema.json").read_text())
+    del old_schema["user_features"], old_schema["item_features"]
+    (directory / "schema.json").write_text(json.dumps(old_schema))
+    weights = torch.load(directory / "weights.pt", weights_only=True)
+    del weights["member_0"]["calibration_bias"]
+    buffer = io.BytesIO()
+    torch.save(weights, buffer)
+    (directory / "weights.pt").write_bytes(buffer.getvalue())
+    with np.load(directory / "start_pool.npz") as arrays:
+        pool = {k: v for k, v in arrays.items() if k != "user_features"}
+    np.savez(directory / "start_pool.npz", **pool)
+    write_manifest(directory)
+
+    loaded = simulators.load(directory)
+    assert not loaded.config.user_features and not loaded.config.item_features
+    assert loaded.n_user_features == 0 and loaded.schema.item_features.width == 0
+    assert float(loaded.members[0].calibration_bias.abs().sum()) == 0.0
+    fitted.members[0].calibration_bias.zero_()  # what the old checkpoint had
+    before, after = _predictions(fitted), _predictions(loaded)
+    assert before.keys() == after.keys()
+    for key in before:
+        np.testing.assert_array_equal(before[key], after[key], err_msg=key)

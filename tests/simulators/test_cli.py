@@ -29,16 +29,17 @@ def test_train_then_report(world_logs, tmp_path):
     args = ["train-simulator", "--data", str(logs), "--out", str(out), "--d-model", "16", "--history-len", "8",
             "--epochs", "1", "--world", "no", "--episodes", "64", "--no-progress",
             "--window-stride", "4", "--click-loss-weight", "3", "--early-stopping", "click",
-            "--no-user-features"]  # fmt: skip
+            "--no-user-features", "--no-item-features"]  # fmt: skip
     result = runner.invoke(_app(), args)
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     chosen = config["window_stride"], config["click_loss_weight"], config["early_stopping"]
-    assert chosen == (4, 3.0, "click") and config["user_features"] is False
-    assert json.loads((out / "schema.json").read_text())["user_features"] == {
-        "numeric": [],
-        "categorical": [],
-    }
+    assert (
+        chosen == (4, 3.0, "click") and config["user_features"] is False and config["item_features"] is False
+    )
+    schema = json.loads((out / "schema.json").read_text())
+    for table in ("user_features", "item_features"):
+        assert schema[table] == {"numeric": [], "categorical": [], "token_sets": []}
     summary = json.loads(result.output.strip().splitlines()[-1])
     assert 0.0 <= summary["click_auc"] <= 1.0
     for name in (

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from recsim_env.data import LoggedInteractions
-from simulators.data import DataSchema, UserFeatureSpec, build_schema, exposures, split_users, windows
+from simulators.data import DataSchema, FeatureSpec, build_schema, exposures, split_users, windows
 
 DAY = 86_400.0
 
@@ -134,7 +134,7 @@ def test_user_features_standardise_numbers_one_hot_categories_and_skip_ids():
             "zip_code": ["T8H1N", "V3N4P", "E2A4H", "L9G2B"],
         }
     )
-    spec = UserFeatureSpec.fit(users)
+    spec = FeatureSpec.fit(users)
     assert spec.names == ("age", "gender=F", "gender=M", "zip_code=E2A4H", "zip_code=L9G2B",
                           "zip_code=T8H1N", "zip_code=V3N4P")  # fmt: skip
     x = spec.encode(users, 4)
@@ -145,9 +145,9 @@ def test_user_features_standardise_numbers_one_hot_categories_and_skip_ids():
     # Unseen categories and absent columns give zeros; a high-cardinality column is left out.
     other = spec.encode(pd.DataFrame({"gender": ["X"], "age": ["30"]}), 1)
     assert other[0, 1:].sum() == 0.0
-    many = UserFeatureSpec.fit(pd.DataFrame({"zip_code": [f"K{i:04d}" for i in range(100)]}))
+    many = FeatureSpec.fit(pd.DataFrame({"zip_code": [f"K{i:04d}" for i in range(100)]}))
     assert many.width == 0
-    assert UserFeatureSpec.from_dict(spec.to_dict()) == spec
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
 
 
 def test_exposures_carry_each_users_features_and_the_schema_round_trips():
@@ -166,3 +166,33 @@ def test_exposures_carry_each_users_features_and_the_schema_round_trips():
     np.testing.assert_array_equal(w.user_features[:, 0], log.user_features[owners, 0])
     assert DataSchema.from_dict(schema.to_dict()) == schema
     assert build_schema(data, session_gap_hours=1.0, user_features=False).user_features.width == 0
+
+
+def test_item_features_one_hot_integer_codes_and_multi_hot_genres():
+    """An integer category is a code, not a number; RecBole token sequences (MovieLens genres) are multi-hot;
+    whole numbers held as floats or text stay numeric; titles have too many tokens and are left out."""
+    titles = [f"Title {i} Part {i % 7}" for i in range(40)]
+    genres = ["Action Comedy", "Drama", "Comedy Drama Romance", None] * 10
+    items = pd.DataFrame({
+        "item_id": range(40), "category": np.arange(40) % 3, "year": [str(1990 + i % 35) for i in range(40)],
+        "activity": np.arange(40, dtype=float) % 4, "genres": [*genres[:-1], "Action"], "title": titles,
+    })  # fmt: skip
+    spec = FeatureSpec.fit(items)
+    assert spec.names == ("year", "activity", "category=0", "category=1", "category=2",
+                          "genres:Action", "genres:Comedy", "genres:Drama", "genres:Romance")  # fmt: skip
+    x = spec.encode(items, 40)
+    np.testing.assert_array_equal(x[:5, 2:5], [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 0, 0], [0, 1, 0]])
+    np.testing.assert_array_equal(x[:4, 5:], [[1, 1, 0, 0], [0, 0, 1, 0], [0, 1, 1, 1], [0, 0, 0, 0]])
+    # A side table with missing rows holds the codes as floats: they still find their one-hot column.
+    sparse = items.reindex(range(41))
+    np.testing.assert_array_equal(spec.encode(sparse, 41)[:40], x)
+    assert not spec.encode(sparse, 41)[40].any()
+    assert FeatureSpec.from_dict(spec.to_dict()) == spec
+    # A typo in a numeric column (MovieLens has "unkonwn" among its release years) counts as missing; a
+    # column with more non-numbers (zip codes with letters) stays text.
+    years = pd.DataFrame(
+        {"year": ["1995"] * 199 + ["unkonwn"], "zip": [f"{i:05d}" for i in range(196)] + ["T8H1N"] * 4}
+    )
+    dirty = FeatureSpec.fit(years)
+    assert dirty.names == ("year",)
+    assert dirty.encode(years, 200)[-1, 0] == 0.0

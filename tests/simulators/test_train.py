@@ -97,3 +97,40 @@ def test_predictions_read_the_user_features(tiny_fit):
     assert not np.allclose(same, other)
     with pytest.raises(ValueError, match="reads 11 user features"):
         simulator.predict(state.items, state.inputs, slates)
+
+
+def test_predictions_read_the_item_features(tiny_fit):
+    """The world logs' items table (category, duration) feeds every candidate's vector and every history
+    position: changing one item's features changes its predictions and the states of histories holding it."""
+    import torch
+
+    simulator = tiny_fit.simulator
+    model = simulator.members[0]
+    assert simulator.schema.item_features.names[:2] == ("duration_s", "category=0")
+    table = model.item_feature_table
+    assert table.shape == (simulator.n_items + 1, 11) and not table[-1].any()  # padding row stays zero
+    rng = np.random.default_rng(0)
+    start = simulator.initial_state(
+        rng.integers(0, simulator.n_users, 8), rng.random((8, simulator.n_start_uniforms))
+    )
+    state = start.state
+    item = int(state.items[0, -1])  # the first user's most recent item, also the candidate
+    slates = np.full((8, 1), item)
+    before = simulator.predict(state.items, state.inputs, slates, user_features=state.user_features)["click"]
+    with torch.no_grad():
+        table[item] = torch.roll(table[item], 1)
+    after = simulator.predict(state.items, state.inputs, slates, user_features=state.user_features)["click"]
+    assert not np.allclose(before, after)
+    with torch.no_grad():
+        hidden = model.last_state(
+            torch.from_numpy(state.items),
+            torch.from_numpy(state.inputs),
+            torch.from_numpy(state.user_features),
+        )
+        table[item] = torch.roll(table[item], -1)
+        restored = model.last_state(
+            torch.from_numpy(state.items),
+            torch.from_numpy(state.inputs),
+            torch.from_numpy(state.user_features),
+        )
+    assert not torch.allclose(hidden[0], restored[0])
