@@ -136,8 +136,8 @@ def load(directory: str | os.PathLike, *, data: LoggedInteractions | None = None
     verify(directory)
     try:
         saved_config = json.loads((directory / CONFIG).read_text())
-        # Saved before simulators read feature tables: they read none.
-        for name in ("user_features", "item_features"):
+        # Saved before simulators read feature tables or pooled clicks: they did neither.
+        for name in ("user_features", "item_features", "click_pooling"):
             saved_config.setdefault(name, False)
         config = SimulatorConfig.from_dict(saved_config)
     except (ValueError, TypeError, AttributeError) as error:

@@ -60,7 +60,8 @@ def train_simulator_command(
         bool, typer.Option(help="Read the items table's features (categories, genres, numbers).")
     ] = DEFAULTS.item_features,
     click_pooling: Annotated[
-        bool, typer.Option(help="Add recency-weighted means of clicked / unclicked history items to the state.")
+        bool,
+        typer.Option(help="Add recency-weighted means of clicked / unclicked history items to the state."),
     ] = DEFAULTS.click_pooling,
     d_model: Annotated[int, typer.Option(help="Width D.")] = DEFAULTS.d_model,
     n_layers: Annotated[int, typer.Option(help="Encoder blocks.")] = DEFAULTS.n_layers,

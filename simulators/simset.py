@@ -17,6 +17,8 @@ never in the observation.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -65,8 +67,9 @@ def default_world_simulator():
     from simulators.train import fit
 
     config = SimulatorConfig(**DEFAULT_CONFIG)
-    # Bump the version suffix whenever DEFAULT_CONFIG or DEFAULT_WORLD_STEPS change.
-    directory = cache_dir() / f"world-default-simset-{DEFAULT_WORLD_STEPS}-v1"
+    # Keyed by the whole config, so a change of `SimulatorConfig`'s defaults trains a new one.
+    key = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()[:12]
+    directory = cache_dir() / f"world-default-simset-{DEFAULT_WORLD_STEPS}-{key}"
     if (directory / "manifest.json").is_file():
         return load(directory)
     from recsim_env.world.logging import log_world

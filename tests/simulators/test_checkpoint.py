@@ -102,7 +102,7 @@ def test_a_simulator_saved_before_feature_tables_and_platt_scaling_still_loads(w
     from simulators.checkpoint import write_manifest
     from tests.simulators.conftest import TINY
 
-    config = simulators.SimulatorConfig(**TINY, user_features=False, item_features=False)
+    config = simulators.SimulatorConfig(**TINY, user_features=False, item_features=False, click_pooling=False)
     fitted = simulators.fit(world_logs, config).simulator
     directory = simulators.save(fitted, tmp_path / "old")
     old_config = json.loads((directory / "config.json").read_text())
