@@ -51,15 +51,17 @@ class FeatureSpec:
 
     Rules, per column (columns named `*_id` are identifiers, not features):
 
+    - cells holding lists of tokens: multi-hot, one feature per token (at most `MAX_CATEGORIES`);
     - integer dtype with at most `MAX_CATEGORIES` distinct values (codes such as an item's category):
       one-hot (whole numbers held as floats or text stay numeric);
-    - otherwise numeric (at least `NUMERIC_SHARE` of the present values parse as numbers): standardised,
-      a missing or unparsable value becoming 0, the mean;
-    - text with several whitespace-separated tokens in some value, and at most `MAX_CATEGORIES` tokens in
-      all (RecBole's `token_seq`, such as MovieLens genres "Action Comedy"): multi-hot, one feature per
-      token;
-    - other text with at most `MAX_CATEGORIES` distinct values: one-hot, an all-zero row for a missing or
-      unseen value;
+    - otherwise numeric (at least `NUMERIC_SHARE` of the present values parse as finite numbers; dates
+      count as seconds, booleans as 0 / 1): standardised, a missing, unparsable or infinite value
+      becoming 0, the mean;
+    - text with several space-separated tokens in some value, fewer distinct tokens than values and at
+      most `MAX_CATEGORIES` of them (RecBole's `token_seq`, such as MovieLens genres "Action Comedy"):
+      multi-hot, one feature per token;
+    - other text with at most `MAX_CATEGORIES` values (including names with a space, "health care"):
+      one-hot, an all-zero row for a missing or unseen value;
     - anything else is left out.
     """
 
@@ -93,37 +95,49 @@ class FeatureSpec:
             if str(column).endswith("_id"):
                 continue
             values = table[column]
-            present = values.notna()
+            present = values.notna().to_numpy()
             if not present.any():
                 continue
-            text = values[present].astype(str)
+            cells = values[present]
+            token_lists = [_tokens(v) if _is_list(v) else None for v in cells]
+            if any(t is not None for t in token_lists):  # list-valued cells: tokens as given
+                tokens = sorted({t for row in token_lists if row is not None for t in row})
+                if all(t is not None for t in token_lists) and 0 < len(tokens) <= MAX_CATEGORIES:
+                    token_sets.append((str(column), tuple(tokens)))
+                continue
+            text = cells.astype(str)
             categories = sorted(text.unique())
             if pd.api.types.is_integer_dtype(values.dtype) and len(categories) <= MAX_CATEGORIES:
-                codes = np.unique(values[present].to_numpy().astype(np.int64))
+                codes = np.unique(cells.to_numpy().astype(np.int64))
                 categorical.append((str(column), tuple(str(v) for v in codes)))
                 continue
-            as_number = pd.to_numeric(values, errors="coerce")
-            if as_number[present].notna().mean() >= NUMERIC_SHARE:
-                x = as_number.to_numpy(np.float64)
+            x = _as_number(values)
+            if np.isfinite(x[present]).mean() >= NUMERIC_SHARE:
                 std = float(np.nanstd(x))
                 numeric.append((str(column), float(np.nanmean(x)), std if std > 0 else 1.0))
                 continue
             split = [row.split() for row in text]
             tokens = sorted({t for row in split for t in row})
-            if any(len(row) > 1 for row in split) and 0 < len(tokens) <= MAX_CATEGORIES:
+            # Several tokens in a value, and fewer tokens than values: a token sequence such as genres
+            # ("Action Comedy"), not a category whose name has a space ("health care").
+            if any(len(row) > 1 for row in split) and 0 < len(tokens) <= min(MAX_CATEGORIES, len(categories)):
                 token_sets.append((str(column), tuple(tokens)))
             elif len(categories) <= MAX_CATEGORIES:
                 categorical.append((str(column), tuple(categories)))
         return cls(tuple(numeric), tuple(categorical), tuple(token_sets))
 
     def encode(self, table: pd.DataFrame | None, n_rows: int) -> np.ndarray:
-        """`[n_rows, width]` float32 features of the table's rows (zeros where it lacks a column)."""
+        """`[n_rows, width]` float32 features of the table's rows, one row per user or item index (zeros
+        where it lacks a column)."""
+        if table is not None and len(table) != n_rows:
+            raise ValueError(
+                f"FeatureSpec.encode: the table has {len(table)} rows, expected {n_rows} (one per index)"
+            )
         out = np.zeros((n_rows, self.width), dtype=np.float32)
         at = 0
         for column, mean, std in self.numeric:
             if table is not None and column in table.columns:
-                x = pd.to_numeric(table[column], errors="coerce").to_numpy(np.float64)
-                out[:, at] = np.nan_to_num((x - mean) / std)
+                out[:, at] = np.nan_to_num((_as_number(table[column]) - mean) / std)
             at += 1
         for column, values in self.categorical:
             if table is not None and column in table.columns:
@@ -135,10 +149,9 @@ class FeatureSpec:
             if table is not None and column in table.columns:
                 position = {t: j for j, t in enumerate(tokens)}
                 for row, value in enumerate(table[column]):
-                    if isinstance(value, str):
-                        for token in value.split():
-                            if token in position:
-                                out[row, at + position[token]] = 1.0
+                    for token in _tokens(value):
+                        if token in position:
+                            out[row, at + position[token]] = 1.0
             at += len(tokens)
         return out
 
@@ -147,7 +160,7 @@ class FeatureSpec:
         environment that shares the data's users table, like the world, observes them)."""
         if self.categorical or self.token_sets:
             raise ValueError(
-                "encode_numeric: the spec has categorical columns; use `encode` on a users table"
+                "encode_numeric: the spec has categorical or token columns; use `encode` on a users table"
             )
         table = pd.DataFrame(np.asarray(features), columns=[c for c, _, _ in self.numeric])
         return self.encode(table, len(table))
@@ -168,12 +181,43 @@ class FeatureSpec:
         )
 
 
+def _is_list(value) -> bool:
+    return isinstance(value, (list, tuple, set, np.ndarray))
+
+
+def _tokens(value) -> list[str]:
+    """The tokens of a cell: a text's space-separated words, a list's items; none for anything else."""
+    if isinstance(value, str):
+        return value.split()
+    if _is_list(value):
+        return [str(t) for t in value]
+    return []
+
+
+def _as_number(values: pd.Series) -> np.ndarray:
+    """A column as float64: datetimes as seconds since 1970, booleans as 0 / 1; missing values, values that
+    are not numbers and infinities as NaN."""
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        x = (values - pd.Timestamp(0, tz=values.dt.tz)).dt.total_seconds()
+    elif pd.api.types.is_timedelta64_dtype(values.dtype):
+        x = values.dt.total_seconds()
+    elif pd.api.types.is_bool_dtype(values.dtype):
+        x = values.astype("float64")
+    else:
+        x = pd.to_numeric(values, errors="coerce")
+    x = np.array(x, dtype=np.float64)
+    x[~np.isfinite(x)] = np.nan
+    return x
+
+
 def _as_text(values: pd.Series) -> pd.Series:
     """A column's values as the text its categories are stored as (integer codes without a decimal point,
     also when a table being encoded holds them as floats), missing values as NaN."""
     present = values.dropna()
-    if pd.api.types.is_numeric_dtype(values.dtype) and np.all(np.mod(present.to_numpy(np.float64), 1.0) == 0):
-        return present.astype(np.int64).astype(str).reindex(values.index)
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        x = present.to_numpy(np.float64)
+        if np.all(np.isfinite(x)) and np.all(x == np.round(x)):
+            return present.astype(np.int64).astype(str).reindex(values.index)
     return values.astype(str).where(values.notna())
 
 

@@ -44,7 +44,8 @@ def fingerprint(data: LoggedInteractions, config: SimulatorConfig) -> str:
     digest.update(pd.util.hash_pandas_object(data.frame, index=False).to_numpy().tobytes())
     for table, read in ((data.users, config.user_features), (data.items, config.item_features)):
         if read and table is not None:
-            digest.update(pd.util.hash_pandas_object(table, index=True).to_numpy().tobytes())
+            # As text: cells may be lists (token sequences), which pandas cannot hash.
+            digest.update(pd.util.hash_pandas_object(table.astype(str), index=True).to_numpy().tobytes())
             digest.update(json.dumps([str(c) for c in table.columns]).encode())
     digest.update(json.dumps([str(t) for t in data.item_ids.tokens.tolist()]).encode())
     digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())

@@ -108,7 +108,9 @@ class ResponseModel(nn.Module):
             raise ValueError("this response model reads no item features")
         expected = (self.item_feature_table.shape[0] - 1, self.item_feature_table.shape[1])
         if features.shape != expected:
-            raise ValueError(f"item features of shape {features.shape}, expected {expected}")
+            raise ValueError(
+                f"set_item_features: argument 'features' has shape {features.shape}, expected {expected}"
+            )
         with torch.no_grad():
             self.item_feature_table[:-1] = torch.as_tensor(features, dtype=self.item_feature_table.dtype)
 
@@ -133,7 +135,7 @@ class ResponseModel(nn.Module):
         each position's history s <= t, weighted by learned `exp(a_(t - s))`."""
         length = items.shape[1]
         real = (items != self.encoder.pad_id).to(inputs.dtype)
-        click = inputs[..., 0] * real  # click / its scale of 1
+        click = (inputs[..., 0] > 0).to(inputs.dtype) * real  # clicked or not (a count click counts once)
         vectors = self.item_vectors(items)  # [B, L, D]
         distance = torch.arange(length, device=items.device)
         lag = distance[:, None] - distance[None, :]  # [t, s]

@@ -185,7 +185,9 @@ def _side_table(
     known = positions >= 0
     out = table.loc[known].drop(columns=[id_col])
     out.index = pd.Index(positions[known].astype(np.int64), name=f"{what}_index")
-    return out.reindex(pd.RangeIndex(len(ids), name=f"{what}_index"))
+    # Ids the table lacks get missing rows; integer columns become nullable so they stay integers.
+    integers = {c: "Int64" for c in out.columns if pd.api.types.is_integer_dtype(out[c].dtype)}
+    return out.astype(integers).reindex(pd.RangeIndex(len(ids), name=f"{what}_index"))
 
 
 class LoggedInteractions:

@@ -196,3 +196,41 @@ def test_item_features_one_hot_integer_codes_and_multi_hot_genres():
     dirty = FeatureSpec.fit(years)
     assert dirty.names == ("year",)
     assert dirty.encode(years, 200)[-1, 0] == 0.0
+
+
+def test_feature_spec_handles_the_side_tables_real_data_brings():
+    """Lists of tokens, infinities, dates with gaps, booleans, category names with spaces, and integer codes
+    of a side table that misses some ids (its rows are filled with missing values)."""
+    rows = 200
+    table = pd.DataFrame({
+        "tags": [["Action", "Comedy"], ["Drama"], ("Action",), ["Drama", "Romance"]] * 50,
+        "score": [1.0, 2.0, 3.0, 4.0] * 49 + [np.inf, 1.0, 2.0, 3.0],
+        "joined": pd.to_datetime(["2020-01-01", None, "2020-01-03", "2020-01-05"] * 50),
+        "premium": [True, False, True, True] * 50,
+        "occupation": ["health care", "doctor", "lawyer", "doctor"] * 50,
+    })  # fmt: skip
+    spec = FeatureSpec.fit(table)
+    assert spec.names == ("score", "joined", "premium", "occupation=doctor", "occupation=health care",
+                          "occupation=lawyer", "tags:Action", "tags:Comedy", "tags:Drama", "tags:Romance")  # fmt: skip
+    x = spec.encode(table, rows)
+    assert np.isfinite(x).all()
+    assert x[196, 0] == 0.0  # the infinity counts as missing: the mean
+    assert x[1, 1] == 0.0 and x[0, 1] < x[2, 1] < x[3, 1]  # dates in order, the gap at the mean
+    np.testing.assert_array_equal(x[:4, 6:], [[1, 1, 0, 0], [0, 0, 1, 0], [1, 0, 0, 0], [0, 0, 1, 1]])
+    with pytest.raises(ValueError, match="the table has 200 rows, expected 201"):
+        spec.encode(table, rows + 1)
+
+    # Integer codes stay codes when the items table lacks an item of the logs.
+    frame = pd.DataFrame(
+        {
+            "user_id": [1, 1, 2],
+            "item_id": [10, 11, 12],
+            "timestamp": [0.0, 1.0, 2.0],
+            "click": [1.0, 0.0, 1.0],
+        }
+    )
+    items = pd.DataFrame({"item_id": [10, 11], "category": [3, 4], "tags": [["a", "b"], ["b"]]})
+    data = LoggedInteractions.from_frame(frame, feedback_cols=["click"], items=items)
+    codes = FeatureSpec.fit(data.items)
+    assert codes.names == ("category=3", "category=4", "tags:a", "tags:b")
+    np.testing.assert_array_equal(codes.encode(data.items, 3), [[1, 0, 1, 1], [0, 1, 0, 1], [0, 0, 0, 0]])

@@ -153,22 +153,29 @@ def test_ml100k_learned_env_passes_check_env(tmp_path, monkeypatch):
     assert ratings.size and ratings.min() >= 1 and ratings.max() <= 5
 
 
-def test_the_cache_key_covers_the_users_table_the_simulator_reads(world_logs):
+def test_the_cache_key_covers_the_side_tables_the_simulator_reads(world_logs):
     from recsim_env.data import LoggedInteractions
     from simulators import SimulatorConfig
     from simulators.env import fingerprint
 
+    def edited(users, items):
+        return LoggedInteractions(
+            world_logs.frame,
+            user_ids=world_logs.user_ids,
+            item_ids=world_logs.item_ids,
+            feedback_columns=world_logs.feedback_columns,
+            items=items,
+            users=users,
+            name=world_logs.name,
+        )
+
     users = world_logs.users.copy()
     users.iloc[0, users.columns.get_loc("feature_0")] += 1.0
-    edited = LoggedInteractions(
-        world_logs.frame,
-        user_ids=world_logs.user_ids,
-        item_ids=world_logs.item_ids,
-        feedback_columns=world_logs.feedback_columns,
-        items=world_logs.items,
-        users=users,
-        name=world_logs.name,
-    )
-    reads, ignores = SimulatorConfig(**TINY), SimulatorConfig(**TINY, user_features=False)
-    assert fingerprint(edited, reads) != fingerprint(world_logs, reads)
-    assert fingerprint(edited, ignores) == fingerprint(world_logs, ignores)
+    items = world_logs.items.assign(
+        tags=[["a", "b"]] * len(world_logs.items)
+    )  # lists: not hashable by pandas
+    reads = SimulatorConfig(**TINY)
+    ignores = SimulatorConfig(**TINY, user_features=False, item_features=False)
+    for other in (edited(users, world_logs.items), edited(world_logs.users, items)):
+        assert fingerprint(other, reads) != fingerprint(world_logs, reads)
+        assert fingerprint(other, ignores) == fingerprint(world_logs, ignores)

@@ -58,7 +58,8 @@ def test_catalogue_and_side_tables():
     assert data.n_items == 4  # item 40 never interacted with but is in the side table
     assert data.items["title"].tolist() == ["a", "b", "c", "d"]
     assert data.items.index.tolist() == [0, 1, 2, 3]
-    assert data.users["age"].iloc[0] == 30 and np.isnan(data.users["age"].iloc[1])
+    assert data.users["age"].iloc[0] == 30 and pd.isna(data.users["age"].iloc[1])
+    assert data.users["age"].dtype == "Int64"  # integers stay integers next to the missing row
     catalogue = LoggedInteractions.from_frame(small_frame(), item_catalogue=[10, 20, 30, 50, 60])
     assert catalogue.n_items == 5
     with pytest.raises(DataError, match=r"column 'item_id', row 1 .*not in the item catalogue"):
