@@ -63,6 +63,15 @@ def train_simulator_command(
         bool,
         typer.Option(help="Add recency-weighted means of clicked / unclicked history items to the state."),
     ] = DEFAULTS.click_pooling,
+    interest_filter: Annotated[
+        bool,
+        typer.Option(
+            help="Add a learned Bayesian filter of the user's interest and satiation (docs/simulators.md)."
+        ),
+    ] = DEFAULTS.interest_filter,
+    filter_dim: Annotated[
+        int, typer.Option(help="Dimension K of the filter's interest.")
+    ] = DEFAULTS.filter_dim,
     d_model: Annotated[int, typer.Option(help="Width D.")] = DEFAULTS.d_model,
     n_layers: Annotated[int, typer.Option(help="Encoder blocks.")] = DEFAULTS.n_layers,
     ensemble_size: Annotated[
@@ -117,6 +126,8 @@ def train_simulator_command(
             user_features=user_features,
             item_features=item_features,
             click_pooling=click_pooling,
+            interest_filter=interest_filter,
+            filter_dim=filter_dim,
             d_model=d_model,
             n_layers=n_layers,
             ensemble_size=ensemble_size,

@@ -35,6 +35,7 @@ from recsim_env.encoders import build, config_class
 from simulators.config import SimulatorConfig
 from simulators.data import DataSchema
 from simulators.fast_path import last_state
+from simulators.interest_filter import InterestFilter
 
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -4.0, 3.0
 
@@ -95,6 +96,18 @@ class ResponseModel(nn.Module):
             # Learned log-weight of a history exposure by its distance back from the scoring position.
             self.pool_distance = nn.Parameter(torch.zeros(config.history_len))
             self.pool_projection = nn.Linear(2 * d, d)
+        self.interest_filter = None
+        if config.interest_filter:
+            self.interest_filter = InterestFilter(
+                d,
+                schema.n_items,
+                n_features,
+                tuple(schema.signals.index(s) for s in schema.continuous),
+                config.filter_dim,
+            )
+            # The belief's mean also reaches the other heads (leaving, watch time) through the state.
+            self.filter_projection = nn.Linear(config.filter_dim, d)
+        self.d_model = d
         self.click_bias = nn.Embedding(schema.n_items + 1, 1)
         nn.init.zeros_(self.click_bias.weight)
         # Calibration of each binary head (click, leave, other binary signals): p = sigmoid(logit / T + b);
@@ -124,11 +137,30 @@ class ResponseModel(nn.Module):
         self, items: torch.Tensor, inputs: torch.Tensor, user_features: torch.Tensor | None = None
     ) -> torch.Tensor:
         """`[B, L, D]` hidden states of left-padded histories `items` [B, L] with inputs [B, L, F + 1]
-        and the users' features [B, P]."""
+        and the users' features [B, P] (`[B, L, D + 2K + K*K]` with the interest filter's state appended)."""
         hidden = self.encoder(items, feedback=self.encoder_inputs(items, inputs))
         if self.click_pooling:
             hidden = hidden + self.pooled(items, inputs)
-        return self.with_user(hidden, user_features)
+        return self.with_filter(self.with_user(hidden, user_features), items, inputs, user_features)
+
+    def with_filter(
+        self,
+        hidden: torch.Tensor,
+        items: torch.Tensor,
+        inputs: torch.Tensor,
+        user_features: torch.Tensor | None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """`hidden` plus `W_f m`, with the interest filter's packed state `(m, vec P, S)` appended
+        (unchanged without the filter)."""
+        if self.interest_filter is None:
+            return hidden
+        real = (items != self.encoder.pad_id).to(inputs.dtype)
+        belief = self.interest_filter(
+            items, self.item_vectors(items), inputs, real, user_features, last_only=last_only
+        )
+        hidden = hidden + self.filter_projection(belief[..., : self.interest_filter.dim])
+        return torch.cat([hidden, belief], dim=-1)
 
     def pooled(self, items: torch.Tensor, inputs: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """`[B, L, D]` (`[B, D]` with `last_only`): `W_p [mean of clicked e_s, mean of unclicked e_s]` over
@@ -152,13 +184,44 @@ class ResponseModel(nn.Module):
         return out[:, -1] if last_only else out
 
     def last_state(
-        self, items: torch.Tensor, inputs: torch.Tensor, user_features: torch.Tensor | None = None
+        self,
+        items: torch.Tensor,
+        inputs: torch.Tensor,
+        user_features: torch.Tensor | None = None,
+        belief: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """`[B, D]`: `states(...)[:, -1]`, computed for the last position only (what a simulator step needs)."""
+        """`[B, D]`: `states(...)[:, -1]`, computed for the last position only (what a simulator step needs).
+
+        `belief` [B, 2K + K*K]: the interest filter's state carried by a running simulator (`filter_state`,
+        `advance_filter`); without it the filter reads the window `items` from the prior."""
         hidden = last_state(self.encoder, items, self.encoder_inputs(items, inputs))
         if self.click_pooling:
             hidden = hidden + self.pooled(items, inputs, last_only=True)
-        return self.with_user(hidden, user_features)
+        hidden = self.with_user(hidden, user_features)
+        if belief is None or self.interest_filter is None:
+            return self.with_filter(hidden, items, inputs, user_features, last_only=True)
+        hidden = hidden + self.filter_projection(belief[..., : self.interest_filter.dim])
+        return torch.cat([hidden, belief], dim=-1)
+
+    def filter_state(
+        self, items: torch.Tensor, inputs: torch.Tensor, user_features: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """`[B, 2K + K*K]` the interest filter's state after the histories `items` [B, L] (`[B, 0]` without
+        a filter): where a simulator starts the state it carries."""
+        if self.interest_filter is None:
+            return torch.zeros(items.shape[0], 0)
+        real = (items != self.encoder.pad_id).to(inputs.dtype)
+        return self.interest_filter(
+            items, self.item_vectors(items), inputs, real, user_features, last_only=True
+        )
+
+    def advance_filter(self, belief: torch.Tensor, items: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """The filter state `belief` [B, 2K + K*K] after reading the new exposures `items` [B, T] with
+        inputs [B, T, F + 1] (unchanged without a filter)."""
+        if self.interest_filter is None:
+            return belief
+        real = (items != self.encoder.pad_id).to(inputs.dtype)
+        return self.interest_filter.advance(belief, items, self.item_vectors(items), inputs, real)
 
     def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
         """`[..., D]` vectors `e_i = E_i + W_g g_i` of item ids `items` [...]."""
@@ -177,12 +240,15 @@ class ResponseModel(nn.Module):
         return hidden + shift.reshape(shift.shape[:1] + (1,) * (hidden.dim() - 2) + shift.shape[1:])
 
     def heads(self, state: torch.Tensor, candidates: torch.Tensor) -> HeadOutputs:
-        """Head outputs for `state` [..., D] and `candidates` [..., C] item ids."""
+        """Head outputs for `state` [..., D] (from `states` or `last_state`) and `candidates` [..., C] item ids."""
+        state, belief = state[..., : self.d_model], state[..., self.d_model :]
         e = self.item_vectors(candidates)  # [..., C, D]
         h = state.unsqueeze(-2).expand_as(e)
         z = self.head(torch.cat([h, e, h * e], dim=-1))  # [..., C, n_out]
         b, r = self.n_binary, self.n_continuous
         click = z[..., 0] + self.click_bias(candidates).squeeze(-1)
+        if self.interest_filter is not None:
+            click = self.interest_filter.click_logit(click, belief, e)
         at = 1
         binary = z[..., at : at + 2 * b].unflatten(-1, (b, 2))
         at += 2 * b

@@ -2,7 +2,10 @@
 
 Episodes start from real users' history prefixes (a prefix end drawn uniformly per episode); each
 step runs the encoder once on the `[N, L]` histories, scores the slate with the heads and samples
-the response from the environment's uniforms only, so the vector env reproduces single envs.
+the response from the environment's uniforms only, so the vector env reproduces single envs. With an
+interest filter (`SimulatorConfig.interest_filter`) each member's filter state is carried from step to
+step and reads each new exposure once: it has read the whole episode, where `predict` on a window starts
+the filter afresh from the window's first exposure (the same state while the episode fits the window).
 
 Behaviour parameters (per user row, drawn at `initial_state` when the simulator is a simulator set,
 fixed otherwise; see `simulators.simset` and docs/simulators.md):
@@ -27,6 +30,9 @@ from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog, model_inputs
 from simulators.response_model import ResponseModel
 
+BELIEF_CHECKPOINT_EVERY = 16
+"""A running simulator's interest filters start an episode from their state saved every this many exposures
+of the start pool's sequences, advanced over the rest of the prefix (at most this many minus one)."""
 DISAGREEMENT = "disagreement"
 """Name of the extra signal an ensemble reports when asked to (std of the members' click probability)."""
 SATIATION_STEP_DECAY = 0.85
@@ -54,6 +60,7 @@ class SimulatorState:
     gap_mean: np.ndarray  # [N] log-days mean of the return gap, from the last step
     gap_sigma: np.ndarray  # [N]
     user_features: np.ndarray  # [N, P] float32 encoded features of the logged user each row started from
+    beliefs: np.ndarray  # [N, M, W] float32 each member's interest-filter state (W = 0 without a filter)
     parameters: dict[str, np.ndarray] = field(default_factory=dict)
     """Behaviour parameters per row (`PARAMETERS`)."""
 
@@ -66,6 +73,7 @@ class SimulatorState:
         "gap_mean",
         "gap_sigma",
         "user_features",
+        "beliefs",
     )
 
     def set_rows(self, rows: np.ndarray, other: SimulatorState) -> None:
@@ -136,9 +144,52 @@ class LearnedSimulator:
         self._scales = np.asarray(schema.scales, dtype=np.float32)
         self._low = np.asarray(schema.low, dtype=np.float32)
         self._high = np.asarray(schema.high, dtype=np.float32)
+        self._belief_offsets, self._belief_checkpoints = self._filter_checkpoints()
         with torch.no_grad():
             table = members[0].item_vectors(torch.arange(self.n_items))
             self._unit_items = (table / table.norm(dim=1, keepdim=True).clamp_min(1e-8)).numpy().copy()
+
+    @torch.inference_mode()
+    def _filter_checkpoints(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each member's interest-filter state after every `BELIEF_CHECKPOINT_EVERY` exposures of each
+        start-pool sequence, from its first: `offsets` [U + 1] into `checkpoints` [C, M, W] (user u's j-th
+        checkpoint, after `j * BELIEF_CHECKPOINT_EVERY` exposures, is row `offsets[u] + j`)."""
+        pool, every = self.start_pool, BELIEF_CHECKPOINT_EVERY
+        counts = pool.lengths() // every + 1
+        offsets = np.zeros(pool.n_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        model_filter = self.members[0].interest_filter
+        width = 0 if model_filter is None else model_filter.state_width
+        checkpoints = np.zeros((offsets[-1], len(self.members), width), dtype=np.float32)
+        if not width:
+            return offsets, checkpoints
+        for first in range(0, pool.n_users, 512):
+            users = np.arange(first, min(first + 512, pool.n_users))
+            lo, length = pool.offsets[users], pool.lengths()[users]
+            features = torch.from_numpy(pool.user_features[users])
+            for k, member in enumerate(self.members):
+                belief = member.interest_filter.initial(len(users), features if features.shape[1] else None)
+                for j in range(int(counts[users].max())):
+                    has = np.flatnonzero(j < counts[users])
+                    checkpoints[offsets[users[has]] + j, k] = belief[has].numpy()
+                    items, inputs = self._pool_exposures(
+                        lo + j * every, np.minimum(length - j * every, every), every
+                    )
+                    belief = member.advance_filter(belief, torch.from_numpy(items), torch.from_numpy(inputs))
+        return offsets, checkpoints
+
+    def _pool_exposures(
+        self, start: np.ndarray, count: np.ndarray, width: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Items [N, width] and model inputs [N, width, F + 1] of start-pool rows `start .. start + count - 1`,
+        left-aligned and padded after `count` (a padded position is no exposure)."""
+        pool = self.start_pool
+        index = start[:, None] + np.arange(width)[None, :]
+        real = np.arange(width)[None, :] < count[:, None]
+        safe = np.where(real, index, 0)
+        items = np.where(real, pool.items[safe], self.n_items)
+        inputs = model_inputs(pool.feedback[safe], pool.gap_before[safe], self._scales) * real[..., None]
+        return items, inputs
 
     @property
     def history_len(self) -> int:
@@ -171,6 +222,7 @@ class LearnedSimulator:
             gap_mean=np.zeros(n),
             gap_sigma=np.ones(n),
             user_features=pool.user_features[users],
+            beliefs=self._start_beliefs(users, end),
             parameters=parameters,
         )
         history_feedback = feedback
@@ -179,6 +231,22 @@ class LearnedSimulator:
         return StartOfEpisode(
             state, items.copy(), history_feedback.astype(np.float32), state.user_features.copy()
         )
+
+    @torch.inference_mode()
+    def _start_beliefs(self, users: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """`[N, M, W]` each member's filter state after start-pool rows `offsets[user] .. end - 1` (the user's
+        whole logged prefix): the nearest checkpoint, advanced over the rest."""
+        every = BELIEF_CHECKPOINT_EVERY
+        read = end - self.start_pool.offsets[users]
+        beliefs = self._belief_checkpoints[self._belief_offsets[users] + read // every].copy()
+        if not beliefs.shape[2]:
+            return beliefs
+        done = read - read % every
+        items, inputs = self._pool_exposures(self.start_pool.offsets[users] + done, read - done, every - 1)
+        items, inputs = torch.from_numpy(items), torch.from_numpy(inputs)
+        for k, member in enumerate(self.members):
+            beliefs[:, k] = member.advance_filter(torch.from_numpy(beliefs[:, k]), items, inputs).numpy()
+        return beliefs
 
     def _draw_parameters(self, uniforms: np.ndarray, n: int) -> dict[str, np.ndarray]:
         params = {name: np.full(n, float(value)) for name, value in DEFAULT_PARAMETERS.items()}
@@ -204,9 +272,11 @@ class LearnedSimulator:
         inputs: np.ndarray,
         slates: np.ndarray,
         user_features: np.ndarray | None,
+        belief: np.ndarray | None = None,
     ):
         features = None if user_features is None else torch.from_numpy(np.asarray(user_features, np.float32))
-        state = member.last_state(torch.from_numpy(items), torch.from_numpy(inputs), features)  # [N, D]
+        belief = None if belief is None else torch.from_numpy(belief)
+        state = member.last_state(torch.from_numpy(items), torch.from_numpy(inputs), features, belief)
         return member.calibrated(member.heads(state, torch.from_numpy(slates)))
 
     def predict(
@@ -216,6 +286,7 @@ class LearnedSimulator:
         slates: np.ndarray,
         member: int = -1,
         user_features: np.ndarray | None = None,
+        beliefs: np.ndarray | None = None,
     ) -> dict:
         """Probabilities and distributions for showing `slates` [N, K] after histories `items` [N, L] to
         users with encoded features `user_features` [N, P] (needed when `n_user_features` > 0).
@@ -223,15 +294,27 @@ class LearnedSimulator:
         Returns numpy arrays: `click` [N, K] P(click) of each item shown alone, `binary` [N, K, B, 2],
         `mean` / `sigma` [N, K, R] (raw units, given a click), `leave` [N, K, 2], `gap_mean` /
         `gap_sigma` [N, K] (log days), and `click_std` [N, K], the members' disagreement. `member`
-        -1 averages the members (probabilities averaged); k uses member k alone.
+        -1 averages the members (probabilities averaged); k uses member k alone. `beliefs` [N, M, W]: the
+        members' interest-filter states a running simulator carries (`SimulatorState.beliefs`, which has
+        read the whole episode); without them each member's filter reads the window `items` afresh.
         """
         if self.n_user_features and user_features is None:
             raise ValueError(
                 f"this simulator reads {self.n_user_features} user features: pass `user_features` "
                 f"({', '.join(self.schema.user_features.names[:5])}{', ...' if self.n_user_features > 5 else ''})"
             )
-        chosen = self.members if member < 0 else [self.members[member]]
-        outs = [self._member_outputs(m, items, inputs, slates, user_features) for m in chosen]
+        indices = range(len(self.members)) if member < 0 else [member]
+        outs = [
+            self._member_outputs(
+                self.members[k],
+                items,
+                inputs,
+                slates,
+                user_features,
+                None if beliefs is None else beliefs[:, k],
+            )
+            for k in indices
+        ]
         click = torch.stack([torch.sigmoid(o.click) for o in outs])  # [M, N, K]
         result = {
             "click": click.mean(0).numpy(),
@@ -253,12 +336,17 @@ class LearnedSimulator:
         members = state.parameters["member"]
         if self.parameter_ranges is None or len(self.members) == 1:
             member = -1 if len(self.members) > 1 else 0
-            return self.predict(state.items, state.inputs, slates, member, state.user_features)
+            return self.predict(state.items, state.inputs, slates, member, state.user_features, state.beliefs)
         result: dict[str, np.ndarray] = {}
         for k in np.unique(members):
             rows = np.flatnonzero(members == k)
             part = self.predict(
-                state.items[rows], state.inputs[rows], slates[rows], int(k), state.user_features[rows]
+                state.items[rows],
+                state.inputs[rows],
+                slates[rows],
+                int(k),
+                state.user_features[rows],
+                state.beliefs[rows],
             )
             for key, value in part.items():
                 if key not in result:
@@ -314,6 +402,13 @@ class LearnedSimulator:
         # The new exposures enter the history; the first one carries the gap since the last session.
         step_inputs = model_inputs(feedback[..., :n_signals], np.zeros((n, k), np.float32), self._scales)
         step_inputs[:, 0, -1] = np.log1p(state.pending_gap)
+        if state.beliefs.shape[2]:
+            with torch.inference_mode():
+                new_items, new_inputs = torch.from_numpy(slates), torch.from_numpy(step_inputs)
+                for j, member in enumerate(self.members):
+                    state.beliefs[:, j] = member.advance_filter(
+                        torch.from_numpy(state.beliefs[:, j]), new_items, new_inputs
+                    ).numpy()
         state.items = np.concatenate([state.items[:, k:], slates], axis=1)
         state.inputs = np.concatenate([state.inputs[:, k:], step_inputs], axis=1)
         state.pending_gap = np.zeros(n)

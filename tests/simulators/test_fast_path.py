@@ -24,17 +24,20 @@ def test_last_state_matches_forward(n_layers, n_heads, block):
         torch.testing.assert_close(last_state(encoder, items, inputs), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("click_pooling", [False, True])
-def test_response_model_last_state_matches_its_states(world_logs, click_pooling):
-    """A simulator step's state (fast path, item features, optional click pooling) is the teacher-forced
-    state at the last position, and a position never sees the exposures after it."""
+@pytest.mark.parametrize(("click_pooling", "interest_filter"), [(False, False), (True, False), (True, True)])
+def test_response_model_last_state_matches_its_states(world_logs, click_pooling, interest_filter):
+    """A simulator step's state (fast path, item features, optional click pooling and interest filter, the
+    filter's state passed in or recomputed) is the teacher-forced state at the last position, and a
+    position never sees the exposures after it."""
     import numpy as np
 
     from simulators import SimulatorConfig
     from simulators.data import build_schema, exposures, windows
     from simulators.response_model import ResponseModel
 
-    config = SimulatorConfig(d_model=16, history_len=8, click_pooling=click_pooling)
+    config = SimulatorConfig(
+        d_model=16, history_len=8, click_pooling=click_pooling, interest_filter=interest_filter, filter_dim=4
+    )
     schema = build_schema(world_logs, session_gap_hours=1.0)
     torch.manual_seed(0)
     model = ResponseModel(config, schema)
@@ -52,6 +55,10 @@ def test_response_model_last_state_matches_its_states(world_logs, click_pooling)
         full = model.states(items, inputs, features)
         torch.testing.assert_close(
             model.last_state(items, inputs, features), full[:, -1], rtol=1e-5, atol=1e-5
+        )
+        carried = model.filter_state(items, inputs, features)
+        torch.testing.assert_close(
+            model.last_state(items, inputs, features, carried), full[:, -1], rtol=1e-5, atol=1e-5
         )
         changed = inputs.clone()
         changed[:, -1, 0] = 1.0 - changed[:, -1, 0]  # flip the last exposure's click

@@ -1,0 +1,186 @@
+"""The learned interest filter: a Bayesian belief that reads history in order, and a simulator that carries it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from simulators.interest_filter import InterestFilter
+
+N_ITEMS, D, K = 12, 8, 4
+
+
+def _filter(drift: bool = True) -> InterestFilter:
+    torch.manual_seed(0)
+    model = InterestFilter(D, N_ITEMS, n_user_features=3, continuous_index=(1,), dim=K)
+    with torch.no_grad():
+        model.item_map.weight.mul_(4.0)  # make the items' filter vectors differ clearly
+        if not drift:
+            model.drift_logit.fill_(-30.0)
+            model.log_process_noise.fill_(-30.0)
+    return model.eval()
+
+
+def _history(batch: int = 6, length: int = 9, seed: int = 0, padding: int = 2):
+    g = torch.Generator().manual_seed(seed)
+    items = torch.randint(0, N_ITEMS, (batch, length), generator=g)
+    items[:, :padding] = N_ITEMS  # left padding
+    inputs = torch.rand(batch, length, 3, generator=g)
+    inputs[..., 0] = (inputs[..., 0] > 0.5).float()
+    inputs[..., 2] = torch.log1p(inputs[..., 2] * 2.0)  # days since the last session
+    vectors = torch.randn(N_ITEMS + 1, D, generator=g)
+    features = torch.randn(batch, 3, generator=g)
+    return items, vectors[items], inputs, (items != N_ITEMS).float(), features
+
+
+def test_state_read_in_parts_equals_state_read_at_once():
+    """What a running simulator relies on: advancing the state over new exposures gives the state of the
+    whole history, and the state after each position is the teacher-forced one."""
+    model = _filter()
+    items, vectors, inputs, real, features = _history()
+    with torch.inference_mode():
+        every = model(items, vectors, inputs, real, features)
+        last = model(items, vectors, inputs, real, features, last_only=True)
+        part = model(items[:, :5], vectors[:, :5], inputs[:, :5], real[:, :5], features, last_only=True)
+        resumed = model.advance(part, items[:, 5:], vectors[:, 5:], inputs[:, 5:], real[:, 5:])
+    torch.testing.assert_close(every[:, -1], last)
+    torch.testing.assert_close(resumed, last, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(every[:, 4], part)
+
+
+def test_padding_is_no_exposure():
+    model = _filter()
+    items, vectors, inputs, real, features = _history()
+    with torch.inference_mode():
+        start = model.initial(len(items), features)
+        after_padding = model.advance(start, items[:, :2], vectors[:, :2], inputs[:, :2], real[:, :2])
+    torch.testing.assert_close(after_padding, start)
+
+
+@pytest.mark.parametrize("clicked", [1.0, 0.0])
+def test_a_click_raises_the_items_score_and_a_skip_lowers_it(clicked):
+    """The Laplace step: a click moves the belief towards the item, a skip away from it, and either one
+    makes the belief about that item more certain."""
+    model = _filter(drift=False)
+    with torch.no_grad():
+        model.log_signal_noise.fill_(30.0)  # the click alone: a watch time this noisy says nothing
+    items, vectors, inputs, real, features = _history(batch=8, length=1, padding=0)
+    inputs[..., 0] = clicked
+    with torch.inference_mode():
+        before = model.initial(len(items), features)
+        after = model.advance(before, items, vectors, inputs, real)
+        a = model.item_map(vectors[:, 0])
+        (m0, p0, _), (m1, p1, _) = model.unpack(before), model.unpack(after)
+    score_change = ((m1 - m0) * a).sum(-1)
+    assert (score_change > 0).all() if clicked else (score_change < 0).all()
+    variance = lambda p: torch.einsum("bi,bij,bj->b", a, p, a)  # noqa: E731
+    assert (variance(p1) < variance(p0)).all()
+
+
+def test_satiation_lowers_what_was_just_clicked_and_fades_with_time():
+    model = _filter(drift=False)
+    with torch.no_grad():
+        model.satiation_map.weight.copy_(torch.eye(K, D))
+        model.satiation_penalty.weight.copy_(torch.eye(K, D))
+    vectors = torch.zeros(1, 1, D)
+    vectors[..., 0] = 1.0
+    items = torch.zeros(1, 1, dtype=torch.long)
+    features = torch.zeros(1, 3)
+    with torch.inference_mode():
+        start = model.initial(1, features)
+        clicked = model.advance(start, items, vectors, torch.tensor([[[1.0, 0.0, 0.0]]]), torch.ones(1, 1))
+        # the same click after a 5-day break: satiation left from before the break is mostly gone
+        later = model.advance(
+            clicked, items, vectors, torch.tensor([[[0.0, 0.0, float(np.log1p(5.0))]]]), torch.ones(1, 1)
+        )
+        logit = torch.zeros(1, 1)
+        fresh, sated = (model.click_logit(logit, s, vectors) for s in (start, clicked))
+        rested = model.click_logit(logit, later, vectors)
+    assert sated < fresh
+    assert sated < rested
+
+
+@pytest.fixture(scope="module")
+def filter_simulator(world_logs):
+    from simulators import SimulatorConfig, fit
+
+    from .conftest import TINY
+
+    config = SimulatorConfig(**{**TINY, "epochs": 1}, ensemble_size=2, interest_filter=True, filter_dim=4)
+    return fit(world_logs, config).simulator
+
+
+def test_simulator_carries_each_members_filter_state(filter_simulator):
+    """Episodes start from the filter state of the user's whole logged prefix, each step reads the new
+    exposures once, and while the episode fits the window the carried state gives the window's predictions."""
+    simulator = filter_simulator
+    pool = simulator.start_pool
+    rng = np.random.default_rng(0)
+    n = 16
+    users = rng.integers(0, simulator.n_users, n)
+    uniforms = rng.random((n, simulator.n_start_uniforms))
+    uniforms[: n // 2, 0] = 0.0  # half the rows start from a one-exposure prefix
+    state = simulator.initial_state(users, uniforms).state
+    assert state.beliefs.shape == (n, 2, simulator.members[0].interest_filter.state_width)
+
+    rows = simulator._users[users]
+    lo = pool.offsets[rows]
+    end = lo + 1 + np.floor(uniforms[:, 0] * (pool.offsets[rows + 1] - lo - 1)).astype(np.int64)
+    for row in range(n):
+        span = np.arange(lo[row], end[row])
+        items = torch.from_numpy(pool.items[span][None])
+        inputs = torch.from_numpy(
+            simulator_inputs(simulator, pool.feedback[span], pool.gap_before[span])[None]
+        )
+        features = torch.from_numpy(pool.user_features[rows[row]][None])
+        for k, member in enumerate(simulator.members):
+            with torch.inference_mode():
+                expected = member.filter_state(items, inputs, features)[0].numpy()
+            np.testing.assert_allclose(state.beliefs[row, k], expected, rtol=1e-4, atol=1e-5)
+
+    start = state.beliefs.copy()
+    step_items, step_inputs = [], []
+    for _ in range(3):
+        slates = rng.integers(0, simulator.n_items, (n, 1))
+        response = simulator.respond(state, slates, rng.random((n, simulator.n_step_uniforms)))
+        step_items.append(slates)
+        step_inputs.append(state.inputs[:, -1:].copy())
+        assert response.feedback.shape == (n, 1, len(simulator.signals))
+    new_items = torch.from_numpy(np.concatenate(step_items, axis=1))
+    new_inputs = torch.from_numpy(np.concatenate(step_inputs, axis=1))
+    for k, member in enumerate(simulator.members):
+        with torch.inference_mode():
+            expected = member.advance_filter(torch.from_numpy(start[:, k]), new_items, new_inputs).numpy()
+        np.testing.assert_allclose(state.beliefs[:, k], expected, rtol=1e-4, atol=1e-5)
+
+    short = np.arange(n // 2)  # 1 + 3 exposures: the episode fits the window of 8
+    slates = rng.integers(0, simulator.n_items, (len(short), 3))
+    carried = simulator.predict(
+        state.items[short], state.inputs[short], slates, -1, state.user_features[short], state.beliefs[short]
+    )
+    windowed = simulator.predict(
+        state.items[short], state.inputs[short], slates, -1, state.user_features[short]
+    )
+    np.testing.assert_allclose(carried["click"], windowed["click"], rtol=1e-4, atol=1e-6)
+
+
+def simulator_inputs(simulator, feedback, gap_before):
+    from simulators.data import model_inputs
+
+    return model_inputs(feedback, gap_before, np.asarray(simulator.schema.scales, dtype=np.float32))
+
+
+def test_a_saved_filter_simulator_loads_with_identical_states_and_predictions(filter_simulator, tmp_path):
+    import simulators
+
+    loaded = simulators.load(simulators.save(filter_simulator, tmp_path / "sim"))
+    rng = np.random.default_rng(1)
+    users = rng.integers(0, filter_simulator.n_users, 32)
+    uniforms = rng.random((32, filter_simulator.n_start_uniforms))
+    before = filter_simulator.initial_state(users, uniforms).state
+    after = loaded.initial_state(users, uniforms).state
+    np.testing.assert_array_equal(before.beliefs, after.beliefs)
+    slates = rng.integers(0, filter_simulator.n_items, (32, 4))
+    args = (before.items, before.inputs, slates, -1, before.user_features, before.beliefs)
+    np.testing.assert_array_equal(filter_simulator.predict(*args)["click"], loaded.predict(*args)["click"])
