@@ -173,7 +173,9 @@ def interest_estimate_click_aucs(steps: int, seed: int, history_lens=(20, 50)) -
     return out
 
 
-def world_filter_click_auc(steps: int, seed: int) -> dict:
+def world_filter_click_auc(
+    steps: int, seed: int, window: int | None = None, drift: bool = True, predict_satiation: bool = True
+) -> dict:
     """The click AUC of a filter that knows everything about the world except the user's interest.
 
     It has the world's equations and its true catalogue (embeddings, clickbait, categories) and tracks
@@ -190,6 +192,10 @@ def world_filter_click_auc(steps: int, seed: int) -> dict:
     history a world log holds (no warm start) and runs on the steps `world_metrics` scores (3-session
     episodes of uniform recommendations, `steps` of them with seed `seed`), so its figure sits next to
     the simulator's `logged_history` AUC. A learned simulator has to learn what this filter is given.
+
+    Ablations: `window` reads only the last `window` exposures (the belief restarts from the prior
+    there, as a simulator trained on windows of that length does); `drift=False` leaves the drift out;
+    `predict_satiation=False` leaves satiation out of the predictions (the updates keep it).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -206,21 +212,47 @@ def world_filter_click_auc(steps: int, seed: int) -> dict:
     env = SeqRecVectorEnv(num_envs=num_envs, sessions_per_episode=3, history_len=20, user_features=True)
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
-    mean = np.zeros((num_envs, cfg.embedding_dim))
-    cov = np.zeros((num_envs, cfg.embedding_dim, cfg.embedding_dim))
+    dim = cfg.embedding_dim
+    prior_mean = np.zeros((num_envs, dim))
+    mean = np.zeros((num_envs, dim))
+    cov = np.zeros((num_envs, dim, dim))
     satiation = np.zeros((num_envs, cfg.n_categories))
+    # The exposures read so far, newest last (for `window`): item, click offset, click, watch-time logit.
+    kept = window or 1
+    past_item = np.zeros((num_envs, kept), dtype=np.int64)
+    past_offset = np.zeros((num_envs, kept))
+    past_click = np.zeros((num_envs, kept))
+    past_watch = np.zeros((num_envs, kept))
+    past_count = np.zeros(num_envs, dtype=np.int64)
 
     def start(rows):
-        mean[rows] = np.c_[obs["user_features"][rows], np.ones(len(rows))] @ prior_map
-        cov[rows] = prior_cov
+        prior_mean[rows] = np.c_[obs["user_features"][rows], np.ones(len(rows))] @ prior_map
+        mean[rows], cov[rows] = prior_mean[rows], prior_cov
         satiation[rows] = 0.0
+        past_count[rows] = 0
 
-    def logit_parts(rows, items):
-        weights = cfg.affinity_weight * embeddings[items]  # the logit is <weights, u> + offset
-        offset = (
-            world._item_utility[items] - cfg.satiation_weight * satiation[rows, world.item_category[items]]
-        )
-        return weights, offset
+    def update(mean, cov, items, offset, click, watch):
+        """The belief (in place) after exposures `items` with click offsets, clicks and watch-time logits."""
+        a = cfg.affinity_weight * embeddings[items]
+        p = 1.0 / (1.0 + np.exp(-((a * mean).sum(1) + offset)))
+        pa = np.einsum("nij,nj->ni", cov, a)
+        gain = pa / (1.0 / np.maximum(p * (1.0 - p), 1e-6) + (a * pa).sum(1))[:, None]
+        cov -= np.einsum("ni,nj->nij", gain, pa)
+        mean += np.einsum("nij,nj->ni", cov, a) * (click - p)[:, None]
+        # A consumed item's watch time: logit(completion) - w_q (q - 1/2) = w_ca <u, e> + logistic noise of
+        # scale `completion_noise`, taken as Gaussian of the same variance (a Kalman step).
+        c = np.flatnonzero(click > 0)
+        a = cfg.completion_affinity_weight * embeddings[items[c]]
+        pa = np.einsum("nij,nj->ni", cov[c], a)
+        gain = pa / ((a * pa).sum(1) + cfg.completion_noise**2 * np.pi**2 / 3)[:, None]
+        mean[c] += gain * (watch[c] - (a * mean[c]).sum(1))[:, None]
+        cov[c] -= np.einsum("ni,nj->nij", gain, pa)
+        if drift:  # the world's transition: a click pulls the interest
+            g = cfg.interest_drift
+            unit = mean[c] / np.linalg.norm(mean[c], axis=1, keepdims=True)
+            norm = np.linalg.norm((1 - g) * unit + g * embeddings[items[c]], axis=1)
+            mean[c] = ((1 - g) * mean[c] + g * embeddings[items[c]]) / norm[:, None]
+            cov[c] *= ((1 - g) / norm)[:, None, None] ** 2
 
     start(np.arange(num_envs))
     everyone = np.arange(num_envs)
@@ -228,9 +260,29 @@ def world_filter_click_auc(steps: int, seed: int) -> dict:
     predicted, true, clicks = [], [], []
     while len(clicks) * num_envs < steps:
         action = rng.integers(0, world.n_items, size=num_envs)
-        a, c = logit_parts(everyone, action)
+        a = cfg.affinity_weight * embeddings[action]  # the logit is <a, u> + offset
+        offset = (
+            world._item_utility[action]
+            - cfg.satiation_weight * satiation[everyone, world.item_category[action]]
+        )
+        if window:  # the belief from the prior over the last `window` exposures only
+            mean[:], cov[:] = prior_mean, prior_cov
+            for k in range(window):
+                rows = np.flatnonzero(past_count > window - 1 - k)
+                if len(rows):
+                    m, p = mean[rows], cov[rows]
+                    update(
+                        m,
+                        p,
+                        past_item[rows, k],
+                        past_offset[rows, k],
+                        past_click[rows, k],
+                        past_watch[rows, k],
+                    )
+                    mean[rows], cov[rows] = m, p
         variance = np.einsum("ni,nij,nj->n", a, cov, a)
-        p_hat = 1.0 / (1.0 + np.exp(-((a * mean).sum(1) + c) / np.sqrt(1.0 + np.pi * variance / 8.0)))
+        shown = offset if predict_satiation else world._item_utility[action]
+        p_hat = 1.0 / (1.0 + np.exp(-((a * mean).sum(1) + shown) / np.sqrt(1.0 + np.pi * variance / 8.0)))
         true_p = world.click_probabilities(env.user_state)[everyone, action]
         obs, _, terminated, truncated, info = env.step(action)
         click = info["feedback"][:, 0]
@@ -238,36 +290,27 @@ def world_filter_click_auc(steps: int, seed: int) -> dict:
         predicted.append(p_hat[live])
         true.append(true_p[live])
         clicks.append(click[live])
-        # Laplace step on the response (Sherman-Morrison for the covariance).
-        a, c = a[live], c[live]
-        p = 1.0 / (1.0 + np.exp(-((a * mean[live]).sum(1) + c)))
-        pa = np.einsum("nij,nj->ni", cov[live], a)
-        gain = pa / (1.0 / np.maximum(p * (1.0 - p), 1e-6) + (a * pa).sum(1))[:, None]
-        cov[live] -= np.einsum("ni,nj->nij", gain, pa)
-        mean[live] += np.einsum("nij,nj->ni", cov[live], a) * (click[live] - p)[:, None]
-        # A consumed item's watch time: logit(completion) - w_q (q - 1/2) = w_ca <u, e> + logistic noise of
-        # scale `completion_noise`, taken as Gaussian of the same variance (a Kalman step).
-        consumed = live[click[live] > 0]
-        item = action[consumed]
-        completion = np.clip(info["feedback"][consumed, 1] / world.item_duration_s[item], 1e-6, 1 - 1e-6)
-        observed = np.log(completion / (1 - completion)) - cfg.completion_quality_weight * (
-            world.item_quality[item] - 0.5
+        completion = np.clip(info["feedback"][:, 1] / world.item_duration_s[action], 1e-6, 1 - 1e-6)
+        watch = np.log(completion / (1 - completion)) - cfg.completion_quality_weight * (
+            world.item_quality[action] - 0.5
         )
-        a = cfg.completion_affinity_weight * embeddings[item]
-        pa = np.einsum("nij,nj->ni", cov[consumed], a)
-        gain = pa / ((a * pa).sum(1) + cfg.completion_noise**2 * np.pi**2 / 3)[:, None]
-        mean[consumed] += gain * (observed - (a * mean[consumed]).sum(1))[:, None]
-        cov[consumed] -= np.einsum("ni,nj->nij", gain, pa)
-        # The world's transition: satiation decays, a click adds to its category and pulls the interest.
+        if window:
+            for past, value in (
+                (past_item, action),
+                (past_offset, offset),
+                (past_click, click),
+                (past_watch, watch),
+            ):
+                past[live] = np.roll(past[live], -1, axis=1)
+                past[live, -1] = value[live]
+            past_count[live] = np.minimum(past_count[live] + 1, window)
+        else:
+            m, p = mean[live], cov[live]
+            update(m, p, action[live], offset[live], click[live], watch[live])
+            mean[live], cov[live] = m, p
         satiation[live] *= cfg.satiation_step_decay
         clicked = live[click[live] > 0]
-        item = action[clicked]
-        satiation[clicked, world.item_category[item]] += 1.0
-        g = cfg.interest_drift
-        unit = mean[clicked] / np.linalg.norm(mean[clicked], axis=1, keepdims=True)
-        norm = np.linalg.norm((1 - g) * unit + g * embeddings[item], axis=1)
-        mean[clicked] = ((1 - g) * mean[clicked] + g * embeddings[item]) / norm[:, None]
-        cov[clicked] *= ((1 - g) / norm)[:, None, None] ** 2
+        satiation[clicked, world.item_category[action[clicked]]] += 1.0
         if "_return_gap" in info:
             ended = np.flatnonzero(info["_return_gap"])
             satiation[ended] *= np.exp(-cfg.satiation_daily_decay * info["return_gap"][ended])[:, None]
@@ -351,6 +394,12 @@ def main() -> None:
         )
         interest = interest_estimate_click_aucs(steps // 2, args.seed)
         world_filter = world_filter_click_auc(50_000, args.seed + 1)  # world_metrics' steps
+        world_filter["last_64_exposures"] = world_filter_click_auc(50_000, args.seed + 1, window=64)["filter"]
+        world_filter["last_20_exposures"] = world_filter_click_auc(50_000, args.seed + 1, window=20)["filter"]
+        world_filter["without_drift"] = world_filter_click_auc(50_000, args.seed + 1, drift=False)["filter"]
+        world_filter["without_satiation"] = world_filter_click_auc(
+            50_000, args.seed + 1, predict_satiation=False
+        )["filter"]
         print(
             json.dumps(
                 {
