@@ -437,7 +437,14 @@ def exposures(
 
 
 def _insert_negatives(users, items, ts, feedback, breaks, n_items, rate, seed):
-    """Insert `rate` unobserved items per observed row (click 0, zero feedback), before or after it."""
+    """Insert `rate` unobserved items per observed row (click 0, zero feedback) into the same user's
+    sequence, at positions that make each user's sequence a uniformly random interleaving of their
+    observed rows (in their order) and their negatives.
+
+    Placing each negative next to the row it was drawn for would give every consecutive pair exactly one
+    click: a sequence model reads that alternation (a click is likelier after a non-click) and the
+    window positions' parity, and its held-out click AUC measures the sampling (docs/simulators.md).
+    `users` must be sorted (as the logs are: by user, then time)."""
     rng = np.random.default_rng(seed)
     n = len(items)
     counts = np.floor(rate).astype(int) + (rng.random(n) < rate - np.floor(rate))
@@ -450,17 +457,23 @@ def _insert_negatives(users, items, ts, feedback, breaks, n_items, rate, seed):
         if not clash.any():
             break
         negatives[clash] = rng.integers(0, n_items, size=int(clash.sum()))
-    after = rng.random(len(owner)) < 0.5
-    # Sort key: observed rows at 2*row+1, negatives before (2*row) or after (2*row+2, stable).
-    key = np.concatenate([2 * np.arange(n) + 1, 2 * owner + 2 * after])
-    order = np.argsort(key, kind="stable")
+    # A uniformly random interleaving: each user's observed rows take that user's sorted uniform draws as
+    # keys (so they keep their order), each negative an independent uniform draw; sorting merges them.
+    draws = rng.random(n)
+    observed_key = users + draws[np.lexsort((draws, users))]
+    negative_key = users[owner] + rng.random(len(owner))
+    # The observed row a negative sits before (after, past the user's last row): its time and session.
+    anchor = np.searchsorted(observed_key, negative_key)
+    past_end = (anchor == n) | (users[np.minimum(anchor, n - 1)] != users[owner])
+    anchor = np.where(past_end, anchor - 1, anchor)
+    order = np.argsort(np.concatenate([observed_key, negative_key]), kind="stable")
     all_users = np.concatenate([users, users[owner]])[order]
     all_items = np.concatenate([items, negatives])[order]
-    all_ts = np.concatenate([ts, ts[owner]])[order]
+    all_ts = np.concatenate([ts, ts[anchor]])[order]
     neg_feedback = np.zeros((len(owner), feedback.shape[1]), dtype=np.float32)
     all_feedback = np.concatenate([feedback, neg_feedback])[order]
     # A negative placed before a session's first row takes over the session start.
-    row_of = np.concatenate([np.arange(n), owner])[order]
+    row_of = np.concatenate([np.arange(n), anchor])[order]
     first_of_row = np.r_[True, row_of[1:] != row_of[:-1]]
     all_breaks = first_of_row & breaks[row_of]
     return all_users, all_items, all_ts, all_feedback, all_breaks
@@ -521,6 +534,12 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
     default), every target is scored from the last position, as a simulator step scores the slate; a
     larger stride gives fewer windows per epoch and each target a history of at least
     `length - stride + 1` exposures when the user has them.
+
+    With a stride above 1, each user's windows are shifted by a phase in `[0, stride)` (spread over
+    users by a fixed hash of the user's index), so the newest window is right-padded by that many
+    positions: a user's final exposure, always a leave because the log ends there, then lands on any
+    of the last `stride` positions alike, not always on the last one, which a simulator step reads
+    (there, the leave head learned a leave rate several times too high: docs/simulators.md, point 2).
     """
     pad = schema.n_items
     stride = length if stride is None else min(int(stride), length)
@@ -529,13 +548,18 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
     rows, owner = [], []
     for u in range(log.n_users):
         lo, hi = int(log.offsets[u]), int(log.offsets[u + 1])
-        for end in range(hi, lo + 1, -stride):  # each window holds a target: end - lo >= 2
-            rows.append((max(lo, end - length - 1), end))
-            owner.append(u)
+        phase = (u * 2654435761) % (2**32) % stride  # Knuth's multiplicative hash: phases spread evenly
+        for end in range(hi + phase, lo + 1, -stride):  # each window holds a target: end - lo >= 2
+            if min(end, hi) - lo >= 2:
+                rows.append((max(lo, end - length - 1), end, hi))
+                owner.append(u)
     w = len(rows)
     index = np.full((w, length + 1), -1, dtype=np.int64)
-    for j, (start, end) in enumerate(rows):
-        index[j, length + 1 - (end - start) :] = np.arange(start, end)
+    for j, (start, end, hi) in enumerate(rows):
+        # positions past the user's last exposure stay padding
+        index[j, length + 1 - (end - start) : length + 1 - (end - start) + (min(end, hi) - start)] = (
+            np.arange(start, min(end, hi))
+        )
     real = index >= 0
     safe = np.maximum(index, 0)
     scales = np.asarray(schema.scales, dtype=np.float32)

@@ -150,15 +150,17 @@ class ResponseModel(nn.Module):
         inputs: torch.Tensor,
         user_features: torch.Tensor | None,
         last_only: bool = False,
+        belief: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`hidden` plus `W_f m`, with the interest filter's packed state `(m, vec P, S)` appended
-        (unchanged without the filter)."""
+        (unchanged without the filter); the state is `belief` when given, else read from `items`."""
         if self.interest_filter is None:
             return hidden
-        real = (items != self.encoder.pad_id).to(inputs.dtype)
-        belief = self.interest_filter(
-            items, self.item_vectors(items), inputs, real, user_features, last_only=last_only
-        )
+        if belief is None:
+            real = (items != self.encoder.pad_id).to(inputs.dtype)
+            belief = self.interest_filter(
+                items, self.item_vectors(items), inputs, real, user_features, last_only=last_only
+            )
         hidden = hidden + self.filter_projection(belief[..., : self.interest_filter.dim])
         return torch.cat([hidden, belief], dim=-1)
 
@@ -198,10 +200,7 @@ class ResponseModel(nn.Module):
         if self.click_pooling:
             hidden = hidden + self.pooled(items, inputs, last_only=True)
         hidden = self.with_user(hidden, user_features)
-        if belief is None or self.interest_filter is None:
-            return self.with_filter(hidden, items, inputs, user_features, last_only=True)
-        hidden = hidden + self.filter_projection(belief[..., : self.interest_filter.dim])
-        return torch.cat([hidden, belief], dim=-1)
+        return self.with_filter(hidden, items, inputs, user_features, last_only=True, belief=belief)
 
     def filter_state(
         self, items: torch.Tensor, inputs: torch.Tensor, user_features: torch.Tensor | None = None

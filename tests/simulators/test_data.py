@@ -72,6 +72,30 @@ def test_positive_only_data_gets_sampled_negatives():
     np.testing.assert_array_equal(log.items, again.items)  # seeded
 
 
+def test_sampled_negatives_interleave_with_clicks_at_random():
+    """A click must not predict the next exposure's label: a negative placed next to the row it was drawn
+    for gives every pair exactly one click, and a model then learns to alternate (docs/simulators.md)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "user_id": np.repeat(np.arange(40), 50),
+            "item_id": np.concatenate([rng.choice(400, 50, replace=False) for _ in range(40)]),
+            "timestamp": np.tile(np.arange(50) * 60.0, 40),
+            "rating": rng.integers(1, 6, 2000).astype(float),
+        }
+    )
+    data = LoggedInteractions.from_frame(frame, item_catalogue=np.arange(400))
+    schema = build_schema(data, session_gap_hours=1.0)
+    log = exposures(data, schema, session_gap_hours=1.0, negative_rate=1.0, seed=0)
+    click = log.feedback[:, 0] > 0
+    previous, current = click[:-1], click[1:]
+    same_user = np.ones(len(previous), bool)
+    same_user[log.offsets[1:-1] - 1] = False
+    after_click = current[previous & same_user].mean()
+    after_skip = current[~previous & same_user].mean()
+    assert abs(after_click - after_skip) < 0.1  # adjacent placement gives about 0.25 against 0.75
+
+
 def test_inactivity_sessions_without_session_id():
     data = _logs(with_click=False)
     schema = build_schema(data, session_gap_hours=1.0)
@@ -100,8 +124,11 @@ def test_every_target_is_scored_from_the_last_positions_of_a_right_aligned_windo
     w = windows(log, schema, length=length, stride=stride)
     mask = w.target_mask()
     assert mask.sum() == len(log.items) - log.n_users  # each target once
-    # Targets only in the last `stride` positions; every window ends with a real exposure (right-aligned).
-    assert not mask[:, : length - stride].any() and (w.items[:, -1] != schema.n_items).all()
+    # Targets only in the last `stride` positions; a window ends with a real exposure (right-aligned) but
+    # for a user's newest window at a stride above 1, right-padded by its phase (fewer than `stride`).
+    assert not mask[:, : length - stride].any()
+    trailing = np.argmax(w.items[:, ::-1] != schema.n_items, axis=1)
+    assert (trailing == 0).all() if stride == 1 else (trailing < stride).all()
     history = (w.items[:, :-1] != schema.n_items).cumsum(axis=1)
     if stride == 1:
         # As a simulator step sees it: the newest exposure last, the history all before it, at most L.
@@ -112,6 +139,22 @@ def test_every_target_is_scored_from_the_last_positions_of_a_right_aligned_windo
         full = w.items[:, 0] != schema.n_items
         assert full.any() and (history[mask & full[:, None]] >= length - stride + 1).all()
     assert len(w.items) >= len(windows(log, schema, length=length).items)
+
+
+def test_a_users_final_exposure_lands_on_any_of_the_last_stride_positions(world_logs):
+    """The log's end is always a leave; at a stride above 1 it must not always sit on the last position,
+    the one a simulator step reads, or the leave head learns to leave there (docs/simulators.md, point 2)."""
+    schema = build_schema(world_logs, session_gap_hours=1.0)
+    log = exposures(world_logs, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0)
+    w = windows(log, schema, length=20, stride=4)
+    assert w.target_mask().sum() == (log.lengths() - 1).sum()
+    trailing = np.argmax(w.items[:, ::-1] != schema.n_items, axis=1)  # padding after the newest exposure
+    counts = np.bincount(trailing, minlength=4)
+    assert len(counts) == 4 and (counts[1:] >= log.n_users // 8).all()
+    # the leave rate at the last position is close to the rate over all target positions
+    mask = w.target_mask()
+    leave = w.leave[:, 1:]
+    assert abs(leave[:, -1][mask[:, -1]].mean() - leave[mask].mean()) < 0.5 * leave[mask].mean()
 
 
 def test_split_users_is_disjoint_and_seeded():
