@@ -39,7 +39,7 @@ class SimulatorConfig:
     updated by each history exposure's click and continuous signals as an extended Kalman filter does, with
     drift and satiation, that shifts and tempers the click logit; a running simulator carries it across the
     whole episode. Best with long windows (`history_len=64, window_stride=16`: world click AUC +0.009,
-    ml-100k +0.016); not the default, for its costs (docs/simulators.md, point 8)."""
+    ml-100k +0.005); not the default, for its costs (docs/simulators.md, point 8)."""
     filter_dim: int = 16
     """K: dimension of the interest filter's latent interest."""
     d_model: int = 32
