@@ -13,6 +13,11 @@ its feedback) and `z = MLP([h_t, e_c, h_t * e_c])`:
     P(leave | click = k)       = sigmoid(z_{leave,k})
     log(return gap days)       ~ Normal(mu_gap, sigma_gap)  at a session end
 
+With `interest_filter`, a learned Bayesian filter of the user's interest and satiation
+(`simulators.interest_filter`) reads the history too: `h_t` gains `W_f m_t`, the state carries the
+filter's `(m, P, S)`, and the click logit becomes `(z_click + b_c - S . V e_c + a_c . m) / sqrt(1 +
+pi a_c'P a_c / 8)`.
+
 Trained with the negative log-likelihood of all heads (the click term times `click_loss_weight`) on the
 target positions of left-padded windows
 (teacher forcing: position t predicts the response to exposure t + 1). Binary heads are calibrated
