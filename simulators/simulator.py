@@ -20,6 +20,7 @@ With one item and default parameters the choice is `P(click)` itself.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -144,16 +145,17 @@ class LearnedSimulator:
         self._scales = np.asarray(schema.scales, dtype=np.float32)
         self._low = np.asarray(schema.low, dtype=np.float32)
         self._high = np.asarray(schema.high, dtype=np.float32)
-        self._belief_offsets, self._belief_checkpoints = self._filter_checkpoints()
         with torch.no_grad():
             table = members[0].item_vectors(torch.arange(self.n_items))
             self._unit_items = (table / table.norm(dim=1, keepdim=True).clamp_min(1e-8)).numpy().copy()
 
+    @functools.cached_property
     @torch.inference_mode()
     def _filter_checkpoints(self) -> tuple[np.ndarray, np.ndarray]:
         """Each member's interest-filter state after every `BELIEF_CHECKPOINT_EVERY` exposures of each
         start-pool sequence, from its first: `offsets` [U + 1] into `checkpoints` [C, M, W] (user u's j-th
-        checkpoint, after `j * BELIEF_CHECKPOINT_EVERY` exposures, is row `offsets[u] + j`)."""
+        checkpoint, after `j * BELIEF_CHECKPOINT_EVERY` exposures, is row `offsets[u] + j`). Computed at the
+        first episode start, and shared by the views `with_options` makes."""
         pool, every = self.start_pool, BELIEF_CHECKPOINT_EVERY
         counts = pool.lengths() // every + 1
         offsets = np.zeros(pool.n_users + 1, dtype=np.int64)
@@ -183,13 +185,18 @@ class LearnedSimulator:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Items [N, width] and model inputs [N, width, F + 1] of start-pool rows `start .. start + count - 1`,
         left-aligned and padded after `count` (a padded position is no exposure)."""
-        pool = self.start_pool
         index = start[:, None] + np.arange(width)[None, :]
-        real = np.arange(width)[None, :] < count[:, None]
+        items, _, inputs = self._pool_rows(index, np.arange(width)[None, :] < count[:, None])
+        return items, inputs
+
+    def _pool_rows(self, index: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Items, raw feedback and model inputs of start-pool rows `index` [N, T] where `real`, padding elsewhere."""
+        pool = self.start_pool
         safe = np.where(real, index, 0)
         items = np.where(real, pool.items[safe], self.n_items)
-        inputs = model_inputs(pool.feedback[safe], pool.gap_before[safe], self._scales) * real[..., None]
-        return items, inputs
+        feedback = pool.feedback[safe] * real[..., None]
+        inputs = model_inputs(feedback, pool.gap_before[safe] * real, self._scales) * real[..., None]
+        return items, feedback, inputs
 
     @property
     def history_len(self) -> int:
@@ -207,11 +214,7 @@ class LearnedSimulator:
         # The prefix holds at least one exposure and leaves at least one for the episode to differ from.
         end = lo + 1 + np.floor(uniforms[:, 0] * (hi - lo - 1)).astype(np.int64)
         index = end[:, None] - length + np.arange(length)[None, :]  # [N, L]
-        real = index >= lo[:, None]
-        safe = np.where(real, index, 0)
-        items = np.where(real, pool.items[safe], self.n_items)
-        feedback = pool.feedback[safe] * real[..., None]
-        inputs = model_inputs(feedback, pool.gap_before[safe] * real, self._scales) * real[..., None]
+        items, feedback, inputs = self._pool_rows(index, index >= lo[:, None])
         parameters = self._draw_parameters(uniforms[:, 1:], n)
         state = SimulatorState(
             user_ids=user_ids.copy(),
@@ -238,7 +241,8 @@ class LearnedSimulator:
         whole logged prefix): the nearest checkpoint, advanced over the rest."""
         every = BELIEF_CHECKPOINT_EVERY
         read = end - self.start_pool.offsets[users]
-        beliefs = self._belief_checkpoints[self._belief_offsets[users] + read // every].copy()
+        offsets, checkpoints = self._filter_checkpoints
+        beliefs = checkpoints[offsets[users] + read // every].copy()
         if not beliefs.shape[2]:
             return beliefs
         done = read - read % every
@@ -436,7 +440,7 @@ class LearnedSimulator:
         report_disagreement: bool = False,
     ) -> LearnedSimulator:
         """The same trained members as a simulator set and/or with the disagreement signal."""
-        return LearnedSimulator(
+        view = LearnedSimulator(
             self.config,
             self.schema,
             self.members,
@@ -445,6 +449,9 @@ class LearnedSimulator:
             parameter_ranges=parameter_ranges,
             report_disagreement=report_disagreement,
         )
+        if "_filter_checkpoints" in self.__dict__:  # same members, same start pool
+            view.__dict__["_filter_checkpoints"] = self._filter_checkpoints
+        return view
 
     def __repr__(self) -> str:
         return (
