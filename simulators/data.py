@@ -412,10 +412,12 @@ def exposures(
     n = len(items)
     starts = np.flatnonzero(breaks)
     ends = np.r_[starts[1:], n] - 1
-    lengths = ends - starts + 1
     leave = np.zeros(n, dtype=np.float32)
     leave[ends] = 1.0
-    cut = lengths >= schema.max_session_length
+    # A session as long as the longest logged one is taken as cut by a step limit; count the logged rows
+    # only (sampled negatives make positive-only sessions longer than any logged one).
+    logged_rows = np.add.reduceat((feedback[:, 0] > 0) if schema.positive_only else np.ones(n), starts)
+    cut = logged_rows >= schema.max_session_length
     leave_known = np.ones(n, dtype=bool)
     leave_known[ends[cut]] = False
     leave[ends[cut]] = 0.0
@@ -444,7 +446,9 @@ def _insert_negatives(users, items, ts, feedback, breaks, n_items, rate, seed):
     Placing each negative next to the row it was drawn for would give every consecutive pair exactly one
     click: a sequence model reads that alternation (a click is likelier after a non-click) and the
     window positions' parity, and its held-out click AUC measures the sampling (docs/simulators.md).
-    `users` must be sorted (as the logs are: by user, then time)."""
+    Negatives that fall between two sessions are split at a random point of the gap: the first ones end
+    the earlier session, the rest start the later one. `users` must be sorted (as the logs are: by user,
+    then time)."""
     rng = np.random.default_rng(seed)
     n = len(items)
     counts = np.floor(rate).astype(int) + (rng.random(n) < rate - np.floor(rate))
@@ -466,6 +470,17 @@ def _insert_negatives(users, items, ts, feedback, breaks, n_items, rate, seed):
     anchor = np.searchsorted(observed_key, negative_key)
     past_end = (anchor == n) | (users[np.minimum(anchor, n - 1)] != users[owner])
     anchor = np.where(past_end, anchor - 1, anchor)
+    # Negatives between two of a user's sessions split at a random point of the gap: those before it end
+    # the earlier session (so a session can end on a non-click), the rest start the later one.
+    follows = np.r_[False, users[1:] == users[:-1]]  # the row has an observed predecessor of its user
+    split = np.where(
+        breaks & follows,
+        observed_key[np.maximum(np.arange(n) - 1, 0)]
+        + rng.random(n) * (observed_key - observed_key[np.maximum(np.arange(n) - 1, 0)]),
+        -np.inf,
+    )
+    ends_earlier = ~past_end & (negative_key < split[anchor])
+    anchor = np.where(ends_earlier, anchor - 1, anchor)
     order = np.argsort(np.concatenate([observed_key, negative_key]), kind="stable")
     all_users = np.concatenate([users, users[owner]])[order]
     all_items = np.concatenate([items, negatives])[order]

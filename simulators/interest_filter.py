@@ -157,7 +157,9 @@ class InterestFilter(nn.Module):
             pulled = (drift * present.squeeze(-1) * clicked[:, t])[:, None]  # k where clicked, else 0
             along = radius * mean / mean.norm(dim=-1, keepdim=True).clamp_min(1e-6)
             shift = ((1.0 - pulled) * along + pulled * drift_target[:, t]).norm(dim=-1, keepdim=True) / radius
-            shift = shift.clamp_min(1e-3)
+            # Only a drift rescales (elsewhere |along| / rho = 1, or 0 for a zero mean, as a learned prior
+            # without user features starts).
+            shift = torch.where(pulled > 0, shift.clamp_min(1e-3), torch.ones_like(shift))
             mean = ((1.0 - pulled) * mean + pulled * drift_target[:, t]) / shift
             cov = cov * ((1.0 - pulled) / shift).square()[..., None]
             keep = satiation_decay * torch.exp(-daily_decay * gap_days[:, t, None])

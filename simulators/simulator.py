@@ -20,7 +20,6 @@ With one item and default parameters the choice is `P(click)` itself.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -145,17 +144,22 @@ class LearnedSimulator:
         self._scales = np.asarray(schema.scales, dtype=np.float32)
         self._low = np.asarray(schema.low, dtype=np.float32)
         self._high = np.asarray(schema.high, dtype=np.float32)
+        self._shared_cache: dict = {}  # what views of the same members and start pool share (filter checkpoints)
         with torch.no_grad():
             table = members[0].item_vectors(torch.arange(self.n_items))
             self._unit_items = (table / table.norm(dim=1, keepdim=True).clamp_min(1e-8)).numpy().copy()
 
-    @functools.cached_property
-    @torch.inference_mode()
     def _filter_checkpoints(self) -> tuple[np.ndarray, np.ndarray]:
         """Each member's interest-filter state after every `BELIEF_CHECKPOINT_EVERY` exposures of each
         start-pool sequence, from its first: `offsets` [U + 1] into `checkpoints` [C, M, W] (user u's j-th
         checkpoint, after `j * BELIEF_CHECKPOINT_EVERY` exposures, is row `offsets[u] + j`). Computed at the
-        first episode start, and shared by the views `with_options` makes."""
+        first episode start of this simulator or of any view `with_options` made of it (they share them)."""
+        if "checkpoints" not in self._shared_cache:
+            self._shared_cache["checkpoints"] = self._compute_filter_checkpoints()
+        return self._shared_cache["checkpoints"]
+
+    @torch.inference_mode()
+    def _compute_filter_checkpoints(self) -> tuple[np.ndarray, np.ndarray]:
         pool, every = self.start_pool, BELIEF_CHECKPOINT_EVERY
         counts = pool.lengths() // every + 1
         offsets = np.zeros(pool.n_users + 1, dtype=np.int64)
@@ -241,7 +245,7 @@ class LearnedSimulator:
         whole logged prefix): the nearest checkpoint, advanced over the rest."""
         every = BELIEF_CHECKPOINT_EVERY
         read = end - self.start_pool.offsets[users]
-        offsets, checkpoints = self._filter_checkpoints
+        offsets, checkpoints = self._filter_checkpoints()
         beliefs = checkpoints[offsets[users] + read // every].copy()
         if not beliefs.shape[2]:
             return beliefs
@@ -449,8 +453,7 @@ class LearnedSimulator:
             parameter_ranges=parameter_ranges,
             report_disagreement=report_disagreement,
         )
-        if "_filter_checkpoints" in self.__dict__:  # same members, same start pool
-            view.__dict__["_filter_checkpoints"] = self._filter_checkpoints
+        view._shared_cache = self._shared_cache  # same members, same start pool
         return view
 
     def __repr__(self) -> str:

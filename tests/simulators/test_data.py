@@ -80,7 +80,10 @@ def test_sampled_negatives_interleave_with_clicks_at_random():
         {
             "user_id": np.repeat(np.arange(40), 50),
             "item_id": np.concatenate([rng.choice(400, 50, replace=False) for _ in range(40)]),
-            "timestamp": np.tile(np.arange(50) * 60.0, 40),
+            # 5 sessions of 7-12 ratings (the longest counts as cut by a step limit: no leave label)
+            "timestamp": np.tile(
+                np.arange(50) * 60.0 + np.searchsorted([7, 18, 30, 41], np.arange(50), "right") * DAY, 40
+            ),
             "rating": rng.integers(1, 6, 2000).astype(float),
         }
     )
@@ -94,6 +97,12 @@ def test_sampled_negatives_interleave_with_clicks_at_random():
     after_click = current[previous & same_user].mean()
     after_skip = current[~previous & same_user].mean()
     assert abs(after_click - after_skip) < 0.1  # adjacent placement gives about 0.25 against 0.75
+    # Negatives between two sessions split at a random point: sessions end on non-clicks too (expected
+    # share 1 - ln 2 of the session ends that have a later session of the user), not on clicks only.
+    final = np.zeros(len(click), bool)
+    final[log.offsets[1:] - 1] = True
+    ends = (log.leave > 0) & ~final
+    assert ends.sum() >= 40 and 0.15 < (~click[ends]).mean() < 0.5
 
 
 def test_inactivity_sessions_without_session_id():

@@ -49,13 +49,21 @@ def test_state_read_in_parts_equals_state_read_at_once():
     torch.testing.assert_close(every[:, 4], part)
 
 
-def test_padding_is_no_exposure():
-    model = _filter()
+@pytest.mark.parametrize("user_features", [True, False])
+def test_padding_is_no_exposure(user_features):
+    """Also from the zero prior mean a filter without user features starts at (padding once blew its
+    covariance up, and training went NaN)."""
+    torch.manual_seed(0)
+    model = InterestFilter(
+        D, N_ITEMS, n_user_features=3 if user_features else 0, continuous_index=(1,), dim=K
+    )
     items, vectors, inputs, real, features = _history()
-    with torch.inference_mode():
-        start = model.initial(len(items), features)
-        after_padding = model.advance(start, items[:, :2], vectors[:, :2], inputs[:, :2], real[:, :2])
+    features = features if user_features else None
+    start = model.initial(len(items), features)
+    after_padding = model.advance(start, items[:, :2], vectors[:, :2], inputs[:, :2], real[:, :2])
     torch.testing.assert_close(after_padding, start)
+    model(items, vectors, inputs, real, features).sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
 @pytest.mark.parametrize("clicked", [1.0, 0.0])
@@ -169,6 +177,11 @@ def simulator_inputs(simulator, feedback, gap_before):
     from simulators.data import model_inputs
 
     return model_inputs(feedback, gap_before, np.asarray(simulator.schema.scales, dtype=np.float32))
+
+
+def test_views_share_the_start_pool_checkpoints(filter_simulator):
+    view = filter_simulator.with_options(parameter_ranges={"leave_shift": (-0.5, 0.5)})
+    assert view._filter_checkpoints() is filter_simulator._filter_checkpoints()
 
 
 def test_a_saved_filter_simulator_loads_with_identical_states_and_predictions(filter_simulator, tmp_path):
