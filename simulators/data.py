@@ -473,12 +473,8 @@ def _insert_negatives(users, items, ts, feedback, breaks, n_items, rate, seed):
     # Negatives between two of a user's sessions split at a random point of the gap: those before it end
     # the earlier session (so a session can end on a non-click), the rest start the later one.
     follows = np.r_[False, users[1:] == users[:-1]]  # the row has an observed predecessor of its user
-    split = np.where(
-        breaks & follows,
-        observed_key[np.maximum(np.arange(n) - 1, 0)]
-        + rng.random(n) * (observed_key - observed_key[np.maximum(np.arange(n) - 1, 0)]),
-        -np.inf,
-    )
+    previous_key = np.r_[observed_key[:1], observed_key[:-1]]
+    split = np.where(breaks & follows, previous_key + rng.random(n) * (observed_key - previous_key), -np.inf)
     ends_earlier = ~past_end & (negative_key < split[anchor])
     anchor = np.where(ends_earlier, anchor - 1, anchor)
     order = np.argsort(np.concatenate([observed_key, negative_key]), kind="stable")
@@ -565,16 +561,15 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
         lo, hi = int(log.offsets[u]), int(log.offsets[u + 1])
         phase = (u * 2654435761) % (2**32) % stride  # Knuth's multiplicative hash: phases spread evenly
         for end in range(hi + phase, lo + 1, -stride):  # each window holds a target: end - lo >= 2
-            if min(end, hi) - lo >= 2:
-                rows.append((max(lo, end - length - 1), end, hi))
+            stop = min(end, hi)  # the newest window ends past the user's last exposure by the phase
+            if stop - lo >= 2:
+                rows.append((max(lo, end - length - 1), stop, end - stop))
                 owner.append(u)
     w = len(rows)
     index = np.full((w, length + 1), -1, dtype=np.int64)
-    for j, (start, end, hi) in enumerate(rows):
-        # positions past the user's last exposure stay padding
-        index[j, length + 1 - (end - start) : length + 1 - (end - start) + (min(end, hi) - start)] = (
-            np.arange(start, min(end, hi))
-        )
+    for j, (start, stop, trailing) in enumerate(rows):
+        right = length + 1 - trailing  # the last `trailing` positions stay padding
+        index[j, right - (stop - start) : right] = np.arange(start, stop)
     real = index >= 0
     safe = np.maximum(index, 0)
     scales = np.asarray(schema.scales, dtype=np.float32)
