@@ -174,7 +174,12 @@ def interest_estimate_click_aucs(steps: int, seed: int, history_lens=(20, 50)) -
 
 
 def world_filter_click_auc(
-    steps: int, seed: int, window: int | None = None, drift: bool = True, predict_satiation: bool = True
+    steps: int,
+    seed: int,
+    window: int | None = None,
+    drift: bool = True,
+    predict_satiation: bool = True,
+    other_signals: bool = False,
 ) -> dict:
     """The click AUC of a filter that knows everything about the world except the user's interest.
 
@@ -184,8 +189,9 @@ def world_filter_click_auc(
       features, with its residual covariance (the world's prior given what a users table shows);
     - after each shown item, a Laplace step on the click or no-click (the logit is `4 <u, e> + c`:
       Sherman-Morrison update of P, Newton step of m), as an extended Kalman filter does, and after a
-      consumed item a Kalman step on its watch time (the completion's logit is linear in <u, e>); the
-      rarer likes, follows, shares and hates are left out, so the filter is near-optimal, not optimal;
+      consumed item a Kalman step on its watch time (the completion's logit is linear in <u, e>); likes,
+      follows, shares and hates are left out unless `other_signals` (they add little), so the filter is
+      near-optimal, not optimal;
     - after a click, the world's drift `u <- normalise(0.92 u + 0.08 e)` applied to m (normalised by
       the length the step gives a unit vector along m), P scaled alike.
     Its prediction is the probit approximation of E[sigmoid(logit)] under the belief. It reads the
@@ -195,7 +201,10 @@ def world_filter_click_auc(
 
     Ablations: `window` reads only the last `window` exposures (the belief restarts from the prior
     there, as a simulator trained on windows of that length does); `drift=False` leaves the drift out;
-    `predict_satiation=False` leaves satiation out of the predictions (the updates keep it).
+    `predict_satiation=False` leaves satiation out of the predictions (the updates keep it);
+    `other_signals=True` adds Laplace steps on the world's like and follow laws after a click (their logits
+    are linear in <u, e> given the completion and quality) and on its hate law after a non-click (shares
+    carry nothing about the interest once the completion is known).
     """
     from sklearn.metrics import roc_auc_score
 
@@ -223,6 +232,7 @@ def world_filter_click_auc(
     past_offset = np.zeros((num_envs, kept))
     past_click = np.zeros((num_envs, kept))
     past_watch = np.zeros((num_envs, kept))
+    past_signals = np.zeros((num_envs, kept, 4))  # like, follow, hate, satiation of the item's category
     past_count = np.zeros(num_envs, dtype=np.int64)
 
     def start(rows):
@@ -231,14 +241,36 @@ def world_filter_click_auc(
         satiation[rows] = 0.0
         past_count[rows] = 0
 
-    def update(mean, cov, items, offset, click, watch):
-        """The belief (in place) after exposures `items` with click offsets, clicks and watch-time logits."""
-        a = cfg.affinity_weight * embeddings[items]
+    def laplace(mean, cov, a, offset, outcome):
+        """One Laplace step (in place) on a Bernoulli outcome whose logit is `<a, u> + offset`."""
         p = 1.0 / (1.0 + np.exp(-((a * mean).sum(1) + offset)))
         pa = np.einsum("nij,nj->ni", cov, a)
         gain = pa / (1.0 / np.maximum(p * (1.0 - p), 1e-6) + (a * pa).sum(1))[:, None]
         cov -= np.einsum("ni,nj->nij", gain, pa)
-        mean += np.einsum("nij,nj->ni", cov, a) * (click - p)[:, None]
+        mean += np.einsum("nij,nj->ni", cov, a) * (outcome - p)[:, None]
+
+    def update(mean, cov, items, offset, click, watch, signals):
+        """The belief (in place) after exposures `items` with click offsets, clicks, watch-time logits and
+        (like, follow, hate) outcomes."""
+        laplace(m, p, cfg.affinity_weight * embeddings[items], offset, click)
+        if other_signals:  # the world's like and follow (after a click) and hate (after none) laws
+            c = np.flatnonzero(click > 0)
+            e = embeddings[items[c]]
+            completion = 1.0 / (
+                1.0
+                + np.exp(-(watch[c] + cfg.completion_quality_weight * (world.item_quality[items[c]] - 0.5)))
+            )
+            for weight, bias, outcome in (
+                (1.5, -3.0 + 4.0 * completion, signals[c, 0]),
+                (3.0, -5.0 + 2.0 * world.item_quality[items[c]], signals[c, 1]),
+            ):
+                mc, pc = mean[c], cov[c]
+                laplace(mc, pc, weight * e, bias, outcome)
+                mean[c], cov[c] = mc, pc
+            s = np.flatnonzero(click == 0)
+            mc, pc = mean[s], cov[s]
+            laplace(mc, pc, -2.0 * embeddings[items[s]], -3.5 + signals[s, 3], signals[s, 2])
+            mean[s], cov[s] = mc, pc
         # A consumed item's watch time: logit(completion) - w_q (q - 1/2) = w_ca <u, e> + logistic noise of
         # scale `completion_noise`, taken as Gaussian of the same variance (a Kalman step).
         c = np.flatnonzero(click > 0)
@@ -278,6 +310,7 @@ def world_filter_click_auc(
                         past_offset[rows, k],
                         past_click[rows, k],
                         past_watch[rows, k],
+                        past_signals[rows, k],
                     )
                     mean[rows], cov[rows] = m, p
         variance = np.einsum("ni,nij,nj->n", a, cov, a)
@@ -294,19 +327,21 @@ def world_filter_click_auc(
         watch = np.log(completion / (1 - completion)) - cfg.completion_quality_weight * (
             world.item_quality[action] - 0.5
         )
+        signals = np.c_[info["feedback"][:, [2, 3, 5]], satiation[everyone, world.item_category[action]]]
         if window:
             for past, value in (
                 (past_item, action),
                 (past_offset, offset),
                 (past_click, click),
                 (past_watch, watch),
+                (past_signals, signals),
             ):
                 past[live] = np.roll(past[live], -1, axis=1)
                 past[live, -1] = value[live]
             past_count[live] = np.minimum(past_count[live] + 1, window)
         else:
             m, p = mean[live], cov[live]
-            update(m, p, action[live], offset[live], click[live], watch[live])
+            update(m, p, action[live], offset[live], click[live], watch[live], signals[live])
             mean[live], cov[live] = m, p
         satiation[live] *= cfg.satiation_step_decay
         clicked = live[click[live] > 0]
@@ -399,6 +434,9 @@ def main() -> None:
         world_filter["without_drift"] = world_filter_click_auc(50_000, args.seed + 1, drift=False)["filter"]
         world_filter["without_satiation"] = world_filter_click_auc(
             50_000, args.seed + 1, predict_satiation=False
+        )["filter"]
+        world_filter["with_likes_follows_hates"] = world_filter_click_auc(
+            50_000, args.seed + 1, other_signals=True
         )["filter"]
         print(
             json.dumps(

@@ -60,7 +60,8 @@ class SimulatorState:
     gap_mean: np.ndarray  # [N] log-days mean of the return gap, from the last step
     gap_sigma: np.ndarray  # [N]
     user_features: np.ndarray  # [N, P] float32 encoded features of the logged user each row started from
-    beliefs: np.ndarray  # [N, M, W] float32 each member's interest-filter state (W = 0 without a filter)
+    beliefs: np.ndarray  # [N, M, W] float32 each member's interest-filter state (W = 0 without a filter);
+    # in a simulator set only the row's own member's is kept, the others are NaN
     parameters: dict[str, np.ndarray] = field(default_factory=dict)
     """Behaviour parameters per row (`PARAMETERS`)."""
 
@@ -229,7 +230,7 @@ class LearnedSimulator:
             gap_mean=np.zeros(n),
             gap_sigma=np.ones(n),
             user_features=pool.user_features[users],
-            beliefs=self._start_beliefs(users, end),
+            beliefs=self._start_beliefs(users, end, self._own_members(parameters)),
             parameters=parameters,
         )
         history_feedback = feedback
@@ -240,9 +241,10 @@ class LearnedSimulator:
         )
 
     @torch.inference_mode()
-    def _start_beliefs(self, users: np.ndarray, end: np.ndarray) -> np.ndarray:
+    def _start_beliefs(self, users: np.ndarray, end: np.ndarray, members: np.ndarray | None) -> np.ndarray:
         """`[N, M, W]` each member's filter state after start-pool rows `offsets[user] .. end - 1` (the user's
-        whole logged prefix): the nearest checkpoint, advanced over the rest."""
+        whole logged prefix): the nearest checkpoint, advanced over the rest (`members` as in
+        `_advance_beliefs`)."""
         every = BELIEF_CHECKPOINT_EVERY
         read = end - self.start_pool.offsets[users]
         offsets, checkpoints = self._filter_checkpoints()
@@ -251,10 +253,28 @@ class LearnedSimulator:
             return beliefs
         done = read - read % every
         items, inputs = self._pool_exposures(self.start_pool.offsets[users] + done, read - done, every - 1)
+        self._advance_beliefs(beliefs, members, items, inputs)
+        return beliefs
+
+    @torch.inference_mode()
+    def _advance_beliefs(
+        self, beliefs: np.ndarray, members: np.ndarray | None, items: np.ndarray, inputs: np.ndarray
+    ) -> None:
+        """Advance `beliefs` [N, M, W] in place over exposures `items` [N, T] with `inputs` [N, T, F + 1].
+
+        `members` [N] (a simulator set: each row reads its own member only) advances just that member's
+        state and sets the others to NaN, so that a state no step keeps current cannot be read by mistake;
+        None advances every member's (an ensemble, whose mean reads them all)."""
         items, inputs = torch.from_numpy(items), torch.from_numpy(inputs)
         for k, member in enumerate(self.members):
-            beliefs[:, k] = member.advance_filter(torch.from_numpy(beliefs[:, k]), items, inputs).numpy()
-        return beliefs
+            rows = slice(None) if members is None else np.flatnonzero(members == k)
+            if members is not None:
+                beliefs[members != k, k] = np.nan
+                if not len(rows):
+                    continue
+            beliefs[rows, k] = member.advance_filter(
+                torch.from_numpy(beliefs[rows, k]), items[rows], inputs[rows]
+            ).numpy()
 
     def _draw_parameters(self, uniforms: np.ndarray, n: int) -> dict[str, np.ndarray]:
         params = {name: np.full(n, float(value)) for name, value in DEFAULT_PARAMETERS.items()}
@@ -339,10 +359,17 @@ class LearnedSimulator:
         result["sigma"] = result["sigma"] * scales
         return result
 
+    def _own_members(self, parameters: dict[str, np.ndarray]) -> np.ndarray | None:
+        """Each row's member [N] where rows read their own member alone (a simulator set of several
+        members); None where every row reads the ensemble mean (or the only member)."""
+        if self.parameter_ranges is None or len(self.members) == 1:
+            return None
+        return parameters["member"]
+
     def _predict_rows(self, state: SimulatorState, slates: np.ndarray) -> dict:
         """`predict` with each row's own member (simulator sets) or the ensemble mean."""
-        members = state.parameters["member"]
-        if self.parameter_ranges is None or len(self.members) == 1:
+        members = self._own_members(state.parameters)
+        if members is None:
             member = -1 if len(self.members) > 1 else 0
             return self.predict(state.items, state.inputs, slates, member, state.user_features, state.beliefs)
         result: dict[str, np.ndarray] = {}
@@ -411,12 +438,7 @@ class LearnedSimulator:
         step_inputs = model_inputs(feedback[..., :n_signals], np.zeros((n, k), np.float32), self._scales)
         step_inputs[:, 0, -1] = np.log1p(state.pending_gap)
         if state.beliefs.shape[2]:
-            with torch.inference_mode():
-                new_items, new_inputs = torch.from_numpy(slates), torch.from_numpy(step_inputs)
-                for j, member in enumerate(self.members):
-                    state.beliefs[:, j] = member.advance_filter(
-                        torch.from_numpy(state.beliefs[:, j]), new_items, new_inputs
-                    ).numpy()
+            self._advance_beliefs(state.beliefs, self._own_members(params), slates, step_inputs)
         state.items = np.concatenate([state.items[:, k:], slates], axis=1)
         state.inputs = np.concatenate([state.inputs[:, k:], step_inputs], axis=1)
         state.pending_gap = np.zeros(n)

@@ -197,3 +197,32 @@ def test_a_saved_filter_simulator_loads_with_identical_states_and_predictions(fi
     slates = rng.integers(0, filter_simulator.n_items, (32, 4))
     args = (before.items, before.inputs, slates, -1, before.user_features, before.beliefs)
     np.testing.assert_array_equal(filter_simulator.predict(*args)["click"], loaded.predict(*args)["click"])
+
+
+def test_a_simulator_set_carries_only_each_rows_own_member(filter_simulator):
+    """A simulator-set row reads its own member alone, so only that member's filter state is advanced (the
+    others are NaN, never read); the state it carries equals the ensemble simulator's for that member."""
+    simset = filter_simulator.with_options(parameter_ranges={"leave_shift": (0.0, 0.0)})
+    rng = np.random.default_rng(2)
+    n = 24
+    users = rng.integers(0, filter_simulator.n_users, n)
+    uniforms = rng.random((n, simset.n_start_uniforms))
+    state = simset.initial_state(users, uniforms).state
+    ensemble = filter_simulator.initial_state(users, uniforms[:, :1]).state
+    own = state.parameters["member"]
+    assert len(np.unique(own)) == 2
+    for _ in range(3):
+        slates = rng.integers(0, filter_simulator.n_items, (n, 2))
+        step_uniforms = rng.random((n, simset.n_step_uniforms))
+        simset.respond(state, slates, step_uniforms)
+        # The ensemble's state, advanced over the same exposures (its responses would differ: feed the set's).
+        with torch.inference_mode():
+            for k, member in enumerate(filter_simulator.members):
+                ensemble.beliefs[:, k] = member.advance_filter(
+                    torch.from_numpy(ensemble.beliefs[:, k]),
+                    torch.from_numpy(slates),
+                    torch.from_numpy(state.inputs[:, -2:].copy()),
+                ).numpy()
+    rows = np.arange(n)
+    np.testing.assert_allclose(state.beliefs[rows, own], ensemble.beliefs[rows, own], rtol=1e-5, atol=1e-6)
+    assert np.isnan(state.beliefs[rows, 1 - own]).all()
