@@ -518,6 +518,7 @@ class Windows(NamedTuple):
     stride: int  # each window's targets are its last `stride` exposures
     pad_id: int
     user_features: np.ndarray  # [W, P] float32 features of the window's user
+    rows: np.ndarray  # [W, L + 1] int64 row of the log at each position, -1 at padding
 
     def target_mask(self, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
         """`[W, L]` bool: position t predicts exposure t + 1, both are real, and t + 1 is a target here."""
@@ -588,4 +589,5 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
         stride,
         pad,
         log.user_features[np.asarray(owner, dtype=np.int64)],
+        index,
     )

@@ -139,14 +139,21 @@ class ResponseModel(nn.Module):
         return torch.cat([inputs, self.item_feature_table[items]], dim=-1)
 
     def states(
-        self, items: torch.Tensor, inputs: torch.Tensor, user_features: torch.Tensor | None = None
+        self,
+        items: torch.Tensor,
+        inputs: torch.Tensor,
+        user_features: torch.Tensor | None = None,
+        belief: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`[B, L, D]` hidden states of left-padded histories `items` [B, L] with inputs [B, L, F + 1]
-        and the users' features [B, P] (`[B, L, D + 2K + K*K]` with the interest filter's state appended)."""
+        and the users' features [B, P] (`[B, L, D + 2K + K*K]` with the interest filter's state appended:
+        `belief` [B, L, 2K + K*K] when given, the state after each position read from further back than the
+        window, else the window's own, read from the prior)."""
         hidden = self.encoder(items, feedback=self.encoder_inputs(items, inputs))
         if self.click_pooling:
             hidden = hidden + self.pooled(items, inputs)
-        return self.with_filter(self.with_user(hidden, user_features), items, inputs, user_features)
+        hidden = self.with_user(hidden, user_features)
+        return self.with_filter(hidden, items, inputs, user_features, belief=belief)
 
     def with_filter(
         self,

@@ -252,26 +252,29 @@ class LearnedSimulator:
         if not beliefs.shape[2]:
             return beliefs
         done = read - read % every
-        items, inputs = self._pool_exposures(self.start_pool.offsets[users] + done, read - done, every - 1)
-        self._advance_beliefs(beliefs, members, items, inputs)
+        left = read - done  # exposures past the checkpoint, fewer than `every`
+        if left.max(initial=0) > 0:  # the filter's loop runs as often as the longest rest needs, no more
+            width = int(left.max())
+            items, inputs = self._pool_exposures(self.start_pool.offsets[users] + done, left, width)
+            self._advance_beliefs(beliefs, members, items, inputs)
+        if members is not None:
+            beliefs[members[:, None] != np.arange(len(self.members))[None, :]] = np.nan
         return beliefs
 
     @torch.inference_mode()
     def _advance_beliefs(
         self, beliefs: np.ndarray, members: np.ndarray | None, items: np.ndarray, inputs: np.ndarray
     ) -> None:
-        """Advance `beliefs` [N, M, W] in place over exposures `items` [N, T] with `inputs` [N, T, F + 1].
-
-        `members` [N] (a simulator set: each row reads its own member only) advances just that member's
-        state and sets the others to NaN, so that a state no step keeps current cannot be read by mistake;
-        None advances every member's (an ensemble, whose mean reads them all)."""
+        """Advance `beliefs` [N, M, W] in place over exposures `items` [N, T] with `inputs` [N, T, F + 1]:
+        every member's state (None: an ensemble, whose mean reads them all), or with `members` [N] (a
+        simulator set, each row reading its own member alone) only each row's own member's. A simulator
+        set keeps the other members' states NaN, so that a state no step keeps current cannot be read by
+        mistake."""
         items, inputs = torch.from_numpy(items), torch.from_numpy(inputs)
         for k, member in enumerate(self.members):
             rows = slice(None) if members is None else np.flatnonzero(members == k)
-            if members is not None:
-                beliefs[members != k, k] = np.nan
-                if not len(rows):
-                    continue
+            if members is not None and not len(rows):
+                continue
             beliefs[rows, k] = member.advance_filter(
                 torch.from_numpy(beliefs[rows, k]), items[rows], inputs[rows]
             ).numpy()

@@ -110,13 +110,18 @@ def test_satiation_lowers_what_was_just_clicked_and_fades_with_time():
 
 
 @pytest.fixture(scope="module")
-def filter_simulator(world_logs):
+def filter_fit(world_logs):
     from simulators import SimulatorConfig, fit
 
     from .conftest import TINY
 
     config = SimulatorConfig(**{**TINY, "epochs": 1}, ensemble_size=2, interest_filter=True, filter_dim=4)
-    return fit(world_logs, config).simulator
+    return fit(world_logs, config)
+
+
+@pytest.fixture(scope="module")
+def filter_simulator(filter_fit):
+    return filter_fit.simulator
 
 
 def test_simulator_carries_each_members_filter_state(filter_simulator):
@@ -226,3 +231,44 @@ def test_a_simulator_set_carries_only_each_rows_own_member(filter_simulator):
     rows = np.arange(n)
     np.testing.assert_allclose(state.beliefs[rows, own], ensemble.beliefs[rows, own], rtol=1e-5, atol=1e-6)
     assert np.isnan(state.beliefs[rows, 1 - own]).all()
+
+
+def test_the_report_scores_the_filter_a_running_simulator_carries(filter_fit):
+    """Held-out clicks are scored a second time with the filter state read from the user's whole preceding
+    sequence: the same prediction where the history fits the window, another one where it does not."""
+    from simulators.data import windows
+    from simulators.report import CARRIED_CLICK, filter_state_before_each_row, log_metrics, teacher_forced
+
+    simulator = filter_fit.simulator
+    log = filter_fit.log.select(filter_fit.test_users)
+    scales = np.asarray(simulator.schema.scales, dtype=np.float32)
+    member = simulator.members[1]
+    before = filter_state_before_each_row(member, log, scales, batch_size=3)
+    for user in range(min(log.n_users, 4)):
+        lo, hi = log.offsets[user], log.offsets[user + 1]
+        features = torch.from_numpy(log.user_features[user : user + 1])
+        for row in (lo, lo + 1, (lo + hi) // 2, hi - 1):
+            span = np.arange(lo, row)
+            with torch.inference_mode():
+                expected = (
+                    member.interest_filter.initial(1, features)
+                    if row == lo
+                    else member.filter_state(
+                        torch.from_numpy(log.items[span][None]),
+                        torch.from_numpy(
+                            simulator_inputs(simulator, log.feedback[span], log.gap_before[span])[None]
+                        ),
+                        features,
+                    )
+                )[0].numpy()
+            np.testing.assert_allclose(before[row], expected, rtol=1e-4, atol=1e-5)
+
+    windowed, carried = (teacher_forced(simulator, log, carried=c)["pred"]["click"] for c in (False, True))
+    w = windows(log, simulator.schema, simulator.history_len, simulator.config.window_stride)
+    target = w.rows[:, 1:][w.target_mask()]
+    position = target - log.offsets[np.searchsorted(log.offsets, target, side="right") - 1]
+    fits = position <= simulator.history_len  # the window holds the target's whole history
+    assert fits.any() and (~fits).any()
+    np.testing.assert_allclose(carried[fits], windowed[fits], rtol=1e-4, atol=1e-6)
+    assert not np.allclose(carried[~fits], windowed[~fits], rtol=1e-3, atol=1e-4)
+    assert CARRIED_CLICK in log_metrics(simulator, log)
