@@ -98,11 +98,14 @@ class InterestFilter(nn.Module):
         real: torch.Tensor,
         user_features: torch.Tensor | None,
         last_only: bool = False,
+        start: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`[B, L, 2K + K*K]` (`[B, 2K + K*K]` with `last_only`): the state `(m, vec P, S)` after each position
         of left-padded histories `items` [B, L] with item vectors [B, L, D], inputs [B, L, F + 1] (click
-        first, the log1p gap last) and `real` [B, L] (1 where an exposure is present), from the prior."""
-        start = self.initial(items.shape[0], user_features)
+        first, the log1p gap last) and `real` [B, L] (1 where an exposure is present), from the state
+        `start` [B, 2K + K*K] (what the user's exposures before the window left), else from the prior."""
+        if start is None:
+            start = self.initial(items.shape[0], user_features)
         return self.advance(start, items, item_vectors, inputs, real, every_position=not last_only)
 
     def advance(

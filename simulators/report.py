@@ -9,9 +9,9 @@ Kolmogorov-Smirnov distance between the session lengths and return gaps the simu
 the logged ones. On the ground-truth world (when given): the learned click probability against the
 world's true one for a uniform policy, with AUC of both against the realised clicks.
 
-A simulator with an interest filter is scored twice on the clicks of held-out logs: `click`, its filter
-reading the encoder's window as in training, and `click, filter over the whole history`, its filter
-having read the user's whole preceding sequence, as a running simulator carries it.
+A simulator with an interest filter scores held-out exposures as it runs and trains: its filter has read
+the user's whole preceding sequence, its encoder the window. Its clicks are scored once more with the
+filter started at the window (`click, filter over the window only`).
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from simulators.data import ExposureLog, model_inputs, windows
 from simulators.simulator import LearnedSimulator
 
 N_BINS = 15
-CARRIED_CLICK = "click, filter over the whole history"
-"""The held-out metrics' key for a filter simulator's clicks scored as a running simulator scores them."""
+WINDOW_CLICK = "click, filter over the window only"
+"""The held-out metrics' key for a filter simulator's clicks scored with its filter started at the window."""
 
 
 def expected_calibration_error(p: np.ndarray, y: np.ndarray, n_bins: int = N_BINS) -> float:
@@ -56,58 +56,20 @@ def binary_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
-@torch.inference_mode()
-def filter_state_before_each_row(
-    member, log: ExposureLog, scales: np.ndarray, batch_size: int = 64
-) -> np.ndarray:
-    """`[T, 2K + K*K]` the interest filter's state before each row of `log`, having read the user's whole
-    sequence up to it from the prior (what a running simulator carries), not only a window."""
-    model_filter = member.interest_filter
-    states = np.zeros((len(log.items), model_filter.state_width), dtype=np.float32)
-    lengths = log.lengths()
-    by_length = np.argsort(lengths, kind="stable")  # batches of similar lengths pad little
-    for first in range(0, log.n_users, batch_size):
-        users = by_length[first : first + batch_size]
-        users = users[lengths[users] > 0]
-        if not len(users):
-            continue
-        width = int(lengths[users].max())
-        index = log.offsets[users][:, None] + np.arange(width)[None, :]
-        real = np.arange(width)[None, :] < lengths[users][:, None]
-        safe = np.where(real, index, 0)
-        items = torch.from_numpy(np.where(real, log.items[safe], member.encoder.pad_id))
-        inputs = torch.from_numpy(
-            model_inputs(log.feedback[safe], log.gap_before[safe], scales) * real[..., None]
-        )
-        features = torch.from_numpy(log.user_features[users])
-        after = model_filter(
-            items,
-            member.item_vectors(items),
-            inputs,
-            torch.from_numpy(real.astype(np.float32)),
-            features if features.shape[1] else None,
-        )  # [B, T, W] after each row
-        before = torch.cat([model_filter.initial(len(users), features if features.shape[1] else None)[:, None],
-                            after[:, :-1]], dim=1).numpy()  # fmt: skip
-        states[index[real]] = before[real]
-    return states
-
-
 def teacher_forced(
-    simulator: LearnedSimulator, log: ExposureLog, batch_size: int = 2048, carried: bool = False
+    simulator: LearnedSimulator, log: ExposureLog, batch_size: int = 2048, carried: bool = True
 ) -> dict[str, Any]:
     """Predictions for every exposure of `log` that has history, from the real preceding history.
 
-    With `carried` (a simulator with an interest filter), the filter's state is the one read from the user's
-    whole preceding sequence, as a running simulator carries it, instead of the encoder window's."""
+    A simulator with an interest filter scores as it runs (and trains): the filter's state has read the
+    user's whole preceding sequence, the encoder the window. `carried=False` starts the filter at the
+    window instead."""
     schema = simulator.schema
     length = simulator.history_len
     w = windows(log, schema, length, simulator.config.window_stride)
     mask = w.target_mask()
-    carried_states = None
-    if carried:
-        scales = np.asarray(schema.scales, dtype=np.float32)
-        carried_states = [filter_state_before_each_row(m, log, scales) for m in simulator.members]
+    scales = np.asarray(schema.scales, dtype=np.float32)
+    starts = [m.window_filter_starts(log, w, scales) if carried else None for m in simulator.members]
     parts: dict[str, list] = {k: [] for k in ("click", "binary", "mean", "leave", "gap_mean")}
     for start in range(0, len(w.items), batch_size):
         sl = slice(start, start + batch_size)
@@ -116,13 +78,10 @@ def teacher_forced(
         # encoder's hidden state at t), scores exposure t + 1.
         outs = []
         for k, member in enumerate(simulator.members):
-            belief = None
-            if carried_states is not None:  # the state position t predicts with: before target t + 1
-                target_rows = w.rows[sl, 1:]
-                belief = torch.from_numpy(carried_states[k][np.maximum(target_rows, 0)])
+            start = None if starts[k] is None else torch.from_numpy(starts[k][sl])
             with torch.inference_mode():
                 hidden = member.states(
-                    torch.from_numpy(items[:, :-1]), torch.from_numpy(inputs[:, :-1]), features, belief
+                    torch.from_numpy(items[:, :-1]), torch.from_numpy(inputs[:, :-1]), features, start
                 )
                 out = member.calibrated(member.heads(hidden, torch.from_numpy(items[:, 1:, None])))
             outs.append(out)
@@ -152,9 +111,9 @@ def log_metrics(simulator: LearnedSimulator, log: ExposureLog) -> dict[str, Any]
     clicked = tf["feedback"][:, 0]
     metrics: dict[str, Any] = {"click": binary_metrics(p_click, clicked)}
     if simulator.members[0].interest_filter is not None:
-        # What a running simulator predicts: its filter has read the user's whole history, not the window.
-        carried = teacher_forced(simulator, log, carried=True)["pred"]["click"]
-        metrics[CARRIED_CLICK] = binary_metrics(carried, clicked)
+        # How much the history before the window is worth: the filter read over the window alone.
+        windowed = teacher_forced(simulator, log, carried=False)["pred"]["click"]
+        metrics[WINDOW_CLICK] = binary_metrics(windowed, clicked)
     for j, name in enumerate(schema.other_binary):
         cond = tf["pred"]["binary"][:, j]  # [M, 2] given no click / click
         marginal = p_click * cond[:, 1] + (1 - p_click) * cond[:, 0]

@@ -38,7 +38,7 @@ from torch import nn
 
 from recsim_env.encoders import build, config_class
 from simulators.config import SimulatorConfig
-from simulators.data import DataSchema
+from simulators.data import DataSchema, ExposureLog, Windows, model_inputs
 from simulators.fast_path import last_state
 from simulators.interest_filter import InterestFilter
 
@@ -143,17 +143,16 @@ class ResponseModel(nn.Module):
         items: torch.Tensor,
         inputs: torch.Tensor,
         user_features: torch.Tensor | None = None,
-        belief: torch.Tensor | None = None,
+        filter_start: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`[B, L, D]` hidden states of left-padded histories `items` [B, L] with inputs [B, L, F + 1]
-        and the users' features [B, P] (`[B, L, D + 2K + K*K]` with the interest filter's state appended:
-        `belief` [B, L, 2K + K*K] when given, the state after each position read from further back than the
-        window, else the window's own, read from the prior)."""
+        and the users' features [B, P] (`[B, L, D + 2K + K*K]` with the interest filter's state appended,
+        read over the window from `filter_start` [B, 2K + K*K] when given, else from the prior)."""
         hidden = self.encoder(items, feedback=self.encoder_inputs(items, inputs))
         if self.click_pooling:
             hidden = hidden + self.pooled(items, inputs)
         hidden = self.with_user(hidden, user_features)
-        return self.with_filter(hidden, items, inputs, user_features, belief=belief)
+        return self.with_filter(hidden, items, inputs, user_features, filter_start=filter_start)
 
     def with_filter(
         self,
@@ -163,15 +162,17 @@ class ResponseModel(nn.Module):
         user_features: torch.Tensor | None,
         last_only: bool = False,
         belief: torch.Tensor | None = None,
+        filter_start: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """`hidden` plus `W_f m`, with the interest filter's packed state `(m, vec P, S)` appended
-        (unchanged without the filter); the state is `belief` when given, else read from `items`."""
+        (unchanged without the filter); the state is `belief` when given, else read from `items` (starting
+        from `filter_start`, else from the prior)."""
         if self.interest_filter is None:
             return hidden
         if belief is None:
             real = (items != self.encoder.pad_id).to(inputs.dtype)
             belief = self.interest_filter(
-                items, self.item_vectors(items), inputs, real, user_features, last_only=last_only
+                items, self.item_vectors(items), inputs, real, user_features, last_only, filter_start
             )
         hidden = hidden + self.filter_projection(belief[..., : self.interest_filter.dim])
         return torch.cat([hidden, belief], dim=-1)
@@ -225,6 +226,50 @@ class ResponseModel(nn.Module):
         return self.interest_filter(
             items, self.item_vectors(items), inputs, real, user_features, last_only=True
         )
+
+    @torch.inference_mode()
+    def filter_state_before_each_row(
+        self, log: ExposureLog, scales: np.ndarray, batch_size: int = 64
+    ) -> np.ndarray:
+        """`[T, 2K + K*K]` the interest filter's state before each row of `log`, having read the user's whole
+        sequence up to it from the prior (what a running simulator carries), not only a window."""
+        model_filter = self.interest_filter
+        states = np.zeros((len(log.items), model_filter.state_width), dtype=np.float32)
+        lengths = log.lengths()
+        by_length = np.argsort(lengths, kind="stable")  # batches of similar lengths pad little
+        for first in range(0, log.n_users, batch_size):
+            users = by_length[first : first + batch_size]
+            users = users[lengths[users] > 0]
+            if not len(users):
+                continue
+            width = int(lengths[users].max())
+            index = log.offsets[users][:, None] + np.arange(width)[None, :]
+            real = np.arange(width)[None, :] < lengths[users][:, None]
+            safe = np.where(real, index, 0)
+            items = torch.from_numpy(np.where(real, log.items[safe], self.encoder.pad_id))
+            inputs = model_inputs(log.feedback[safe], log.gap_before[safe], scales) * real[..., None]
+            features = torch.from_numpy(log.user_features[users]) if log.user_features.shape[1] else None
+            start = model_filter.initial(len(users), features)
+            after = model_filter.advance(  # [B, T, W]: the state after each row
+                start,
+                items,
+                self.item_vectors(items),
+                torch.from_numpy(inputs),
+                torch.from_numpy(real.astype(np.float32)),
+                every_position=True,
+            )
+            before = torch.cat([start[:, None], after[:, :-1]], dim=1).numpy()
+            states[index[real]] = before[real]
+        return states
+
+    def window_filter_starts(self, log: ExposureLog, w: Windows, scales: np.ndarray) -> np.ndarray | None:
+        """`[W, 2K + K*K]` the filter's state before each window `w` of `log` begins (its first real row),
+        from the user's whole sequence before it; None without a filter."""
+        if self.interest_filter is None:
+            return None
+        before = self.filter_state_before_each_row(log, scales)
+        first = np.where(w.rows >= 0, w.rows, np.iinfo(np.int64).max).min(axis=1)
+        return before[np.minimum(first, max(len(before) - 1, 0))]
 
     def advance_filter(self, belief: torch.Tensor, items: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """The filter state `belief` [B, 2K + K*K] after reading the new exposures `items` [B, T] with
@@ -286,9 +331,10 @@ class ResponseModel(nn.Module):
         inputs: torch.Tensor,
         batch: dict[str, torch.Tensor],
         user_features: torch.Tensor | None = None,
+        filter_start: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Mean negative log-likelihood over the window positions that have a history and a target."""
-        out = self.head_outputs(items, inputs, user_features)
+        out = self.head_outputs(items, inputs, user_features, filter_start)
         return self.objective(nll_terms(out, batch, self.n_binary))
 
     def objective(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -296,10 +342,15 @@ class ResponseModel(nn.Module):
         return sum(self.click_loss_weight * v if name == "click" else v for name, v in terms.items())
 
     def head_outputs(
-        self, items: torch.Tensor, inputs: torch.Tensor, user_features: torch.Tensor | None = None
+        self,
+        items: torch.Tensor,
+        inputs: torch.Tensor,
+        user_features: torch.Tensor | None = None,
+        filter_start: torch.Tensor | None = None,
     ) -> HeadOutputs:
-        """Teacher-forced outputs: position t of `items[:, :-1]` scores exposure t + 1. `[B, L]` each."""
-        hidden = self.states(items[:, :-1], inputs[:, :-1], user_features)  # [B, L, D]
+        """Teacher-forced outputs: position t of `items[:, :-1]` scores exposure t + 1. `[B, L]` each.
+        `filter_start`: the interest filter's state before the window (`filter_state_before_each_row`)."""
+        hidden = self.states(items[:, :-1], inputs[:, :-1], user_features, filter_start)  # [B, L, D]
         out = self.heads(hidden, items[:, 1:, None])  # one candidate per position: C = 1
         return HeadOutputs(*(x.squeeze(2) for x in out))
 

@@ -62,8 +62,18 @@ def _tensors(
     return items, inputs, features, batch
 
 
+def _starts(starts: np.ndarray | None, rows: np.ndarray) -> torch.Tensor | None:
+    """The interest filter's states before windows `rows` (None without a filter)."""
+    return None if starts is None else torch.from_numpy(starts[rows])
+
+
 def _evaluate(
-    model: ResponseModel, w: Windows, schema: DataSchema, monitor: str = "all", batch_size: int = 1024
+    model: ResponseModel,
+    w: Windows,
+    schema: DataSchema,
+    monitor: str = "all",
+    batch_size: int = 1024,
+    starts: np.ndarray | None = None,
 ) -> float:
     model.eval()
     total, count = 0.0, 0
@@ -71,7 +81,7 @@ def _evaluate(
         for start in range(0, len(w.items), batch_size):
             rows = np.arange(start, min(start + batch_size, len(w.items)))
             items, inputs, features, batch = _tensors(w, rows, schema)
-            out = model.head_outputs(items, inputs, features)
+            out = model.head_outputs(items, inputs, features, _starts(starts, rows))
             terms = nll_terms(out, batch, model.n_binary)
             value = model.objective(terms) if monitor == "all" else terms[monitor]
             total += float(value) * len(rows)
@@ -82,8 +92,8 @@ def _evaluate(
 def _fit_member(
     config: SimulatorConfig,
     schema: DataSchema,
-    train: Windows,
-    valid: Windows,
+    train: tuple[ExposureLog, Windows],
+    valid: tuple[ExposureLog, Windows],
     seed: int,
     deadline: float,
     history: list[dict],
@@ -99,21 +109,29 @@ def _fit_member(
         model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
     )
     rng = np.random.default_rng(seed)
+    scales = np.asarray(schema.scales, dtype=np.float32)
+    (train_log, train), (valid_log, valid) = train, valid
     best, best_state, stale = float("inf"), None, 0
     for epoch in range(config.epochs):
         started = time.perf_counter()
+        # With an interest filter, each window's filter starts from the state the user's exposures before it
+        # leave (as a running simulator carries it), read with this epoch's starting weights (truncated
+        # backpropagation through time: gradients stop at the window's start).
+        train_starts = model.window_filter_starts(train_log, train, scales)
         model.train()
         order = rng.permutation(len(train.items))
         losses = []
         for start in range(0, len(order), config.batch_size):
-            items, inputs, features, batch = _tensors(train, order[start : start + config.batch_size], schema)
-            loss = model.loss(items, inputs, batch, features)
+            rows = order[start : start + config.batch_size]
+            items, inputs, features, batch = _tensors(train, rows, schema)
+            loss = model.loss(items, inputs, batch, features, _starts(train_starts, rows))
             optimizer.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optimizer.step()
             losses.append(float(loss.detach()))
-        valid_loss = _evaluate(model, valid, schema, config.early_stopping)
+        valid_starts = model.window_filter_starts(valid_log, valid, scales)
+        valid_loss = _evaluate(model, valid, schema, config.early_stopping, starts=valid_starts)
         history.append(
             {
                 "member": member,
@@ -138,14 +156,22 @@ def _fit_member(
     return model
 
 
-def calibrate(model: ResponseModel, valid: Windows, schema: DataSchema, *, bias: bool = True) -> None:
+def calibrate(
+    model: ResponseModel,
+    valid: Windows,
+    schema: DataSchema,
+    *,
+    bias: bool = True,
+    filter_starts: np.ndarray | None = None,
+) -> None:
     """Fit each binary head's calibration (click, leave, each other binary signal) on `valid`: a
-    temperature and, with `bias`, an offset of the logit (Platt scaling)."""
+    temperature and, with `bias`, an offset of the logit (Platt scaling). `filter_starts`: the interest
+    filter's state before each window (`ResponseModel.window_filter_starts`)."""
     rows = np.arange(len(valid.items))
     items, inputs, features, batch = _tensors(valid, rows, schema)
     model.eval()
     with torch.inference_mode():
-        out = model.head_outputs(items, inputs, features)
+        out = model.head_outputs(items, inputs, features, _starts(filter_starts, rows))
     mask = batch["mask"] > 0
     click = batch["click"]
     branch = click.long()
@@ -232,7 +258,8 @@ def _fit(data: LoggedInteractions, config: SimulatorConfig | None, *, progress: 
         test_fraction=config.test_fraction,
         seed=config.seed,
     )
-    valid = windows(log.select(valid_users), schema, config.history_len, config.window_stride)
+    valid_log = log.select(valid_users)
+    valid = windows(valid_log, schema, config.history_len, config.window_stride)
     rng = np.random.default_rng(config.seed + 1)
     members, history = [], []
     with tqdm(
@@ -240,12 +267,23 @@ def _fit(data: LoggedInteractions, config: SimulatorConfig | None, *, progress: 
     ) as bar:
         for k in range(config.ensemble_size):
             users = train_users if config.ensemble_size == 1 else rng.choice(train_users, len(train_users))
-            train = windows(log.select(users), schema, config.history_len, config.window_stride)
+            train_log = log.select(users)
+            train = windows(train_log, schema, config.history_len, config.window_stride)
             model = _fit_member(
-                config, schema, train, valid, config.seed + 1000 * k, deadline, history, k, bar, item_features
+                config,
+                schema,
+                (train_log, train),
+                (valid_log, valid),
+                config.seed + 1000 * k,
+                deadline,
+                history,
+                k,
+                bar,
+                item_features,
             )
             if config.calibration != "none":
-                calibrate(model, valid, schema, bias=config.calibration == "platt")
+                starts = model.window_filter_starts(valid_log, valid, np.asarray(schema.scales, np.float32))
+                calibrate(model, valid, schema, bias=config.calibration == "platt", filter_starts=starts)
             members.append(model)
     item_tokens = np.asarray(data.item_ids.tokens).tolist()
     simulator = LearnedSimulator(config, schema, members, log, item_tokens)

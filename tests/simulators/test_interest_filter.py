@@ -233,17 +233,18 @@ def test_a_simulator_set_carries_only_each_rows_own_member(filter_simulator):
     assert np.isnan(state.beliefs[rows, 1 - own]).all()
 
 
-def test_the_report_scores_the_filter_a_running_simulator_carries(filter_fit):
-    """Held-out clicks are scored a second time with the filter state read from the user's whole preceding
-    sequence: the same prediction where the history fits the window, another one where it does not."""
+def test_the_filter_reads_the_users_whole_history_in_training_and_in_the_report(filter_fit):
+    """A window's filter starts from the state the user's earlier exposures leave (as a running simulator
+    carries it): held-out clicks get the same prediction as from the window alone where the history fits
+    the window, another one where it does not; the report also scores the window-only view."""
     from simulators.data import windows
-    from simulators.report import CARRIED_CLICK, filter_state_before_each_row, log_metrics, teacher_forced
+    from simulators.report import WINDOW_CLICK, log_metrics, teacher_forced
 
     simulator = filter_fit.simulator
     log = filter_fit.log.select(filter_fit.test_users)
     scales = np.asarray(simulator.schema.scales, dtype=np.float32)
     member = simulator.members[1]
-    before = filter_state_before_each_row(member, log, scales, batch_size=3)
+    before = member.filter_state_before_each_row(log, scales, batch_size=3)
     for user in range(min(log.n_users, 4)):
         lo, hi = log.offsets[user], log.offsets[user + 1]
         features = torch.from_numpy(log.user_features[user : user + 1])
@@ -263,12 +264,38 @@ def test_the_report_scores_the_filter_a_running_simulator_carries(filter_fit):
                 )[0].numpy()
             np.testing.assert_allclose(before[row], expected, rtol=1e-4, atol=1e-5)
 
-    windowed, carried = (teacher_forced(simulator, log, carried=c)["pred"]["click"] for c in (False, True))
     w = windows(log, simulator.schema, simulator.history_len, simulator.config.window_stride)
+    starts = member.window_filter_starts(log, w, scales)
+    first = np.array([r[r >= 0].min() for r in w.rows])
+    np.testing.assert_allclose(starts, before[first], rtol=1e-4, atol=1e-5)
+
+    carried, windowed = (teacher_forced(simulator, log, carried=c)["pred"]["click"] for c in (True, False))
     target = w.rows[:, 1:][w.target_mask()]
     position = target - log.offsets[np.searchsorted(log.offsets, target, side="right") - 1]
     fits = position <= simulator.history_len  # the window holds the target's whole history
     assert fits.any() and (~fits).any()
     np.testing.assert_allclose(carried[fits], windowed[fits], rtol=1e-4, atol=1e-6)
     assert not np.allclose(carried[~fits], windowed[~fits], rtol=1e-3, atol=1e-4)
-    assert CARRIED_CLICK in log_metrics(simulator, log)
+    assert WINDOW_CLICK in log_metrics(simulator, log)
+
+
+def test_training_starts_each_windows_filter_where_the_users_earlier_exposures_left_it(
+    world_logs, monkeypatch
+):
+    from simulators import SimulatorConfig, fit
+    from simulators.response_model import ResponseModel
+
+    from .conftest import TINY
+
+    seen = []
+    loss = ResponseModel.loss
+
+    def spy(self, items, inputs, batch, user_features=None, filter_start=None):
+        seen.append((filter_start, self.interest_filter.initial(len(items), user_features).detach()))
+        return loss(self, items, inputs, batch, user_features, filter_start)
+
+    monkeypatch.setattr(ResponseModel, "loss", spy)
+    fit(world_logs, SimulatorConfig(**{**TINY, "epochs": 1}, interest_filter=True, filter_dim=4))
+    assert seen and all(start is not None for start, _ in seen)
+    prior = np.concatenate([(start - initial).abs().amax(dim=1).numpy() < 1e-6 for start, initial in seen])
+    assert prior.any() and (~prior).any()  # windows at a sequence's start begin at the prior, later ones not
