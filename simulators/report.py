@@ -258,7 +258,9 @@ def world_metrics(simulator: LearnedSimulator, world_config=None, *, steps: int,
     10-item warm-start consumption (items the user had consumed before the episode), and the history
     that world *logs* hold, which starts at the episode's first shown item (the warm start is never
     logged, so it is what the simulator trained on). The top-level metrics use the observation; the
-    `logged_history` entry the logged view, the acceptance's "held-out world logs".
+    `logged_history` entry the logged view, the acceptance's "held-out world logs". A simulator with an
+    interest filter is scored as it runs: its filter state is carried over the whole episode (and, in the
+    observation view, the warm start), not read afresh from the window.
     """
     from recsim_env.envs.seqrec import SeqRecVectorEnv
     from recsim_env.world import UserWorld
@@ -292,6 +294,8 @@ def world_metrics(simulator: LearnedSimulator, world_config=None, *, steps: int,
     just_reset = np.zeros(num_envs, dtype=bool)
     steps_taken = np.zeros(num_envs, dtype=np.int64)  # shown items of this episode: its logged history
     positions = np.arange(length)[None, :]
+    carry = simulator.members[0].interest_filter is not None
+    beliefs = beliefs_logged = None
     learned, learned_logged, true, clicks = [], [], [], []
     while len(clicks) * num_envs < steps:
         actions = rng.integers(0, world.n_items, size=num_envs)
@@ -299,12 +303,25 @@ def world_metrics(simulator: LearnedSimulator, world_config=None, *, steps: int,
         inputs = model_inputs(obs["feedback"], gaps, scales) * (items < world.n_items)[..., None]
         logged = positions >= length - steps_taken[:, None]  # [N, L] the part a log would hold
         features = spec.encode_numeric(obs["user_features"]) if spec.width else None
-        predicted = simulator.predict(items, inputs, actions[:, None], user_features=features)["click"][:, 0]
+        if carry:  # score as a running simulator does: its filter has read the whole history, not the window
+            beliefs, beliefs_logged = _carry_beliefs(
+                simulator,
+                beliefs,
+                beliefs_logged,
+                items,
+                inputs,
+                features,
+                fresh=just_reset | (beliefs is None),
+            )
+        predicted = simulator.predict(
+            items, inputs, actions[:, None], user_features=features, beliefs=beliefs
+        )["click"][:, 0]
         predicted_logged = simulator.predict(
             np.where(logged, items, simulator.n_items),
             inputs * logged[..., None],
             actions[:, None],
             user_features=features,
+            beliefs=beliefs_logged,
         )["click"][:, 0]
         obs, _, terminated, truncated, info = env.step(actions)
         live = ~just_reset
@@ -342,6 +359,34 @@ def world_metrics(simulator: LearnedSimulator, world_config=None, *, steps: int,
         "logged_history": compare(learned_logged),
         "_samples": {"learned": learned, "true": true, "clicks": clicks},
     }
+
+
+@torch.inference_mode()
+def _carry_beliefs(simulator, beliefs, beliefs_logged, items, inputs, features, *, fresh):
+    """Each member's filter state `[N, M, W]` for the observed and the logged view of the histories `items`
+    [N, L]: for `fresh` rows (a new episode) read from the observation's history (the world's warm start)
+    and the prior (a log holds nothing yet); for the others advanced over the newest exposure."""
+    n = len(items)
+    features = None if features is None else torch.from_numpy(np.asarray(features, np.float32))
+    if beliefs is None:
+        width = simulator.members[0].interest_filter.state_width
+        beliefs = np.zeros((n, len(simulator.members), width), np.float32)
+        beliefs_logged = np.zeros_like(beliefs)
+    new, old = np.flatnonzero(fresh), np.flatnonzero(~fresh)
+    for k, member in enumerate(simulator.members):
+        if len(new):
+            part = None if features is None else features[new]
+            beliefs[new, k] = member.filter_state(
+                torch.from_numpy(items[new]), torch.from_numpy(inputs[new]), part
+            ).numpy()
+            beliefs_logged[new, k] = member.interest_filter.initial(len(new), part).numpy()
+        if len(old):
+            newest_item, newest = torch.from_numpy(items[old, -1:]), torch.from_numpy(inputs[old, -1:])
+            for view in (beliefs, beliefs_logged):
+                view[old, k] = member.advance_filter(
+                    torch.from_numpy(view[old, k]), newest_item, newest
+                ).numpy()
+    return beliefs, beliefs_logged
 
 
 def _markdown(metrics: dict, plots: list[str]) -> str:

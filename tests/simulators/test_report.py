@@ -11,13 +11,23 @@ class _Spy:
     def __init__(self, simulator) -> None:
         self.simulator = simulator
         self.histories: list[np.ndarray] = []
+        self.calls: list[tuple] = []
 
     def __getattr__(self, name):
         return getattr(self.simulator, name)
 
-    def predict(self, items, inputs, slates, member=-1, user_features=None):
+    def predict(self, items, inputs, slates, member=-1, user_features=None, beliefs=None):
         self.histories.append(items.copy())
-        return self.simulator.predict(items, inputs, slates, member, user_features)
+        self.calls.append(
+            (
+                items.copy(),
+                inputs.copy(),
+                slates.copy(),
+                user_features,
+                None if beliefs is None else beliefs.copy(),
+            )
+        )
+        return self.simulator.predict(items, inputs, slates, member, user_features, beliefs)
 
 
 def test_world_metrics_scores_from_the_observation_and_from_the_logged_history(tiny_fit):
@@ -42,3 +52,25 @@ def test_world_metrics_scores_from_the_observation_and_from_the_logged_history(t
         assert 0.0 <= part["learned"]["auc"] <= 1.0
         assert part["auc_gap"] == metrics["world_truth"]["auc"] - part["learned"]["auc"]
     assert metrics["learned"]["auc"] != metrics["logged_history"]["learned"]["auc"]
+
+
+def test_world_metrics_scores_a_filter_simulator_as_it_runs(world_logs):
+    """The filter's state is carried over the episode: from the prior in the logged view, from the warm
+    start in the observed one; while the history fits the window it predicts as the window does."""
+    from simulators import SimulatorConfig, fit
+    from simulators.report import world_metrics
+
+    from .conftest import TINY
+
+    simulator = fit(
+        world_logs, SimulatorConfig(**{**TINY, "epochs": 1}, interest_filter=True, filter_dim=4)
+    ).simulator
+    spy = _Spy(simulator)
+    world_metrics(spy, steps=1000, seed=3)
+    assert all(call[4] is not None for call in spy.calls)
+    # The first observation and the first 3 steps of the logged view fit the window (later observations
+    # have dropped warm-start items the carried state has read).
+    for items, inputs, slates, features, beliefs in [spy.calls[0], *spy.calls[1:7:2]]:
+        windowed = simulator.predict(items, inputs, slates, -1, features)["click"]
+        carried = simulator.predict(items, inputs, slates, -1, features, beliefs)["click"]
+        np.testing.assert_allclose(carried, windowed, rtol=1e-4, atol=1e-6)
