@@ -291,7 +291,8 @@ def world_metrics(simulator: LearnedSimulator, world_config=None, *, steps: int,
     scales = np.asarray(simulator.schema.scales, dtype=np.float32)
     gaps = np.zeros((num_envs, length), dtype=np.float32)
     pending = np.zeros(num_envs, dtype=np.float32)
-    just_reset = np.zeros(num_envs, dtype=bool)
+    just_reset = np.zeros(num_envs, dtype=bool)  # ended last step: this step delivers the new episode
+    new_episode = np.ones(num_envs, dtype=bool)  # this observation is an episode's first
     steps_taken = np.zeros(num_envs, dtype=np.int64)  # shown items of this episode: its logged history
     positions = np.arange(length)[None, :]
     carry = simulator.members[0].interest_filter is not None
@@ -311,7 +312,7 @@ def world_metrics(simulator: LearnedSimulator, world_config=None, *, steps: int,
                 items,
                 inputs,
                 features,
-                fresh=just_reset | (beliefs is None),
+                fresh=new_episode | just_reset,  # (a step whose predictions are not kept reads afresh too)
             )
         predicted = simulator.predict(
             items, inputs, actions[:, None], user_features=features, beliefs=beliefs
@@ -338,6 +339,7 @@ def world_metrics(simulator: LearnedSimulator, world_config=None, *, steps: int,
         gaps[done] = 0.0
         pending[done] = 0.0
         steps_taken = np.where(done, 0, steps_taken + live)
+        new_episode = just_reset
         just_reset = done
     learned, learned_logged, true, clicks = (
         np.concatenate(x)[:steps] for x in (learned, learned_logged, true, clicks)
