@@ -16,13 +16,15 @@ class SimulatorConfig:
     """Sequence encoder backbone (a name of `recsim_env.encoders.build`)."""
     history_len: int = 20
     """L: exposures of history the encoder reads."""
-    window_stride: int | None = 1
+    window_stride: int | None = 4
     """Training windows of up to `history_len + 1` exposures end every this many exposures and train on
     their last `window_stride` targets (None: `history_len`, windows that overlap by one exposure). With 1,
     every target is scored from the last position of a right-aligned window (left-padded near the start
-    of a sequence), exactly as a simulator step scores the slate. With a larger stride, each user's final exposure (a leave: the log ends there) always lands on
-    a window's last position, and the leave head learns that artefact: simulated sessions come out about
-    half as long (benchmarks/RESULTS.md)."""
+    of a sequence), exactly as a simulator step scores the slate; with 4, each target still has at least
+    `history_len - 3` exposures of history when the user has them, and an epoch is 4x shorter, which pays
+    for the interest filter's sequential updates. Each user's windows are phase-shifted so that the final
+    exposure (a leave: the log ends there) does not always land on a window's last position, whose leave
+    head would learn that artefact (simulated sessions came out about half as long: benchmarks/RESULTS.md)."""
     user_features: bool = True
     """Read the users table's features (`simulators.data.FeatureSpec`): a linear projection of them is
     added to the encoder's state before the heads, and environments observe them (`user_features=True`)."""
@@ -34,12 +36,13 @@ class SimulatorConfig:
     """Add to the encoder's state a projection of the recency-weighted means of the clicked and of the
     unclicked history items' vectors (learned weight per distance back): a direct path for "the user likes
     what they clicked", next to the encoder (world click AUC +0.004 to +0.006 over two seeds; docs/simulators.md)."""
-    interest_filter: bool = False
+    interest_filter: bool = True
     """Add a learned interest filter (`simulators.interest_filter`): a Gaussian belief over a latent interest,
     updated by each history exposure's click and continuous signals as an extended Kalman filter does, with
-    drift and satiation, that shifts and tempers the click logit; a running simulator carries it across the
-    whole episode. Best with long windows (`history_len=64, window_stride=16`: world click AUC +0.009,
-    ml-100k +0.005); not the default, for its costs (docs/simulators.md, point 8)."""
+    drift and satiation, that shifts and tempers the click logit. It reads the user's whole history, not
+    only the encoder's window: a running simulator carries its state across the episode, and training
+    starts each window's filter where the user's earlier exposures left it (world click AUC +0.006,
+    ml-100k +0.007, at about a third of the step throughput; docs/simulators.md, point 9)."""
     filter_dim: int = 16
     """K: dimension of the interest filter's latent interest."""
     d_model: int = 32

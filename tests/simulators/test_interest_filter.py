@@ -270,9 +270,10 @@ def test_the_filter_reads_the_users_whole_history_in_training_and_in_the_report(
     np.testing.assert_allclose(starts, before[first], rtol=1e-4, atol=1e-5)
 
     carried, windowed = (teacher_forced(simulator, log, carried=c)["pred"]["click"] for c in (True, False))
-    target = w.rows[:, 1:][w.target_mask()]
-    position = target - log.offsets[np.searchsorted(log.offsets, target, side="right") - 1]
-    fits = position <= simulator.history_len  # the window holds the target's whole history
+    # The window holds the target's whole history where it starts at the user's first exposure.
+    user_start = log.offsets[np.searchsorted(log.offsets, first, side="right") - 1]
+    mask = w.target_mask()
+    fits = np.broadcast_to((first == user_start)[:, None], mask.shape)[mask]
     assert fits.any() and (~fits).any()
     np.testing.assert_allclose(carried[fits], windowed[fits], rtol=1e-4, atol=1e-6)
     assert not np.allclose(carried[~fits], windowed[~fits], rtol=1e-3, atol=1e-4)
