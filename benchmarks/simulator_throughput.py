@@ -1,5 +1,6 @@
-"""Step throughput of `SeqRec-v0` on a learned transformer simulator (SASRec backbone, D = 64,
-L = 20): user-steps/s of the native vector env at N = 256 (one encoder call per step on [256, L]).
+"""Step throughput of `SeqRec-v0` on a learned transformer simulator (the default config: SASRec backbone,
+D = 32, L = 20, an interest filter): user-steps/s of the native vector env at N = 256 (one encoder call
+and one filter update per step on [256, L]).
 Prints one JSON line.
 
     python benchmarks/simulator_throughput.py [--quick] [--simulator DIR] [--seconds S]
