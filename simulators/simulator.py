@@ -30,9 +30,12 @@ from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog, model_inputs
 from simulators.response_model import ResponseModel
 
-BELIEF_CHECKPOINT_EVERY = 16
-"""A running simulator's interest filters start an episode from their state saved every this many exposures
-of the start pool's sequences, advanced over the rest of the prefix (at most this many minus one)."""
+BELIEF_CHECKPOINT_EVERY = (1, 2, 4, 8, 16)
+"""A running simulator's interest filters start an episode from their state saved every few exposures of
+the start pool's sequences, advanced over the rest of the prefix: every 1, 2, 4, 8 or 16 exposures, the
+densest that fits in `BELIEF_CHECKPOINT_BYTES` (a sparser one makes each episode start advance further)."""
+BELIEF_CHECKPOINT_BYTES = 256 * 2**20
+"""Memory the start pool's filter checkpoints may take (all members), unless even every 16th exceeds it."""
 DISAGREEMENT = "disagreement"
 """Name of the extra signal an ensemble reports when asked to (std of the members' click probability)."""
 SATIATION_STEP_DECAY = 0.85
@@ -150,26 +153,30 @@ class LearnedSimulator:
             table = members[0].item_vectors(torch.arange(self.n_items))
             self._unit_items = (table / table.norm(dim=1, keepdim=True).clamp_min(1e-8)).numpy().copy()
 
-    def _filter_checkpoints(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each member's interest-filter state after every `BELIEF_CHECKPOINT_EVERY` exposures of each
-        start-pool sequence, from its first: `offsets` [U + 1] into `checkpoints` [C, M, W] (user u's j-th
-        checkpoint, after `j * BELIEF_CHECKPOINT_EVERY` exposures, is row `offsets[u] + j`). Computed at the
-        first episode start of this simulator or of any view `with_options` made of it (they share them)."""
+    def _filter_checkpoints(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """Each member's interest-filter state after every `every` exposures of each start-pool sequence,
+        from its first (`every` from `BELIEF_CHECKPOINT_EVERY`): `(every, offsets, checkpoints)`, `offsets`
+        [U + 1] into `checkpoints` [C, M, W] (user u's j-th checkpoint, after `j * every` exposures, is row
+        `offsets[u] + j`). Computed at the first episode start of this simulator or of any view
+        `with_options` made of it (they share them)."""
         if "checkpoints" not in self._shared_cache:
             self._shared_cache["checkpoints"] = self._compute_filter_checkpoints()
         return self._shared_cache["checkpoints"]
 
     @torch.inference_mode()
-    def _compute_filter_checkpoints(self) -> tuple[np.ndarray, np.ndarray]:
-        pool, every = self.start_pool, BELIEF_CHECKPOINT_EVERY
-        counts = pool.lengths() // every + 1
-        offsets = np.zeros(pool.n_users + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
+    def _compute_filter_checkpoints(self) -> tuple[int, np.ndarray, np.ndarray]:
+        pool = self.start_pool
         model_filter = self.members[0].interest_filter
         width = 0 if model_filter is None else model_filter.state_width
+        for every in BELIEF_CHECKPOINT_EVERY:  # the densest that fits the memory budget
+            counts = pool.lengths() // every + 1
+            if int(counts.sum()) * len(self.members) * width * 4 <= BELIEF_CHECKPOINT_BYTES:
+                break
+        offsets = np.zeros(pool.n_users + 1, dtype=np.int64)
+        np.cumsum(counts, out=offsets[1:])
         checkpoints = np.zeros((offsets[-1], len(self.members), width), dtype=np.float32)
         if not width:
-            return offsets, checkpoints
+            return every, offsets, checkpoints
         for first in range(0, pool.n_users, 512):
             users = np.arange(first, min(first + 512, pool.n_users))
             lo, length = pool.offsets[users], pool.lengths()[users]
@@ -183,7 +190,7 @@ class LearnedSimulator:
                         lo + j * every, np.minimum(length - j * every, every), every
                     )
                     belief = member.advance_filter(belief, torch.from_numpy(items), torch.from_numpy(inputs))
-        return offsets, checkpoints
+        return every, offsets, checkpoints
 
     def _pool_exposures(
         self, start: np.ndarray, count: np.ndarray, width: int
@@ -245,9 +252,8 @@ class LearnedSimulator:
         """`[N, M, W]` each member's filter state after start-pool rows `offsets[user] .. end - 1` (the user's
         whole logged prefix): the nearest checkpoint, advanced over the rest (`members` as in
         `_advance_beliefs`)."""
-        every = BELIEF_CHECKPOINT_EVERY
         read = end - self.start_pool.offsets[users]
-        offsets, checkpoints = self._filter_checkpoints()
+        every, offsets, checkpoints = self._filter_checkpoints()
         beliefs = checkpoints[offsets[users] + read // every].copy()
         if not beliefs.shape[2]:
             return beliefs

@@ -124,10 +124,18 @@ def filter_simulator(filter_fit):
     return filter_fit.simulator
 
 
-def test_simulator_carries_each_members_filter_state(filter_simulator):
-    """Episodes start from the filter state of the user's whole logged prefix, each step reads the new
+@pytest.mark.parametrize("budget", [None, 0], ids=["checkpoint-every-exposure", "checkpoint-every-16th"])
+def test_simulator_carries_each_members_filter_state(filter_simulator, budget, monkeypatch):
+    """Episodes start from the filter state of the user's whole logged prefix (whether the start pool's
+    checkpoints fit every exposure or only every 16th, the rest read at the start), each step reads the new
     exposures once, and while the episode fits the window the carried state gives the window's predictions."""
-    simulator = filter_simulator
+    import simulators.simulator
+
+    simulator = filter_simulator.with_options()
+    simulator._shared_cache = {}  # its own checkpoints, under this budget
+    if budget is not None:
+        monkeypatch.setattr(simulators.simulator, "BELIEF_CHECKPOINT_BYTES", budget)
+    assert simulator._filter_checkpoints()[0] == (16 if budget == 0 else 1)
     pool = simulator.start_pool
     rng = np.random.default_rng(0)
     n = 16
