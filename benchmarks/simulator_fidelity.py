@@ -252,7 +252,7 @@ def world_filter_click_auc(
     def update(mean, cov, items, offset, click, watch, signals):
         """The belief (in place) after exposures `items` with click offsets, clicks, watch-time logits and
         (like, follow, hate) outcomes."""
-        laplace(m, p, cfg.affinity_weight * embeddings[items], offset, click)
+        laplace(mean, cov, cfg.affinity_weight * embeddings[items], offset, click)
         if other_signals:  # the world's like and follow (after a click) and hate (after none) laws
             c = np.flatnonzero(click > 0)
             e = embeddings[items[c]]

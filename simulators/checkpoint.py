@@ -136,9 +136,11 @@ def load(directory: str | os.PathLike, *, data: LoggedInteractions | None = None
     verify(directory)
     try:
         saved_config = json.loads((directory / CONFIG).read_text())
-        # Saved before simulators read feature tables or pooled clicks: they did neither.
-        for name in ("user_features", "item_features", "click_pooling"):
+        # Saved before simulators read feature tables, pooled clicks or had an interest filter: they did
+        # none of these; before `window_stride`, windows overlapped by one exposure (None).
+        for name in ("user_features", "item_features", "click_pooling", "interest_filter"):
             saved_config.setdefault(name, False)
+        saved_config.setdefault("window_stride", None)
         config = SimulatorConfig.from_dict(saved_config)
     except (ValueError, TypeError, AttributeError) as error:
         raise DataError(f"{directory / CONFIG}: {error}") from None

@@ -103,9 +103,13 @@ class InterestFilter(nn.Module):
         """`[B, L, 2K + K*K]` (`[B, 2K + K*K]` with `last_only`): the state `(m, vec P, S)` after each position
         of left-padded histories `items` [B, L] with item vectors [B, L, D], inputs [B, L, F + 1] (click
         first, the log1p gap last) and `real` [B, L] (1 where an exposure is present), from the state
-        `start` [B, 2K + K*K] (what the user's exposures before the window left), else from the prior."""
+        `start` [B, 2K + K*K] (what the user's exposures before the window left; NaN rows: the prior), else
+        from the prior."""
+        prior = self.initial(items.shape[0], user_features)
         if start is None:
-            start = self.initial(items.shape[0], user_features)
+            start = prior
+        else:  # the prior where the window begins the user's sequence, in the graph so that it is learned
+            start = torch.where(torch.isnan(start[:, :1]), prior, start)
         return self.advance(start, items, item_vectors, inputs, real, every_position=not last_only)
 
     def advance(

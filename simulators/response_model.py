@@ -228,48 +228,67 @@ class ResponseModel(nn.Module):
         )
 
     @torch.inference_mode()
-    def filter_state_before_each_row(
-        self, log: ExposureLog, scales: np.ndarray, batch_size: int = 64
+    def filter_state_before_rows(
+        self, log: ExposureLog, rows: np.ndarray, scales: np.ndarray, batch_size: int = 64, chunk: int = 64
     ) -> np.ndarray:
-        """`[T, 2K + K*K]` the interest filter's state before each row of `log`, having read the user's whole
-        sequence up to it from the prior (what a running simulator carries), not only a window."""
+        """`[len(rows), 2K + K*K]` the interest filter's state before each of the log's rows `rows`, having
+        read the user's whole sequence up to it from the prior (what a running simulator carries), not only a
+        window. Users are read in batches of `batch_size`, `chunk` exposures at a time, so memory stays
+        bounded however long the sequences are."""
         model_filter = self.interest_filter
-        states = np.zeros((len(log.items), model_filter.state_width), dtype=np.float32)
+        out = np.zeros((len(rows), model_filter.state_width), dtype=np.float32)
+        rows = np.asarray(rows, dtype=np.int64)
+        owner = np.searchsorted(log.offsets, rows, side="right") - 1
+        position = rows - log.offsets[owner]
         lengths = log.lengths()
-        by_length = np.argsort(lengths, kind="stable")  # batches of similar lengths pad little
-        for first in range(0, log.n_users, batch_size):
+        wanted_users = np.unique(owner)
+        by_length = wanted_users[
+            np.argsort(lengths[wanted_users], kind="stable")
+        ]  # similar lengths pad little
+        for first in range(0, len(by_length), batch_size):
             users = by_length[first : first + batch_size]
-            users = users[lengths[users] > 0]
-            if not len(users):
-                continue
-            width = int(lengths[users].max())
-            index = log.offsets[users][:, None] + np.arange(width)[None, :]
-            real = np.arange(width)[None, :] < lengths[users][:, None]
-            safe = np.where(real, index, 0)
-            items = torch.from_numpy(np.where(real, log.items[safe], self.encoder.pad_id))
-            inputs = model_inputs(log.feedback[safe], log.gap_before[safe], scales) * real[..., None]
+            slot = np.full(log.n_users, -1, dtype=np.int64)
+            slot[users] = np.arange(len(users))
+            asked = np.flatnonzero(slot[owner] >= 0)  # the requested rows of this batch's users
             features = torch.from_numpy(log.user_features[users]) if log.user_features.shape[1] else None
-            start = model_filter.initial(len(users), features)
-            after = model_filter.advance(  # [B, T, W]: the state after each row
-                start,
-                items,
-                self.item_vectors(items),
-                torch.from_numpy(inputs),
-                torch.from_numpy(real.astype(np.float32)),
-                every_position=True,
-            )
-            before = torch.cat([start[:, None], after[:, :-1]], dim=1).numpy()
-            states[index[real]] = before[real]
-        return states
+            state = model_filter.initial(len(users), features)
+            at_start = asked[position[asked] == 0]
+            out[at_start] = state[slot[owner[at_start]]].numpy()
+            width = int(position[asked].max())  # read up to the last requested row, not past it
+            for lo in range(0, width, chunk):
+                hi = min(lo + chunk, width)
+                index = log.offsets[users][:, None] + np.arange(lo, hi)[None, :]
+                real = np.arange(lo, hi)[None, :] < lengths[users][:, None]
+                safe = np.where(real, index, 0)
+                items = torch.from_numpy(np.where(real, log.items[safe], self.encoder.pad_id))
+                inputs = model_inputs(log.feedback[safe], log.gap_before[safe], scales) * real[..., None]
+                after = model_filter.advance(  # [B, hi - lo, W]: the state after each of these rows
+                    state,
+                    items,
+                    self.item_vectors(items),
+                    torch.from_numpy(inputs),
+                    torch.from_numpy(real.astype(np.float32)),
+                    every_position=True,
+                )
+                # The state before row p is the state after row p - 1.
+                here = asked[(position[asked] > lo) & (position[asked] <= hi)]
+                out[here] = after[slot[owner[here]], position[here] - 1 - lo].numpy()
+                state = after[:, -1]
+        return out
 
     def window_filter_starts(self, log: ExposureLog, w: Windows, scales: np.ndarray) -> np.ndarray | None:
         """`[W, 2K + K*K]` the filter's state before each window `w` of `log` begins (its first real row),
-        from the user's whole sequence before it; None without a filter."""
+        from the user's whole sequence before it; None without a filter. Rows of windows that begin at the
+        user's first exposure are NaN: there the filter starts from its prior, which the model computes
+        itself (so that the prior is trained)."""
         if self.interest_filter is None:
             return None
-        before = self.filter_state_before_each_row(log, scales)
         first = np.where(w.rows >= 0, w.rows, np.iinfo(np.int64).max).min(axis=1)
-        return before[np.minimum(first, max(len(before) - 1, 0))]
+        at_start = np.isin(first, log.offsets[:-1])
+        starts = np.full((len(first), self.interest_filter.state_width), np.nan, dtype=np.float32)
+        later = np.flatnonzero(~at_start)
+        starts[later] = self.filter_state_before_rows(log, first[later], scales)
+        return starts
 
     def advance_filter(self, belief: torch.Tensor, items: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
         """The filter state `belief` [B, 2K + K*K] after reading the new exposures `items` [B, T] with
@@ -349,7 +368,7 @@ class ResponseModel(nn.Module):
         filter_start: torch.Tensor | None = None,
     ) -> HeadOutputs:
         """Teacher-forced outputs: position t of `items[:, :-1]` scores exposure t + 1. `[B, L]` each.
-        `filter_start`: the interest filter's state before the window (`filter_state_before_each_row`)."""
+        `filter_start`: the interest filter's state before the window (`window_filter_starts`)."""
         hidden = self.states(items[:, :-1], inputs[:, :-1], user_features, filter_start)  # [B, L, D]
         out = self.heads(hidden, items[:, 1:, None])  # one candidate per position: C = 1
         return HeadOutputs(*(x.squeeze(2) for x in out))

@@ -92,8 +92,9 @@ def test_unknown_config_key_is_refused(saved_simulator, tmp_path):
 
 
 def test_a_simulator_saved_before_feature_tables_and_platt_scaling_still_loads(world_logs, tmp_path):
-    """Checkpoints written before simulators read users / items tables and before calibration had a bias
-    lack those keys, weights and arrays: they load, read no features and predict as before."""
+    """Checkpoints written before simulators read users / items tables, pooled clicks or had an interest
+    filter or a window stride, and before calibration had a bias, lack those keys, weights and arrays: they
+    load, read no features and predict as before."""
     import io
 
     import torch
@@ -102,11 +103,17 @@ def test_a_simulator_saved_before_feature_tables_and_platt_scaling_still_loads(w
     from simulators.checkpoint import write_manifest
     from tests.simulators.conftest import TINY
 
-    config = simulators.SimulatorConfig(**TINY, user_features=False, item_features=False, click_pooling=False)
+    settings = {
+        "user_features": False,
+        "item_features": False,
+        "click_pooling": False,
+        "interest_filter": False,
+    }
+    config = simulators.SimulatorConfig(**TINY, **settings, window_stride=None)
     fitted = simulators.fit(world_logs, config).simulator
     directory = simulators.save(fitted, tmp_path / "old")
     old_config = json.loads((directory / "config.json").read_text())
-    for key in ("user_features", "item_features", "click_pooling"):
+    for key in (*settings, "window_stride"):
         del old_config[key]
     (directory / "config.json").write_text(json.dumps(old_config))
     old_schema = json.loads((directory / "schema.json").read_text())
@@ -124,6 +131,7 @@ def test_a_simulator_saved_before_feature_tables_and_platt_scaling_still_loads(w
 
     loaded = simulators.load(directory)
     assert not loaded.config.user_features and not loaded.config.item_features
+    assert not loaded.config.interest_filter and loaded.config.window_stride is None
     assert loaded.n_user_features == 0 and loaded.schema.item_features.width == 0
     assert float(loaded.members[0].calibration_bias.abs().sum()) == 0.0
     fitted.members[0].calibration_bias.zero_()  # what the old checkpoint had

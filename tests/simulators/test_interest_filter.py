@@ -252,7 +252,7 @@ def test_the_filter_reads_the_users_whole_history_in_training_and_in_the_report(
     log = filter_fit.log.select(filter_fit.test_users)
     scales = np.asarray(simulator.schema.scales, dtype=np.float32)
     member = simulator.members[1]
-    before = member.filter_state_before_each_row(log, scales, batch_size=3)
+    before = member.filter_state_before_rows(log, np.arange(len(log.items)), scales, batch_size=3, chunk=5)
     for user in range(min(log.n_users, 4)):
         lo, hi = log.offsets[user], log.offsets[user + 1]
         features = torch.from_numpy(log.user_features[user : user + 1])
@@ -275,7 +275,10 @@ def test_the_filter_reads_the_users_whole_history_in_training_and_in_the_report(
     w = windows(log, simulator.schema, simulator.history_len, simulator.config.window_stride)
     starts = member.window_filter_starts(log, w, scales)
     first = np.array([r[r >= 0].min() for r in w.rows])
-    np.testing.assert_allclose(starts, before[first], rtol=1e-4, atol=1e-5)
+    at_start = np.isin(first, log.offsets[:-1])  # these start from the prior, which the model computes
+    assert at_start.any() and (~at_start).any()
+    assert np.isnan(starts[at_start]).all()
+    np.testing.assert_allclose(starts[~at_start], before[first[~at_start]], rtol=1e-4, atol=1e-5)
 
     carried, windowed = (teacher_forced(simulator, log, carried=c)["pred"]["click"] for c in (True, False))
     # The window holds the target's whole history where it starts at the user's first exposure.
@@ -304,7 +307,14 @@ def test_training_starts_each_windows_filter_where_the_users_earlier_exposures_l
         return loss(self, items, inputs, batch, user_features, filter_start)
 
     monkeypatch.setattr(ResponseModel, "loss", spy)
-    fit(world_logs, SimulatorConfig(**{**TINY, "epochs": 1}, interest_filter=True, filter_dim=4))
+    config = SimulatorConfig(**{**TINY, "epochs": 1}, interest_filter=True, filter_dim=4)
+    model = fit(world_logs, config).simulator.members[0]
     assert seen and all(start is not None for start, _ in seen)
-    prior = np.concatenate([(start - initial).abs().amax(dim=1).numpy() < 1e-6 for start, initial in seen])
-    assert prior.any() and (~prior).any()  # windows at a sequence's start begin at the prior, later ones not
+    # Windows at a sequence's start begin at the prior (NaN: the model computes it, so it is trained);
+    # later ones from the state the earlier exposures left, which is not the prior.
+    at_start = np.concatenate([torch.isnan(start[:, 0]).numpy() for start, _ in seen])
+    assert at_start.any() and (~at_start).any()
+    later = np.concatenate([(s - i).abs().amax(dim=1).numpy() > 1e-6 for s, i in seen])[~at_start]
+    assert later.all()
+    # The prior is learned: its scale moved from its initial value.
+    assert not torch.equal(model.interest_filter.prior_scale, torch.eye(4) * 0.5)
