@@ -41,8 +41,8 @@ class SimulatorConfig:
     updated by each history exposure's click and continuous signals as an extended Kalman filter does, with
     drift and satiation, that shifts and tempers the click logit. It reads the user's whole history, not
     only the encoder's window: a running simulator carries its state across the episode, and training
-    starts each window's filter where the user's earlier exposures left it (world click AUC +0.006,
-    ml-100k +0.007, at about half the step throughput; docs/simulators.md, point 9)."""
+    starts each window's filter where the user's earlier exposures left it (world click AUC +0.008,
+    ml-100k +0.008, at about half the step throughput; docs/simulators.md, point 9)."""
     filter_dim: int = 16
     """K: dimension of the interest filter's latent interest."""
     d_model: int = 32
