@@ -78,10 +78,10 @@ def teacher_forced(
         # encoder's hidden state at t), scores exposure t + 1.
         outs = []
         for k, member in enumerate(simulator.members):
-            start = None if starts[k] is None else torch.from_numpy(starts[k][sl])
+            filter_start = None if starts[k] is None else torch.from_numpy(starts[k][sl])
             with torch.inference_mode():
                 hidden = member.states(
-                    torch.from_numpy(items[:, :-1]), torch.from_numpy(inputs[:, :-1]), features, start
+                    torch.from_numpy(items[:, :-1]), torch.from_numpy(inputs[:, :-1]), features, filter_start
                 )
                 out = member.calibrated(member.heads(hidden, torch.from_numpy(items[:, 1:, None])))
             outs.append(out)
