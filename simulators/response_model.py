@@ -170,12 +170,24 @@ class ResponseModel(nn.Module):
         if self.interest_filter is None:
             return hidden
         if belief is None:
-            real = (items != self.encoder.pad_id).to(inputs.dtype)
-            belief = self.interest_filter(
-                items, self.item_vectors(items), inputs, real, user_features, last_only, filter_start
-            )
+            belief = self._read_filter(items, inputs, user_features, last_only, filter_start)
         hidden = hidden + self.filter_projection(belief[..., : self.interest_filter.dim])
         return torch.cat([hidden, belief], dim=-1)
+
+    def _read_filter(
+        self,
+        items: torch.Tensor,
+        inputs: torch.Tensor,
+        user_features: torch.Tensor | None,
+        last_only: bool,
+        start: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The interest filter's state after each position of (or, with `last_only`, after) the windows
+        `items` [B, L] (padding is no exposure), from `start` or the prior."""
+        real = (items != self.encoder.pad_id).to(inputs.dtype)
+        return self.interest_filter(
+            items, self.item_vectors(items), inputs, real, user_features, last_only, start
+        )
 
     def pooled(self, items: torch.Tensor, inputs: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """`[B, L, D]` (`[B, D]` with `last_only`): `W_p [mean of clicked e_s, mean of unclicked e_s]` over
@@ -222,10 +234,7 @@ class ResponseModel(nn.Module):
         a filter): where a simulator starts the state it carries."""
         if self.interest_filter is None:
             return torch.zeros(items.shape[0], 0)
-        real = (items != self.encoder.pad_id).to(inputs.dtype)
-        return self.interest_filter(
-            items, self.item_vectors(items), inputs, real, user_features, last_only=True
-        )
+        return self._read_filter(items, inputs, user_features, last_only=True)
 
     @torch.inference_mode()
     def filter_state_before_rows(
@@ -242,18 +251,21 @@ class ResponseModel(nn.Module):
         position = rows - log.offsets[owner]
         lengths = log.lengths()
         wanted_users = np.unique(owner)
-        by_length = wanted_users[
-            np.argsort(lengths[wanted_users], kind="stable")
-        ]  # similar lengths pad little
-        for first in range(0, len(by_length), batch_size):
+        # Users of similar lengths share a batch (they pad little); requested rows sorted by their user's
+        # place in that order, so each batch's rows are one slice.
+        by_length = wanted_users[np.argsort(lengths[wanted_users], kind="stable")]
+        rank = np.empty(log.n_users, dtype=np.int64)
+        rank[by_length] = np.arange(len(by_length))
+        place = rank[owner]  # each requested row's user's place in that order
+        order = np.argsort(place, kind="stable")
+        bounds = np.searchsorted(place[order], np.arange(0, len(by_length) + batch_size, batch_size))
+        for batch, first in enumerate(range(0, len(by_length), batch_size)):
             users = by_length[first : first + batch_size]
-            slot = np.full(log.n_users, -1, dtype=np.int64)
-            slot[users] = np.arange(len(users))
-            asked = np.flatnonzero(slot[owner] >= 0)  # the requested rows of this batch's users
+            asked = order[bounds[batch] : bounds[batch + 1]]  # the requested rows of this batch's users
             features = torch.from_numpy(log.user_features[users]) if log.user_features.shape[1] else None
             state = model_filter.initial(len(users), features)
             at_start = asked[position[asked] == 0]
-            out[at_start] = state[slot[owner[at_start]]].numpy()
+            out[at_start] = state[place[at_start] - first].numpy()
             width = int(position[asked].max())  # read up to the last requested row, not past it
             for lo in range(0, width, chunk):
                 hi = min(lo + chunk, width)
@@ -272,7 +284,7 @@ class ResponseModel(nn.Module):
                 )
                 # The state before row p is the state after row p - 1.
                 here = asked[(position[asked] > lo) & (position[asked] <= hi)]
-                out[here] = after[slot[owner[here]], position[here] - 1 - lo].numpy()
+                out[here] = after[place[here] - first, position[here] - 1 - lo].numpy()
                 state = after[:, -1]
         return out
 
