@@ -7,33 +7,31 @@
 The decision logic stays in `recsim_env.policies`; this module adds the contract (single or batched
 observations, `deterministic`, probabilities, save/load). A saved baseline is its `policy.json`
 (kind, catalogue size, slate size, greedy's prior strength) and, for popularity and greedy, the
-click statistics they were fitted on (`item_stats.npz`).
+click statistics they were fitted on (`item_stats.safetensors`).
 """
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agents.policy import (
     as_batch,
-    read_manifest,
+    open_policy,
     sample_slates,
+    save_policy,
     unbatch_action,
     unbatch_probabilities,
-    write_atomic,
-    write_manifest,
 )
-from recsim_env.errors import DataError
+from recsim_env.checkpoint import Artifact, check_fields, write_tensors
+from recsim_env.errors import CheckpointError
 from recsim_env.policies import GreedyPolicy, LoggedItemStats, PopularityPolicy, UniformPolicy, top_k
 
 BASELINES = ("uniform", "popularity", "greedy")
-STATS_FILE = "item_stats.npz"
+STATS_FILE = "item_stats.safetensors"
 
 
 class BaselinePolicy:
@@ -113,42 +111,66 @@ class BaselinePolicy:
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | os.PathLike) -> None:
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        if self.stats is not None:
-            arrays = {
+        arrays = (
+            {}
+            if self.stats is None
+            else {
                 key: value
                 for key, value in vars(self.stats).items()
                 if value is not None  # category and context counts exist only for items with categories
             }
-            buffer = io.BytesIO()
-            np.savez(buffer, **arrays)
-            write_atomic(out / STATS_FILE, buffer.getvalue())
+        )
         config = {
             "name": self.name,
             "n_items": self.n_items,
             "slate_size": self.slate_size,
             "prior_strength": self.prior_strength,
         }
-        write_manifest(out, self.name, config)
+        save_policy(path, self.name, config, (lambda tmp: write_tensors(tmp / STATS_FILE, arrays)) if arrays else None)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BaselinePolicy:
-        config = dict(read_manifest(path)["config"])
+        return cls.from_artifact(*open_policy(path, BASELINES))
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact, manifest: Mapping[str, Any]) -> BaselinePolicy:
+        config = check_fields(
+            manifest["config"],
+            {"name": str, "n_items": int, "slate_size": int, "prior_strength": float},
+            where=str(artifact.root / "policy.json"),
+        )
+        if config.get("name") != manifest["kind"]:
+            raise CheckpointError(f"{artifact.root / 'policy.json'}: name {config.get('name')!r} is not its kind")
         stats = None
-        if config.get("name") != "uniform":
-            file = Path(path) / STATS_FILE
-            if not file.is_file():
-                raise DataError(
-                    f"{file}: missing (a saved {config.get('name')} baseline needs its click statistics)"
+        if manifest["kind"] != "uniform":
+            if not artifact.has(STATS_FILE):
+                raise CheckpointError(
+                    f"{artifact.root / STATS_FILE}: missing (a saved {manifest['kind']} baseline needs its click statistics)"
                 )
-            with np.load(file) as arrays:
-                fields = ("clicks", "impressions", "category", "context_clicks", "context_impressions")
-                stats = LoggedItemStats(**{key: arrays[key] if key in arrays else None for key in fields})
+            arrays = artifact.read_tensors(STATS_FILE)
+            fields = ("clicks", "impressions", "category", "context_clicks", "context_impressions")
+            unknown = sorted(set(arrays) - set(fields))
+            if unknown or "clicks" not in arrays or "impressions" not in arrays:
+                raise CheckpointError(f"{artifact.root / STATS_FILE}: needs clicks and impressions, not {unknown}")
+            n_items = config.get("n_items")
+            for key, array in arrays.items():
+                bad = array.dtype.kind not in "iuf" or not np.all(np.isfinite(array)) or np.any(array < 0)
+                if key == "category":
+                    bad = bad or array.shape != (n_items,)
+                elif key.startswith("context"):
+                    bad = bad or array.ndim != 2 or array.shape[1] != n_items
+                else:
+                    bad = bad or array.shape != (n_items,)
+                if bad:
+                    raise CheckpointError(
+                        f"{artifact.root / STATS_FILE}: {key!r} must hold finite non-negative counts for the "
+                        f"{n_items} items, got shape {array.shape}"
+                    )
+            stats = LoggedItemStats(**{key: arrays.get(key) for key in fields})
         try:
             return cls(config.pop("name"), stats=stats, **config)
-        except TypeError as error:  # an unknown key in the manifest
-            raise DataError(f"{Path(path) / 'policy.json'}: {error}") from None
+        except (TypeError, ValueError) as error:
+            raise CheckpointError(f"{artifact.root / 'policy.json'}: {error}") from None
 
 
 def fit_baseline(

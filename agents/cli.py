@@ -92,6 +92,14 @@ def train_command(
             "--data", help="Offline agents: logs to train on (a path, or a fetched data set such as ml-100k)."
         ),
     ] = None,
+    trust_checkpoint: Annotated[
+        bool,
+        typer.Option(
+            "--trust-checkpoint",
+            help="rllib --resume: restore RLlib's own checkpoint (pickles: only for a run you made yourself); "
+            "without it, the weights are restored from the run's safetensors state.",
+        ),
+    ] = False,
 ) -> None:
     """Train an RL agent with a sequence-encoder policy (Stable-Baselines3 or Ray RLlib), or DT4IER offline."""
     if agent not in AGENTS:
@@ -146,7 +154,10 @@ def train_command(
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
-    result = train(config, out, resume=resume is not None, progress=progress)
+    if trust_checkpoint and (resume is None or config.backend != "rllib"):
+        typer.echo("Error: --trust-checkpoint only applies to --resume of an rllib run", err=True)
+        raise typer.Exit(2)
+    result = train(config, out, resume=resume is not None, progress=progress, trust_checkpoint=trust_checkpoint)
     evaluation = (
         f"; last evaluation mean return {result.last_eval_return:.3f}"
         if result.last_eval_return is not None
@@ -287,3 +298,25 @@ def _load_agent(target, policy, env_kwargs, action_space, logs, log_steps, seed,
     if data.n_items != n_items:
         raise ValueError(f"--logs: the logs have {data.n_items} items but the environment has {n_items}")
     return fit_baseline(policy, data, slate_size=slate_size, seed=seed)
+
+
+def convert_command(
+    source: Annotated[Path, typer.Argument(help="A directory saved by an older version (format 1).")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the converted artifact here instead of replacing SOURCE.")
+    ] = None,
+) -> None:
+    """Convert a saved encoder, simulator, policy or training run of format 1 to today's format, once.
+
+    Reads tensors only through `torch.load(weights_only=True)` and arrays with `allow_pickle=False`;
+    pickled SB3 attributes and replay buffers are not read (see docs/security.md).
+    """
+    from agents.convert import convert
+    from recsim_env.errors import RecsimError
+
+    try:
+        where, what = convert(source, out)
+    except (RecsimError, FileNotFoundError) as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"converted {source} ({what}); saved in {where}")

@@ -90,8 +90,6 @@ behaviour cloning with the same encoder and transformer over (s_t, a_t) tokens, 
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -104,13 +102,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.policy import as_batch, read_manifest, sample_slates, unbatch_action, write_manifest
+from agents.policy import as_batch, open_policy, sample_slates, save_policy, unbatch_action
+from recsim_env.checkpoint import Artifact, check_fields, dataclass_from_json, write_json, write_tensors
 from recsim_env.data.batching import history_windows
 from recsim_env.encoders.base import attention_mask
 from recsim_env.encoders.sasrec import SASRecBlock
 from recsim_env.encoders.trainer import autocast, resolve_device
-from recsim_env.errors import DataError
-from recsim_env.io import write_atomic
+from recsim_env.errors import CheckpointError, DataError
+
+MAX_ITEMS = 10_000_000
+"""Largest catalogue a saved policy may declare (a file must not make `load` allocate at will)."""
 
 KIND = "dt4ier"
 VARIANTS = ("dt4ier", "dt", "no_weights", "no_reward_encoder", "no_contrastive", "bc")
@@ -954,37 +955,56 @@ class DT4IERPolicy:
 
     # -- persistence ---------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
-        """Write `config.json`, `stats.json`, `weights.pt` and (last) `policy.json` into `path`, atomically."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        write_atomic(path / "config.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
-        write_atomic(path / "stats.json", json.dumps(self.stats.to_dict(), indent=2).encode())
-        buffer = io.BytesIO()
-        torch.save({key: value.cpu() for key, value in self.model.state_dict().items()}, buffer)
-        write_atomic(path / "weights.pt", buffer.getvalue())
-        write_manifest(
-            path, self.kind, {"n_items": self.n_items, "name": self.name, "variant": self.config.variant}
-        )
+        """Write the policy artifact `path`: `config.json`, `stats.json`, `weights.safetensors`, `policy.json`."""
+
+        def write(tmp: Path) -> None:
+            write_json(tmp / "config.json", dataclasses.asdict(self.config))
+            write_json(tmp / "stats.json", self.stats.to_dict())
+            write_tensors(tmp / "weights.safetensors", self.model.state_dict())
+
+        config = {"n_items": self.n_items, "name": self.name, "variant": self.config.variant}
+        save_policy(path, self.kind, config, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> DT4IERPolicy:
-        """Restore a policy written by `save`; a wrong kind or a damaged file raises `ValueError`."""
-        path = Path(path)
-        manifest = read_manifest(path)
-        if manifest["kind"] not in (cls.kind, "agents.dt4ier:DT4IERPolicy"):
-            raise ValueError(f"{path}/policy.json: kind {manifest['kind']!r} is not {cls.kind!r}")
+        """Restore a policy written by `save`; a wrong kind or a damaged file raises `CheckpointError`."""
+        return cls.from_artifact(*open_policy(path, cls.kind), device=device)
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact, manifest: dict, device: str = "cpu") -> DT4IERPolicy:
+        where = artifact.root / "policy.json"
+        fields = check_fields(
+            manifest["config"], {"n_items": int, "name": str | None, "variant": str}, where=str(where)
+        )
+        config = dataclass_from_json(DT4IERConfig, artifact.read_json("config.json"), where=str(artifact.root / "config.json"))
+        stats_file = artifact.root / "stats.json"
         try:
-            fields = json.loads((path / "config.json").read_text())
-            stats = DataStats.from_dict(json.loads((path / "stats.json").read_text()))
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
-            raise ValueError(f"{path}: cannot read config.json / stats.json ({error})") from None
-        config = DT4IERConfig(**fields)
+            stats_fields = check_fields(
+                artifact.read_json_object("stats.json"),
+                {
+                    "n_items": int,
+                    "feedback_columns": tuple[str, ...],
+                    "feedback_scale": tuple[float, ...],
+                    "immediate": str,
+                    "rtg_scale": tuple[float, ...],
+                    "return_quantiles": tuple[tuple[float, ...], ...],
+                },
+                where=str(stats_file),
+            )
+            stats = DataStats.from_dict(stats_fields)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{stats_file}: {error!r}") from None
+        if not isinstance(stats.n_items, int) or isinstance(stats.n_items, bool) or not 0 < stats.n_items <= MAX_ITEMS:
+            raise CheckpointError(f"{stats_file}: 'n_items' must be an integer in [1, {MAX_ITEMS}]")
+        if fields.get("n_items", stats.n_items) != stats.n_items:
+            raise CheckpointError(f"{where}: n_items differs from {stats_file.name}'s")
         model = DecisionTransformer(config, stats.n_items, len(stats.feedback_columns))
+        state = artifact.read_tensors("weights.safetensors", framework="pt")
         try:
-            model.load_state_dict(torch.load(path / "weights.pt", map_location="cpu", weights_only=True))
-        except Exception as error:  # a truncated or foreign file
-            raise ValueError(f"{path}/weights.pt: cannot load the weights ({error})") from None
-        return cls(model.to(resolve_device(device)), config, stats, name=manifest["config"].get("name"))
+            model.load_state_dict(state)
+        except RuntimeError as error:
+            raise CheckpointError(f"{artifact.root / 'weights.safetensors'}: weights do not fit: {error}") from None
+        return cls(model.to(resolve_device(device)), config, stats, name=fields.get("name"))
 
 
 # ---------------------------------------------------------------------------------------------- entry point

@@ -19,15 +19,19 @@ time-interval buckets are all the first one.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from agents.policy import MANIFEST_FILE, ProbabilityPolicy, read_manifest, write_manifest
-from recsim_env.encoders.checkpoint import Checkpoint, load_checkpoint
-from recsim_env.encoders.checkpoint import save as save_checkpoint
-from recsim_env.errors import DataError
+from agents.policy import ProbabilityPolicy, open_policy, save_policy
+from recsim_env.checkpoint import Artifact, check_fields
+from recsim_env.encoders.checkpoint import (
+    Checkpoint,
+    checkpoint_from_artifact,
+    encoder_metadata,
+    write_encoder_files,
+)
+from recsim_env.errors import CheckpointError
 
 KIND = "encoder"
 
@@ -102,28 +106,36 @@ class EncoderPolicy(ProbabilityPolicy):
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | os.PathLike) -> None:
-        """Write the encoder checkpoint and (last) `policy.json` into directory `path`."""
-        save_checkpoint(
+        """Write the encoder's files and `policy.json` into the policy artifact `path`."""
+        config = {
+            "temperature": self.temperature,
+            "exclude_seen": self.exclude_seen,
+            "encoder": encoder_metadata(self.encoder, self.checkpoint.metadata),
+        }
+        save_policy(
             path,
-            self.encoder,
-            item_ids=self.item_tokens,
-            user_ids=self.checkpoint.user_tokens,
-            metadata=self.checkpoint.metadata,
+            KIND,
+            config,
+            lambda tmp: write_encoder_files(
+                tmp, self.encoder, item_ids=self.item_tokens, user_ids=self.checkpoint.user_tokens
+            ),
         )
-        config = {"temperature": self.temperature, "exclude_seen": self.exclude_seen}
-        write_manifest(path, KIND, config)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> EncoderPolicy:
         """Restore a saved policy, or wrap a bare encoder checkpoint directory (default settings)."""
-        path = Path(path)
-        config: dict = {}
-        if (path / MANIFEST_FILE).is_file():
-            manifest = read_manifest(path)
-            if manifest["kind"] != KIND:
-                raise DataError(f"{path / MANIFEST_FILE}: kind {manifest['kind']!r} is not {KIND!r}")
-            config = dict(manifest["config"])
-        unknown = sorted(set(config) - {"temperature", "exclude_seen"})
-        if unknown:
-            raise DataError(f"{path / MANIFEST_FILE}: unknown setting(s) {unknown}")
-        return cls(load_checkpoint(path), **config)
+        return cls.from_artifact(*open_policy(path, KIND))
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact, manifest: dict) -> EncoderPolicy:
+        if artifact.kind == "encoder":  # a bare encoder checkpoint
+            return cls(checkpoint_from_artifact(artifact, artifact.metadata))
+        where = str(artifact.root / "policy.json")
+        config = check_fields(
+            manifest["config"], {"temperature": float, "exclude_seen": bool, "encoder": dict}, where=where
+        )
+        checkpoint = checkpoint_from_artifact(artifact, config.pop("encoder", {}))
+        try:
+            return cls(checkpoint, **config)
+        except ValueError as error:
+            raise CheckpointError(f"{where}: {error}") from None

@@ -6,30 +6,37 @@ items. It accepts one observation (no batch axis) or a batch (a leading N axis o
     action = policy.act(obs)                       # int, or [K] for slates
     actions = policy.act(batched_obs)              # [N], or [N, K]
     probs = policy.action_distribution(obs)        # [n_items] (or [N, n_items]): first slate position
-    policy.save("runs/ppo")                        # a directory with a `policy.json` manifest
-    policy = agents.load_policy("runs/ppo")        # any kind, dispatched on the manifest
+    policy.save("runs/ppo/policy")                 # an artifact directory (recsim_env.checkpoint)
+    policy = agents.load_policy("runs/ppo")        # any kind: a policy artifact or a run directory
 
-`policy.json` holds `{"kind": ..., "format_version": 1, "config": {...}}`. `kind` is a name in
-`POLICY_KINDS` (or a `"module:Class"` path, so plugins need no registration); `load_policy` imports
-that class and calls its `load(path)`.
+A saved policy is an artifact of kind "policy": `policy.json` (`{"kind": ..., "config": {...}}`) and
+the kind's own files (tensors as safetensors, the rest JSON), all hashed in `manifest.json`. `kind` is
+looked up in `POLICY_KINDS`, a fixed registry in code: a name outside it is refused before anything is
+imported, so a file can never choose which module runs. Plugins add a kind with `register_policy_kind`.
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from recsim_env.errors import DataError
-from recsim_env.io import write_atomic
+from recsim_env.checkpoint import (
+    Artifact,
+    is_artifact,
+    open_artifact,
+    save_artifact,
+    write_json,
+)
+from recsim_env.errors import CheckpointError
 
 MANIFEST_FILE = "policy.json"
-FORMAT_VERSION = 1
+POLICY_SUBDIR = "policy"
+"""Where a training run directory keeps its policy artifact (`RUN/policy`)."""
 
 POLICY_KINDS: dict[str, str] = {
     "uniform": "agents.baselines:BaselinePolicy",
@@ -42,7 +49,18 @@ POLICY_KINDS: dict[str, str] = {
     "encoder": "agents.encoder_policy:EncoderPolicy",
     "dt4ier": "agents.dt4ier:DT4IERPolicy",
 }
-"""Policy kinds by name -> `"module:Class"` whose `load(path)` restores a saved policy."""
+"""Policy kinds by name -> the `"module:Class"` whose `from_artifact(artifact, config)` restores one.
+
+The only modules `load_policy` ever imports; `register_policy_kind` adds to it from code."""
+
+
+def register_policy_kind(kind: str, target: str) -> None:
+    """Add a policy kind (from code, e.g. a plugin's import): `target` is `"module:Class"`."""
+    if not isinstance(kind, str) or not kind.isidentifier():
+        raise ValueError(f"kind {kind!r}: must be an identifier")
+    if not isinstance(target, str) or target.count(":") != 1:
+        raise ValueError(f"target {target!r}: must be 'module:Class'")
+    POLICY_KINDS[kind] = target
 
 
 @runtime_checkable
@@ -63,12 +81,12 @@ class Policy(Protocol):
         ...
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the policy to directory `path` (with a `policy.json` manifest)."""
+        """Write the policy to directory `path`, an artifact of kind "policy" (see `save_policy`)."""
         ...
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Policy:
-        """Restore a policy written by `save`."""
+        """Restore a policy written by `save` (checked by `open_policy` first)."""
         ...
 
 
@@ -139,50 +157,75 @@ class ProbabilityPolicy:
         return unbatch_action(slates, single, 1)
 
 
-def write_manifest(path: str | os.PathLike, kind: str, config: Mapping[str, Any]) -> None:
-    """Write `policy.json` (kind, format version, config) into directory `path`; written last by `save`."""
-    manifest = {"kind": kind, "format_version": FORMAT_VERSION, "config": dict(config)}
-    write_atomic(Path(path) / MANIFEST_FILE, json.dumps(manifest, indent=2).encode())
+def save_policy(
+    path: str | os.PathLike,
+    kind: str,
+    config: Mapping[str, Any],
+    write_files: Callable[[Path], None] | None = None,
+) -> Path:
+    """Save a policy artifact at `path`, whole: `write_files(tmp)` adds the kind's own files."""
+    if kind not in POLICY_KINDS:
+        raise ValueError(f"kind {kind!r}: not a registered policy kind ({', '.join(sorted(POLICY_KINDS))})")
+
+    def write(tmp: Path) -> None:
+        if write_files is not None:
+            write_files(tmp)
+        write_json(tmp / MANIFEST_FILE, {"kind": kind, "config": dict(config)})
+
+    return save_artifact(path, "policy", write, metadata={"policy_kind": kind})
 
 
-def read_manifest(path: str | os.PathLike) -> dict[str, Any]:
-    """The manifest of the saved policy in directory `path`; a clear error if it is missing or malformed."""
-    file = Path(path) / MANIFEST_FILE
-    if not file.is_file():
-        raise FileNotFoundError(f"{file}: missing (is {Path(path)} a saved policy directory?)")
-    try:
-        manifest = json.loads(file.read_text())
-    except json.JSONDecodeError as error:
-        raise DataError(f"{file}: not valid JSON ({error})") from error
-    for key in ("kind", "format_version", "config"):
-        if key not in manifest:
-            raise DataError(f"{file}: no {key!r} entry")
-    if manifest["format_version"] != FORMAT_VERSION:
-        raise DataError(f"{file}: format_version {manifest['format_version']!r}, expected {FORMAT_VERSION}")
-    return manifest
+def policy_directory(path: str | os.PathLike) -> Path:
+    """The policy artifact of `path`: `path` itself, or a run directory's `path/policy`."""
+    path = Path(path)
+    if not is_artifact(path) and is_artifact(path / POLICY_SUBDIR):
+        return path / POLICY_SUBDIR
+    return path
+
+
+def open_policy(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None) -> tuple[Artifact, dict[str, Any]]:
+    """Check a saved policy (or a run directory's) whole: `(artifact, policy.json)`.
+
+    A `kind` outside `POLICY_KINDS`, or another than the caller's `kind`, is refused before any class
+    is looked up. A bare encoder checkpoint reads as an `encoder` policy with default settings.
+    """
+    directory = policy_directory(path)
+    artifact = open_artifact(directory, ("policy", "encoder"))
+    if artifact.kind == "encoder":
+        manifest = {"kind": "encoder", "config": {}}
+    else:
+        manifest = artifact.read_json_object(MANIFEST_FILE, required=("kind", "config"))
+    file = directory / MANIFEST_FILE
+    if not isinstance(manifest["kind"], str) or manifest["kind"] not in POLICY_KINDS:
+        raise CheckpointError(
+            f"{file}: unknown policy kind {manifest['kind']!r}; known: {', '.join(sorted(POLICY_KINDS))} "
+            "(kinds come from the registry, never from an import path in a file)"
+        )
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and manifest["kind"] not in kinds:
+        raise CheckpointError(f"{file}: kind {manifest['kind']!r} is not {' or '.join(kinds)}")
+    if not isinstance(manifest["config"], dict):
+        raise CheckpointError(f"{file}: 'config' must be a JSON object")
+    return artifact, manifest
 
 
 def policy_class(kind: str) -> type:
-    """The class that loads policies of `kind` (a name in `POLICY_KINDS` or `"module:Class"`)."""
-    target = POLICY_KINDS.get(kind, kind)
-    if ":" not in target:
-        raise ValueError(
-            f"unknown policy kind {kind!r}; known: {', '.join(sorted(POLICY_KINDS))} or 'module:Class'"
-        )
-    module_name, _, class_name = target.partition(":")
+    """The class that loads policies of `kind` (a name in `POLICY_KINDS`)."""
+    if kind not in POLICY_KINDS:
+        raise ValueError(f"unknown policy kind {kind!r}; known: {', '.join(sorted(POLICY_KINDS))}")
+    module_name, _, class_name = POLICY_KINDS[kind].partition(":")
     return getattr(importlib.import_module(module_name), class_name)
 
 
 def load_policy(path: str | os.PathLike) -> Policy:
-    """Load any saved policy: reads `path/policy.json` and calls the class its `kind` names.
+    """Load any saved policy: a policy artifact, a training run directory (its `policy/`), or a bare
+    encoder checkpoint (`seqrec train-encoder`, loaded as an `EncoderPolicy` with default settings).
 
-    A bare encoder checkpoint directory (`seqrec train-encoder`, no `policy.json`) loads as an
-    `agents.encoder_policy.EncoderPolicy` with its default settings.
+    Raises:
+        CheckpointError: naming the file that is missing, altered, of an unknown kind or legacy format.
     """
-    if not (Path(path) / MANIFEST_FILE).is_file() and (Path(path) / "checkpoint.json").is_file():
-        return policy_class("encoder").load(path)
-    manifest = read_manifest(path)
-    return policy_class(manifest["kind"]).load(path)
+    artifact, manifest = open_policy(path)
+    return policy_class(manifest["kind"]).from_artifact(artifact, manifest)
 
 
 class _RolloutAdapter:

@@ -34,8 +34,6 @@ out of every expectation above.
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,11 +45,15 @@ import torch
 from torch import nn
 
 import recsim_env  # noqa: F401  (registers the environments)
-from agents.policy import read_manifest, write_atomic, write_manifest
+from agents.policy import open_policy, save_policy
+from recsim_env.checkpoint import Artifact, check_fields, dataclass_from_json, write_json, write_tensors
 from recsim_env.encoders.trainer import autocast, resolve_device
 from recsim_env.envs.lts import SIM2REC_TEST_DOMAIN, SIM2REC_TRAIN_DOMAINS
+from recsim_env.errors import CheckpointError
 
 VARIANTS = ("sim2rec", "universal", "direct", "oracle")
+MAX_NETWORK_SIZE = 10_000_000
+"""Largest width or catalogue a saved network may declare (a file must not make `load` allocate at will)."""
 ENVS = ("lts", "seqrec")
 
 
@@ -270,7 +272,7 @@ class Sim2RecPolicy:
     `hidden_parameters` entry of `agents.sim2rec_seq`).
     """
 
-    kind = "agents.sim2rec:Sim2RecPolicy"
+    kind = "sim2rec"
 
     def __init__(self, network: ActorCritic, config: Sim2RecConfig, n_items: int) -> None:
         self.network = network.eval()
@@ -306,34 +308,36 @@ class Sim2RecPolicy:
         return int(actions[0]) if probs.ndim == 1 else actions
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write `config.json`, `weights.pt` and (last) `policy.json` into directory `path`, each atomically."""
-        path = Path(path)
-        write_atomic(path / "config.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
-        buffer = io.BytesIO()
-        torch.save(self.network.state_dict(), buffer)
-        write_atomic(path / "weights.pt", buffer.getvalue())
-        write_manifest(path, self.kind, self.network.manifest())
+        """Write the policy artifact `path`: `config.json`, `weights.safetensors` and `policy.json`."""
+
+        def write(tmp: Path) -> None:
+            write_json(tmp / "config.json", dataclasses.asdict(self.config))
+            write_tensors(tmp / "weights.safetensors", self.network.state_dict())
+
+        save_policy(path, self.kind, self.network.manifest(), write)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> Sim2RecPolicy:
-        """Load a policy written by `save`; a wrong kind or a damaged file raises `ValueError`."""
-        path = Path(path)
+        """Load a policy written by `save`; a wrong kind or a damaged file raises `CheckpointError`."""
+        return cls.from_artifact(*open_policy(path, cls.kind), device=device)
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact, manifest: dict, device: str = "cpu") -> Sim2RecPolicy:
+        where = artifact.root / "policy.json"
+        config = dataclass_from_json(Sim2RecConfig, artifact.read_json("config.json"), where=str(artifact.root / "config.json"))
+        shape = check_fields(manifest["config"], dict.fromkeys(manifest["config"], int), where=str(where))
+        if any(value < 0 or value > MAX_NETWORK_SIZE for value in shape.values()):
+            raise CheckpointError(f"{where}: network sizes {shape} outside [0, {MAX_NETWORK_SIZE}]")
         try:
-            manifest = read_manifest(path)
-            fields = json.loads((path / "config.json").read_text())
-        except (OSError, ValueError) as error:
-            raise ValueError(f"{path}: not a saved Sim2Rec policy ({error})") from None
-        if manifest["kind"] != cls.kind:
-            raise ValueError(f"{path}/policy.json: kind {manifest['kind']!r} is not {cls.kind!r}")
-        fields["train_domains"] = tuple(fields["train_domains"])
-        config = Sim2RecConfig(**fields)
-        network = network_class(config).from_manifest(config, manifest["config"])
+            network = network_class(config).from_manifest(config, shape)
+        except (KeyError, ValueError, TypeError) as error:
+            raise CheckpointError(f"{where}: cannot build the network ({error!r})") from None
+        state = artifact.read_tensors("weights.safetensors", framework="pt")
         try:
-            state = torch.load(path / "weights.pt", map_location=resolve_device(device), weights_only=True)
             network.load_state_dict(state)
-        except Exception as error:  # a truncated or foreign file
-            raise ValueError(f"{path}/weights.pt: cannot load the weights ({error})") from None
-        return cls(network.to(resolve_device(device)), config, manifest["config"]["n_items"])
+        except RuntimeError as error:
+            raise CheckpointError(f"{artifact.root / 'weights.safetensors'}: weights do not fit: {error}") from None
+        return cls(network.to(resolve_device(device)), config, shape["n_items"])
 
 
 def make_vector_env(config: Sim2RecConfig) -> gym.vector.VectorEnv:

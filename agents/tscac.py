@@ -62,7 +62,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -76,15 +75,18 @@ from torch.nn import functional as F
 
 from agents.policy import (
     as_batch,
-    read_manifest,
+    open_policy,
+    save_policy,
     unbatch_action,
     unbatch_probabilities,
-    write_atomic,
-    write_manifest,
 )
 from agents.sim2rec import resolve_device
+from recsim_env.checkpoint import Artifact, check_fields, dataclass_from_json, write_json, write_tensors
 from recsim_env.data.batching import history_windows
-from recsim_env.errors import DataError
+from recsim_env.errors import CheckpointError, DataError
+
+MAX_ITEMS = 10_000_000
+"""Largest catalogue a saved policy may declare (a file must not make `load` allocate at will)."""
 
 SIGNALS: tuple[str, ...] = ("click", "watch_time", "like", "follow", "share", "hate")
 """The world's signals, in the order of every feedback vector."""
@@ -652,7 +654,7 @@ class TSCACPolicy:
     actor scores the whole catalogue.
     """
 
-    kind = "agents.tscac:TSCACPolicy"
+    kind = "tscac"
 
     def __init__(self, actor: Actor, config: TSCACConfig, n_items: int, name: str | None = None) -> None:
         self.actor = actor.eval()
@@ -699,38 +701,34 @@ class TSCACPolicy:
         return unbatch_action(actions, single, 1)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write `config.json`, `weights.pt` and (last) `policy.json` into directory `path`, each atomically."""
-        import io
+        """Write the policy artifact `path`: `config.json`, `weights.safetensors` and `policy.json`."""
 
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        write_atomic(path / "config.json", json.dumps(dataclasses.asdict(self.config), indent=2).encode())
-        buffer = io.BytesIO()
-        torch.save(self.actor.state_dict(), buffer)
-        write_atomic(path / "weights.pt", buffer.getvalue())
-        write_manifest(path, self.kind, {"n_items": self.n_items, "name": self.name})
+        def write(tmp: Path) -> None:
+            write_json(tmp / "config.json", dataclasses.asdict(self.config))
+            write_tensors(tmp / "weights.safetensors", self.actor.state_dict())
+
+        save_policy(path, self.kind, {"n_items": self.n_items, "name": self.name}, write)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> TSCACPolicy:
-        """Restore a policy written by `save`; a wrong kind or a damaged file raises `ValueError`."""
-        path = Path(path)
-        manifest = read_manifest(path)
-        if manifest["kind"] != cls.kind:
-            raise ValueError(f"{path}/policy.json: kind {manifest['kind']!r} is not {cls.kind!r}")
-        try:
-            fields = json.loads((path / "config.json").read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"{path}/config.json: cannot read the config ({error})") from None
-        for name in ("lambdas", "aux_gammas", "scalarised_weights"):
-            fields[name] = tuple(fields[name])
-        config = TSCACConfig(**fields)
-        n_items = int(manifest["config"]["n_items"])
+        """Restore a policy written by `save`; a wrong kind or a damaged file raises `CheckpointError`."""
+        return cls.from_artifact(*open_policy(path, cls.kind), device=device)
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact, manifest: dict, device: str = "cpu") -> TSCACPolicy:
+        where = artifact.root / "policy.json"
+        fields = check_fields(manifest["config"], {"n_items": int, "name": str | None}, where=str(where))
+        n_items = fields.get("n_items")
+        if n_items is None or not 0 < n_items <= MAX_ITEMS:
+            raise CheckpointError(f"{where}: 'n_items' must be an integer in [1, {MAX_ITEMS}]")
+        config = dataclass_from_json(TSCACConfig, artifact.read_json("config.json"), where=str(artifact.root / "config.json"))
         actor = Actor(config, n_items)
+        state = artifact.read_tensors("weights.safetensors", framework="pt")
         try:
-            actor.load_state_dict(torch.load(path / "weights.pt", map_location="cpu", weights_only=True))
-        except Exception as error:  # a truncated or foreign file
-            raise ValueError(f"{path}/weights.pt: cannot load the weights ({error})") from None
-        return cls(actor.to(resolve_device(device)), config, n_items, name=manifest["config"].get("name"))
+            actor.load_state_dict(state)
+        except RuntimeError as error:
+            raise CheckpointError(f"{artifact.root / 'weights.safetensors'}: weights do not fit: {error}") from None
+        return cls(actor.to(resolve_device(device)), config, n_items, name=fields.get("name"))
 
 
 # ---------------------------------------------------------------------------------------------- entry points

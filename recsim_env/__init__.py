@@ -19,4 +19,8 @@ register(
 register(id="SeqRecLTS-v0", entry_point="recsim_env.envs.lts:SeqRecLTSEnv")
 register(id="SeqRecSimSet-v0", entry_point="simulators.simset:SeqRecSimSetEnv")
 
-__all__ = ["DataError", "__version__"]
+ENV_IDS = ("SeqRec-v0", "SeqRecLTS-v0", "SeqRecSimSet-v0")
+"""The environments this package registers: the only ids a saved run or config may name (an id of the
+form `module:Env` would make gymnasium import `module`)."""
+
+__all__ = ["ENV_IDS", "DataError", "__version__"]

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 import platformdirs
 
+from recsim_env.checkpoint import FORMAT_VERSION as ARTIFACT_FORMAT_VERSION
 from recsim_env.data import LoggedInteractions
 from simulators.config import SimulatorConfig
 from simulators.simulator import DISAGREEMENT, LearnedSimulator
@@ -49,6 +50,7 @@ def fingerprint(data: LoggedInteractions, config: SimulatorConfig) -> str:
             digest.update(json.dumps([str(c) for c in table.columns]).encode())
     digest.update(json.dumps([str(t) for t in data.item_ids.tokens.tolist()]).encode())
     digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    digest.update(f"artifact format {ARTIFACT_FORMAT_VERSION}".encode())  # a new format retrains
     return digest.hexdigest()[:16]
 
 

@@ -7,3 +7,23 @@ import pytest
 def _sb3_logs_in_tmp(tmp_path_factory, monkeypatch):
     """SB3 models built directly in tests log under pytest's temp dir, not in a new /tmp/SB3-<date> each."""
     monkeypatch.setenv("SB3_LOGDIR", str(tmp_path_factory.getbasetemp() / "sb3-logs"))
+
+
+def rewrite_manifest(directory) -> None:
+    """Re-hash every file of an artifact into its manifest, as a user editing files by hand (and
+    fixing the hashes) would: what is then refused is refused for what the files say."""
+    import json
+    from pathlib import Path
+
+    from recsim_env.checkpoint import MANIFEST_FILE, _listing
+
+    manifest_path = Path(directory) / MANIFEST_FILE
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"] = _listing(Path(directory))
+    manifest_path.write_text(json.dumps(manifest))
+
+
+@pytest.fixture
+def rehash():
+    """`rehash(dir)`: rewrite an artifact's manifest over its files as they are now."""
+    return rewrite_manifest

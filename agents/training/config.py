@@ -9,20 +9,23 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.policy import write_atomic
+from recsim_env.checkpoint import Artifact, dataclass_from_json, open_artifact, save_artifact, write_json
+from recsim_env.errors import CheckpointError
 
 BACKENDS = ("sb3", "rllib")
 ALGOS: dict[str, tuple[str, ...]] = {"sb3": ("ppo", "a2c", "dqn"), "rllib": ("ppo", "dqn")}
 """Algorithms each backend trains."""
 ENCODER_NAMES = ("sasrec", "bert4rec", "hstu", "gru4rec")
 CONFIG_FILE = "train_config.json"
+PROGRESS_FILE = "progress.json"
+STATE_SUBDIR = "state"
+"""Where a run directory keeps its resumable training state: an artifact of kind "training-state"."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,6 +105,10 @@ class TrainConfig:
             )
         if self.time_budget_s is not None and not self.time_budget_s > 0:
             raise ValueError(f"argument 'time_budget_s' must be positive, got {self.time_budget_s!r}")
+        from recsim_env import ENV_IDS
+
+        if self.env_id not in ENV_IDS:
+            raise ValueError(f"argument 'env_id' must be one of {ENV_IDS}, got {self.env_id!r}")
         if self.device not in ("cpu", "cuda", "auto"):
             raise ValueError(f"argument 'device' must be cpu, cuda or auto, got {self.device!r}")
         for name in ("env_config", "encoder_config", "algo_config"):
@@ -118,20 +125,53 @@ class TrainConfig:
             for f in dataclasses.fields(self)
         }
 
-    def save(self, directory: str | os.PathLike) -> None:
-        """Write `train_config.json` into `directory` (atomically)."""
-        write_atomic(Path(directory) / CONFIG_FILE, json.dumps(self.to_dict(), indent=2).encode())
+    @classmethod
+    def from_dict(cls, fields: Any, *, where: str) -> TrainConfig:
+        """The config from parsed JSON, each field type-checked (`CheckpointError` naming `where`)."""
+        return dataclass_from_json(cls, fields, where=where)
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> TrainConfig:
-        """The config of the run in `directory`; an unknown key is an error naming the file."""
-        file = Path(directory) / CONFIG_FILE
-        if not file.is_file():
-            raise FileNotFoundError(f"{file}: missing (is {Path(directory)} a training run directory?)")
-        try:
-            return cls(**json.loads(file.read_text()))
-        except TypeError as error:
-            raise ValueError(f"{file}: {error}") from None
+        """The config of the run in `directory` (from its checked training state)."""
+        return open_training_state(directory)[1]
+
+
+def save_training_state(
+    out: str | os.PathLike,
+    config: TrainConfig,
+    progress: Mapping[str, Any],
+    write_files=None,
+) -> Path:
+    """Write the run's resumable state, whole, to `out/state`: the config, `progress` and the
+    backend's own files (`write_files(tmp)`: weights, optimiser, replay buffer)."""
+
+    def write(tmp: Path) -> None:
+        if write_files is not None:
+            write_files(tmp)
+        write_json(tmp / CONFIG_FILE, config.to_dict())
+        write_json(tmp / PROGRESS_FILE, dict(progress))
+
+    return save_artifact(Path(out) / STATE_SUBDIR, "training-state", write, metadata={"backend": config.backend})
+
+
+def open_training_state(out: str | os.PathLike) -> tuple[Artifact, TrainConfig, dict[str, Any]]:
+    """The checked training state of the run in `out`: `(artifact, config, progress)`."""
+    directory = Path(out) / STATE_SUBDIR
+    if not directory.is_dir():
+        if (Path(out) / CONFIG_FILE).is_file():
+            from recsim_env.checkpoint import CONVERT_HINT
+
+            raise CheckpointError(
+                f"{out}: a run saved by an older version (format 1); " + CONVERT_HINT.format(path=out)
+            )
+        raise FileNotFoundError(f"{directory}: missing; nothing to resume in {out} (is it a training run directory?)")
+    artifact = open_artifact(directory, "training-state", required=(CONFIG_FILE, PROGRESS_FILE))
+    config = TrainConfig.from_dict(artifact.read_json(CONFIG_FILE), where=str(directory / CONFIG_FILE))
+    progress = artifact.read_json_object(PROGRESS_FILE, required=("timesteps",))
+    steps = progress["timesteps"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise CheckpointError(f"{directory / PROGRESS_FILE}: 'timesteps' must be a non-negative integer")
+    return artifact, config, progress
 
 
 @dataclass(frozen=True)
@@ -156,7 +196,10 @@ def check_env_config(env_id: str, env_config: Mapping[str, Any]):
     import gymnasium as gym
 
     import recsim_env  # noqa: F401  (registers the environments)
+    from recsim_env import ENV_IDS
 
+    if env_id not in ENV_IDS:
+        raise ValueError(f"--env: {env_id!r} is not one of {', '.join(ENV_IDS)}")
     if not isinstance(env_config, Mapping):
         raise ValueError(f"--env-config must be a JSON object, got {env_config!r}")
     try:
@@ -178,14 +221,24 @@ def check_env_config(env_id: str, env_config: Mapping[str, Any]):
 
 
 def train(
-    config: TrainConfig, out: str | os.PathLike, *, resume: bool = False, progress: bool = True
+    config: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    trust_checkpoint: bool = False,
 ) -> TrainResult:
-    """Train with `config.backend` into `out` (a run directory; with `resume`, continue the run there)."""
+    """Train with `config.backend` into `out` (a run directory; with `resume`, continue the run there).
+
+    `trust_checkpoint` (RLlib resume only) restores RLlib's own pickled checkpoint; see docs/security.md.
+    """
     check_env_config(config.env_id, config.env_config)
     if config.backend == "sb3":
+        if trust_checkpoint:
+            raise ValueError("trust_checkpoint applies to the rllib backend only (sb3 runs hold no pickles)")
         from agents.training.sb3 import train_sb3
 
         return train_sb3(config, Path(out), resume=resume, progress=progress)
     from agents.rllib.train import train_rllib
 
-    return train_rllib(config, Path(out), resume=resume, progress=progress)
+    return train_rllib(config, Path(out), resume=resume, progress=progress, trust_checkpoint=trust_checkpoint)

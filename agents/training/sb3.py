@@ -1,17 +1,23 @@
 """Stable-Baselines3 backend: PPO, A2C or DQN over `SequenceFeaturesExtractor`, and `SB3Policy`.
 
-Run directory layout (`out/`):
-- `train_config.json`: the `TrainConfig` (`--resume out` reloads it).
-- `model.zip`: the SB3 model (weights, optimiser, step count); DQN adds `replay_buffer.pkl`.
-- `policy.json`: the `agents.Policy` manifest, so `agents.load_policy(out)` / `seqrec evaluate out` work.
+Run directory layout (`out/`), with no pickle anywhere (SB3's own `model.zip` and replay-buffer
+pickles are never written or read):
+- `policy/`: the `agents.Policy` artifact (kind "sb3"): the policy network's weights as safetensors
+  and the config to rebuild it, so `agents.load_policy(out)` / `seqrec evaluate out` work.
+- `state/`: the resumable training state (`--resume out`): the `TrainConfig`, the step and update
+  counts, the optimiser state and, for DQN, the replay buffer, as JSON + safetensors.
 - `logs/run-K/`: `progress.csv` and TensorBoard events of the K-th (re)start (SB3's logger), with
   `eval/mean_reward` every `eval_interval` steps.
+
+Models are rebuilt from the config (as at the start of training) and their tensors loaded in.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +31,21 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 
-from agents.policy import (
-    ProbabilityPolicy,
-    read_manifest,
-    write_manifest,
-)
+from agents.policy import POLICY_SUBDIR, ProbabilityPolicy, open_policy, save_policy
 from agents.sb3 import SequenceFeaturesExtractor
-from agents.training.config import TrainConfig, TrainResult
+from agents.training.config import (
+    TrainConfig,
+    TrainResult,
+    open_training_state,
+    save_training_state,
+)
+from recsim_env.checkpoint import Artifact, check_fields, write_tensors, write_tree
+from recsim_env.errors import CheckpointError
 
 SB3_ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
-MODEL_FILE = "model.zip"
-REPLAY_FILE = "replay_buffer.pkl"
+WEIGHTS_FILE = "weights.safetensors"
+OPTIMIZER = "optimizer"
+REPLAY = "replay_buffer"
 DEFAULT_ALGO_CONFIG: dict[str, dict[str, Any]] = {
     # PPO: 8 envs x 256 steps = 2048 steps per update, SB3's default batch of experience.
     "ppo": {"n_steps": 256, "batch_size": 256},
@@ -51,15 +61,21 @@ class SB3Policy(ProbabilityPolicy):
     Actor-critic models (PPO, A2C) report their categorical policy `pi(a | s)`; DQN reports its
     greedy policy (one-hot on `argmax_a Q(s, a)`), since exploration belongs to training. Sampling
     uses the policy's own generator (`seed`), so rollouts are reproducible.
+
+    Args:
+        model: the SB3 model (only its `policy` network is used to act).
+        algo: "ppo", "a2c" or "dqn".
+        config: the `TrainConfig` that builds the model again on `load`.
     """
 
     kind = "sb3"
 
-    def __init__(self, model: BaseAlgorithm, algo: str, *, seed: int | None = 0) -> None:
+    def __init__(self, model: BaseAlgorithm, algo: str, config: TrainConfig, *, seed: int | None = 0) -> None:
         if not isinstance(model.action_space, spaces.Discrete):
             raise ValueError(f"SB3Policy needs a Discrete action space, got {model.action_space}")
         self.model = model
         self.algo = algo
+        self.config = config
         self.name = f"sb3-{algo}"
         self.n_items = int(model.action_space.n)
         self.slate_size = 1
@@ -84,33 +100,130 @@ class SB3Policy(ProbabilityPolicy):
         return probabilities / probabilities.sum(axis=1, keepdims=True)
 
     def save(self, path: str | os.PathLike) -> None:
-        out = Path(path)
-        out.mkdir(parents=True, exist_ok=True)
-        _save_model_atomic(self.model, out / MODEL_FILE)
-        write_manifest(out, self.kind, {"algo": self.algo, "n_items": self.n_items})
+        config = {
+            "algo": self.algo,
+            "n_items": self.n_items,
+            "train_config": policy_train_config(self.model, self.config).to_dict(),
+        }
+        save_policy(path, self.kind, config, lambda tmp: write_tensors(tmp / WEIGHTS_FILE, self.model.policy.state_dict()))
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu") -> SB3Policy:
-        config = read_manifest(path)["config"]
-        algo = config["algo"]
-        if algo not in SB3_ALGOS:
-            raise ValueError(f"{Path(path) / 'policy.json'}: unknown SB3 algorithm {algo!r}")
-        model = SB3_ALGOS[algo].load(Path(path) / MODEL_FILE, device=device)
-        return cls(model, algo)
+        return cls.from_artifact(*open_policy(path, cls.kind), device=device)
+
+    @classmethod
+    def from_artifact(cls, artifact: Artifact, manifest: Mapping[str, Any], device: str = "cpu") -> SB3Policy:
+        where = artifact.root / "policy.json"
+        fields = check_fields(manifest["config"], {"algo": str, "n_items": int, "train_config": dict}, where=str(where))
+        config = TrainConfig.from_dict(fields.get("train_config"), where=f"{where}: 'train_config'")
+        if config.backend != "sb3" or fields.get("algo") != config.algo:
+            raise CheckpointError(f"{where}: not an SB3 policy (backend {config.backend!r}, algo {fields.get('algo')!r})")
+        config = dataclasses.replace(config, device=device)
+        env = _make_env(config, 1, config.seed)
+        try:
+            model = build_model(config, env, for_inference=True)
+        finally:
+            env.close()
+        if int(model.action_space.n) != fields.get("n_items"):
+            raise CheckpointError(f"{where}: n_items {fields.get('n_items')!r} differs from the environment's")
+        load_weights(model.policy, artifact, WEIGHTS_FILE)
+        return cls(model, config.algo, config)
 
 
-def _save_model_atomic(model: BaseAlgorithm, target: Path) -> None:
-    tmp = target.with_name(f".{target.stem}.tmp.zip")  # SB3 insists on a .zip suffix
-    model.save(tmp)
-    os.replace(tmp, target)
+def policy_train_config(model: BaseAlgorithm, config: TrainConfig) -> TrainConfig:
+    """`config` with the encoder as built (a pretrained checkpoint's config, not its path, which may
+    move): the policy's weights hold the encoder's."""
+    encoder = next(m for m in model.policy.modules() if isinstance(m, SequenceFeaturesExtractor)).encoder
+    return dataclasses.replace(
+        config, encoder=encoder.name, encoder_config=encoder.config.to_dict(), encoder_checkpoint=None
+    )
+
+
+def load_weights(module: torch.nn.Module, artifact: Artifact, name: str) -> None:
+    """Load `artifact`'s tensors file `name` into `module`, strictly; a mismatch names the file."""
+    state = artifact.read_tensors(name, framework="pt")
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"{artifact.root / name}: weights do not fit the configured model: {error}") from None
 
 
 def _save_run(model: BaseAlgorithm, config: TrainConfig, out: Path) -> None:
-    SB3Policy(model, config.algo).save(out)
-    if config.algo == "dqn":
-        tmp = out / f".{REPLAY_FILE}.tmp"
-        model.save_replay_buffer(tmp)
-        os.replace(tmp, out / REPLAY_FILE)
+    """Write the run's policy and its resumable training state (each artifact whole)."""
+    SB3Policy(model, config.algo, config).save(out / POLICY_SUBDIR)
+    progress = {
+        "timesteps": int(model.num_timesteps),
+        "n_updates": int(getattr(model, "_n_updates", 0)),
+        "episode_num": int(getattr(model, "_episode_num", 0)),
+        "n_calls": int(getattr(model, "_n_calls", 0)),
+    }
+
+    def write(tmp: Path) -> None:
+        write_tensors(tmp / WEIGHTS_FILE, model.policy.state_dict())
+        write_tree(tmp, OPTIMIZER, model.policy.optimizer.state_dict())
+        if config.algo == "dqn":
+            write_tree(tmp, REPLAY, replay_buffer_state(model.replay_buffer))
+
+    save_training_state(out, config, progress, write)
+
+
+def replay_buffer_state(buffer) -> dict[str, Any]:
+    """The filled part of an SB3 (dict) replay buffer as plain arrays."""
+    n = buffer.buffer_size if buffer.full else buffer.pos
+    state: dict[str, Any] = {"pos": int(buffer.pos), "full": bool(buffer.full), "buffer_size": int(buffer.buffer_size)}
+    for name in ("observations", "next_observations"):
+        value = getattr(buffer, name)
+        state[name] = {key: array[:n] for key, array in value.items()} if isinstance(value, dict) else value[:n]
+    for name in ("actions", "rewards", "dones", "timeouts"):
+        state[name] = getattr(buffer, name)[:n]
+    return state
+
+
+def restore_replay_buffer(buffer, state: Any, where: str) -> None:
+    """Copy a saved replay buffer into `buffer`; shapes, dtypes and counts are checked first."""
+    if not isinstance(state, dict) or state.get("buffer_size") != buffer.buffer_size:
+        raise CheckpointError(f"{where}: replay buffer of another size than the config's {buffer.buffer_size}")
+    pos, full = state.get("pos"), state.get("full")
+    if not isinstance(full, bool) or isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos < buffer.buffer_size + 1:
+        raise CheckpointError(f"{where}: replay buffer 'pos' / 'full' are not valid")
+    n = buffer.buffer_size if full else pos
+    pairs = []
+    for name in ("observations", "next_observations", "actions", "rewards", "dones", "timeouts"):
+        target, saved = getattr(buffer, name), state.get(name)
+        if isinstance(target, dict):
+            if not isinstance(saved, dict) or set(saved) != set(target):
+                raise CheckpointError(f"{where}: replay buffer {name!r} has other keys than the observation space")
+            pairs += [(f"{name}.{key}", target[key], saved[key]) for key in target]
+        else:
+            pairs.append((name, target, saved))
+    for name, target, saved in pairs:
+        if not isinstance(saved, np.ndarray) or saved.shape != (n, *target.shape[1:]) or saved.dtype != target.dtype:
+            raise CheckpointError(
+                f"{where}: replay buffer {name!r} must be {target.dtype} of shape {(n, *target.shape[1:])}"
+            )
+    for _, target, saved in pairs:
+        target[:n] = saved
+    buffer.pos, buffer.full = pos % buffer.buffer_size, full
+
+
+def restore_training_state(model: BaseAlgorithm, artifact: Artifact, progress: Mapping[str, Any]) -> None:
+    """Load weights, optimiser, counters and (DQN) replay buffer from a checked training state."""
+    load_weights(model.policy, artifact, WEIGHTS_FILE)
+    where = str(artifact.root / OPTIMIZER)
+    optimizer_state = artifact.read_tree(OPTIMIZER, framework="pt")
+    try:
+        model.policy.optimizer.load_state_dict(optimizer_state)
+    except (ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise CheckpointError(f"{where}: optimiser state does not fit the model: {error}") from None
+    for key, attribute in (("timesteps", "num_timesteps"), ("n_updates", "_n_updates"), ("episode_num", "_episode_num"), ("n_calls", "_n_calls")):
+        value = progress.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise CheckpointError(f"{artifact.root / 'progress.json'}: {key!r} must be a non-negative integer")
+        if hasattr(model, attribute) or attribute == "num_timesteps":
+            setattr(model, attribute, value)
+    if isinstance(model, DQN):
+        if artifact.has(f"{REPLAY}.json"):
+            restore_replay_buffer(model.replay_buffer, artifact.read_tree(REPLAY), str(artifact.root / REPLAY))
 
 
 class _TimeBudget(BaseCallback):
@@ -155,14 +268,19 @@ def _policy_kwargs(config: TrainConfig) -> dict[str, Any]:
     return {"features_extractor_class": SequenceFeaturesExtractor, "features_extractor_kwargs": extractor}
 
 
-def build_model(config: TrainConfig, env) -> BaseAlgorithm:
-    """A fresh SB3 model for `config` on `env`; bad algorithm arguments raise a `ValueError`."""
+def build_model(config: TrainConfig, env, *, for_inference: bool = False) -> BaseAlgorithm:
+    """A fresh SB3 model for `config` on `env`; bad algorithm arguments raise a `ValueError`.
+
+    `for_inference`: a model only to act with (DQN gets a one-transition replay buffer).
+    """
     if not isinstance(env.action_space, spaces.Discrete):
         raise ValueError(
             f"the sb3 backend needs slate_size=1 (a Discrete action space), got {env.action_space}: "
             "SB3 samples each slate position independently and would repeat items; use --backend rllib"
         )
     kwargs = {**DEFAULT_ALGO_CONFIG[config.algo], **config.algo_config}
+    if for_inference and config.algo == "dqn":
+        kwargs.update(buffer_size=1, learning_starts=0)
     try:
         return SB3_ALGOS[config.algo](
             "MultiInputPolicy",
@@ -192,18 +310,16 @@ def train_sb3(config: TrainConfig, out: Path, *, resume: bool = False, progress:
     torch.manual_seed(config.seed)
     out.mkdir(parents=True, exist_ok=True)
     if resume:
-        if not (out / MODEL_FILE).is_file():
-            raise FileNotFoundError(f"{out / MODEL_FILE}: missing; nothing to resume in {out}")
-        model = SB3_ALGOS[config.algo].load(out / MODEL_FILE, device=config.device)
+        state, _, progress = open_training_state(out)
+        if not state.has(WEIGHTS_FILE):
+            raise CheckpointError(f"{state.root}: holds no weights yet; nothing to resume in {out}")
         # Fresh environments seeded after the steps already taken, so a resumed run sees new users.
-        env = _make_env(config, config.num_envs, config.seed + model.num_timesteps)
-        model.set_env(env)
-        if config.algo == "dqn" and (out / REPLAY_FILE).is_file():
-            model.load_replay_buffer(out / REPLAY_FILE)
+        env = _make_env(config, config.num_envs, config.seed + int(progress["timesteps"]))
+        model = build_model(config, env)
+        restore_training_state(model, state, progress)
     else:
         env = _make_env(config, config.num_envs, config.seed)
         model = build_model(config, env)
-    config.save(out)
     model.set_logger(configure(str(_next_run_dir(out)), ["csv", "tensorboard"]))
 
     remaining = config.stop_timesteps - model.num_timesteps

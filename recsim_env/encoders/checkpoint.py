@@ -1,19 +1,17 @@
-"""Encoder checkpoints: a directory with the config, the weights and the id maps.
+"""Encoder checkpoints: an artifact (`recsim_env.checkpoint`) of kind "encoder".
 
-Layout of `DIR`:
+Files of `DIR` (each listed with its SHA-256 in `manifest.json`, whose metadata holds the encoder's
+registry name, its catalogue size and free-form metadata such as metrics):
 
 * `config.json`: the encoder config's fields (reloaded with `Config(**d)`; an unknown key is an error).
-* `checkpoint.json`: encoder name, format version, catalogue size and free-form metadata (metrics, trainer).
 * `item_ids.json`: the raw item tokens in index order (index i <-> `tokens[i]`); `user_ids.json` likewise.
-* `weights.pt`: the `state_dict` (tensors only; loaded with `weights_only=True`).
+* `weights.safetensors`: the `state_dict` as safetensors (no pickle).
 
-Every file is written to a temporary file in `DIR` and renamed, so a reader never sees half a file.
+The directory is written whole and swapped in (`save_artifact`), so a reader never sees a mix.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -23,16 +21,16 @@ from typing import Any
 import numpy as np
 import torch
 
+from recsim_env.checkpoint import Artifact, open_artifact, save_artifact, write_json, write_tensors
 from recsim_env.encoders.base import SequenceEncoder
-from recsim_env.errors import DataError
-from recsim_env.io import write_atomic
+from recsim_env.errors import CheckpointError, DataError
 
-FORMAT_VERSION = 1
+KIND = "encoder"
 CONFIG_FILE = "config.json"
-META_FILE = "checkpoint.json"
 ITEMS_FILE = "item_ids.json"
 USERS_FILE = "user_ids.json"
-WEIGHTS_FILE = "weights.pt"
+WEIGHTS_FILE = "weights.safetensors"
+ENCODER_FILES = (CONFIG_FILE, ITEMS_FILE, WEIGHTS_FILE)
 
 
 @dataclass
@@ -53,8 +51,23 @@ def _tokens(ids) -> list:
     return np.asarray(tokens).tolist() if isinstance(tokens, np.ndarray) else list(tokens)
 
 
-def _write_json(path: Path, value: Any) -> None:
-    write_atomic(path, json.dumps(value, indent=2).encode())
+def encoder_metadata(encoder: SequenceEncoder, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The manifest metadata of an encoder checkpoint."""
+    return {"encoder": encoder.name, "n_items": encoder.n_items, "metadata": metadata or {}}
+
+
+def write_encoder_files(directory: Path, encoder: SequenceEncoder, *, item_ids: Any, user_ids: Any | None = None) -> None:
+    """Write the encoder's files into `directory` (a new artifact directory being filled)."""
+    item_tokens = _tokens(item_ids)
+    if len(item_tokens) != encoder.n_items:
+        raise ValueError(
+            f"item_ids has {len(item_tokens)} tokens but the encoder has n_items={encoder.n_items}"
+        )
+    write_tensors(directory / WEIGHTS_FILE, encoder.state_dict())
+    write_json(directory / ITEMS_FILE, item_tokens)
+    if user_ids is not None:
+        write_json(directory / USERS_FILE, _tokens(user_ids))
+    write_json(directory / CONFIG_FILE, encoder.config.to_dict())
 
 
 def save(
@@ -65,7 +78,7 @@ def save(
     user_ids: Any | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `encoder` with its id maps to `directory` (created if needed).
+    """Write `encoder` with its id maps to `directory` (replaced whole if it exists).
 
     Args:
         directory: checkpoint directory.
@@ -74,72 +87,68 @@ def save(
         user_ids: optional user `IdMap` (or tokens).
         metadata: JSON-serialisable extras (metrics, trainer config).
     """
-    item_tokens = _tokens(item_ids)
-    if len(item_tokens) != encoder.n_items:
-        raise ValueError(
-            f"item_ids has {len(item_tokens)} tokens but the encoder has n_items={encoder.n_items}"
-        )
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu() for k, v in encoder.state_dict().items()}, buffer)
-    write_atomic(out / WEIGHTS_FILE, buffer.getvalue())
-    _write_json(out / ITEMS_FILE, item_tokens)
-    if user_ids is not None:
-        _write_json(out / USERS_FILE, _tokens(user_ids))
-    _write_json(out / CONFIG_FILE, encoder.config.to_dict())
-    meta = {
-        "encoder": encoder.name,
-        "format_version": FORMAT_VERSION,
-        "n_items": encoder.n_items,
-        "metadata": metadata or {},
-    }
-    _write_json(out / META_FILE, meta)  # written last: its presence marks a complete checkpoint
-    return out
+    return save_artifact(
+        directory,
+        KIND,
+        lambda tmp: write_encoder_files(tmp, encoder, item_ids=item_ids, user_ids=user_ids),
+        metadata=encoder_metadata(encoder, metadata),
+    )
 
 
-def _read_json(path: Path) -> Any:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing (is {path.parent} an encoder checkpoint directory?)")
+def checkpoint_from_artifact(
+    artifact: Artifact,
+    encoder_info: dict[str, Any],
+    *,
+    item_ids: Any | None = None,
+    map_location: str | torch.device = "cpu",
+) -> Checkpoint:
+    """Rebuild the encoder from a checked artifact's files; `encoder_info` is its `encoder_metadata`."""
+    from recsim_env.encoders.registry import build
+
+    root = artifact.root
+    for key in ("encoder", "n_items"):
+        if key not in encoder_info:
+            raise CheckpointError(f"{root / 'manifest.json'}: metadata has no {key!r} entry")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}: not valid JSON ({err})") from err
+        encoder = build(encoder_info["encoder"], artifact.read_json_object(CONFIG_FILE))
+    except CheckpointError:
+        raise
+    except (ValueError, TypeError, KeyError) as error:
+        raise CheckpointError(f"{root / CONFIG_FILE}: {error}") from None
+    state = artifact.read_tensors(WEIGHTS_FILE, framework="pt")
+    try:
+        encoder.load_state_dict(state)
+    except RuntimeError as error:
+        raise CheckpointError(f"{root / WEIGHTS_FILE}: weights do not fit {CONFIG_FILE}: {error}") from None
+    encoder.to(map_location).eval()
+    item_tokens = artifact.read_json(ITEMS_FILE)
+    if not isinstance(item_tokens, list) or len(item_tokens) != encoder.n_items:
+        raise CheckpointError(
+            f"{root / ITEMS_FILE}: must list one token per item, the encoder has n_items={encoder.n_items}"
+        )
+    if item_ids is not None:
+        check_catalogue(item_tokens, _tokens(item_ids), where=str(root))
+    user_tokens = artifact.read_json(USERS_FILE) if artifact.has(USERS_FILE) else None
+    metadata = encoder_info.get("metadata", {})
+    return Checkpoint(encoder, item_tokens, user_tokens, metadata if isinstance(metadata, dict) else {})
 
 
 def load_checkpoint(
     directory: str | os.PathLike, *, item_ids: Any | None = None, map_location: str | torch.device = "cpu"
 ) -> Checkpoint:
-    """Load a checkpoint written by `save`.
+    """Load a checkpoint written by `save`, after checking its manifest.
 
     Args:
         directory: checkpoint directory.
         item_ids: when given (an `IdMap` or tokens), the catalogue the caller will use; it must equal the
             checkpoint's item tokens, index for index, else a `DataError` says where they differ.
         map_location: device for the weights.
-    """
-    from recsim_env.encoders.registry import build
 
-    root = Path(directory)
-    meta = _read_json(root / META_FILE)
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise DataError(
-            f"{root / META_FILE}: format_version {meta.get('format_version')!r}, expected {FORMAT_VERSION}"
-        )
-    encoder = build(meta["encoder"], _read_json(root / CONFIG_FILE))
-    state = torch.load(root / WEIGHTS_FILE, map_location=map_location, weights_only=True)
-    encoder.load_state_dict(state)
-    encoder.eval()
-    item_tokens = _read_json(root / ITEMS_FILE)
-    if len(item_tokens) != encoder.n_items:
-        raise DataError(
-            f"{root / ITEMS_FILE}: {len(item_tokens)} tokens but the encoder has n_items={encoder.n_items}"
-        )
-    if item_ids is not None:
-        check_catalogue(item_tokens, _tokens(item_ids), where=str(root))
-    users_path = root / USERS_FILE
-    user_tokens = _read_json(users_path) if users_path.is_file() else None
-    return Checkpoint(encoder, item_tokens, user_tokens, meta.get("metadata", {}))
+    Raises:
+        CheckpointError: naming the file that is missing, truncated, altered or of another kind.
+    """
+    artifact = open_artifact(directory, KIND, required=ENCODER_FILES)
+    return checkpoint_from_artifact(artifact, artifact.metadata, item_ids=item_ids, map_location=map_location)
 
 
 def load(

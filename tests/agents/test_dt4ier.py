@@ -17,6 +17,7 @@ from agents import dt4ier as D
 from agents.cli import evaluate_command, train_command
 from agents.policy import rollout_policy
 from recsim_env.errors import DataError
+from tests.conftest import rewrite_manifest
 
 ML100K = Path(__file__).resolve().parents[2] / "../shared/data/ml-100k"
 TINY = dict(d_model=8, context_len=4, steps=4, balance_steps=4, batch_size=16, dropout=0.0, n_negatives=8)
@@ -312,8 +313,11 @@ def test_bad_inputs_raise_clear_errors(logs, policy, observations, tmp_path):
     with pytest.raises(ValueError, match="one of them"):
         policy.set_target()
     policy.save(tmp_path / "broken")
-    (tmp_path / "broken" / "weights.pt").write_bytes(b"not torch")
-    with pytest.raises(ValueError, match="weights"):
+    (tmp_path / "broken" / "weights.safetensors").write_bytes(b"not torch")
+    with pytest.raises(ValueError, match=r"weights\.safetensors: truncated or altered"):
+        load_policy(tmp_path / "broken")
+    rewrite_manifest(tmp_path / "broken")
+    with pytest.raises(ValueError, match=r"weights\.safetensors: not a readable safetensors file"):
         load_policy(tmp_path / "broken")
 
 

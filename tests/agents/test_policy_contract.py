@@ -9,6 +9,8 @@ import pytest
 
 from agents import Policy, load_policy
 from agents.policy import MANIFEST_FILE
+from recsim_env.errors import CheckpointError
+from tests.conftest import rewrite_manifest
 
 N_ITEMS = 500
 
@@ -38,7 +40,7 @@ def _sb3(algo):
             algo_config={"learning_starts": 0} if algo == "dqn" else {},
         )
         env = make_vec_env(lambda: gym.make("SeqRec-v0"), n_envs=1, seed=0)
-        return SB3Policy(build_model(config, env), algo)
+        return SB3Policy(build_model(config, env), algo, config)
 
     return make
 
@@ -156,7 +158,9 @@ def test_sampling_is_reproducible_after_reseeding(policy, observations):
 def test_save_load_round_trip_keeps_actions_and_probabilities(policy, observations, tmp_path):
     policy.save(tmp_path / "saved")
     manifest = json.loads((tmp_path / "saved" / MANIFEST_FILE).read_text())
-    assert {"kind", "format_version", "config"} <= set(manifest)
+    assert set(manifest) == {"kind", "config"}
+    artifact = json.loads((tmp_path / "saved" / "manifest.json").read_text())
+    assert artifact["kind"] == "policy" and MANIFEST_FILE in artifact["files"]
     loaded = load_policy(tmp_path / "saved")
     assert type(loaded) is type(policy)
     np.testing.assert_allclose(
@@ -168,13 +172,23 @@ def test_save_load_round_trip_keeps_actions_and_probabilities(policy, observatio
 
 
 def test_load_policy_reports_a_missing_manifest(tmp_path):
-    with pytest.raises(FileNotFoundError, match="policy.json"):
+    with pytest.raises(CheckpointError, match="manifest.json: missing"):
         load_policy(tmp_path)
 
 
 def test_load_policy_rejects_an_unknown_kind(tmp_path):
-    (tmp_path / MANIFEST_FILE).write_text(json.dumps({"kind": "nope", "format_version": 1, "config": {}}))
-    with pytest.raises(ValueError, match="unknown policy kind 'nope'"):
+    from agents.policy import save_policy
+
+    save_policy(tmp_path / "p", "uniform", {"name": "uniform", "n_items": 5, "slate_size": 1, "prior_strength": 1.0})
+    (tmp_path / "p" / MANIFEST_FILE).write_text(json.dumps({"kind": "nope", "config": {}}))
+    rewrite_manifest(tmp_path / "p")
+    with pytest.raises(CheckpointError, match="unknown policy kind 'nope'"):
+        load_policy(tmp_path / "p")
+
+
+def test_a_format_1_policy_is_refused_with_the_convert_command(tmp_path):
+    (tmp_path / MANIFEST_FILE).write_text(json.dumps({"kind": "uniform", "format_version": 1, "config": {}}))
+    with pytest.raises(CheckpointError, match="format 1.*seqrec convert"):
         load_policy(tmp_path)
 
 

@@ -53,10 +53,14 @@ def test_ppo_trains_logs_evaluations_to_csv_and_tensorboard(ppo_run):
 
 
 def test_checkpoint_restores_the_same_deterministic_action(ppo_run):
-    from agents.training.sb3 import SB3_ALGOS, SB3Policy
+    from agents.training.config import open_training_state
+    from agents.training.sb3 import WEIGHTS_FILE, SB3Policy, _make_env, build_model
 
     restored = load_policy(ppo_run.out)
-    in_memory = SB3Policy(SB3_ALGOS["ppo"].load(ppo_run.out / "model.zip"), "ppo")
+    state, config, _ = open_training_state(ppo_run.out)  # the resumable state holds the same weights
+    model = build_model(config, _make_env(config, 1, 0))
+    model.policy.load_state_dict(state.read_tensors(WEIGHTS_FILE, framework="pt"))
+    in_memory = SB3Policy(model, "ppo", config)
     env = gym.make("SeqRec-v0", max_steps=20)
     for seed in range(3):
         obs, _ = env.reset(seed=seed)
@@ -113,7 +117,7 @@ def test_slates_and_bad_algorithm_arguments_fail_before_training(tmp_path):
         train(_config(env_config={"slate_size": 3}), tmp_path / "slate", progress=False)
     with pytest.raises(ValueError, match="algo-config"):
         train(_config(algo_config={"no_such_argument": 1}), tmp_path / "bad", progress=False)
-    assert not (tmp_path / "bad" / "model.zip").exists()
+    assert not (tmp_path / "bad" / "policy").exists() and not (tmp_path / "bad" / "state").exists()
 
 
 @pytest.mark.slow

@@ -61,11 +61,11 @@ def test_save_load_round_trip_and_damaged_checkpoints(tmp_path):
     assert isinstance(load_policy(tmp_path / "p"), Sim2RecPolicy)
     obs, _ = make_env(policy.config, 14.0).reset(seed=2)
     np.testing.assert_array_equal(policy.action_distribution(obs), loaded.action_distribution(obs))
-    weights = tmp_path / "p" / "weights.pt"
+    weights = tmp_path / "p" / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    with pytest.raises(ValueError, match="weights.pt"):
+    with pytest.raises(ValueError, match=r"weights\.safetensors: truncated"):
         Sim2RecPolicy.load(tmp_path / "p")
-    with pytest.raises(ValueError, match="not a saved Sim2Rec policy"):
+    with pytest.raises(ValueError, match="no such directory"):
         Sim2RecPolicy.load(tmp_path / "missing")
 
 

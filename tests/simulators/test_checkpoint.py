@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from recsim_env.data import LoggedInteractions
-from recsim_env.errors import DataError
+from recsim_env.errors import CheckpointError, DataError
 
 
 def _predictions(simulator):
@@ -45,9 +45,9 @@ def test_truncated_weights_are_refused_naming_the_file(saved_simulator, tmp_path
     import simulators
 
     copy = _copy(saved_simulator, tmp_path)
-    weights = copy / "weights.pt"
+    weights = copy / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-100])
-    with pytest.raises(DataError, match=r"weights\.pt.*truncated"):
+    with pytest.raises(CheckpointError, match=r"weights\.safetensors.*truncated"):
         simulators.load(copy)
 
 
@@ -55,15 +55,15 @@ def test_corrupt_and_missing_files_are_refused(saved_simulator, tmp_path):
     import simulators
 
     copy = _copy(saved_simulator, tmp_path)
-    data = bytearray((copy / "start_pool.npz").read_bytes())
+    data = bytearray((copy / "start_pool.safetensors").read_bytes())
     data[200] ^= 0xFF
-    (copy / "start_pool.npz").write_bytes(bytes(data))
-    with pytest.raises(DataError, match=r"start_pool\.npz.*SHA-256"):
+    (copy / "start_pool.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"start_pool\.safetensors.*SHA-256"):
         simulators.load(copy)
     (copy / "manifest.json").unlink()
     with pytest.raises(DataError, match="manifest.json"):
         simulators.load(copy)
-    with pytest.raises(DataError, match="not a saved simulator"):
+    with pytest.raises(CheckpointError, match="no such directory"):
         simulators.load(tmp_path / "nowhere")
 
 
@@ -78,29 +78,61 @@ def test_catalogue_mismatch_is_refused(saved_simulator, world_logs):
         simulators.load(saved_simulator, data=other)
 
 
-def test_unknown_config_key_is_refused(saved_simulator, tmp_path):
+def test_unknown_config_key_is_refused(saved_simulator, tmp_path, rehash):
     import simulators
-    from simulators.checkpoint import write_manifest
 
     copy = _copy(saved_simulator, tmp_path)
     config = json.loads((copy / "config.json").read_text())
     config["learning_rte"] = 0.1
     (copy / "config.json").write_text(json.dumps(config))
-    write_manifest(copy)
-    with pytest.raises(DataError, match=r"config\.json.*learning_rte"):
+    rehash(copy)
+    with pytest.raises(CheckpointError, match=r"config\.json.*learning_rte"):
         simulators.load(copy)
 
 
-def test_a_simulator_saved_before_feature_tables_and_platt_scaling_still_loads(world_logs, tmp_path):
-    """Checkpoints written before simulators read users / items tables, pooled clicks or had an interest
-    filter or a window stride, and before calibration had a bias, lack those keys, weights and arrays: they
-    load, read no features and predict as before."""
+def _write_format_1(simulator, directory, *, drop_config=(), drop_schema=(), drop_weights=(), drop_pool=()):
+    """A simulator directory as format 1 wrote it (torch.save weights, an .npz pool, manifest v1)."""
+    import hashlib
     import io
 
     import torch
 
+    directory.mkdir(parents=True)
+    config = {k: v for k, v in simulator.config.to_dict().items() if k not in drop_config}
+    schema = {k: v for k, v in simulator.schema.to_dict().items() if k not in drop_schema}
+    (directory / "config.json").write_text(json.dumps(config))
+    (directory / "schema.json").write_text(json.dumps(schema))
+    (directory / "item_ids.json").write_text(json.dumps(list(simulator.item_tokens)))
+    weights = {
+        f"member_{k}": {n: v for n, v in m.state_dict().items() if n not in drop_weights}
+        for k, m in enumerate(simulator.members)
+    }
+    buffer = io.BytesIO()
+    torch.save(weights, buffer)
+    (directory / "weights.pt").write_bytes(buffer.getvalue())
+    np.savez(directory / "start_pool.npz", **{k: v for k, v in simulator.start_pool._asdict().items() if k not in drop_pool})
+    files = {
+        name: {"bytes": (directory / name).stat().st_size, "sha256": hashlib.sha256((directory / name).read_bytes()).hexdigest()}
+        for name in ("config.json", "schema.json", "item_ids.json", "weights.pt", "start_pool.npz")
+    }
+    (directory / "manifest.json").write_text(json.dumps({"format_version": 1, "files": files}))
+    return directory
+
+
+def test_a_format_1_simulator_is_refused_with_the_convert_command(tiny_fit, tmp_path):
     import simulators
-    from simulators.checkpoint import write_manifest
+
+    directory = _write_format_1(tiny_fit.simulator, tmp_path / "old")
+    with pytest.raises(CheckpointError, match=r"format_version 1.*seqrec convert"):
+        simulators.load(directory)
+
+
+def test_a_simulator_saved_before_feature_tables_and_platt_scaling_converts_and_loads(world_logs, tmp_path):
+    """Format-1 checkpoints written before simulators read users / items tables, pooled clicks or had an
+    interest filter or a window stride, and before calibration had a bias, lack those keys, weights and
+    arrays: `seqrec convert` turns them into today's format; they read no features and predict as before."""
+    import simulators
+    from agents.convert import convert
     from tests.simulators.conftest import TINY
 
     settings = {
@@ -111,23 +143,17 @@ def test_a_simulator_saved_before_feature_tables_and_platt_scaling_still_loads(w
     }
     config = simulators.SimulatorConfig(**TINY, **settings, window_stride=None)
     fitted = simulators.fit(world_logs, config).simulator
-    directory = simulators.save(fitted, tmp_path / "old")
-    old_config = json.loads((directory / "config.json").read_text())
-    for key in (*settings, "window_stride"):
-        del old_config[key]
-    (directory / "config.json").write_text(json.dumps(old_config))
-    old_schema = json.loads((directory / "schema.json").read_text())
-    del old_schema["user_features"], old_schema["item_features"]
-    (directory / "schema.json").write_text(json.dumps(old_schema))
-    weights = torch.load(directory / "weights.pt", weights_only=True)
-    del weights["member_0"]["calibration_bias"]
-    buffer = io.BytesIO()
-    torch.save(weights, buffer)
-    (directory / "weights.pt").write_bytes(buffer.getvalue())
-    with np.load(directory / "start_pool.npz") as arrays:
-        pool = {k: v for k, v in arrays.items() if k != "user_features"}
-    np.savez(directory / "start_pool.npz", **pool)
-    write_manifest(directory)
+    directory = _write_format_1(
+        fitted,
+        tmp_path / "old",
+        drop_config=(*settings, "window_stride"),
+        drop_schema=("user_features", "item_features"),
+        drop_weights=("calibration_bias",),
+        drop_pool=("user_features",),
+    )
+    where, what = convert(directory)
+    assert where == directory and what == "simulator"
+    assert not (directory / "weights.pt").exists()
 
     loaded = simulators.load(directory)
     assert not loaded.config.user_features and not loaded.config.item_features

@@ -44,7 +44,7 @@ def test_train_then_report(world_logs, tmp_path):
     assert 0.0 <= summary["click_auc"] <= 1.0
     for name in (
         "config.json",
-        "weights.pt",
+        "weights.safetensors",
         "item_ids.json",
         "manifest.json",
         "fidelity.md",
@@ -68,7 +68,7 @@ def test_bad_input_exits_with_a_clear_error(tmp_path):
     assert "missing.csv" in result.output
     result = runner.invoke(_app(), ["simulator-report", str(tmp_path / "nothing")])
     assert result.exit_code == 1
-    assert "not a saved simulator" in result.output
+    assert "nothing: not a saved artifact (no such directory)" in result.output
 
 
 def test_cli_and_recsim_env_stay_light():

@@ -143,7 +143,7 @@ def test_evaluation_scores_in_fp32_under_bf16_autocast(cyclic, monkeypatch):
     assert seen and all(flag is False and dtype == torch.float32 for flag, dtype in seen)
 
 
-def test_checkpoint_round_trip_and_catalogue_check(cyclic, tmp_path):
+def test_checkpoint_round_trip_and_catalogue_check(cyclic, tmp_path, rehash):
     enc, result = run(cyclic, epochs=2)
     out = encoders.save(
         tmp_path / "ckpt", enc, item_ids=cyclic.item_ids, user_ids=cyclic.user_ids, metadata={"a": 1}
@@ -167,6 +167,9 @@ def test_checkpoint_round_trip_and_catalogue_check(cyclic, tmp_path):
     # an unknown key in config.json is an error, not silently ignored
     cfg = json.loads((out / "config.json").read_text())
     (out / "config.json").write_text(json.dumps({**cfg, "hidden_size": 3}))
+    with pytest.raises(ValueError, match="config.json: truncated or altered"):
+        encoders.load(out)
+    rehash(out)
     with pytest.raises(ValueError, match="unknown config key"):
         encoders.load(out)
 
