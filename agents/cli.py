@@ -157,7 +157,13 @@ def train_command(
     if trust_checkpoint and (resume is None or config.backend != "rllib"):
         typer.echo("Error: --trust-checkpoint only applies to --resume of an rllib run", err=True)
         raise typer.Exit(2)
-    result = train(config, out, resume=resume is not None, progress=progress, trust_checkpoint=trust_checkpoint)
+    from recsim_env.errors import CheckpointError
+
+    try:
+        result = train(config, out, resume=resume is not None, progress=progress, trust_checkpoint=trust_checkpoint)
+    except CheckpointError as error:  # a resumed run's state that does not parse
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(2) from None
     evaluation = (
         f"; last evaluation mean return {result.last_eval_return:.3f}"
         if result.last_eval_return is not None

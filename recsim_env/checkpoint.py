@@ -4,7 +4,8 @@ An artifact is a directory of plain files and a `manifest.json`:
 
     {"format": "recsim-env/artifact", "format_version": 2, "kind": "policy",
      "metadata": {...},
-     "files": {"policy.json": {"bytes": 312, "sha256": "..."}, "weights.safetensors": {...}}}
+     "files": {"policy.json": {"bytes": 312, "sha256": "..."}, "weights.safetensors": {...}},
+     "sha256": "..."}                       # of the manifest's own content, so damage to it is named
 
 * Tensors are stored as safetensors (a JSON header and raw little-endian buffers: no pickle, no code),
   everything else as JSON. Nested state with tensors inside (optimiser states, replay buffers) goes
@@ -252,6 +253,25 @@ def _listing(directory: Path) -> dict[str, dict[str, Any]]:
     return files
 
 
+def _self_digest(manifest: Mapping[str, Any]) -> str:
+    """SHA-256 of the manifest's own content (without this digest), so a damaged manifest is named."""
+    body = {key: value for key, value in manifest.items() if key != "sha256"}
+    return sha256_bytes(json.dumps(body, sort_keys=True, allow_nan=False).encode())
+
+
+def write_manifest(directory: Path, kind: str, metadata: Mapping[str, Any]) -> None:
+    """(Re)write `directory/manifest.json` over the files the directory holds now."""
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "metadata": dict(metadata),
+        "files": _listing(directory),
+    }
+    manifest["sha256"] = _self_digest(manifest)
+    write_json(directory / MANIFEST_FILE, manifest)
+
+
 def save_artifact(
     directory: str | os.PathLike,
     kind: str,
@@ -271,14 +291,7 @@ def save_artifact(
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
     try:
         write(tmp)
-        manifest = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "kind": kind,
-            "metadata": dict(metadata or {}),
-            "files": _listing(tmp),
-        }
-        write_json(tmp / MANIFEST_FILE, manifest)
+        write_manifest(tmp, kind, metadata or {})
         swap_in(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -405,6 +418,8 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(
             f"{file}: format_version {version!r}; this version of recsim-env reads {FORMAT_VERSION}"
         )
+    if manifest.get("sha256") != _self_digest(manifest):
+        raise CheckpointError(f"{file}: corrupt: its own SHA-256 ('sha256') does not match its content")
     if manifest.get("kind") not in KINDS:
         raise CheckpointError(f"{file}: unknown kind {manifest.get('kind')!r}; known: {', '.join(KINDS)}")
     files = manifest.get("files")

@@ -15,12 +15,10 @@ def rewrite_manifest(directory) -> None:
     import json
     from pathlib import Path
 
-    from recsim_env.checkpoint import MANIFEST_FILE, _listing
+    from recsim_env.checkpoint import MANIFEST_FILE, write_manifest
 
-    manifest_path = Path(directory) / MANIFEST_FILE
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"] = _listing(Path(directory))
-    manifest_path.write_text(json.dumps(manifest))
+    manifest = json.loads((Path(directory) / MANIFEST_FILE).read_text())
+    write_manifest(Path(directory), manifest["kind"], manifest.get("metadata", {}))
 
 
 @pytest.fixture
