@@ -502,3 +502,26 @@ def test_objects_that_would_need_pickle_cannot_be_saved(tmp_path):
 
     with pytest.raises(TypeError, match="Payload cannot be saved"):
         encode_tree({"a": [1, Payload(tmp_path / MARKER_NAME)]})
+
+
+@pytest.mark.parametrize(
+    "kind", ["uniform", "greedy", "encoder-policy", "dt4ier", "tscac", "sim2rec", "sb3-ppo policy", "sb3-dqn policy"]
+)
+@pytest.mark.parametrize("name", ["policy.json", "weights"])
+def test_seqrec_evaluate_refuses_every_tampered_policy_kind(artifacts, kind, name, tmp_path):
+    from typer.testing import CliRunner
+
+    from recsim_env.cli import build_app
+
+    source = artifacts[kind][0]
+    target = tmp_path / "p"
+    shutil.copytree(source, target)
+    if name == "weights":
+        listed = json.loads((target / "manifest.json").read_text())["files"]
+        name = next((n for n in listed if n.endswith(".safetensors")), "policy.json")
+    marker = tmp_path / MARKER_NAME
+    (target / name).write_bytes(evil_torch_file(marker) if name.endswith(".safetensors") else evil_bytes(marker))
+    rewrite_manifest(target)
+    result = CliRunner().invoke(build_app(), ["evaluate", str(target), "--episodes", "2"])
+    assert result.exit_code == 2 and name in result.output, result.output
+    assert not marker.exists()
