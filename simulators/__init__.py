@@ -1,4 +1,4 @@
-"""Learned user simulators built from logged interactions (issue 4; builds on `recsim_env`).
+"""Learned user simulators built from logged interactions (builds on `recsim_env`).
 
     >>> import simulators
     >>> result = simulators.fit(logs, simulators.SimulatorConfig(ensemble_size=3))

@@ -24,7 +24,7 @@ class SimulatorConfig:
     `history_len - 3` exposures of history when the user has them, and an epoch is 4x shorter, which pays
     for the interest filter's sequential updates. Each user's windows are phase-shifted so that the final
     exposure (a leave: the log ends there) does not always land on a window's last position, whose leave
-    head would learn that artefact (simulated sessions came out about half as long: benchmarks/RESULTS.md)."""
+    head would learn that artefact."""
     user_features: bool = True
     """Read the users table's features (`simulators.data.FeatureSpec`): a linear projection of them is
     added to the encoder's state before the heads, and environments observe them (`user_features=True`)."""
@@ -35,18 +35,17 @@ class SimulatorConfig:
     click_pooling: bool = True
     """Add to the encoder's state a projection of the recency-weighted means of the clicked and of the
     unclicked history items' vectors (learned weight per distance back): a direct path for "the user likes
-    what they clicked", next to the encoder (world click AUC +0.004 to +0.006 over two seeds; docs/simulators.md)."""
+    what they clicked", next to the encoder (docs/simulators.md)."""
     interest_filter: bool = True
     """Add a learned interest filter (`simulators.interest_filter`): a Gaussian belief over a latent interest,
     updated by each history exposure's click and continuous signals as an extended Kalman filter does, with
     drift and satiation, that shifts and tempers the click logit. It reads the user's whole history, not
     only the encoder's window: a running simulator carries its state across the episode, and training
-    starts each window's filter where the user's earlier exposures left it (world click AUC +0.008,
-    ml-100k +0.008, at about half the step throughput; docs/simulators.md, point 9)."""
+    starts each window's filter where the user's earlier exposures left it (docs/simulators.md)."""
     filter_dim: int = 16
     """K: dimension of the interest filter's latent interest."""
     d_model: int = 32
-    """Width D of the encoder and the heads (32: as accurate as 64 with click pooling, and faster to train)."""
+    """Width D of the encoder and the heads."""
     n_layers: int = 1
     """Encoder blocks (when the encoder has them)."""
     n_heads: int = 1
@@ -76,8 +75,7 @@ class SimulatorConfig:
     click_loss_weight: float = 20.0
     """Weight of the click head's negative log-likelihood in the training loss (the other heads weigh 1).
     The heads share the encoder; with equal weights the other heads' item effects shape it and the click
-    head barely reads the history (world click AUC 0.671 -> 0.710 with this weight and `window_stride=1`;
-    docs/simulators.md)."""
+    head barely reads the history (docs/simulators.md)."""
     early_stopping: str = "click"
     """Validation loss that early stopping watches: `all`, the training objective (heads summed, click
     weighted by `click_loss_weight`), or `click` alone."""
