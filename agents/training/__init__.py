@@ -6,6 +6,7 @@
 Backends are imported when used, so this package stays light.
 """
 
-from agents.training.config import ALGOS, BACKENDS, TrainConfig, TrainResult, check_env_config, train
+from agents.training.config import ALGOS, BACKENDS, TrainConfig, TrainResult, check_env_config
+from agents.training.run import train
 
 __all__ = ["ALGOS", "BACKENDS", "TrainConfig", "TrainResult", "check_env_config", "train"]

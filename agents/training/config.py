@@ -218,27 +218,3 @@ def check_env_config(env_id: str, env_config: Mapping[str, Any]):
     spaces = (env.observation_space, env.action_space)
     env.close()
     return spaces
-
-
-def train(
-    config: TrainConfig,
-    out: str | os.PathLike,
-    *,
-    resume: bool = False,
-    progress: bool = True,
-    trust_checkpoint: bool = False,
-) -> TrainResult:
-    """Train with `config.backend` into `out` (a run directory; with `resume`, continue the run there).
-
-    `trust_checkpoint` (RLlib resume only) restores RLlib's own pickled checkpoint; see docs/security.md.
-    """
-    check_env_config(config.env_id, config.env_config)
-    if config.backend == "sb3":
-        if trust_checkpoint:
-            raise ValueError("trust_checkpoint applies to the rllib backend only (sb3 runs hold no pickles)")
-        from agents.training.sb3 import train_sb3
-
-        return train_sb3(config, Path(out), resume=resume, progress=progress)
-    from agents.rllib.train import train_rllib
-
-    return train_rllib(config, Path(out), resume=resume, progress=progress, trust_checkpoint=trust_checkpoint)
