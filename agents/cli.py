@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import typer
 
 BASELINE_NAMES = ("uniform", "popularity", "greedy")
-AGENTS = ("rl", "dt4ier")
 
 
 def _json_option(text: str | None, option: str) -> dict[str, Any]:
@@ -83,7 +82,8 @@ def train_command(
         str,
         typer.Option(
             "--agent",
-            help="rl (online, --backend/--algo) or dt4ier (offline from --data; --algo-config holds its config).",
+            help="rl (online, --backend/--algo), or a registered agent (agents.registry: dt4ier, tscac, sim2rec; "
+            "--algo-config holds its config, --data its logs when it trains offline).",
         ),
     ] = "rl",
     data: Annotated[
@@ -102,14 +102,17 @@ def train_command(
     ] = False,
 ) -> None:
     """Train an RL agent with a sequence-encoder policy (Stable-Baselines3 or Ray RLlib), or DT4IER offline."""
-    if agent not in AGENTS:
-        typer.echo(f"Error: --agent: unknown agent {agent!r}; known: {', '.join(AGENTS)}", err=True)
+    from agents.registry import AGENTS
+
+    if agent != "rl" and agent not in AGENTS:
+        typer.echo(f"Error: --agent: unknown agent {agent!r}; known: rl, {', '.join(sorted(AGENTS))}", err=True)
         raise typer.Exit(2)
-    if agent == "dt4ier":
-        _train_offline(out, data, resume, algo_config, seed, device, progress)
+    if agent != "rl":
+        _train_registered(AGENTS[agent], out, data, resume, algo_config, seed, device, progress)
         return
     if data is not None:
-        typer.echo("Error: --data is for offline agents (--agent dt4ier)", err=True)
+        offline = ", ".join(name for name, spec in sorted(AGENTS.items()) if spec.needs_data)
+        typer.echo(f"Error: --data is for offline agents (--agent {offline})", err=True)
         raise typer.Exit(2)
     from agents.training import TrainConfig, check_env_config, train
 
@@ -174,38 +177,47 @@ def train_command(
     )
 
 
-def _train_offline(out, data, resume, algo_config, seed, device, progress) -> None:
-    """`seqrec train --agent dt4ier --data PATH --out DIR`: DT4IER trained offline on logs."""
+def _train_registered(spec, out, data, resume, algo_config, seed, device, progress) -> None:
+    """`seqrec train --agent NAME --out DIR [--data PATH]`: a registered agent, trained in one go."""
     import dataclasses
     import time
 
     try:
         if resume is not None:
-            raise ValueError("--resume is for the rl agent; DT4IER trains in one go")
-        if out is None or data is None:
-            raise ValueError("--agent dt4ier needs --data PATH and --out DIR")
-        fields = {"seed": seed, "device": device, **_json_option(algo_config, "--algo-config")}
-        from agents.dt4ier import DT4IERConfig
-
-        names = {f.name for f in dataclasses.fields(DT4IERConfig)}
+            raise ValueError(f"--resume is for the rl agent; {spec.name} trains in one go")
+        if out is None:
+            raise ValueError(f"--agent {spec.name} needs --out DIR")
+        if spec.needs_data and data is None:
+            raise ValueError(f"--agent {spec.name} trains offline: give --data PATH")
+        if not spec.needs_data and data is not None:
+            raise ValueError(f"--agent {spec.name} trains in simulators; --data does not apply")
+        config_class = spec.config_class
+        names = {f.name for f in dataclasses.fields(config_class)}
+        fields = {key: value for key, value in {"seed": seed, "device": device}.items() if key in names}
+        fields.update(_json_option(algo_config, "--algo-config"))
         unknown = sorted(set(fields) - names)
         if unknown:
-            raise ValueError(f"--algo-config: unknown DT4IER config key(s) {unknown}; known: {sorted(names)}")
-        config = DT4IERConfig(**fields)
-        from agents.dt4ier import train, trajectories_from_logs
-        from recsim_env.data import load
+            raise ValueError(
+                f"--algo-config: unknown {spec.name} config key(s) {unknown}; known: {sorted(names)}"
+            )
+        fields = {
+            key: tuple(value) if isinstance(value, list) else value for key, value in fields.items()
+        }  # JSON lists are the configs' tuples
+        config = config_class(**fields)
+        logs = None
+        if spec.needs_data:
+            from recsim_env.data import load
 
-        trajectories = trajectories_from_logs(load(data), config)
-    except (ValueError, FileNotFoundError) as error:
+            logs = load(data)
+        started = time.perf_counter()
+        policy, info = spec.fit_function(config, logs, progress)
+    except (ValueError, TypeError, FileNotFoundError) as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
-    started = time.perf_counter()
-    policy, stats = train(config, trajectories, progress=progress)
     policy.save(out)
     typer.echo(
-        f"trained {config.variant} for {config.steps} steps on {stats['steps']} logged steps "
-        f"({stats['trajectories']} trajectories) in {time.perf_counter() - started:.1f} s; "
-        f"final cross-entropy {stats['final_ce'] or float('nan'):.3f}; policy saved in {out}"
+        f"trained {spec.name} in {time.perf_counter() - started:.1f} s ({json.dumps(info, default=str)}); "
+        f"policy saved in {out}"
     )
 
 

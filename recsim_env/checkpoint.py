@@ -29,6 +29,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -99,7 +100,7 @@ def sha256_file(path: Path) -> str:
 
 # ---------------------------------------------------------------------------------------------- tensors
 def _is_torch_tensor(value: Any) -> bool:
-    torch = __import__("sys").modules.get("torch")
+    torch = sys.modules.get("torch")
     return torch is not None and isinstance(value, torch.Tensor)
 
 
@@ -110,8 +111,9 @@ def tensors_bytes(tensors: Mapping[str, Any]) -> bytes:
     other non-numeric arrays are refused.
     """
     if any(_is_torch_tensor(value) for value in tensors.values()):
-        import torch
         from safetensors.torch import save
+
+        torch = sys.modules["torch"]  # loaded: the caller holds torch tensors
 
         out, seen = {}, set()
         for key, value in tensors.items():

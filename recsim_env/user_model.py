@@ -76,3 +76,25 @@ class UserModel(Protocol):
         Updates `state` in place for the time that passes until the next session.
         """
         ...
+
+
+USER_MODEL_SOURCES = "recsim_env.user_models"
+"""Entry-point group of user-model sources: packages above this one (`simulators`) register here how
+an environment gets its users from logs, so `recsim_env` never imports them (see pyproject.toml)."""
+
+
+def user_model_source(name: str):
+    """The user-model source registered as `name` (e.g. "learned": users learned from logs).
+
+    A source is called with the environment's keyword arguments for it and returns
+    `(user_model, reward)`. Raises `ModuleNotFoundError` naming the group when none is installed.
+    """
+    from importlib.metadata import entry_points
+
+    found = [point for point in entry_points(group=USER_MODEL_SOURCES) if point.name == name]
+    if not found:
+        raise ModuleNotFoundError(
+            f"no user-model source {name!r} is installed (entry-point group {USER_MODEL_SOURCES!r}); "
+            "the `simulators` package of recsim-env provides 'learned'"
+        )
+    return found[0].load()

@@ -21,7 +21,6 @@ from recsim_env.errors import CheckpointError
 BACKENDS = ("sb3", "rllib")
 ALGOS: dict[str, tuple[str, ...]] = {"sb3": ("ppo", "a2c", "dqn"), "rllib": ("ppo", "dqn")}
 """Algorithms each backend trains."""
-ENCODER_NAMES = ("sasrec", "bert4rec", "hstu", "gru4rec")
 CONFIG_FILE = "train_config.json"
 PROGRESS_FILE = "progress.json"
 STATE_SUBDIR = "state"
@@ -41,7 +40,7 @@ class TrainConfig:
     env_config: Mapping[str, Any] = field(default_factory=dict)
     """Keyword arguments of the environment (as `gym.make(env_id, **env_config)`)."""
     encoder: str = "sasrec"
-    """Sequence encoder of the policy: sasrec, bert4rec, hstu or gru4rec."""
+    """Sequence encoder of the policy: a name in `recsim_env.encoders.registry.ENCODERS`."""
     encoder_config: Mapping[str, Any] = field(default_factory=dict)
     """Encoder config fields (n_items, max_len and feedback_dim default to the environment's)."""
     encoder_checkpoint: str | None = None
@@ -79,9 +78,11 @@ class TrainConfig:
                 f"argument 'algo': unknown algorithm {self.algo!r} for backend {self.backend!r}; "
                 f"known: {', '.join(ALGOS[self.backend])}"
             )
-        if self.encoder.lower() not in ENCODER_NAMES:
+        from recsim_env.encoders.registry import ENCODERS
+
+        if not isinstance(self.encoder, str) or self.encoder.lower() not in ENCODERS:
             raise ValueError(
-                f"argument 'encoder': unknown encoder {self.encoder!r}; known: {', '.join(ENCODER_NAMES)}"
+                f"argument 'encoder': unknown encoder {self.encoder!r}; known: {', '.join(sorted(ENCODERS))}"
             )
         for name in ("num_envs", "stop_timesteps", "eval_interval", "eval_episodes"):
             value = getattr(self, name)

@@ -31,6 +31,7 @@ _EXPORTS = {
     "build": "registry",
     "config_class": "registry",
     "encoder_class": "registry",
+    "register_encoder": "registry",
     "Checkpoint": "checkpoint",
     "load": "checkpoint",
     "load_checkpoint": "checkpoint",
@@ -63,6 +64,7 @@ __all__ = [
     "evaluate_full_ranking",
     "load",
     "load_checkpoint",
+    "register_encoder",
     "save",
     "train",
 ]
@@ -77,6 +79,6 @@ if TYPE_CHECKING:
     from recsim_env.encoders.checkpoint import Checkpoint, load, load_checkpoint, save
     from recsim_env.encoders.gru4rec import GRU4Rec, GRU4RecConfig
     from recsim_env.encoders.hstu import HSTU, HSTUConfig
-    from recsim_env.encoders.registry import ENCODERS, build, config_class, encoder_class
+    from recsim_env.encoders.registry import ENCODERS, build, config_class, encoder_class, register_encoder
     from recsim_env.encoders.sasrec import SASRec, SASRecConfig
     from recsim_env.encoders.trainer import TrainerConfig, TrainResult, evaluate_full_ranking, train

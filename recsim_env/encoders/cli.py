@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-ENCODER_NAMES = ("sasrec", "bert4rec", "hstu", "gru4rec")
 
 
 def _fail(err: Exception) -> None:
@@ -25,7 +24,7 @@ def train_encoder_command(
         str, typer.Option(help="Data path (RecBole, MovieLens, CSV/Parquet) or a fetched data set name.")
     ],
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write.")],
-    model: Annotated[str, typer.Option(help=f"Encoder: {', '.join(ENCODER_NAMES)}.")] = "sasrec",
+    model: Annotated[str, typer.Option(help="A registered encoder: sasrec, bert4rec, hstu, gru4rec, ...")] = "sasrec",
     max_len: Annotated[int, typer.Option(help="History length L.")] = 50,
     d_model: Annotated[int, typer.Option(help="Embedding / hidden width D.")] = 64,
     loss: Annotated[str, typer.Option(help="ce (full softmax), bce or sampled_softmax.")] = "ce",

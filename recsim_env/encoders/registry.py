@@ -12,7 +12,20 @@ from recsim_env.encoders.hstu import HSTU
 from recsim_env.encoders.sasrec import SASRec
 
 ENCODERS: dict[str, type[SequenceEncoder]] = {cls.name: cls for cls in (SASRec, BERT4Rec, HSTU, GRU4Rec)}
-"""Encoder classes by name."""
+"""Encoder classes by name: what `seqrec train-encoder --model`, `seqrec train --encoder`, simulators and
+policies accept. Adding an encoder is its module plus `register_encoder(MyEncoder)`."""
+
+
+def register_encoder(cls: type[SequenceEncoder]) -> type[SequenceEncoder]:
+    """Add an encoder class (it sets `name` and `config_class`); usable as a class decorator."""
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name.isidentifier():
+        raise ValueError(f"{cls.__name__}.name must be an identifier, got {getattr(cls, 'name', None)!r}")
+    ENCODERS[cls.name.lower()] = cls
+    return cls
+
+
+def encoder_names() -> tuple[str, ...]:
+    return tuple(sorted(ENCODERS))
 
 
 def encoder_class(name: str) -> type[SequenceEncoder]:
