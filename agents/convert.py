@@ -256,6 +256,24 @@ def _convert_policy(src: Path, dst: Path) -> str:
     return _convert_torch_policy(src, dst, manifest)
 
 
+def _convert_into(src: Path, new: Path) -> str:
+    """Write the converted artifact of `src` to `new`; what it was."""
+    try:
+        if (src / "checkpoint.json").is_file() and not (src / "policy.json").is_file():
+            return _convert_encoder(src, new)
+        if (src / "schema.json").is_file() and (src / "start_pool.npz").is_file():
+            return _convert_simulator(src, new)
+        if (src / "policy.json").is_file():
+            return _convert_policy(src, new)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as error:
+        raise CheckpointError(
+            f"{src}: cannot convert: its files do not describe a format-1 artifact ({error!r})"
+        ) from None
+    raise CheckpointError(f"{src}: not a saved encoder, simulator, policy or run of format 1")
+
+
 def convert(src: str | os.PathLike, out: str | os.PathLike | None = None) -> tuple[Path, str]:
     """Convert the format-1 artifact or run directory `src`; returns `(where it is now, what it was)`.
 
@@ -272,14 +290,7 @@ def convert(src: str | os.PathLike, out: str | os.PathLike | None = None) -> tup
     staging = Path(tempfile.mkdtemp(dir=target.parent if target.parent.exists() else None, prefix=f".{target.name}.convert-"))
     new = staging / "new"
     try:
-        if (src / "checkpoint.json").is_file() and not (src / "policy.json").is_file():
-            what = _convert_encoder(src, new)
-        elif (src / "schema.json").is_file() and (src / "start_pool.npz").is_file():
-            what = _convert_simulator(src, new)
-        elif (src / "policy.json").is_file():
-            what = _convert_policy(src, new)
-        else:
-            raise CheckpointError(f"{src}: not a saved encoder, simulator, policy or run of format 1")
+        what = _convert_into(src, new)
         for name in CARRIED:
             if (src / name).is_dir():
                 shutil.copytree(src / name, new / name, symlinks=True)

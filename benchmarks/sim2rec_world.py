@@ -26,8 +26,8 @@ import torch
 
 from agents.baselines import fit_baseline
 from agents.policy import rollout_policy
-from agents.sim2rec import Sim2RecConfig, train
-from agents.sim2rec_seq import evaluate, simulator_set
+from agents.sim2rec import Sim2RecConfig, simulator_set, train
+from agents.sim2rec import evaluate_seqrec as evaluate
 from recsim_env.world.logging import log_world
 
 VARIANTS = ("sim2rec", "direct", "universal", "oracle")

@@ -79,7 +79,7 @@ def test_config_validation_and_device_resolution():
     assert resolve_device("auto").type == expected
 
 
-# ---- the sequence front end (SeqRec-v0 Dict observations; agents.sim2rec_seq)
+# ---- the sequence front end (SeqRec-v0 Dict observations; agents.sim2rec)
 
 SEQ_TINY = dict(
     TINY,
@@ -108,7 +108,8 @@ def _seq_config(variant: str, simulator: str, seed: int = 0) -> Sim2RecConfig:
 @pytest.mark.parametrize("variant", ["sim2rec", "universal", "direct", "oracle"])
 def test_sequence_observations_train_act_and_round_trip(variant, tiny_simulator, tmp_path):
     from agents.policy import Policy
-    from agents.sim2rec_seq import HIDDEN_KEY, evaluate, make_training_env, simulator_set
+    from agents.sim2rec import HIDDEN_KEY, make_training_env, simulator_set
+    from agents.sim2rec import evaluate_seqrec as evaluate
 
     config = _seq_config(variant, tiny_simulator)
     iterations = []
@@ -143,7 +144,7 @@ def test_sequence_training_is_reproducible_for_a_seed(tiny_simulator):
 
 
 def test_oracle_hidden_vector_and_world_centre():
-    from agents.sim2rec_seq import hidden_vector
+    from agents.sim2rec import hidden_vector
     from simulators.simset import SimSetConfig
 
     ranges = SimSetConfig().ranges()

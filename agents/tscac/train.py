@@ -1,0 +1,431 @@
+"""TSCAC training: the critic and stage one, the main actor of each variant (stage two for TSCAC),
+`train` on logs, and online training and evaluation in `SeqRec-v0`."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from agents.tscac.config import AUX, AUX_SIGN, AUX_SIGNALS, MAIN, SIGNALS, TSCACConfig
+from agents.tscac.data import Transitions, _concatenate, transitions_from_logs
+from agents.tscac.losses import _actor_step_weights, constraint_thresholds, signed_aux, stage_two_weights
+from agents.tscac.model import Actor, Critic
+from agents.tscac.policy import TSCACPolicy
+from recsim_env.encoders.trainer import resolve_device
+
+
+class _Batcher:
+    """Minibatches of transitions as tensors on the device (states gathered from the shared windows)."""
+
+    def __init__(self, data: Transitions, config: TSCACConfig, device: torch.device) -> None:
+        self.data, self.config, self.device = data, config, device
+        self.item_ids = torch.as_tensor(data.item_ids, device=device)
+        self.feedback = torch.as_tensor(data.feedback, device=device)
+        self.rng = np.random.default_rng(config.seed)
+
+    def sample(self) -> np.ndarray:
+        return self.rng.integers(0, len(self.data), size=min(self.config.batch_size, len(self.data)))
+
+    def states(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.as_tensor(rows, device=self.device)
+        return self.item_ids[rows], self.feedback[rows]
+
+    def tensor(self, array: np.ndarray, dtype=torch.float32) -> torch.Tensor:
+        return torch.as_tensor(array, dtype=dtype, device=self.device)
+
+
+def fit_critic(
+    config: TSCACConfig,
+    data: Transitions,
+    *,
+    progress: bool = True,
+    on_step: Callable[[int, dict], None] | None = None,
+) -> Critic:
+    """TD(0) for every signal's value: V_i(s) <- r_i + gamma_i (1 - done) V_i^target(s')."""
+    from tqdm.auto import tqdm
+
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    critic = Critic(config, data.n_items).to(device)
+    target = copy.deepcopy(critic).eval()
+    optimizer = torch.optim.Adam(critic.parameters(), lr=config.learning_rate)
+    batcher = _Batcher(data, config, device)
+    gammas = batcher.tensor(config.gammas)
+    scale = batcher.tensor(config.reward_scale)
+    for step in tqdm(range(config.critic_steps), desc="tscac critic", disable=not progress):
+        index = batcher.sample()
+        reward = batcher.tensor(data.reward[index]) * scale  # [B, 6]
+        done = batcher.tensor(data.done[index])[:, None]
+        with torch.no_grad():
+            target_value = reward + gammas * (1.0 - done) * target(*batcher.states(data.next_state[index]))
+        loss = F.smooth_l1_loss(critic(*batcher.states(data.state[index])), target_value)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():  # Polyak-averaged target network
+            for p, p_target in zip(critic.parameters(), target.parameters(), strict=True):
+                p_target.lerp_(p, config.target_tau)
+        if on_step is not None:
+            on_step(step, {"critic_loss": float(loss.detach())})
+    return critic.eval()
+
+
+@torch.no_grad()
+def advantages(critic: Critic, config: TSCACConfig, data: Transitions, chunk: int = 4096) -> np.ndarray:
+    """[T, 6] one-step advantages A_i = r_i + gamma_i (1 - done) V_i(s') - V_i(s) (TSCAC eq. 4), scaled rewards."""
+    device = next(critic.parameters()).device
+    batcher = _Batcher(data, config, device)
+    gammas = batcher.tensor(config.gammas)
+    out = np.empty((len(data), len(SIGNALS)), dtype=np.float32)
+    for start in range(0, len(data), chunk):
+        rows = np.arange(start, min(start + chunk, len(data)))
+        reward = batcher.tensor(data.reward[rows]) * batcher.tensor(config.reward_scale)
+        done = batcher.tensor(data.done[rows])[:, None]
+        value = critic(*batcher.states(data.state[rows]))
+        following = critic(*batcher.states(data.next_state[rows]))
+        out[rows] = (reward + gammas * (1.0 - done) * following - value).cpu().numpy()
+    return out
+
+
+WeightFn = Callable[[np.ndarray, torch.Tensor], torch.Tensor]
+"""(batch rows [B], log pi_h(a|s) [B, H] of the actor being fitted) -> [B, H] weights of `-sum w log pi`."""
+
+
+def fit_actor(
+    config: TSCACConfig,
+    data: Transitions,
+    weights: WeightFn,
+    *,
+    n_heads: int = 1,
+    desc: str = "tscac actor",
+    seed_offset: int = 0,
+    progress: bool = True,
+    on_step: Callable[[int, torch.Tensor, np.ndarray], None] | None = None,
+) -> Actor:
+    """Fit an actor by weighted log-likelihood `-sum_j w_j log pi(a_j|s_j)` over minibatches of logged actions.
+
+    Every actor of the module is this loop with a different weight function (per head with `n_heads > 1`);
+    `on_step(step, log_pi, rows)` sees each batch (RCPO's dual ascent uses it).
+    """
+    from tqdm.auto import tqdm
+
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed + seed_offset)
+    actor = Actor(config, data.n_items, n_heads).to(device)
+    optimizer = torch.optim.Adam(actor.parameters(), lr=config.learning_rate)
+    batcher = _Batcher(data, dataclasses.replace(config, seed=config.seed + seed_offset), device)
+    generator = torch.Generator(device=device).manual_seed(config.seed + seed_offset)
+    for step in tqdm(range(config.actor_steps), desc=desc, disable=not progress):
+        rows = batcher.sample()
+        action = batcher.tensor(data.action[rows], torch.long)
+        candidates = None
+        if config.n_candidates:
+            candidates = torch.randint(
+                0, data.n_items, (config.n_candidates,), device=device, generator=generator
+            )
+        log_pi = actor.log_prob(*batcher.states(data.state[rows]), action, candidates)
+        loss = -(weights(rows, log_pi.detach()).detach() * log_pi).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        nn.utils.clip_grad_norm_(actor.parameters(), 1.0)
+        optimizer.step()
+        if on_step is not None:
+            on_step(step, log_pi.detach(), rows)
+    return actor.eval()
+
+
+def fit_stage_one(
+    config: TSCACConfig, data: Transitions, advantage: np.ndarray, *, progress: bool = True
+) -> Actor:
+    """Stage one: one policy pi_i per auxiliary signal (head i), each on its own (signed) advantage A_i."""
+    aux = signed_aux(advantage)
+
+    def weights(rows, log_pi):
+        return _actor_step_weights(config, torch.as_tensor(aux[rows], device=log_pi.device))
+
+    return fit_actor(
+        config,
+        data,
+        weights,
+        n_heads=len(AUX_SIGNALS),
+        desc="tscac stage one",
+        seed_offset=1,
+        progress=progress,
+    )
+
+
+@torch.no_grad()
+def logged_log_probs(actor: Actor, data: Transitions, chunk: int = 4096) -> np.ndarray:
+    """[T, H] log pi_h(a_t|s_t) of each head at the logged actions (full-catalogue softmax)."""
+    device = next(actor.parameters()).device
+    item_ids = torch.as_tensor(data.item_ids, device=device)
+    feedback = torch.as_tensor(data.feedback, device=device)
+    out = np.empty((len(data), actor.n_heads), dtype=np.float32)
+    for start in range(0, len(data), chunk):
+        rows = torch.as_tensor(data.state[start : start + chunk], device=device)
+        action = torch.as_tensor(np.array(data.action[start : start + chunk]), device=device)
+        out[start : start + len(rows)] = actor.log_prob(item_ids[rows], feedback[rows], action).cpu().numpy()
+    return out
+
+
+class StageOne(NamedTuple):
+    """What every variant's actor step reads: the critic's advantages and the stage-one actors' log-probs."""
+
+    critic: Critic
+    advantage: np.ndarray  # [T, 6]
+    actors: Actor | None  # stage-one pi_i, one head per auxiliary signal (None unless TSCAC needs them)
+    aux_log_probs: np.ndarray | None  # [T, m]
+
+
+def fit_critics_and_stage_one(
+    config: TSCACConfig, data: Transitions, *, with_actors: bool = True, progress: bool = True
+) -> StageOne:
+    """The critic on every signal and (for TSCAC) the stage-one actors; shared by all variants of a run."""
+    critic = fit_critic(config, data, progress=progress)
+    advantage = advantages(critic, config, data)
+    if not with_actors:
+        return StageOne(critic, advantage, None, None)
+    actors = fit_stage_one(config, data, advantage, progress=progress)
+    return StageOne(critic, advantage, actors, logged_log_probs(actors, data))
+
+
+def fit_main_actor(
+    config: TSCACConfig,
+    data: Transitions,
+    stage_one: StageOne,
+    *,
+    thresholds: Mapping[str, float] | None = None,
+    progress: bool = True,
+) -> tuple[Actor, dict]:
+    """The final actor of `config.variant` (stage two for TSCAC); returns it and training statistics."""
+    adv_main = stage_one.advantage[:, MAIN]
+    aux = signed_aux(stage_one.advantage)
+    log_pb = np.log(data.propensity)
+    stats: dict = {}
+    on_step = None
+    if config.variant == "tscac":
+        if stage_one.aux_log_probs is None:
+            raise ValueError(
+                "TSCAC's stage two needs the stage-one actors (fit_critics_and_stage_one(with_actors=True))"
+            )
+
+        def weights(rows, log_pi):
+            tensor = lambda a: torch.as_tensor(a, dtype=torch.float32, device=log_pi.device)  # noqa: E731
+            return stage_two_weights(
+                tensor(stage_one.aux_log_probs[rows]),
+                tensor(adv_main[rows]),
+                tensor(log_pb[rows]),
+                config.lambdas,
+            )[:, None]
+
+    elif config.variant == "bc":
+
+        def weights(rows, log_pi):
+            return torch.full_like(log_pi, 1.0 / len(log_pi))  # [B, 1]
+
+    elif config.variant == "scalarised":
+        combined = adv_main + aux @ np.asarray(config.scalarised_weights)
+
+        def weights(rows, log_pi):
+            return _actor_step_weights(config, torch.as_tensor(combined[rows], device=log_pi.device))[:, None]
+
+    else:  # rcpo
+        if thresholds is None:
+            raise ValueError("RCPO needs the constraint thresholds")
+        signed_threshold = np.array([thresholds[n] for n in AUX_SIGNALS]) * AUX_SIGN
+        signed_reward = data.reward[:, AUX] * AUX_SIGN
+        mu = np.zeros(len(AUX_SIGNALS))
+        estimate = signed_reward.mean(axis=0)  # running SNIPS estimate of J_i(pi), starts at the behaviour's
+        stats["mu"] = mu
+
+        def weights(rows, log_pi):
+            advantage = torch.as_tensor(adv_main[rows] + aux[rows] @ mu, device=log_pi.device)
+            return _actor_step_weights(config, advantage)[:, None]
+
+        def on_step(step, log_pi, rows):
+            # Dual ascent on the estimated violation c_i - J_i(pi) (SNIPS of the per-step rate on the batch).
+            ratio = np.exp(log_pi[:, 0].cpu().numpy().astype(np.float64) - log_pb[rows])
+            batch_rate = ratio @ signed_reward[rows] / ratio.sum()
+            estimate[:] = 0.9 * estimate + 0.1 * batch_rate
+            mu[:] = np.maximum(0.0, mu + config.rcpo_learning_rate * (signed_threshold - estimate))
+
+    actor = fit_actor(
+        config,
+        data,
+        weights,
+        desc=f"tscac[{config.variant}]",
+        seed_offset=100,
+        progress=progress,
+        on_step=on_step,
+    )
+    if "mu" in stats:
+        stats["mu"] = dict(zip(AUX_SIGNALS, map(float, stats["mu"]), strict=True))
+    return actor, stats
+
+
+def train(
+    config: TSCACConfig,
+    data,
+    *,
+    stage_one: StageOne | None = None,
+    progress: bool = True,
+) -> tuple[TSCACPolicy, dict]:
+    """Train `config.variant` offline on logs (`LoggedInteractions` or `Transitions`); returns policy and stats.
+
+    `stage_one` (from `fit_critics_and_stage_one` on the same data and critic settings) lets several
+    variants or lambda values share one critic and one set of stage-one actors. Deterministic on CPU.
+    """
+    transitions = data if isinstance(data, Transitions) else transitions_from_logs(data, config.history_len)
+    thresholds = constraint_thresholds(transitions.behaviour_rates(), config.tolerance)
+    if stage_one is None:
+        stage_one = fit_critics_and_stage_one(
+            config, transitions, with_actors=config.variant == "tscac", progress=progress
+        )
+    actor, stats = fit_main_actor(config, transitions, stage_one, thresholds=thresholds, progress=progress)
+    stats["thresholds"] = thresholds
+    return TSCACPolicy(actor, config, transitions.n_items), stats
+
+
+def collect_transitions(
+    policy, *, steps: int, seed: int = 0, num_envs: int = 64, history_len: int = 20, **env_kwargs
+) -> Transitions:
+    """Run `policy` (any `agents.Policy`, stochastic) in `SeqRec-v0` for `steps` steps; its exact
+    probabilities of the shown items are the propensities. Episodes still running at the end are cut
+    (their last step is marked done)."""
+    from recsim_env.envs import SeqRecVectorEnv
+
+    env = SeqRecVectorEnv(num_envs=num_envs, history_len=history_len, **env_kwargs)
+    obs, _ = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    n_items = env.user_model.n_items
+    item_ids, feedback, state, next_state, action, reward, done, propensity = ([] for _ in range(8))
+    current = np.arange(num_envs)  # row of each sub-env's current observation
+    item_ids.append(obs["item_ids"].copy())
+    feedback.append(obs["feedback"].copy())
+    n_states = num_envs
+    just_reset = np.zeros(num_envs, dtype=bool)
+    taken = 0
+    while taken < steps:
+        probs = np.atleast_2d(policy.action_distribution(obs))
+        cdf = probs.cumsum(axis=1)
+        chosen = np.minimum((cdf < rng.random((num_envs, 1)) * cdf[:, -1:]).sum(axis=1), n_items - 1)
+        obs, _, terminated, truncated, info = env.step(chosen)
+        rows = n_states + np.arange(num_envs)
+        item_ids.append(obs["item_ids"].copy())
+        feedback.append(obs["feedback"].copy())
+        n_states += num_envs
+        live = np.flatnonzero(~just_reset)
+        state.append(current[live])
+        next_state.append(rows[live])
+        action.append(chosen[live])
+        reward.append(info["feedback"][live].astype(np.float32))
+        done.append((terminated | truncated)[live].astype(np.float32))
+        propensity.append(probs[live, chosen[live]])
+        taken += len(live)
+        current = rows
+        just_reset = terminated | truncated
+    done_all = np.concatenate(done)
+    done_all[-num_envs:] = 1.0  # cut episodes: no bootstrapping past the data
+    return Transitions(
+        item_ids=np.concatenate(item_ids).astype(np.int64),
+        feedback=np.concatenate(feedback).astype(np.float32),
+        state=np.concatenate(state),
+        next_state=np.concatenate(next_state),
+        action=np.concatenate(action).astype(np.int64),
+        reward=np.concatenate(reward),
+        done=done_all,
+        propensity=np.concatenate(propensity).astype(np.float64),
+        n_items=n_items,
+    )
+
+
+def train_online(
+    config: TSCACConfig,
+    *,
+    rounds: int = 3,
+    steps_per_round: int = 20_000,
+    num_envs: int = 64,
+    progress: bool = True,
+    **env_kwargs,
+) -> tuple[TSCACPolicy, dict]:
+    """Online TSCAC in the world: each round the current policy (uniform at first) collects
+    `steps_per_round` steps with known probabilities, and both stages are refitted on all data so far.
+    Stage two's pi_b is then the collecting policy, i.e. the weights are over sampled actions."""
+    if rounds < 1 or steps_per_round < 1:
+        raise ValueError("train_online: rounds and steps_per_round must be positive")
+
+    class _Uniform:
+        n_items = None
+
+        def action_distribution(self, obs):
+            n = np.asarray(obs["item_ids"]).shape[0]
+            return np.full((n, self.n_items), 1.0 / self.n_items)
+
+    from recsim_env.envs import SeqRecVectorEnv
+
+    collector = _Uniform()
+    collector.n_items = SeqRecVectorEnv(num_envs=1, **env_kwargs).user_model.n_items
+    pieces: list[Transitions] = []
+    history = []
+    policy, stats = None, {}
+    for round_ in range(rounds):
+        pieces.append(
+            collect_transitions(
+                collector,
+                steps=steps_per_round,
+                seed=config.seed * 1000 + round_,
+                num_envs=num_envs,
+                history_len=config.history_len,
+                **env_kwargs,
+            )
+        )
+        data = _concatenate(pieces)
+        policy, stats = train(dataclasses.replace(config, seed=config.seed + round_), data, progress=progress)
+        history.append(
+            {name: float(data.reward[-steps_per_round:, j].mean()) for j, name in enumerate(SIGNALS)}
+        )
+        collector = policy
+    stats["collected_rates"] = history
+    return policy, stats
+
+
+def world_rates(
+    policy, *, n_episodes: int, seed: int = 0, num_envs: int = 64, deterministic: bool = False, **env_kwargs
+) -> dict[str, float]:
+    """Per-step mean of every signal of `policy` rolled out in `SeqRec-v0` over `n_episodes` episodes (truth)."""
+    from recsim_env.envs import SeqRecVectorEnv
+
+    if n_episodes < 1:
+        raise ValueError(f"argument 'n_episodes' must be positive, got {n_episodes}")
+    env = SeqRecVectorEnv(num_envs=num_envs, **env_kwargs)
+    if hasattr(policy, "seed"):
+        policy.seed(seed)
+    obs, _ = env.reset(seed=seed)
+    totals = np.zeros(len(env.signals))
+    episode_totals = np.zeros((num_envs, len(env.signals)))
+    episode_steps = np.zeros(num_envs)
+    steps = 0.0
+    finished = 0
+    just_reset = np.zeros(num_envs, dtype=bool)
+    while finished < n_episodes:
+        obs, _, terminated, truncated, info = env.step(
+            np.asarray(policy.act(obs, deterministic=deterministic))
+        )
+        live = ~just_reset
+        episode_totals += np.where(live[:, None], info["feedback"], 0.0)
+        episode_steps += live
+        done = np.flatnonzero(terminated | truncated)[: n_episodes - finished]
+        totals += episode_totals[done].sum(axis=0)
+        steps += episode_steps[done].sum()
+        finished += len(done)
+        episode_totals[terminated | truncated] = 0.0
+        episode_steps[terminated | truncated] = 0.0
+        just_reset = terminated | truncated
+    return {name: float(totals[j] / steps) for j, name in enumerate(env.signals)}
