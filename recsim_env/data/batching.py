@@ -8,7 +8,15 @@ from typing import NamedTuple
 
 import numpy as np
 
+from recsim_env.data.checks import (
+    MAX_BATCH_CELLS,
+    MAX_SEQUENCE_LEN,
+    bool_argument,
+    int_argument,
+    int_array_argument,
+)
 from recsim_env.data.interactions import UserSequences
+from recsim_env.errors import ArgumentError
 
 
 class SequenceBatch(NamedTuple):
@@ -33,24 +41,41 @@ def pad_sequences(sequences: UserSequences, users, *, max_len: int, pad_id: int,
             events before position `end[u]` of user u's sequence are used (e.g. `lengths - 2` hides the
             leave-one-out validation and test events). Clipped to `[0, length]`.
     """
-    if max_len < 1:
-        raise ValueError(f"pad_sequences: max_len must be >= 1, got {max_len}")
-    users = np.asarray(users, dtype=np.int64).reshape(-1)
+    if not isinstance(sequences, UserSequences):
+        raise ArgumentError(f"sequences: expected UserSequences, got {type(sequences).__name__}")
+    max_len = int_argument(max_len, "max_len", low=1, high=MAX_SEQUENCE_LEN)
+    pad_id = int_argument(pad_id, "pad_id", low=0, high=np.iinfo(np.int64).max)
+    users = int_array_argument(users, "users")
     n_users = sequences.offsets.shape[0] - 1
     if users.size and (users.min() < 0 or users.max() >= n_users):
-        raise ValueError(f"pad_sequences: user index out of range 0..{n_users - 1}")
+        raise ArgumentError(f"users: user index out of range 0..{n_users - 1}")
+    if users.size * max_len > MAX_BATCH_CELLS:
+        raise ArgumentError(
+            f"max_len: a batch of {users.size} users x {max_len} events exceeds {MAX_BATCH_CELLS} cells"
+        )
+    cut = None
+    if end is not None:
+        shape = np.shape(end)
+        if shape not in ((), (n_users,)):
+            raise ArgumentError(f"end: must be an int or have shape [n_users]={n_users}, got {shape}")
+        end = int_array_argument(end, "end")
+        cut = np.full(users.shape, end[0], dtype=np.int64) if shape == () else end[users]
+    batch = _pad(sequences, users, max_len=max_len, pad_id=pad_id, cut=cut)
+    # Every cell past a row's real events is padding; one more means a real item carries the pad id.
+    if np.count_nonzero(batch.item_ids == pad_id) != batch.item_ids.size - int(batch.lengths.sum()):
+        raise ArgumentError(
+            f"pad_id: {pad_id} is a real item id in these sequences (the convention is n_items)"
+        )
+    return batch
+
+
+def _pad(
+    sequences: UserSequences, users: np.ndarray, *, max_len: int, pad_id: int, cut: np.ndarray | None
+) -> SequenceBatch:
+    """`pad_sequences` on checked arguments (`users` int64 in range, `cut` the per-user cut or None)."""
     begin = sequences.offsets[users]
     stop = sequences.offsets[users + 1]
-    if end is not None:
-        end = np.asarray(end, dtype=np.int64)
-        if end.ndim == 0:
-            cut = np.full(users.shape, int(end), dtype=np.int64)
-        elif end.shape == (n_users,):
-            cut = end[users]
-        else:
-            raise ValueError(
-                f"pad_sequences: end must be an int or have shape [n_users]={n_users}, got {end.shape}"
-            )
+    if cut is not None:
         stop = begin + np.clip(cut, 0, stop - begin)
     start = np.maximum(begin, stop - max_len)
     lengths = stop - start
@@ -75,6 +100,27 @@ def pad_sequences(sequences: UserSequences, users, *, max_len: int, pad_id: int,
     )
 
 
+def _check_sequences(sequences: UserSequences) -> None:
+    """Refuse CSR sequences whose offsets do not describe their arrays (once per loader, not per batch)."""
+    offsets = np.asarray(sequences.offsets)
+    n = sequences.item_ids.shape[0]
+    if (
+        offsets.ndim != 1
+        or offsets.size == 0
+        or offsets.dtype.kind not in "iu"
+        or offsets[0] != 0
+        or offsets[-1] != n
+        or np.any(np.diff(offsets) < 0)
+        or sequences.timestamps.shape[0] != n
+        or sequences.feedback.ndim != 2
+        or sequences.feedback.shape[0] != n
+    ):
+        raise ArgumentError(
+            "sequences: offsets must rise from 0 to the number of events, with one timestamp and one "
+            "feedback row per event"
+        )
+
+
 class SequenceLoader:
     """Iterable of `SequenceBatch` over users, shuffled with `np.random.default_rng(seed)`.
 
@@ -94,19 +140,26 @@ class SequenceLoader:
         users=None,
         drop_last: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"SequenceLoader: batch_size must be >= 1, got {batch_size}")
-        if max_len < 1:
-            raise ValueError(f"SequenceLoader: max_len must be >= 1, got {max_len}")
+        if not isinstance(sequences, UserSequences):
+            raise ArgumentError(f"sequences: expected UserSequences, got {type(sequences).__name__}")
+        self.max_len = int_argument(max_len, "max_len", low=1, high=MAX_SEQUENCE_LEN)
+        self.batch_size = int_argument(batch_size, "batch_size", low=1, high=MAX_BATCH_CELLS // self.max_len)
+        self.pad_id = int_argument(pad_id, "pad_id", low=0, high=np.iinfo(np.int64).max)
+        self.shuffle = bool_argument(shuffle, "shuffle")
+        self.drop_last = bool_argument(drop_last, "drop_last")
+        seed = None if seed is None else int_argument(seed, "seed", low=0)
+        _check_sequences(sequences)
+        if np.any(sequences.item_ids == self.pad_id):
+            raise ArgumentError(
+                f"pad_id: {self.pad_id} is a real item id in these sequences (the convention is n_items)"
+            )
         self.sequences = sequences
-        self.max_len = max_len
-        self.batch_size = batch_size
-        self.pad_id = pad_id
-        self.shuffle = shuffle
-        self.drop_last = drop_last
+        n_users = sequences.offsets.shape[0] - 1
         if users is None:
             users = np.flatnonzero(sequences.lengths() > 0)
-        self.users = np.asarray(users, dtype=np.int64)
+        self.users = int_array_argument(users, "users")
+        if self.users.size and (self.users.min() < 0 or self.users.max() >= n_users):
+            raise ArgumentError(f"users: user index out of range 0..{n_users - 1}")
         self._rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -117,7 +170,8 @@ class SequenceLoader:
         order = self._rng.permutation(self.users) if self.shuffle else self.users
         for b in range(len(self)):
             batch_users = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield pad_sequences(self.sequences, batch_users, max_len=self.max_len, pad_id=self.pad_id)
+            # Arguments were checked once in __init__ (users in range, pad id no real item): no per-batch checks.
+            yield _pad(self.sequences, batch_users, max_len=self.max_len, pad_id=self.pad_id, cut=None)
 
 
 class HistoryWindows(NamedTuple):
@@ -142,10 +196,17 @@ def history_windows(data, *, history_len: int, feedback_columns=None) -> History
         history_len: L, the window length.
         feedback_columns: the feedback columns in the window, in order (default: all of the log's).
     """
-    if history_len < 1:
-        raise ValueError(f"argument 'history_len' must be positive, got {history_len}")
+    history_len = int_argument(history_len, "history_len", low=1, high=MAX_SEQUENCE_LEN)
+    if isinstance(feedback_columns, str):
+        raise ArgumentError(
+            f"feedback_columns: expected a sequence of column names, got the string {feedback_columns!r}"
+        )
     columns = list(data.feedback_columns if feedback_columns is None else feedback_columns)
     frame = data.frame
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ArgumentError(f"feedback_columns: {missing[0]!r} is not a column of the log {data.name!r}")
+
     users = frame["user_id"].to_numpy(np.int64)
     items = frame["item_id"].to_numpy(np.int64)
     feedback = frame[columns].to_numpy(np.float32) if columns else np.zeros((len(frame), 0), np.float32)

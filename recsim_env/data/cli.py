@@ -10,14 +10,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from recsim_env.errors import DataError
+from recsim_env.errors import ArgumentError, DataError
 
 app = typer.Typer(help="Inspect and fetch logged-interaction data sets (MovieLens, RecBole, CSV, Parquet).")
 
 
 def _fail(err: Exception) -> None:
+    """Print the refusal (no traceback) and exit: 2 for a bad argument, 1 for bad data or a failed download."""
     Console(stderr=True).print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
-    raise typer.Exit(code=1)
+    raise typer.Exit(code=2 if isinstance(err, ArgumentError) else 1)
 
 
 @app.command()
@@ -32,7 +33,7 @@ def info(
 
     try:
         stats = load(path_or_name).stats()
-    except DataError as err:
+    except (DataError, ArgumentError) as err:
         _fail(err)
     if as_json:
         typer.echo(json.dumps(stats.to_dict(), indent=2))
@@ -62,13 +63,15 @@ def fetch(
     data_dir: Annotated[
         Path | None, typer.Option("--data-dir", help="Target root (default: $SEQREC_DATA or the user cache).")
     ] = None,
-    force: Annotated[bool, typer.Option(help="Download again even if present.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Download again even if present (replaces only <data-dir>/NAME).")
+    ] = False,
 ) -> None:
     """Download, verify (MD5) and extract a data set; prints its directory."""
     from recsim_env.data.datasets import fetch as fetch_dataset
 
     try:
         path = fetch_dataset(name, url=url, checksum=checksum, data_dir=data_dir, force=force)
-    except DataError as err:
+    except (DataError, ArgumentError) as err:
         _fail(err)
     typer.echo(str(path))

@@ -16,7 +16,11 @@ def as_token_array(tokens: Iterable | np.ndarray | pd.Series) -> np.ndarray:
     """Normalise raw tokens to int64 when they are all integers, else to an object array of Python values."""
     values = tokens.to_numpy() if isinstance(tokens, pd.Series | pd.Index) else tokens
     arr = np.asarray(values) if isinstance(values, np.ndarray) else np.asarray(list(values), dtype=object)
-    if arr.dtype.kind in "iub":
+    if arr.dtype.kind == "b":
+        raise DataError("IdMap: booleans are not ids")
+    if arr.dtype.kind == "u" and arr.size and arr.max() > np.iinfo(np.int64).max:
+        raise DataError(f"IdMap: token {arr.max()} overflows int64")
+    if arr.dtype.kind in "iu":
         return arr.astype(np.int64)
     if arr.dtype.kind == "f":
         # Integer ids that passed through a float column (e.g. read next to a NaN) stay integers.
@@ -25,7 +29,10 @@ def as_token_array(tokens: Iterable | np.ndarray | pd.Series) -> np.ndarray:
         return arr.astype(object)
     obj = arr.astype(object)
     if obj.size and all(isinstance(t, int | np.integer) and not isinstance(t, bool) for t in obj):
-        return obj.astype(np.int64)
+        try:
+            return obj.astype(np.int64)
+        except OverflowError as err:
+            raise DataError(f"IdMap: integer token outside int64 ({err})") from None
     return np.array([t.item() if isinstance(t, np.generic) else t for t in obj], dtype=object)
 
 
@@ -72,7 +79,10 @@ class IdMap:
 
     def to_index(self, tokens) -> np.ndarray:
         """Indices of `tokens`; raises DataError naming the unknown token(s)."""
-        query = as_token_array(np.atleast_1d(np.asarray(tokens, dtype=object)))
+        if isinstance(tokens, np.ndarray) and tokens.dtype.kind == "i":
+            query = np.atleast_1d(tokens).astype(np.int64, copy=False)  # the common case: no per-token loop
+        else:
+            query = as_token_array(np.atleast_1d(np.asarray(tokens, dtype=object)))
         if self.tokens.dtype == np.int64 and query.dtype != np.int64:
             # Pandas would otherwise match the string "1" to nothing and the int 1 to itself; be explicit.
             positions = np.full(query.shape[0], -1, dtype=np.int64)

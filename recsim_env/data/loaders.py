@@ -13,14 +13,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
+from recsim_env.data.checks import dataset_name_argument
 from recsim_env.data.interactions import (
     RESERVED_COLUMNS,
     LoggedInteractions,
     first_bad_row,
     has_logged_interactions_metadata,
 )
-from recsim_env.errors import DataError
+from recsim_env.errors import ArgumentError, DataError
 
 RECBOLE_TYPES = ("token", "float", "token_seq", "float_seq")
 MOVIELENS_GENRES = (
@@ -29,6 +32,7 @@ MOVIELENS_GENRES = (
 )  # fmt: skip
 MOVIELENS_RATING_FILES = ("u.data", "ratings.dat", "ratings.csv")
 _INT_TOKEN = r"-?(?:0|[1-9][0-9]*)"
+_INT64_MIN, _INT64_MAX = int(np.iinfo(np.int64).min), int(np.iinfo(np.int64).max)
 
 
 def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
@@ -38,8 +42,48 @@ def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
         raise DataError(f"{path}: no such file") from err
     except pd.errors.EmptyDataError as err:
         raise DataError(f"{path}: empty file (no data rows)") from err
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as err:
+    except (pd.errors.ParserError, UnicodeError, ValueError, OverflowError, csv.Error) as err:
         raise DataError(f"{path}: cannot parse ({err})") from err
+    except OSError as err:  # a directory, no permission, an I/O error
+        raise DataError(f"{path}: cannot read ({err})") from err
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several unrelated types for corrupt files
+        raise DataError(f"{path}: cannot read Parquet file ({type(err).__name__}: {err})") from None
+
+
+def _check_parquet_schema(path: Path, columns: dict[str, str]) -> None:
+    """Refuse mapped Parquet columns whose type can hold no id, timestamp or number (lists, structs, maps,
+    binary), naming the file and the column; `columns` maps a column to what it must hold."""
+    try:
+        schema = pq.read_schema(path)
+    except Exception as err:  # pyarrow raises several unrelated types for corrupt files
+        raise DataError(f"{path}: cannot read Parquet file ({type(err).__name__}: {err})") from None
+    for col, role in columns.items():
+        if col not in schema.names:
+            continue
+        kind = schema.field(col).type
+        if pa.types.is_dictionary(kind):
+            kind = kind.value_type
+        nested = pa.types.is_nested(kind) or pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+        if nested or pa.types.is_fixed_size_binary(kind) or pa.types.is_null(kind):
+            raise DataError(f"{path}: column {col!r}: Parquet type {kind} cannot hold {role}")
+        if (
+            role != "ids"
+            and role != "timestamps"
+            and not (
+                pa.types.is_integer(kind)
+                or pa.types.is_floating(kind)
+                or pa.types.is_boolean(kind)
+                or pa.types.is_decimal(kind)
+                or pa.types.is_string(kind)
+                or pa.types.is_large_string(kind)
+            )
+        ):
+            raise DataError(f"{path}: column {col!r}: Parquet type {kind} cannot hold {role}")
 
 
 def _ints_if_all_integer(frames: list[tuple[pd.DataFrame, str]]) -> None:
@@ -51,9 +95,22 @@ def _ints_if_all_integer(frames: list[tuple[pd.DataFrame, str]]) -> None:
         text = s.dropna().astype(str)
         if not text.str.fullmatch(_INT_TOKEN).all():
             return
+        long = text[text.str.len() >= 19]  # only these can overflow int64: keep the column as strings then
+        if any(not _INT64_MIN <= int(t) <= _INT64_MAX for t in long):
+            return
     for df, c in frames:
         if c in df.columns and df[c].notna().all():
             df[c] = df[c].astype(np.int64)
+
+
+def _path_argument(value: object, name: str) -> Path:
+    """`value` as a Path; non-paths and paths holding a NUL byte are refused with ArgumentError."""
+    if not isinstance(value, str | os.PathLike):
+        raise ArgumentError(f"{name}: expected a path, got {type(value).__name__}")
+    text = os.fspath(value)
+    if not isinstance(text, str) or not text or "\x00" in text:
+        raise ArgumentError(f"{name}: expected a non-empty path without NUL bytes, got {text!r}")
+    return Path(text)
 
 
 # ---------------------------------------------------------------------------------------------- RecBole
@@ -101,7 +158,9 @@ def load_recbole(path: str | os.PathLike, *, dataset_name: str | None = None) ->
     The interaction file must have `user_id`, `item_id` and `timestamp` columns; every other float column is
     feedback (e.g. `rating`).
     """
-    path = Path(path)
+    path = _path_argument(path, "path")
+    if dataset_name is not None:
+        dataset_name_argument(dataset_name, "dataset_name")
     if path.is_dir():
         if dataset_name is None:
             inters = sorted(path.glob("*.inter"))
@@ -147,7 +206,7 @@ def load_movielens(path: str | os.PathLike) -> LoggedInteractions:
     `ratings.csv` (header `userId,movieId,rating,timestamp`; + `movies.csv`). The data set is named after the
     directory. Feedback is `("rating",)`.
     """
-    path = Path(path)
+    path = _path_argument(path, "path")
     if path.is_dir():
         found = [path / f for f in MOVIELENS_RATING_FILES if (path / f).is_file()]
         if not found:
@@ -237,12 +296,25 @@ class ColumnMapping:
 
     def __post_init__(self) -> None:
         if self.feedback is not None:
-            if isinstance(self.feedback, str):
-                raise ValueError("ColumnMapping.feedback: expected a tuple of column names, got a string")
+            if isinstance(self.feedback, str) or not isinstance(self.feedback, list | tuple):
+                raise ArgumentError(
+                    f"ColumnMapping.feedback: expected a tuple of column names, got {type(self.feedback).__name__}"
+                )
+            if not all(isinstance(c, str) and c for c in self.feedback):
+                raise ArgumentError("ColumnMapping.feedback: expected non-empty column names")
             object.__setattr__(self, "feedback", tuple(self.feedback))
         for field in ("user", "item", "timestamp"):
             if not isinstance(getattr(self, field), str) or not getattr(self, field):
-                raise ValueError(f"ColumnMapping.{field}: expected a non-empty column name")
+                raise ArgumentError(f"ColumnMapping.{field}: expected a non-empty column name")
+        for field in ("session", "position", "slate", "propensity", "timestamp_format"):
+            value = getattr(self, field)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ArgumentError(f"ColumnMapping.{field}: expected a non-empty string or None")
+        optional = [c for c in (self.session, self.position, self.slate, self.propensity) if c is not None]
+        mapped = [self.user, self.item, self.timestamp, *(self.feedback or ()), *optional]
+        if len(set(mapped)) != len(mapped):
+            repeated = next(c for c in mapped if mapped.count(c) > 1)
+            raise ArgumentError(f"ColumnMapping: column {repeated!r} is mapped more than once")
 
     def optional_columns(self) -> dict[str, str]:
         """File column -> reserved column name for the optional columns that are mapped."""
@@ -259,7 +331,11 @@ def load_table(
     path: str | os.PathLike, mapping: ColumnMapping = ColumnMapping(), *, name: str | None = None
 ) -> LoggedInteractions:
     """Load a `.csv`, `.tsv` or `.parquet` event table whose columns are named by `mapping`."""
-    path = Path(path)
+    path = _path_argument(path, "path")
+    if not isinstance(mapping, ColumnMapping):
+        raise ArgumentError(f"mapping: expected a ColumnMapping, got {type(mapping).__name__}")
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ArgumentError(f"name: expected a non-empty string or None, got {name!r}")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     suffix = path.suffix.lower()
@@ -268,10 +344,10 @@ def load_table(
     elif suffix == ".tsv":
         frame = _read_csv(path, sep="\t")
     elif suffix == ".parquet":
-        try:
-            frame = pd.read_parquet(path)
-        except Exception as err:  # pyarrow raises several unrelated types for corrupt files
-            raise DataError(f"{path}: cannot read Parquet file ({err})") from err
+        roles = {mapping.user: "ids", mapping.item: "ids", mapping.timestamp: "timestamps"}
+        roles.update({c: "numbers" for c in (*(mapping.feedback or ()), *mapping.optional_columns())})
+        _check_parquet_schema(path, roles)
+        frame = _read_parquet(path)
     else:
         raise DataError(f"{path}: unknown file layout: expected .csv, .tsv or .parquet")
     wanted = [
@@ -313,8 +389,8 @@ def load(path_or_name: str | os.PathLike, **kwargs) -> LoggedInteractions:
     """
     from recsim_env.data.datasets import DATASETS, data_dir
 
+    path = _path_argument(path_or_name, "path_or_name")
     text = os.fspath(path_or_name)
-    path = Path(text)
     if text in DATASETS and not path.exists():
         folder = data_dir() / text
         if not folder.is_dir():

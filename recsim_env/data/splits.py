@@ -6,7 +6,14 @@ from typing import NamedTuple
 
 import numpy as np
 
+from recsim_env.data.checks import real_argument
 from recsim_env.data.interactions import LoggedInteractions
+from recsim_env.errors import ArgumentError
+
+
+def _check_data(data: object) -> None:
+    if not isinstance(data, LoggedInteractions):
+        raise ArgumentError(f"data: expected LoggedInteractions, got {type(data).__name__}")
 
 
 class LeaveOneOut(NamedTuple):
@@ -37,6 +44,7 @@ def leave_one_out(data: LoggedInteractions) -> LeaveOneOut:
     Users with fewer than 3 events are kept whole in `train` and appear in neither `valid` nor `test`, so every
     evaluated user has at least one training event. All three parts share the id maps and catalogue.
     """
+    _check_data(data)
     seqs = data.sequences()
     lengths = seqs.lengths()
     users = data.frame["user_id"].to_numpy()
@@ -63,11 +71,16 @@ def temporal_split(
     of all timestamps; train holds `timestamp < t_valid`, valid `t_valid <= timestamp < t_test`, test
     `timestamp >= t_test` (so ties at a cut point go to the later part).
     """
+    _check_data(data)
+    valid_fraction = real_argument(valid_fraction, "valid_fraction")
+    test_fraction = real_argument(test_fraction, "test_fraction")
     for field, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
         if not 0.0 <= value < 1.0:
-            raise ValueError(f"temporal_split: {field} must lie in [0, 1), got {value}")
+            raise ArgumentError(f"{field}: must lie in [0, 1), got {value}")
     if valid_fraction + test_fraction >= 1.0:
-        raise ValueError("temporal_split: valid_fraction + test_fraction must be < 1")
+        raise ArgumentError("valid_fraction: valid_fraction + test_fraction must be < 1")
+    if data.n_interactions == 0:
+        raise ArgumentError("data: cannot split a log with no interactions")
     ts = data.frame["timestamp"].to_numpy()
     t_valid, t_test = np.quantile(ts, [1.0 - valid_fraction - test_fraction, 1.0 - test_fraction])
     if test_fraction == 0.0:
