@@ -1,55 +1,41 @@
 """`LoggedInteractions`: the one table type for every source of logs (files, the world, simulators).
 
-Row numbers in error messages are 1-based data rows: the first row after the header is row 1.
+Row numbers in error messages are 1-based data rows: the first row after the header is row 1. Column
+validation lives in `recsim_env.data.validate`, Parquet persistence in `recsim_env.data.parquet`; their public
+names are re-exported here.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import io
-import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.parquet as pq  # noqa: F401  (kept as `interactions.pq`: tests patch `pq.write_table` through it)
 
-from recsim_env.data.idmap import IdMap, as_token_array
-from recsim_env.errors import ArgumentError, DataError
-from recsim_env.io import atomic_write
-
-RESERVED_COLUMNS = (
-    "user_id",
-    "item_id",
-    "timestamp",
-    "session_id",
-    "position",
-    "slate_id",
-    "propensity",
-    "position_propensity",
+from recsim_env.data.idmap import IdMap
+from recsim_env.data.parquet import _PARQUET_META_KEY as _PARQUET_META_KEY
+from recsim_env.data.parquet import has_logged_interactions_metadata as has_logged_interactions_metadata
+from recsim_env.data.parquet import read_parquet as _read_parquet
+from recsim_env.data.parquet import write_parquet as _write_parquet
+from recsim_env.data.validate import (
+    OPTIONAL_INT_COLUMNS,
+    PROPENSITY_COLUMNS,
+    RESERVED_COLUMNS,
+    _real_values,
+    _refuse,
+    _shown,
+    _side_table,
+    _to_int64,
+    _where,
+    first_bad_row,
+    id_tokens,
+    parse_timestamps,
 )
-# Probabilities of the logging policy: of the whole slate shown, and of the item at its position given
-# the items above it (equal for one-item slates).
-PROPENSITY_COLUMNS = ("propensity", "position_propensity")
-OPTIONAL_INT_COLUMNS = ("session_id", "position", "slate_id")
-_PARQUET_META_KEY = b"recsim_env.logged_interactions"
-_PARQUET_FORMAT_VERSION = 1
-_INT64_MAX = int(np.iinfo(np.int64).max)
-_INT64_MIN = int(np.iinfo(np.int64).min)
-_INT_TEXT = re.compile(r"-?[0-9]{1,18}")
-_EXACT_FLOAT_INT = 2.0**53  # floats at or above this are not exact integers
-
-
-def first_bad_row(mask: np.ndarray) -> int:
-    """1-based data row of the first True in `mask`."""
-    return int(np.flatnonzero(mask)[0]) + 1
+from recsim_env.errors import ArgumentError, DataError
 
 
 class UserSequences(NamedTuple):
@@ -102,309 +88,6 @@ class DataStats:
         d["feedback_columns"] = list(self.feedback_columns)
         d["time_span_days"] = self.time_span_days
         return d
-
-
-def _where(source: str, column: str, row: int | None = None) -> str:
-    loc = f"{source}: column {column!r}"
-    return loc if row is None else f"{loc}, row {row} (1-based data row)"
-
-
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
-def _plain(values: pd.Series) -> pd.Series:
-    """A categorical column as a column of its values (other columns unchanged)."""
-    if isinstance(values.dtype, pd.CategoricalDtype):
-        return pd.Series(np.asarray(values), index=values.index, name=values.name)
-    return values
-
-
-_MISSING = "missing value (NaN)"
-
-
-def _refuse(values: pd.Series, checks, *, source: str, column: str) -> None:
-    """Raise DataError for the first row that any `(bad_mask, why)` of `checks` flags, naming its value.
-
-    `why` may hold `{value}` (the offending value's repr); otherwise `: value (type)` is appended. All masks
-    are computed before this is called, so the row named is the first bad row whatever its fault.
-    """
-    first: tuple[int, str] | None = None
-    for bad, why in checks:
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            if first is None or row < first[0]:
-                first = (row, why)
-    if first is None:
-        return
-    row, why = first
-    value = values.iloc[row]
-    value = value.item() if isinstance(value, np.generic) else value
-    if why == _MISSING:
-        message = why
-    elif "{value}" in why:
-        message = why.format(value=_shown(value))
-    else:
-        message = f"{why}: {_shown(value)} ({type(value).__name__})"
-    raise DataError(f"{_where(source, column, row + 1)}: {message}")
-
-
-def _int64_from_floats(
-    values: pd.Series, numeric: np.ndarray, missing: np.ndarray, *, source: str, column: str
-):
-    """Int64 of float values that are exact integers (refusing non-finite, fractional and inexact ones)."""
-    with np.errstate(invalid="ignore"):
-        inexact = (
-            ~np.isfinite(numeric) | (numeric != np.round(numeric)) | (np.abs(numeric) >= _EXACT_FLOAT_INT)
-        )
-    _refuse(
-        values,
-        [(missing, _MISSING), (inexact & ~missing, "expected an integer (exact, below 2**53)")],
-        source=source,
-        column=column,
-    )
-    return numeric.astype(np.int64)
-
-
-def _int64_from_ints(values: pd.Series, missing: np.ndarray, *, source: str, column: str) -> np.ndarray:
-    """Int64 of an integer-dtype column (nullable ones included), refusing unsigned values beyond int64."""
-    checks = [(missing, _MISSING)]
-    if values.dtype.kind == "u":
-        raw = values.to_numpy(dtype=np.uint64, na_value=0)
-        checks.append((raw > np.uint64(_INT64_MAX), "overflows int64"))
-    _refuse(values, checks, source=source, column=column)
-    return values.to_numpy(dtype=np.int64)
-
-
-def _is_int_token(value: object) -> bool:
-    return (
-        isinstance(value, int | np.integer)
-        and not isinstance(value, bool | np.bool_)
-        and _INT64_MIN <= int(value) <= _INT64_MAX
-    )
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool | np.bool_
-    )
-
-
-def _flags(arr: np.ndarray, test) -> np.ndarray:
-    return np.fromiter((test(v) for v in arr), dtype=bool, count=len(arr))
-
-
-def id_tokens(values: pd.Series, *, source: str, column: str) -> np.ndarray:
-    """The canonical tokens of a raw id column: int64 when the column holds integers, else an object array of
-    Python `str` (and `int`) values. Refused, naming the first bad row: missing values, booleans, fractional or
-    non-finite floats, integers outside int64, and any other type (bytes, lists, dicts, dates)."""
-    values = _plain(values)
-    missing = values.isna().to_numpy()
-    dtype = values.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        _refuse(
-            values,
-            [(missing, _MISSING), (~missing, "a boolean column cannot hold ids")],
-            source=source,
-            column=column,
-        )
-    if dtype.kind in "iu":
-        return _int64_from_ints(values, missing, source=source, column=column)
-    if dtype.kind == "f":
-        numeric = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        return _int64_from_floats(values, numeric, missing, source=source, column=column)
-    if dtype.kind != "O":
-        _refuse(
-            values,
-            [(missing, _MISSING), (~missing, f"ids must be integers or strings, not {dtype}")],
-            source=source,
-            column=column,
-        )
-    arr = values.to_numpy(dtype=object)
-    kind = pd.api.types.infer_dtype(arr, skipna=False)
-    if kind == "string":
-        return arr
-    if kind in ("floating", "mixed-integer-float", "decimal"):
-        numeric = np.array([float(v) for v in arr], dtype=np.float64)
-        return _int64_from_floats(values, numeric, missing | np.isnan(numeric), source=source, column=column)
-    if kind == "integer":
-        _refuse(
-            values,
-            [(~_flags(arr, _is_int_token), "expected an integer within int64")],
-            source=source,
-            column=column,
-        )
-        return arr.astype(np.int64)
-    # Mixed columns: each value must be a string or an integer within int64 (never a bool, float or container).
-    ok = _flags(arr, lambda v: isinstance(v, str) or _is_int_token(v))
-    _refuse(
-        values,
-        [(missing, _MISSING), (~ok & ~missing, "expected an integer or string id")],
-        source=source,
-        column=column,
-    )
-    return as_token_array(arr)
-
-
-def _real_values(values: pd.Series, *, source: str, column: str, booleans: bool, finite: bool) -> np.ndarray:
-    """Float64 of a numeric column: numeric strings are parsed, booleans become 0/1 when `booleans`; other
-    strings, complex numbers and objects are refused at their row, and so are missing and infinite values
-    when `finite` (else they are NaN / inf)."""
-    values = _plain(values)
-    missing = values.isna().to_numpy()
-    checks = [(missing, _MISSING)] if finite else []
-    dtype = values.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        if not booleans:
-            checks.append((~missing, "a boolean column is not allowed here"))
-        _refuse(values, checks, source=source, column=column)
-        return values.to_numpy(dtype=np.float64, na_value=np.nan)
-    if dtype.kind in "iuf":
-        out = values.to_numpy(dtype=np.float64, na_value=np.nan)
-    elif dtype.kind != "O":
-        _refuse(
-            values, [*checks, (~missing, f"expected real numbers, not {dtype}")], source=source, column=column
-        )
-    else:
-        arr = values.to_numpy(dtype=object)
-        kind = pd.api.types.infer_dtype(arr, skipna=True)
-        if kind == "boolean" and booleans:
-            out = np.array(
-                [np.nan if m else float(v) for v, m in zip(arr, missing, strict=True)], dtype=np.float64
-            )
-        else:
-            if kind in ("string", "integer", "floating", "mixed-integer-float", "decimal", "empty"):
-                typed = ~missing
-            else:
-                typed = ~missing & _flags(arr, lambda v: isinstance(v, str) or _is_number(v))
-            coerced = pd.to_numeric(
-                pd.Series(np.where(typed, arr, None), index=values.index), errors="coerce"
-            )
-            out = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
-            checks.append((~missing & np.isnan(out), "not a number"))
-    if finite:
-        checks.append((np.isinf(out), "non-finite value {value}"))
-    _refuse(values, checks, source=source, column=column)
-    return out
-
-
-def _to_int64(values: pd.Series, *, source: str, column: str) -> np.ndarray:
-    values = _plain(values)
-    missing = values.isna().to_numpy()
-    if values.dtype.kind in "iu" and not pd.api.types.is_bool_dtype(values.dtype):
-        return _int64_from_ints(values, missing, source=source, column=column)
-    numeric = _real_values(values, source=source, column=column, booleans=False, finite=True)
-    return _int64_from_floats(values, numeric, missing, source=source, column=column)
-
-
-def parse_timestamps(
-    values: pd.Series, *, source: str, column: str, timestamp_format: str | None = None
-) -> np.ndarray:
-    """Float64 seconds from numeric seconds, datetimes, or date strings (ISO-8601 or `timestamp_format`).
-
-    A text column whose first value is a number is read as seconds; naive date strings are taken as UTC.
-    Missing, non-finite, boolean and unparseable values are refused at the first row holding any of them.
-    """
-    values = _plain(values)
-    missing = values.isna().to_numpy()
-    checks = [(missing, _MISSING)]
-    dtype = values.dtype
-    if pd.api.types.is_bool_dtype(dtype):
-        _refuse(
-            values,
-            [*checks, (~missing, "a boolean column cannot hold timestamps")],
-            source=source,
-            column=column,
-        )
-    if dtype.kind in "cm" or isinstance(dtype, pd.PeriodDtype | pd.IntervalDtype):
-        why = f"timestamps must be numbers, datetimes or date strings, not {dtype}"
-        _refuse(values, [*checks, (~missing, why)], source=source, column=column)
-    if dtype.kind in "iuf" and timestamp_format is None:
-        out = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        _refuse(
-            values, [*checks, (np.isinf(out), "non-finite timestamp {value}")], source=source, column=column
-        )
-        return out
-    if dtype.kind == "M" or isinstance(dtype, pd.DatetimeTZDtype):
-        _refuse(values, checks, source=source, column=column)
-        parsed = values
-    else:
-        arr = values.to_numpy(dtype=object)
-        # Only strings, plain numbers and datetimes can be timestamps; a list's or a bool's text is no date.
-        if pd.api.types.infer_dtype(arr, skipna=True) in (
-            "string",
-            "integer",
-            "floating",
-            "mixed-integer-float",
-        ):
-            typed = ~missing
-        else:
-            typed = ~missing & _flags(
-                arr, lambda v: isinstance(v, str | dt.date | np.datetime64) or _is_number(v)
-            )
-        checks.append((~missing & ~typed, "cannot parse timestamp {value}"))
-        text = values.astype(str).where(typed, None)
-        numeric_mode = False
-        if timestamp_format is None:
-            # A column whose first usable value is a number holds seconds (a text column read from a messy
-            # file); then every value must be a number.
-            numeric = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-            first = np.flatnonzero(typed)
-            numeric_mode = bool(first.size) and not np.isnan(numeric[first[0]])
-        if numeric_mode:
-            checks.append((typed & np.isnan(numeric), "cannot parse timestamp {value} (seconds)"))
-            checks.append((np.isinf(numeric), "non-finite timestamp {value}"))
-            _refuse(values, checks, source=source, column=column)
-            return numeric
-        fmt = "ISO8601" if timestamp_format is None else timestamp_format
-        parsed = pd.to_datetime(text, format=fmt, errors="coerce", utc=True)
-        checks.append((typed & parsed.isna().to_numpy(), "cannot parse timestamp {value}"))
-        _refuse(values, checks, source=source, column=column)
-    if isinstance(parsed.dtype, pd.DatetimeTZDtype):
-        parsed = parsed.dt.tz_convert("UTC").dt.tz_localize(None)
-    # Seconds since the unix epoch, whatever the datetime resolution pandas chose.
-    return ((parsed - pd.Timestamp("1970-01-01")) / pd.Timedelta(seconds=1)).to_numpy(dtype=np.float64)
-
-
-def _side_table(
-    table: pd.DataFrame | None, id_col: str, ids: IdMap, *, source: str, what: str
-) -> pd.DataFrame | None:
-    """Reindex a raw side table by the contiguous index of its `id_col` (rows for unknown ids are dropped)."""
-    if table is None:
-        return None
-    where = f"{source} ({what} table)"
-    if id_col not in table.columns:
-        raise DataError(f"{_where(where, id_col)}: missing column")
-    if table.columns.duplicated().any():
-        raise DataError(
-            f"{_where(where, table.columns[table.columns.duplicated()][0])}: the column appears more than once"
-        )
-    raw = id_tokens(table[id_col], source=where, column=id_col)
-    _refuse(
-        table[id_col],
-        [(pd.Index(raw, dtype=raw.dtype).duplicated(), "duplicate id {value}")],
-        source=where,
-        column=id_col,
-    )
-    lookup = pd.Index(ids.tokens, dtype=ids.tokens.dtype)
-    if ids.tokens.dtype == np.int64 and raw.dtype != np.int64:
-        # Integer ids written as text ("10") still match; other strings match nothing.
-        as_int = [int(t) if isinstance(t, int) or _INT_TEXT.fullmatch(t) else None for t in raw]
-        exact = np.array([t is not None for t in as_int], dtype=bool)
-        positions = np.full(len(raw), -1, dtype=np.int64)
-        if exact.any():
-            positions[exact] = lookup.get_indexer(
-                np.array([t for t in as_int if t is not None], dtype=np.int64)
-            )
-    else:
-        positions = lookup.get_indexer(raw)
-    known = positions >= 0
-    out = table.loc[known].drop(columns=[id_col])
-    out.index = pd.Index(positions[known].astype(np.int64), name=f"{what}_index")
-    # Ids the table lacks get missing rows; integer columns become nullable so they stay integers.
-    integers = {c: "Int64" for c in out.columns if pd.api.types.is_integer_dtype(out[c].dtype)}
-    return out.astype(integers).reindex(pd.RangeIndex(len(ids), name=f"{what}_index"))
 
 
 class LoggedInteractions:
@@ -697,192 +380,19 @@ class LoggedInteractions:
         their dtype) and the side tables, each as a base64-encoded Parquet file written by pandas. The file is
         written to a temporary file in the same directory and renamed into place, so a failure leaves nothing.
         """
-        path = Path(path)
-        meta = {
-            "version": _PARQUET_FORMAT_VERSION,
-            "name": self.name,
-            "feedback_columns": list(self.feedback_columns),
-            "user_ids": _idmap_to_json(self.user_ids),
-            "item_ids": _idmap_to_json(self.item_ids),
-            "items": _table_to_b64(self.items),
-            "users": _table_to_b64(self.users),
-        }
-        table = pa.Table.from_pandas(self.frame, preserve_index=False)
-        table = table.replace_schema_metadata(
-            {**(table.schema.metadata or {}), _PARQUET_META_KEY: json.dumps(meta).encode()}
+        _write_parquet(
+            path,
+            self.frame,
+            user_ids=self.user_ids,
+            item_ids=self.item_ids,
+            feedback_columns=self.feedback_columns,
+            items=self.items,
+            users=self.users,
+            name=self.name,
         )
-        atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
     @classmethod
     def read_parquet(cls, path: str | os.PathLike) -> LoggedInteractions:
         """Read a file written by `to_parquet`; raises DataError for any other Parquet file."""
-        if not isinstance(path, str | os.PathLike):
-            raise ArgumentError(f"path: expected a path, got {type(path).__name__}")
-        path = Path(path)
-        try:
-            table = pq.read_table(path)
-        except Exception as err:  # pyarrow raises several unrelated types for corrupt files
-            raise DataError(f"{path}: cannot read Parquet file ({type(err).__name__}: {err})") from None
-        raw = (table.schema.metadata or {}).get(_PARQUET_META_KEY)
-        if raw is None:
-            raise DataError(
-                f"{path}: not written by LoggedInteractions.to_parquet (no {_PARQUET_META_KEY.decode()})"
-            )
-        meta = _read_meta(raw, path)
-        where = str(path)
-        user_ids = _idmap_from_json(meta["user_ids"], where=f"{where}: metadata 'user_ids'")
-        item_ids = _idmap_from_json(meta["item_ids"], where=f"{where}: metadata 'item_ids'")
-        # Plain Arrow-to-pandas conversion: the frame holds numbers only, and no pandas metadata is obeyed.
-        try:
-            frame = table.to_pandas(ignore_metadata=True)
-        except (pa.ArrowException, ValueError, TypeError) as err:
-            raise DataError(f"{path}: cannot convert the Parquet table ({err})") from err
-        feedback_columns = tuple(meta["feedback_columns"])
-        _check_stored_frame(
-            frame, feedback_columns, n_users=len(user_ids), n_items=len(item_ids), source=where
-        )
-        return cls(
-            frame,
-            user_ids=user_ids,
-            item_ids=item_ids,
-            feedback_columns=feedback_columns,
-            items=_table_from_b64(meta["items"], n=len(item_ids), where=f"{where}: metadata 'items'"),
-            users=_table_from_b64(meta["users"], n=len(user_ids), where=f"{where}: metadata 'users'"),
-            name=meta["name"],
-        )
-
-
-_META_FIELDS = {
-    "version": int,
-    "name": str,
-    "feedback_columns": list,
-    "user_ids": dict,
-    "item_ids": dict,
-    "items": (str, type(None)),
-    "users": (str, type(None)),
-}
-
-
-def _read_meta(raw: bytes, path: Path) -> dict:
-    """The JSON document `to_parquet` stores, each field present and of its type, else DataError."""
-    try:
-        meta = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
-        raise DataError(
-            f"{path}: metadata {_PARQUET_META_KEY.decode()!r} is not valid JSON ({err})"
-        ) from None
-    if not isinstance(meta, dict):
-        raise DataError(f"{path}: metadata {_PARQUET_META_KEY.decode()!r} must be a JSON object")
-    if isinstance(meta.get("version"), bool) or meta.get("version") != _PARQUET_FORMAT_VERSION:
-        raise DataError(f"{path}: unsupported format version {meta.get('version')!r}")
-    for field, kind in _META_FIELDS.items():
-        if field not in meta:
-            raise DataError(f"{path}: metadata field {field!r} is missing")
-        if not isinstance(meta[field], kind):
-            raise DataError(
-                f"{path}: metadata field {field!r} has the wrong type ({type(meta[field]).__name__})"
-            )
-    columns = meta["feedback_columns"]
-    if not all(isinstance(c, str) and c and c not in RESERVED_COLUMNS for c in columns) or len(
-        set(columns)
-    ) != len(columns):
-        raise DataError(
-            f"{path}: metadata field 'feedback_columns' must list distinct, non-reserved column names"
-        )
-    return meta
-
-
-def _check_stored_frame(
-    frame: pd.DataFrame, feedback_columns: tuple[str, ...], *, n_users: int, n_items: int, source: str
-) -> None:
-    """Refuse a stored frame that `from_frame` could not have produced: wrong dtypes, out-of-range indices,
-    non-finite values, rows out of (user, timestamp) order."""
-    if frame.columns.duplicated().any():
-        raise DataError(
-            f"{_where(source, frame.columns[frame.columns.duplicated()][0])}: the column appears more than once"
-        )
-    for col in ("user_id", "item_id", "timestamp", *feedback_columns):
-        if col not in frame.columns:
-            raise DataError(f"{_where(source, col)}: missing column (columns present: {list(frame.columns)})")
-    for col, n in (("user_id", n_users), ("item_id", n_items)):
-        values = frame[col]
-        if values.dtype != np.int64:
-            raise DataError(f"{_where(source, col)}: expected int64 indices, got {values.dtype}")
-        arr = values.to_numpy()
-        _refuse(values, [((arr < 0) | (arr >= n), f"index outside 0..{n - 1}")], source=source, column=col)
-    for col in ("timestamp", *feedback_columns, *(c for c in PROPENSITY_COLUMNS if c in frame.columns)):
-        values = frame[col]
-        if values.dtype != np.float64:
-            raise DataError(f"{_where(source, col)}: expected float64 values, got {values.dtype}")
-        _refuse(
-            values, [(~np.isfinite(values.to_numpy()), "non-finite value {value}")], source=source, column=col
-        )
-    for col in PROPENSITY_COLUMNS:
-        if col in frame.columns:
-            arr = frame[col].to_numpy()
-            _refuse(
-                frame[col], [(~((arr > 0.0) & (arr <= 1.0)), "outside (0, 1]")], source=source, column=col
-            )
-    for col in OPTIONAL_INT_COLUMNS:
-        if col in frame.columns and frame[col].dtype != np.int64:
-            raise DataError(f"{_where(source, col)}: expected int64 values, got {frame[col].dtype}")
-    users = frame["user_id"].to_numpy()
-    times = frame["timestamp"].to_numpy()
-    out_of_order = np.r_[False, (np.diff(users) < 0) | ((np.diff(users) == 0) & (np.diff(times) < 0))]
-    if out_of_order.any():
-        raise DataError(
-            f"{_where(source, 'user_id', first_bad_row(out_of_order))}: rows are not sorted by (user_id, timestamp)"
-        )
-
-
-def has_logged_interactions_metadata(path: str | os.PathLike) -> bool:
-    """Whether a Parquet file was written by `LoggedInteractions.to_parquet`."""
-    try:
-        return _PARQUET_META_KEY in (pq.read_schema(path).metadata or {})
-    except (OSError, pa.ArrowException):
-        return False
-
-
-def _idmap_to_json(ids: IdMap) -> dict:
-    return {"dtype": "int64" if ids.tokens.dtype == np.int64 else "object", "tokens": ids.tokens.tolist()}
-
-
-def _idmap_from_json(d: dict, *, where: str) -> IdMap:
-    """An id map from its JSON form; every token must be a string or an int within int64 (never a bool)."""
-    if (
-        set(d) != {"dtype", "tokens"}
-        or d["dtype"] not in ("int64", "object")
-        or not isinstance(d["tokens"], list)
-    ):
-        raise DataError(f"{where}: expected {{'dtype': 'int64' | 'object', 'tokens': [...]}}")
-    tokens = d["tokens"]
-    ints = d["dtype"] == "int64"
-    for i, t in enumerate(tokens):
-        is_int = isinstance(t, int) and not isinstance(t, bool) and _INT64_MIN <= t <= _INT64_MAX
-        if not (is_int or (not ints and isinstance(t, str))):
-            raise DataError(f"{where}: token {i} is {_shown(t)} ({type(t).__name__}), not an id")
-    try:
-        return IdMap(np.asarray(tokens, dtype=np.int64) if ints else np.array(tokens, dtype=object))
-    except DataError as err:
-        raise DataError(f"{where}: {err}") from None
-
-
-def _table_to_b64(table: pd.DataFrame | None) -> str | None:
-    if table is None:
-        return None
-    buf = io.BytesIO()
-    table.to_parquet(buf, index=True)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _table_from_b64(text: str | None, *, n: int, where: str) -> pd.DataFrame | None:
-    """A side table from its base64 Parquet form; it must hold one row per index `0..n-1`."""
-    if text is None:
-        return None
-    try:
-        table = pd.read_parquet(io.BytesIO(base64.b64decode(text, validate=True)))
-    except Exception as err:  # binascii.Error, and pyarrow raises several unrelated types for corrupt data
-        raise DataError(f"{where}: cannot read the side table ({type(err).__name__}: {err})") from None
-    if not table.index.equals(pd.RangeIndex(n)):
-        raise DataError(f"{where}: the side table must have one row per index 0..{n - 1}")
-    return table
+        frame, parts = _read_parquet(path)
+        return cls(frame, **parts)
