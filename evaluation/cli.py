@@ -12,7 +12,7 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from recsim_env.errors import DataError
+from recsim_env.errors import ArgumentError, DataError
 
 _TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
 _OPTIONAL_COLUMNS = {
@@ -51,30 +51,104 @@ def load_logs(path: Path):
     return load(path)
 
 
+NPY_CHECK_ELEMENTS = 4_000_000
+"""Elements of a `.npy` policy array checked at once (its rows are all checked, in bounded memory)."""
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """A `.npy` file of plain numbers, memory-mapped read-only; never unpickles anything.
+
+    The header is read and checked before any data: an object array (which only pickle could restore),
+    a structured, string, boolean or complex dtype, or a corrupt header is refused with a `DataError`
+    naming the file, and the data is then mapped with `allow_pickle=False`.
+    """
+    try:
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                raise DataError(f"{path}: unsupported .npy format version {version}")
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, SyntaxError) as err:
+        raise DataError(f"{path}: not a readable .npy array ({type(err).__name__}: {err})") from None
+    if dtype.hasobject:
+        raise DataError(
+            f"{path}: the array holds Python objects (dtype {dtype}), which only unpickling could read; "
+            "refused: save the action distribution as plain floats"
+        )
+    if dtype.kind not in "fiu":
+        raise DataError(f"{path}: expected an array of probabilities (floats), got dtype {dtype}")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npy array ({type(err).__name__}: {err})") from None
+
+
+def check_policy_rows(where: str | Path, dist: np.ndarray) -> None:
+    """Check every row of an action distribution `[n, N]` or `[n, N, K]`: finite, non-negative, and summing
+    to 1 over actions within `ACTION_DIST_ATOL`. Rows are read in bounded chunks (a memory map stays one).
+
+    Raises:
+        DataError: naming `where`, the array and its first bad row (0-based, = log data row - 1).
+    """
+    from evaluation.ope.checks import ACTION_DIST_ATOL
+
+    def located(index: tuple[int, ...]) -> str:
+        row = index[0]
+        text = f"{where}: action_dist row {row} (0-based; log data row {row + 1} in (user, timestamp) order)"
+        labels = ("action", "position") if len(index) == dist.ndim else ("position",)
+        return text + "".join(f", {label} {i}" for label, i in zip(labels, index[1:], strict=False))
+
+    per_row = max(1, int(np.prod(dist.shape[1:], dtype=np.int64)))
+    chunk = max(1, NPY_CHECK_ELEMENTS // per_row)
+    for start in range(0, dist.shape[0], chunk):
+        block = np.asarray(dist[start : start + chunk], dtype=np.float64)
+        bad = ~(block >= 0.0)  # NaN included
+        if bad.any() or not np.isfinite(block).all():
+            bad |= ~np.isfinite(block)
+            idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), block.shape))
+            value = float(block[idx])
+            why = "is not finite" if not np.isfinite(value) else "is negative"
+            raise DataError(f"{located((start + idx[0], *idx[1:]))}: probability {value!r} {why}")
+        sums = block.sum(axis=1)  # [c] or [c, K]
+        off = ~(np.abs(sums - 1.0) <= ACTION_DIST_ATOL)
+        if off.any():
+            idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(off)), off.shape))
+            raise DataError(
+                f"{located((start + idx[0], *idx[1:]))}: probabilities sum to {float(sums[idx]):.6g}, not 1"
+            )
+
+
 def policy_action_dist(
     policy: str, *, n_rounds: int, n_actions: int, n_positions: int
 ) -> tuple[np.ndarray, str]:
     """The evaluation policy's `action_dist` `[n, N, K]` and a display name.
 
     `policy` is "uniform", or a `.npy` file holding `[n, N]` (the same distribution at every position) or
-    `[n, N, K]`, one row per log row in `LoggedInteractions.frame` order.
+    `[n, N, K]`, one row per log row in `LoggedInteractions.frame` order. Every row of the file is checked
+    (`check_policy_rows`), not only the rows a subsample later scores.
     """
     if policy == "uniform":
         dist = np.full((1, n_actions, n_positions), 1.0 / n_actions)
         return np.broadcast_to(dist, (n_rounds, n_actions, n_positions)), "uniform policy"
     path = Path(policy)
-    if path.suffix != ".npy":
-        raise ValueError(
+    if path.suffix.lower() != ".npy":
+        raise ArgumentError(
             f"--policy {policy!r}: expected 'uniform', a saved policy directory or a .npy action-distribution array"
         )
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    dist = np.load(path, mmap_mode="r")
+    dist = read_npy(path)
     if dist.shape not in ((n_rounds, n_actions), (n_rounds, n_actions, n_positions)):
         raise DataError(
             f"{path}: action distribution has shape {dist.shape}, expected "
             f"({n_rounds}, {n_actions}[, {n_positions}]) (log rows, catalogue, positions)"
         )
+    check_policy_rows(path, dist)
     if dist.ndim == 2:
         dist = np.broadcast_to(dist[:, :, None], (*dist.shape, n_positions))
     return dist, path.stem
@@ -111,7 +185,14 @@ def saved_policy_action_dist(
         "session_step": session_step[rows, None],
         "gap_days": gap_days[rows, None],
     }
-    dist = np.asarray(loaded.action_distribution(obs), dtype=np.float64)
+    dist = np.asarray(loaded.action_distribution(obs))
+    if dist.dtype.kind not in "fiu" or dist.shape != (len(rows), log.n_items):
+        raise DataError(
+            f"{policy_dir}: the policy's action_distribution returned {dist.dtype} of shape {dist.shape}, "
+            f"expected floats of shape ({len(rows)}, {log.n_items})"
+        )
+    check_policy_rows(f"{policy_dir} (the policy's output)", dist)
+    dist = dist.astype(np.float64, copy=False)
     return np.broadcast_to(dist[:, :, None], (*dist.shape, n_positions)), policy_dir.name
 
 
@@ -131,6 +212,42 @@ def _session_position(log) -> tuple[np.ndarray, np.ndarray]:
     gap_at_start = np.where(new_session & ~first_of_user, np.r_[0.0, np.diff(times)] / 86_400.0, 0.0)
     gap = gap_at_start[session_start].astype(np.float32)
     return step.astype(np.int64), gap
+
+
+MAX_ROUNDS = 10_000_000
+"""Largest `--max-rounds`: the scored arrays are n * N * K floats."""
+
+
+def check_options(
+    *,
+    policy: str,
+    out: Path,
+    max_rounds: int,
+    n_folds: int,
+    alpha: float,
+    n_bootstrap: int,
+    min_ess: float,
+    lambda_: float,
+    seed: int,
+    history_len: int,
+) -> None:
+    """Refuse bad `seqrec ope-report` options before any file is read; each message starts with the option."""
+    from evaluation.ope.checks import MAX_BOOTSTRAP_SAMPLES, check_int, check_real
+
+    if policy != "uniform" and not Path(policy).is_dir() and Path(policy).suffix.lower() != ".npy":
+        raise ArgumentError(
+            f"--policy {policy!r}: expected 'uniform', a saved policy directory or a .npy action-distribution array"
+        )
+    if out.exists() and not out.is_dir():
+        raise ArgumentError(f"--out: {out} exists and is not a directory")
+    check_int(max_rounds, "--max-rounds", low=1, high=MAX_ROUNDS)
+    check_int(n_folds, "--n-folds", low=1)
+    check_real(alpha, "--alpha", low=0.0, high=1.0, low_open=True, high_open=True)
+    check_int(n_bootstrap, "--n-bootstrap", low=1, high=MAX_BOOTSTRAP_SAMPLES)
+    check_real(min_ess, "--min-ess", low=0.0)
+    check_real(lambda_, "--lambda", low=0.0, allow_inf=True)
+    check_int(seed, "--seed", low=0, high=2**32 - 1 - n_folds)
+    check_int(history_len, "--history-len", low=1, high=1 << 20)
 
 
 def ope_report_command(
@@ -175,12 +292,29 @@ def ope_report_command(
 
     console = Console(stderr=True)
     try:
-        if max_rounds < 1:
-            raise ValueError(f"--max-rounds must be >= 1, got {max_rounds}")
+        check_options(
+            policy=policy,
+            out=out,
+            max_rounds=max_rounds,
+            n_folds=n_folds,
+            alpha=alpha,
+            n_bootstrap=n_bootstrap,
+            min_ess=min_ess,
+            lambda_=lambda_,
+            seed=seed,
+            history_len=history_len,
+        )
         with console.status("loading the log"):
             log = load_logs(logs)
-            feedback = bandit_feedback(log, reward_column=reward, estimate_missing_pscore=estimate_pscore)
+            # Every row is checked here, before any subsample is drawn.
+            feedback = bandit_feedback(
+                log, reward_column=reward, estimate_missing_pscore=estimate_pscore, source=str(logs)
+            )
         n_log = len(feedback.reward)
+        if n_folds > min(n_log, max_rounds):
+            raise ArgumentError(
+                f"--n-folds: must be <= the {min(n_log, max_rounds)} rows scored, got {n_folds}"
+            )
         warnings = []
         if feedback.pscore_estimated:
             warnings.append(

@@ -11,6 +11,8 @@ import base64
 import html
 import io
 import math
+import os
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +22,14 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from evaluation.ope.base import BanditEstimator, Estimate, bootstrap_interval, validate_bandit_inputs
-from recsim_env.io import atomic_write
+from evaluation.ope.checks import (
+    FeedbackError,
+    check_action_dist,
+    check_bootstrap_arguments,
+    check_real,
+    numeric_array,
+)
+from recsim_env.errors import ArgumentError
 
 VERDICTS = ("better", "worse", "undecided")
 PLOT_FILES = ("estimates.png", "weights.png")
@@ -59,7 +68,7 @@ class OPEReport:
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
+            raise ArgumentError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
 
     # ------------------------------------------------------------------------------------------- plots
     def plots(self) -> dict[str, bytes]:
@@ -209,16 +218,52 @@ img {{ max-width: 100%; }}
 """
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write report.md, report.html and the PNG plots into `out_dir` (each atomically); return the paths."""
+        """Write report.md, report.html and the PNG plots into `out_dir`; return the paths.
+
+        Everything is rendered in memory first, then every file is written to a temporary file beside its
+        target and only then are all renamed into place: an interrupted or failed save leaves whole files
+        (old or new), never a half-written one, and no temporaries; a directory it created is removed again.
+        """
+        if not isinstance(out_dir, str | os.PathLike):
+            raise ArgumentError(f"out_dir: expected a path, got {type(out_dir).__name__}")
         out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise ArgumentError(f"out_dir: {out_dir} exists and is not a directory")
         plots = self.plots()
-        written: dict[str, Path] = {}
-        for name, png in plots.items():
-            written[name] = _write(out_dir / name, png)
-        written["report.md"] = _write(out_dir / "report.md", self.to_markdown(".").encode("utf-8"))
-        written["report.html"] = _write(out_dir / "report.html", self.to_html(plots).encode("utf-8"))
-        return written
+        files = {
+            **plots,
+            "report.md": self.to_markdown(".").encode("utf-8"),
+            "report.html": self.to_html(plots).encode("utf-8"),
+        }
+        return write_files_atomically(out_dir, files)
+
+
+def write_files_atomically(out_dir: Path, files: dict[str, bytes]) -> dict[str, Path]:
+    """Write `files` (name -> bytes) into `out_dir`: all to temporaries first, then all renamed into place.
+
+    On failure the temporaries are removed, and `out_dir` too when this call created it and it is empty.
+    """
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    temporaries: dict[str, Path] = {}
+    try:
+        for name, data in files.items():
+            fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{name}.", suffix=".tmp")
+            temporaries[name] = Path(tmp)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+        for name, tmp in temporaries.items():
+            os.replace(tmp, out_dir / name)
+    except BaseException:
+        for tmp in temporaries.values():
+            tmp.unlink(missing_ok=True)
+        if created:
+            try:
+                out_dir.rmdir()
+            except OSError:
+                pass
+        raise
+    return {name: out_dir / name for name in files}
 
 
 def _png(fig: Any) -> bytes:
@@ -226,11 +271,6 @@ def _png(fig: Any) -> bytes:
     # A fixed Software tag and no timestamp metadata keep the PNG bytes reproducible.
     fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})
     return buffer.getvalue()
-
-
-def _write(path: Path, data: bytes) -> Path:
-    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
-    return path
 
 
 def effective_sample_size(weights: np.ndarray) -> float:
@@ -290,8 +330,26 @@ def build_report(
         extra_warnings: Caller-side warnings to show (e.g. estimated propensities).
         progress: Show a progress bar over the estimators.
     """
+    if isinstance(estimators, str) or not isinstance(estimators, Sequence):
+        raise ArgumentError(
+            f"estimators: expected a sequence of bandit estimators, got {type(estimators).__name__}"
+        )
     if not estimators:
-        raise ValueError("estimators is empty: pass at least one estimator")
+        raise ArgumentError("estimators is empty: pass at least one estimator")
+    for k, est in enumerate(estimators):
+        if not isinstance(est, BanditEstimator):
+            raise ArgumentError(f"estimators[{k}]: expected a bandit estimator, got {type(est).__name__}")
+    check_bootstrap_arguments(alpha, n_bootstrap_samples, random_state)
+    min_ess = check_real(min_ess, "min_ess", low=0.0)
+    support_tolerance = check_real(support_tolerance, "support_tolerance", low=0.0, high=1.0)
+    if not isinstance(policy_name, str):
+        raise ArgumentError(f"policy_name: expected a string, got {type(policy_name).__name__}")
+    if primary is not None and not isinstance(primary, str):
+        raise ArgumentError(f"primary: expected an estimator name, got {type(primary).__name__}")
+    if isinstance(extra_warnings, str) or not all(isinstance(w, str) for w in extra_warnings):
+        raise ArgumentError("extra_warnings: expected a sequence of strings")
+    if not isinstance(progress, bool):
+        raise ArgumentError(f"progress: expected a bool, got {type(progress).__name__}")
     data = validate_bandit_inputs(
         reward=reward,
         action=action,
@@ -316,7 +374,7 @@ def build_report(
     )
     names = [e.name for e in estimates]
     if len(set(names)) != len(names):
-        raise ValueError(f"estimator names must be unique, got {names}")
+        raise ArgumentError(f"estimators: estimator names must be unique, got {names}")
 
     behaviour_ci = bootstrap_interval({"reward": data.reward}, lambda t: t["reward"].mean(axis=-1), **boot)
     behaviour = Estimate(
@@ -341,12 +399,13 @@ def build_report(
 
     pi_at_position = data.action_dist[rows, :, data.position]  # [n, N]
     if behaviour_action_dist is not None:
-        behaviour_dist = np.asarray(behaviour_action_dist, dtype=np.float64)
+        behaviour_dist = numeric_array("behaviour_action_dist", behaviour_action_dist)
         if behaviour_dist.shape != data.action_dist.shape:
-            raise ValueError(
+            raise FeedbackError(
                 f"behaviour_action_dist has shape {behaviour_dist.shape} but action_dist has "
                 f"{data.action_dist.shape} (shape mismatch)"
             )
+        check_action_dist("behaviour_action_dist", behaviour_dist)
         unsupported = behaviour_dist[rows, :, data.position] <= 0  # [n, N]
     else:
         logged = np.zeros((n_actions, n_positions), dtype=bool)
@@ -399,7 +458,7 @@ def build_report(
     if primary is None:
         primary = next((p for p in ("DR", "SNIPS") if p in names), names[0])
     if primary not in names:
-        raise ValueError(f"primary estimator {primary!r} is not among the estimators {names}")
+        raise ArgumentError(f"primary estimator {primary!r} is not among the estimators {names}")
     chosen = estimates[names.index(primary)]
     pct = f"{100 * (1 - alpha):g}%"
     if unreliable:

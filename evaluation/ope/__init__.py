@@ -9,6 +9,7 @@ Importing this package does not import torch or scikit-learn.
 """
 
 from evaluation.ope.base import BanditEstimator, BanditInputs, Estimate, Estimator, validate_bandit_inputs
+from evaluation.ope.checks import FeedbackError
 from evaluation.ope.direct import DirectMethod
 from evaluation.ope.doubly_robust import (
     DoublyRobust,
@@ -52,6 +53,7 @@ __all__ = [
     "DoublyRobustWithShrinkage",
     "Estimate",
     "Estimator",
+    "FeedbackError",
     "InverseProbabilityWeighting",
     "PerDecisionImportanceSampling",
     "SelfNormalizedDoublyRobust",

@@ -1,24 +1,48 @@
-"""The estimator contract, the `Estimate` record, input validation and the bootstrap shared by all estimators.
+"""The estimator contract, the `Estimate` record, bandit input validation and the bootstrap shared by all estimators.
 
 Every estimator takes Open Bandit Pipeline's keyword arguments (`reward`, `action`, `position`, `pscore`,
-`action_dist`, `estimated_rewards_by_reg_model`) and ignores the ones it does not need, so one dict of logged data
-can be passed to any of them.
+`action_dist`, `estimated_rewards_by_reg_model`) and ignores the known ones it does not need, so one dict of
+logged data can be passed to any of them; an unknown keyword is an error (a misspelt `pscores=` must not be
+silently dropped).
+
+Validation is vectorised and runs before any arithmetic. A refusal of logged data is a `FeedbackError` (both
+an `ArgumentError` and a `DataError`) whose message starts with the argument's name and gives the first bad
+index, its value and its row, 0-based: `pscore[3] = 0.0 is outside (0, 1] (row 3, 0-based)`. A bad
+hyperparameter (`alpha`, `n_bootstrap_samples`, `random_state`, `lambda_`, ...) is an `ArgumentError`.
+The checks themselves live in `evaluation.ope.checks`.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
-from recsim_env.errors import DataError
+from evaluation.ope.checks import (
+    FeedbackError,
+    check_action_dist,
+    check_bootstrap_arguments,
+    check_indices,
+    check_int,
+    check_pscores,
+    check_real,
+    check_reals,
+    dist_where,
+    first_index,
+    numeric_array,
+    refuse_unknown,
+    shown,
+)
+from recsim_env.errors import ArgumentError
 
-ACTION_DIST_ATOL = 1e-4
-"""How far a row of `action_dist` may sum from 1 (float32 softmax over thousands of items drifts ~1e-6)."""
+BANDIT_ARGUMENTS = ("reward", "action", "position", "pscore", "action_dist", "estimated_rewards_by_reg_model")
+"""The keyword arguments a bandit estimator accepts (Open Bandit Pipeline's names)."""
 
 
+# ------------------------------------------------------------------------------------------------ contract
 @dataclass(frozen=True, kw_only=True)
 class Estimate:
     """One estimator's policy value with its bootstrap confidence interval."""
@@ -35,10 +59,13 @@ class Estimate:
     """Significance level of the interval (0.05 means a 95% interval)."""
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.alpha < 1.0:
-            raise ValueError(f"alpha must lie in (0, 1), got {self.alpha}")
+        if not isinstance(self.name, str):
+            raise ArgumentError(f"name: expected a string, got {type(self.name).__name__}")
+        check_real(self.alpha, "alpha", low=0.0, high=1.0, low_open=True, high_open=True)
+        for field in ("value", "lower", "upper"):
+            check_real(getattr(self, field), field)  # a NaN or infinite estimate is never reported
         if not self.lower <= self.upper:
-            raise ValueError(f"lower ({self.lower}) must not exceed upper ({self.upper})")
+            raise ArgumentError(f"lower ({self.lower}) must not exceed upper ({self.upper})")
 
     @property
     def confidence(self) -> float:
@@ -78,37 +105,13 @@ class BanditInputs(NamedTuple):
     estimated_rewards_by_reg_model: np.ndarray | None  # [n, N, K]
 
 
-def _first_index(bad: np.ndarray) -> tuple[int, ...]:
-    return tuple(int(i) for i in np.argwhere(bad)[0])
-
-
-def _fmt_index(index: tuple[int, ...]) -> str:
-    return "[" + ", ".join(str(i) for i in index) + "]"
-
-
-def _as_1d(name: str, value: Any, n: int | None) -> np.ndarray:
-    arr = np.asarray(value)
+def _as_1d(name: str, value: Any, n: int, *, integer: bool = False, allow_bool: bool = False) -> np.ndarray:
+    arr = numeric_array(name, value, integer=integer, allow_bool=allow_bool)
     if arr.ndim != 1:
-        raise DataError(f"{name} must be 1-dimensional [n], got shape {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise DataError(f"{name} has {arr.shape[0]} rounds but action_dist has {n} (shape mismatch)")
+        raise FeedbackError(f"{name} must be 1-dimensional [n], got shape {arr.shape}")
+    if arr.shape[0] != n:
+        raise FeedbackError(f"{name} has {arr.shape[0]} rounds but action_dist has {n} (shape mismatch)")
     return arr
-
-
-def _as_int(name: str, arr: np.ndarray) -> np.ndarray:
-    if arr.dtype.kind in "iu":
-        return arr.astype(np.int64)
-    if arr.dtype.kind == "f":
-        finite = np.isfinite(arr)
-        if not finite.all():
-            idx = _first_index(~finite)
-            raise DataError(f"{name}{_fmt_index(idx)} = {arr[idx]} is not a finite integer")
-        fractional = arr != np.round(arr)
-        if fractional.any():
-            idx = _first_index(fractional)
-            raise DataError(f"{name}{_fmt_index(idx)} = {arr[idx]} is not an integer")
-        return arr.astype(np.int64)
-    raise DataError(f"{name} must hold integers, got dtype {arr.dtype}")
 
 
 def validate_bandit_inputs(
@@ -121,110 +124,95 @@ def validate_bandit_inputs(
     estimated_rewards_by_reg_model: Any = None,
     require: tuple[str, ...] = (),
 ) -> BanditInputs:
-    """Check bandit feedback and return it as clean arrays.
+    """Check bandit feedback and return it as clean arrays; every given argument is checked, used or not.
 
     Args:
-        action_dist: Evaluation policy's probabilities `[n, N, K]` (rounds, actions, positions); each
-            `action_dist[i, :, k]` must be non-negative and sum to 1.
-        reward: Observed rewards `[n]`, finite.
-        action: Logged actions `[n]`, integers in `[0, N)`.
-        position: Logged slate positions `[n]`, integers in `[0, K)`; zeros when None.
-        pscore: Logging probability of the logged action at the logged position `[n]`, in `(0, 1]`.
-        estimated_rewards_by_reg_model: Predicted rewards `[n, N, K]`, finite.
+        action_dist: Evaluation policy's probabilities `[n, N, K]` (rounds, actions, positions), n >= 1; each
+            `action_dist[i, :, k]` must be finite, non-negative and sum to 1 (within `ACTION_DIST_ATOL`).
+        reward: Observed rewards `[n]`: numbers or bools, finite, at most `MAX_ABS_VALUE` in magnitude.
+        action: Logged actions `[n]`: integers (or integral floats, never bools) in `[0, N)`.
+        position: Logged slate positions `[n]`: integers in `[0, K)`; zeros when None.
+        pscore: Logging probability of the logged action at the logged position `[n]`, in
+            `[MIN_PSCORE, 1]`.
+        estimated_rewards_by_reg_model: Predicted rewards `[n, N, K]`, finite, at most `MAX_ABS_VALUE`.
         require: Names of the arguments the calling estimator cannot do without.
 
     Returns:
         The validated arrays.
 
     Raises:
-        DataError: (a ValueError) naming the argument and the first offending index.
+        FeedbackError: (an ArgumentError and a DataError, so a ValueError) naming the argument, the first
+            offending index and its row (0-based).
     """
     given = {
         "reward": reward,
         "action": action,
+        "position": position,
         "pscore": pscore,
+        "action_dist": action_dist,
         "estimated_rewards_by_reg_model": estimated_rewards_by_reg_model,
     }
     for name in require:
         if given.get(name) is None:
-            raise DataError(f"{name} is required by this estimator but was not given")
+            raise FeedbackError(f"{name} is required by this estimator but was not given")
     if action_dist is None:
-        raise DataError("action_dist is required but was not given")
+        raise FeedbackError("action_dist is required but was not given")
 
-    dist = np.asarray(action_dist, dtype=np.float64)
+    dist = numeric_array("action_dist", action_dist)
     if dist.ndim != 3:
-        raise DataError(
+        raise FeedbackError(
             f"action_dist must be 3-dimensional [n, n_actions, n_positions], got shape {dist.shape}"
         )
     n, n_actions, n_positions = dist.shape
     if n == 0:
-        raise DataError("action_dist has no rounds (n = 0)")
-    if not np.isfinite(dist).all():
-        idx = _first_index(~np.isfinite(dist))
-        raise DataError(f"action_dist{_fmt_index(idx)} = {dist[idx]} is not finite")
-    if (dist < 0).any():
-        idx = _first_index(dist < 0)
-        raise DataError(f"action_dist{_fmt_index(idx)} = {dist[idx]} is negative")
-    sums = dist.sum(axis=1)  # [n, K]
-    off = np.abs(sums - 1.0) > ACTION_DIST_ATOL
-    if off.any():
-        i, k = _first_index(off)
-        raise DataError(f"action_dist[{i}, :, {k}] sums to {sums[i, k]:.6g}, not 1 (round {i}, position {k})")
+        raise FeedbackError("action_dist has no rounds (n = 0): there is nothing to evaluate")
+    if n_actions == 0 or n_positions == 0:
+        raise FeedbackError(f"action_dist has shape {dist.shape}: no actions or no positions")
+    check_action_dist("action_dist", dist)
 
-    pos: np.ndarray
     if position is None:
         pos = np.zeros(n, dtype=np.int64)
     else:
-        pos = _as_int("position", _as_1d("position", position, n))
-        bad = (pos < 0) | (pos >= n_positions)
-        if bad.any():
-            idx = _first_index(bad)
-            raise DataError(
-                f"position{_fmt_index(idx)} = {pos[idx]} is outside [0, {n_positions}) "
-                f"(action_dist has {n_positions} positions)"
-            )
+        pos = check_indices(
+            "position",
+            _as_1d("position", position, n, integer=True),
+            n_positions,
+            f"[0, {n_positions}) (action_dist has {n_positions} positions)",
+        )
 
     act = None
     if action is not None:
-        act = _as_int("action", _as_1d("action", action, n))
-        bad = (act < 0) | (act >= n_actions)
-        if bad.any():
-            idx = _first_index(bad)
-            raise DataError(
-                f"action{_fmt_index(idx)} = {act[idx]} is outside the catalogue [0, {n_actions}) "
-                f"(action_dist has {n_actions} actions)"
-            )
+        act = check_indices(
+            "action",
+            _as_1d("action", action, n, integer=True),
+            n_actions,
+            f"the catalogue [0, {n_actions}) (action_dist has {n_actions} actions)",
+        )
 
     rew = None
     if reward is not None:
-        rew = _as_1d("reward", reward, n).astype(np.float64)
-        if not np.isfinite(rew).all():
-            idx = _first_index(~np.isfinite(rew))
-            raise DataError(f"reward{_fmt_index(idx)} = {rew[idx]} is not finite (NaN or inf reward)")
+        rew = _as_1d("reward", reward, n, allow_bool=True)
+        check_reals("reward", rew, what="reward")
 
     ps = None
     if pscore is not None:
-        ps = _as_1d("pscore", pscore, n).astype(np.float64)
-        bad = ~((ps > 0.0) & (ps <= 1.0))  # also catches NaN
-        if bad.any():
-            idx = _first_index(bad)
-            raise DataError(f"pscore{_fmt_index(idx)} = {ps[idx]} is outside (0, 1]")
+        ps = _as_1d("pscore", pscore, n)
+        check_pscores("pscore", ps)
 
     q_hat = None
     if estimated_rewards_by_reg_model is not None:
-        q_hat = np.asarray(estimated_rewards_by_reg_model, dtype=np.float64)
+        q_hat = numeric_array("estimated_rewards_by_reg_model", estimated_rewards_by_reg_model)
         if q_hat.shape != dist.shape:
-            raise DataError(
+            raise FeedbackError(
                 f"estimated_rewards_by_reg_model has shape {q_hat.shape} but action_dist has {dist.shape} "
                 "(shape mismatch)"
             )
-        if not np.isfinite(q_hat).all():
-            idx = _first_index(~np.isfinite(q_hat))
-            raise DataError(f"estimated_rewards_by_reg_model{_fmt_index(idx)} = {q_hat[idx]} is not finite")
+        check_reals("estimated_rewards_by_reg_model", q_hat, where=dist_where, what="predicted reward")
 
     return BanditInputs(rew, act, pos, ps, dist, q_hat)
 
 
+# ------------------------------------------------------------------------------------------------ bootstrap
 def bootstrap_interval(
     terms: Mapping[str, np.ndarray],
     reduce: Callable[[Mapping[str, np.ndarray]], np.ndarray],
@@ -241,33 +229,45 @@ def bootstrap_interval(
     `[alpha / 2, 1 - alpha / 2]` percentile interval of the replicates (Efron & Tibshirani 1993).
 
     Args:
-        terms: Per-unit arrays, each with the units on axis 0.
+        terms: Per-unit arrays, each with the units on axis 0 (at least one unit), all finite.
         reduce: Maps arrays with a leading replicate axis `[B, n, ...]` to estimates `[B]`.
-        alpha: Significance level; 0.05 gives a 95% interval.
-        n_bootstrap_samples: Number of replicates.
-        random_state: Seed; the same seed gives the same interval.
+        alpha: Significance level in (0, 1); 0.05 gives a 95% interval.
+        n_bootstrap_samples: Number of replicates, in `[1, MAX_BOOTSTRAP_SAMPLES]`.
+        random_state: Seed (an int >= 0, None or a Generator); the same seed gives the same interval.
         chunk_elements: Memory bound: replicates are drawn in chunks of about this many resampled units.
 
     Returns:
         `{"mean": mean of replicates, "lower": ..., "upper": ...}`.
+
+    Raises:
+        ArgumentError: for a bad hyperparameter, no units, disagreeing lengths or non-finite terms or replicates.
     """
-    if not 0.0 < alpha < 1.0:
-        raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
-    if n_bootstrap_samples < 1:
-        raise ValueError(f"n_bootstrap_samples must be >= 1, got {n_bootstrap_samples}")
-    lengths = {k: len(v) for k, v in terms.items()}
+    check_bootstrap_arguments(alpha, n_bootstrap_samples, random_state)
+    chunk_elements = check_int(chunk_elements, "chunk_elements", low=1)
+    if not terms:
+        raise ArgumentError("terms: no per-unit arrays to resample")
+    arrays = {k: np.asarray(v) for k, v in terms.items()}
+    lengths = {k: (len(v) if v.ndim else 0) for k, v in arrays.items()}
     n = next(iter(lengths.values()))
     if any(length != n for length in lengths.values()):
-        raise ValueError(f"bootstrap terms disagree on the number of units: {lengths}")
+        raise ArgumentError(f"terms: bootstrap terms disagree on the number of units: {lengths}")
+    if n == 0:
+        raise ArgumentError("terms: no units (n = 0) to resample")
+    for key, arr in arrays.items():
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            unit = first_index(~np.isfinite(arr))[0]
+            raise ArgumentError(f"terms[{key!r}]: not finite at unit {unit} (0-based)")
     rng = np.random.default_rng(random_state)
-    per_unit = max(1, int(np.prod(next(iter(terms.values())).shape[1:], dtype=np.int64)))
+    per_unit = max(1, int(np.prod(next(iter(arrays.values())).shape[1:], dtype=np.int64)))
     chunk = max(1, chunk_elements // (n * per_unit))
     replicates = []
     for start in range(0, n_bootstrap_samples, chunk):
         size = min(chunk, n_bootstrap_samples - start)
         idx = rng.integers(0, n, size=(size, n))  # [B, n]
-        replicates.append(np.asarray(reduce({k: v[idx] for k, v in terms.items()}), dtype=np.float64))
+        replicates.append(np.asarray(reduce({k: v[idx] for k, v in arrays.items()}), dtype=np.float64))
     samples = np.concatenate(replicates)
+    if not np.isfinite(samples).all():
+        raise ArgumentError("terms: bootstrap replicates overflow float64 (the per-unit terms are too large)")
     lower, upper = np.quantile(samples, [alpha / 2.0, 1.0 - alpha / 2.0])
     return {"mean": float(samples.mean()), "lower": float(lower), "upper": float(upper)}
 
@@ -281,6 +281,16 @@ class TermEstimator:
     """
 
     estimator_name: str = "estimator"
+    unit: ClassVar[str] = "row"
+    """What one resampled unit is, as named in messages ("row" or "episode")."""
+    overflow_arguments: ClassVar[str] = "pscore, reward"
+    """The arguments named when finite inputs still overflow (importance weights times rewards)."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.estimator_name, str) or not self.estimator_name:
+            raise ArgumentError(
+                f"estimator_name: expected a non-empty string, got {shown(self.estimator_name)}"
+            )
 
     def _validated_terms(self, kwargs: Mapping[str, Any]) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -288,40 +298,69 @@ class TermEstimator:
     def _reduce(self, terms: Mapping[str, np.ndarray]) -> np.ndarray:
         raise NotImplementedError
 
+    def _checked_terms(self, kwargs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Validated per-unit terms, every one finite (else the first overflowing unit is named)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            terms = self._validated_terms(kwargs)
+        for arr in terms.values():
+            finite = np.isfinite(arr)
+            if not finite.all():
+                unit = first_index(~finite)[0]
+                raise FeedbackError(
+                    f"{self.overflow_arguments}: the {self.estimator_name} term of {self.unit} {unit} (0-based) "
+                    "overflows float64 although every input is finite (importance weights times rewards too large)"
+                )
+        return terms
+
     def _point(self, terms: Mapping[str, np.ndarray]) -> float:
-        return float(self._reduce({k: v[None] for k, v in terms.items()})[0])
+        with np.errstate(over="ignore", invalid="ignore"):
+            value = float(self._reduce({k: v[None] for k, v in terms.items()})[0])
+        if not math.isfinite(value):
+            raise FeedbackError(
+                f"{self.overflow_arguments}: the {self.estimator_name} estimate overflows float64 ({value}); "
+                "rescale the rewards"
+            )
+        return value
+
+    def _interval(
+        self, terms: Mapping[str, np.ndarray], alpha: float, n_bootstrap_samples: int, random_state: Any
+    ) -> dict[str, float]:
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                return bootstrap_interval(
+                    terms,
+                    self._reduce,
+                    alpha=alpha,
+                    n_bootstrap_samples=n_bootstrap_samples,
+                    random_state=random_state,
+                )
+        except ArgumentError as err:
+            if str(err).startswith("terms"):  # overflowing replicates: the data's fault, not the caller's
+                raise FeedbackError(f"{self.overflow_arguments}: {self.estimator_name}: {err}") from None
+            raise
 
     def estimate_interval(
         self, *, alpha: float = 0.05, n_bootstrap_samples: int = 1000, random_state: int = 0, **kwargs: Any
     ) -> dict[str, float]:
         """Bootstrap (percentile) confidence interval over units: `{"mean", "lower", "upper"}`."""
-        return bootstrap_interval(
-            self._validated_terms(kwargs),
-            self._reduce,
-            alpha=alpha,
-            n_bootstrap_samples=n_bootstrap_samples,
-            random_state=random_state,
-        )
+        check_bootstrap_arguments(alpha, n_bootstrap_samples, random_state)
+        return self._interval(self._checked_terms(kwargs), alpha, n_bootstrap_samples, random_state)
 
     def estimate(
         self, *, alpha: float = 0.05, n_bootstrap_samples: int = 1000, random_state: int = 0, **kwargs: Any
     ) -> Estimate:
         """Point estimate and bootstrap interval together, as an `Estimate`."""
-        terms = self._validated_terms(kwargs)
-        ci = bootstrap_interval(
-            terms,
-            self._reduce,
-            alpha=alpha,
-            n_bootstrap_samples=n_bootstrap_samples,
-            random_state=random_state,
-        )
+        check_bootstrap_arguments(alpha, n_bootstrap_samples, random_state)
+        terms = self._checked_terms(kwargs)
+        value = self._point(terms)
+        ci = self._interval(terms, alpha, n_bootstrap_samples, random_state)
         return Estimate(
-            name=self.estimator_name,
-            value=self._point(terms),
-            lower=ci["lower"],
-            upper=ci["upper"],
-            alpha=alpha,
+            name=self.estimator_name, value=value, lower=ci["lower"], upper=ci["upper"], alpha=alpha
         )
+
+    def estimate_policy_value(self, **kwargs: Any) -> float:
+        """The point estimate of the evaluation policy's value; see the class docstring for the formula."""
+        return self._point(self._checked_terms(kwargs))
 
 
 class BanditEstimator(TermEstimator):
@@ -342,6 +381,7 @@ class BanditEstimator(TermEstimator):
         raise NotImplementedError
 
     def _validated_terms(self, kwargs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        refuse_unknown(kwargs, BANDIT_ARGUMENTS, type(self).__name__)
         data = validate_bandit_inputs(
             action_dist=kwargs.get("action_dist"),
             reward=kwargs.get("reward"),
@@ -358,9 +398,10 @@ class BanditEstimator(TermEstimator):
 
         Args:
             **kwargs: OBP-named logged data (`reward`, `action`, `position`, `pscore`, `action_dist`,
-                `estimated_rewards_by_reg_model`); arguments this estimator does not use are ignored.
+                `estimated_rewards_by_reg_model`); known arguments this estimator does not use are still
+                validated, unknown names are refused.
         """
-        return self._point(self._validated_terms(kwargs))
+        return self._point(self._checked_terms(kwargs))
 
 
 def importance_weight(data: BanditInputs) -> np.ndarray:

@@ -16,6 +16,7 @@ from evaluation.ope.base import (
     importance_weight,
     policy_weighted_prediction,
 )
+from evaluation.ope.checks import check_real
 
 _DR_INPUTS = ("reward", "action", "pscore", "estimated_rewards_by_reg_model")
 
@@ -92,8 +93,8 @@ class SwitchDoublyRobust(DoublyRobust):
     estimator_name: str = "Switch-DR"
 
     def __post_init__(self) -> None:
-        if not (self.lambda_ >= 0.0):  # also rejects NaN
-            raise ValueError(f"lambda_ must be >= 0, got {self.lambda_}")
+        super().__post_init__()
+        check_real(self.lambda_, "lambda_", low=0.0, allow_inf=True)  # bools, strings, NaN and < 0 refused
 
     def _shrunk_weight(self, weight: np.ndarray) -> np.ndarray:
         return np.where(weight <= self.lambda_, weight, 0.0)
@@ -115,12 +116,15 @@ class DoublyRobustWithShrinkage(DoublyRobust):
     estimator_name: str = "DRos"
 
     def __post_init__(self) -> None:
-        if not (self.lambda_ >= 0.0):
-            raise ValueError(f"lambda_ must be >= 0, got {self.lambda_}")
+        super().__post_init__()
+        check_real(self.lambda_, "lambda_", low=0.0, allow_inf=True)  # bools, strings, NaN and < 0 refused
 
     def _shrunk_weight(self, weight: np.ndarray) -> np.ndarray:
         if math.isinf(self.lambda_):
             return weight
         if self.lambda_ == 0.0:
             return np.zeros_like(weight)
+        if self.lambda_ > 1e200:
+            # lambda_ * w could overflow (w <= 1 / MIN_PSCORE = 1e100): the same value, divided through.
+            return weight / (weight * (weight / self.lambda_) + 1.0)
         return self.lambda_ * weight / (weight**2 + self.lambda_)

@@ -16,8 +16,17 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from evaluation.ope.base import Estimate, bootstrap_interval
-from evaluation.ope.sequential import validate_episode_inputs
-from recsim_env.errors import DataError
+from evaluation.ope.checks import (
+    FeedbackError,
+    check_bootstrap_arguments,
+    check_int,
+    check_real,
+    first_index,
+    numeric_array,
+    refuse_unknown,
+)
+from evaluation.ope.sequential import episode_where, validate_episode_inputs
+from recsim_env.errors import ArgumentError
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,19 +59,30 @@ class FQEConfig:
     """torch intra-op threads while fitting (None: leave torch's setting); small MLPs run fastest on one."""
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
-        if self.horizon is not None and self.horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
-        for name in ("n_iterations", "n_steps_per_iteration", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_threads is not None and self.n_threads < 1:
-            raise ValueError(f"n_threads must be >= 1 or None, got {self.n_threads}")
-        if any(width < 1 for width in self.hidden_sizes):
-            raise ValueError(f"hidden_sizes must be positive, got {self.hidden_sizes}")
-        if self.learning_rate <= 0:
-            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        check_real(self.gamma, "gamma", low=0.0, high=1.0)
+        if self.horizon is not None:
+            check_int(self.horizon, "horizon", low=1)
+        if not isinstance(self.hidden_sizes, tuple | list):
+            raise ArgumentError(
+                f"hidden_sizes: expected a tuple of ints, got {type(self.hidden_sizes).__name__}"
+            )
+        for width in self.hidden_sizes:
+            check_int(width, "hidden_sizes", low=1, high=1 << 20)
+        check_int(self.n_iterations, "n_iterations", low=1, high=1_000_000)
+        check_int(self.n_steps_per_iteration, "n_steps_per_iteration", low=1, high=100_000_000)
+        check_int(self.batch_size, "batch_size", low=1, high=1 << 24)
+        check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
+        check_real(self.weight_decay, "weight_decay", low=0.0)
+        for flag in ("time_feature", "progress"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ArgumentError(f"{flag}: expected a bool, got {type(getattr(self, flag)).__name__}")
+        check_int(self.seed, "seed", low=0)
+        if self.n_threads is not None:
+            check_int(self.n_threads, "n_threads", low=1, high=4096)
+
+
+FIT_ARGUMENTS = ("state", "action", "reward", "pscore", "action_dist", "mask")
+"""The keyword arguments of `FittedQEvaluation.fit` (and of its estimate methods, which fit when given data)."""
 
 
 class QNetwork(nn.Module):
@@ -134,18 +154,29 @@ class FittedQEvaluation:
         encoder_out_features: int | None = None,
         action_features: np.ndarray | None = None,
     ):
+        if config is not None and not isinstance(config, FQEConfig):
+            raise ArgumentError(f"config: expected an FQEConfig, got {type(config).__name__}")
         self.config = config or FQEConfig()
+        if encoder is not None and not isinstance(encoder, nn.Module):
+            raise ArgumentError(f"encoder: expected a torch.nn.Module, got {type(encoder).__name__}")
         if encoder is not None and encoder_out_features is None:
-            raise ValueError("encoder_out_features is required with encoder")
+            raise ArgumentError("encoder_out_features is required with encoder")
+        if encoder_out_features is not None:
+            check_int(encoder_out_features, "encoder_out_features", low=1)
         self.encoder = encoder
         self.encoder_out_features = encoder_out_features
-        self.action_features = (
-            None if action_features is None else np.asarray(action_features, dtype=np.float64)
-        )
-        if self.action_features is not None and (
-            self.action_features.ndim != 2 or not self.config.hidden_sizes
-        ):
-            raise ValueError("action_features must be [n_actions, F] and needs at least one hidden layer")
+        self.action_features = None
+        if action_features is not None:
+            features = numeric_array("action_features", action_features)
+            if features.ndim != 2 or not self.config.hidden_sizes:
+                raise ArgumentError(
+                    "action_features must be [n_actions, F] and needs at least one hidden layer, "
+                    f"got shape {features.shape}"
+                )
+            if not np.isfinite(features).all():
+                i, j = first_index(~np.isfinite(features))
+                raise FeedbackError(f"action_features[{i}, {j}] is not finite (row {i}, 0-based)")
+            self.action_features = features
         self.q_network: QNetwork | None = None
         self.loss_history: list[float] = []
 
@@ -199,14 +230,20 @@ class FittedQEvaluation:
             horizon=cfg.horizon,
         )
         n, steps = data.reward.shape
-        state = np.asarray(state, dtype=np.float64)
+        state = numeric_array("state", state, where=episode_where)
         if state.ndim != 3 or state.shape[0] != n or state.shape[1] < steps:
-            raise DataError(f"state must have shape [n={n}, H, D], got {state.shape} (shape mismatch)")
-        if not np.isfinite(state[:, :steps][data.mask]).all():
-            raise DataError("state has non-finite features on logged steps")
-        inputs = self._inputs(state[:, :steps], steps)
-        dist = np.asarray(action_dist, dtype=np.float64)[:, :steps]
-        act = np.where(data.mask, np.asarray(action)[:, :steps], 0).astype(np.int64)
+            raise FeedbackError(f"state must have shape [n={n}, H, D], got {state.shape} (shape mismatch)")
+        bad = data.mask[..., None] & ~np.isfinite(state[:, :steps])
+        if bad.any():
+            i, t, d = first_index(bad)
+            raise FeedbackError(
+                f"state[{i}, {t}, {d}] = {state[i, t, d]} is not finite on a logged step (episode {i}, step {t}; "
+                "0-based)"
+            )
+        inputs = self._inputs(np.where(data.mask[..., None], state[:, :steps], 0.0), steps)
+        # Validated above; after an episode's end the policy's row is unused (zeroed below).
+        dist = np.where(data.mask[..., None], np.asarray(action_dist, dtype=np.float64)[:, :steps], 0.0)
+        act = np.where(data.mask, np.asarray(action, dtype=np.float64)[:, :steps], 0).astype(np.int64)
         n_actions = dist.shape[2]
 
         # Transitions (s_t, a_t, r_t, s_{t+1}); the step after the last logged one is terminal.
@@ -231,7 +268,7 @@ class FittedQEvaluation:
         action_features = None
         if self.action_features is not None:
             if self.action_features.shape[0] != n_actions:
-                raise DataError(
+                raise FeedbackError(
                     f"action_features has {self.action_features.shape[0]} rows but action_dist has "
                     f"{n_actions} actions (shape mismatch)"
                 )
@@ -260,7 +297,14 @@ class FittedQEvaluation:
             self.loss_history.append(loss.item())
         self.q_network = q_net.eval()
         self._initial_values = self._policy_values(inputs[:, 0], dist[:, 0])
+        if not np.isfinite(self._initial_values).all():
+            self.q_network = None
+            raise ArgumentError(
+                f"learning_rate: FQE diverged (non-finite Q-values after {cfg.n_iterations} iterations at "
+                f"learning_rate {cfg.learning_rate:g}); lower it, or rescale the rewards"
+            )
         self._n_steps = steps
+        self._state_dim = state.shape[2]
         return self
 
     def _policy_values(self, inputs: np.ndarray, dist: np.ndarray) -> np.ndarray:
@@ -275,7 +319,26 @@ class FittedQEvaluation:
         """
         if self.q_network is None:
             raise RuntimeError("call fit() before predict_q()")
-        state = np.asarray(state, dtype=np.float64)[:, : self._n_steps]
+        state = numeric_array("state", state, where=episode_where)
+        width = (
+            self.q_network.head[0].in_features if self.encoder is None and len(self.q_network.head) else None
+        )
+        expected = None if width is None else width - int(self.config.time_feature)
+        if (
+            state.ndim != 3
+            or state.shape[1] < self._n_steps
+            or (expected is not None and state.shape[2] != expected)
+        ):
+            raise FeedbackError(
+                f"state must have shape [n, H >= {self._n_steps}, D{'' if expected is None else f'={expected}'}], "
+                f"got {state.shape} (shape mismatch)"
+            )
+        state = state[:, : self._n_steps]
+        if not np.isfinite(state).all():
+            i, t, d = first_index(~np.isfinite(state))
+            raise FeedbackError(
+                f"state[{i}, {t}, {d}] = {state[i, t, d]} is not finite (episode {i}, step {t}; 0-based)"
+            )
         inputs = self._inputs(state, self._n_steps)
         flat = torch.as_tensor(inputs.reshape(-1, inputs.shape[2]), dtype=torch.float32)
         with torch.no_grad():
@@ -284,6 +347,7 @@ class FittedQEvaluation:
 
     def estimate_policy_value(self, **kwargs: Any) -> float:
         """Fit (when episode data are given) and return `mean_i sum_a pi_e(a | s^i_0) Q(s^i_0, a)`."""
+        refuse_unknown(kwargs, FIT_ARGUMENTS, type(self).__name__)
         if kwargs:
             self.fit(**kwargs)
         if self.q_network is None:
@@ -298,6 +362,8 @@ class FittedQEvaluation:
         This reflects the spread of start states only, not the Q-network's fitting error (refitting per
         replicate would multiply the cost by `n_bootstrap_samples`), so it is narrower than a full bootstrap.
         """
+        check_bootstrap_arguments(alpha, n_bootstrap_samples, random_state)  # before an expensive fit
+        refuse_unknown(kwargs, FIT_ARGUMENTS, type(self).__name__)
         if kwargs:
             self.fit(**kwargs)
         if self.q_network is None:

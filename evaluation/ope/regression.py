@@ -11,7 +11,8 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
-from recsim_env.errors import DataError
+from evaluation.ope.checks import FeedbackError, check_indices, check_int, check_reals, numeric_array
+from recsim_env.errors import ArgumentError
 
 
 def _default_base_model() -> Any:
@@ -47,19 +48,25 @@ class RegressionModel:
     n_threads: int | None = 1
 
     def __post_init__(self) -> None:
-        if self.n_actions < 1:
-            raise ValueError(f"n_actions must be >= 1, got {self.n_actions}")
-        if self.len_list < 1:
-            raise ValueError(f"len_list must be >= 1, got {self.len_list}")
+        self.n_actions = check_int(self.n_actions, "n_actions", low=1)
+        self.len_list = check_int(self.len_list, "len_list", low=1)
+        self.predict_batch_rows = check_int(self.predict_batch_rows, "predict_batch_rows", low=1)
+        if self.n_threads is not None:
+            self.n_threads = check_int(self.n_threads, "n_threads", low=1, high=4096)
+        if not (hasattr(self.base_model, "fit") and hasattr(self.base_model, "get_params")):
+            raise ArgumentError(
+                f"base_model: expected a scikit-learn estimator, got {type(self.base_model).__name__}"
+            )
         if self.action_context is None:
             self.action_context = np.eye(self.n_actions)
         else:
-            self.action_context = np.asarray(self.action_context, dtype=np.float64)
+            self.action_context = numeric_array("action_context", self.action_context)
             if self.action_context.ndim != 2 or self.action_context.shape[0] != self.n_actions:
-                raise ValueError(
+                raise ArgumentError(
                     f"action_context must have shape [n_actions={self.n_actions}, d], "
                     f"got {self.action_context.shape}"
                 )
+            check_reals("action_context", self.action_context, what="action feature")
 
     def _features(self, context: np.ndarray, action: np.ndarray, position: np.ndarray) -> np.ndarray:
         blocks = [context, self.action_context[action]]
@@ -121,30 +128,35 @@ class RegressionModel:
         Returns:
             Predicted rewards `[n, N, K]` for every action and position of every round.
         """
-        action = np.asarray(action)
-        reward = np.asarray(reward, dtype=np.float64)
+        action = numeric_array("action", action, integer=True)
+        if action.ndim != 1 or action.shape[0] == 0:
+            raise FeedbackError(f"action must be 1-dimensional [n] with n >= 1, got shape {action.shape}")
         n = action.shape[0]
+        action = check_indices("action", action, self.n_actions, f"the catalogue [0, {self.n_actions})")
+        reward = numeric_array("reward", reward, allow_bool=True)
         if reward.shape != (n,):
-            raise DataError(f"reward has shape {reward.shape} but action has {n} rounds (shape mismatch)")
-        if not np.isfinite(reward).all():
-            idx = int(np.flatnonzero(~np.isfinite(reward))[0])
-            raise DataError(f"reward[{idx}] = {reward[idx]} is not finite (NaN or inf reward)")
-        bad = (action < 0) | (action >= self.n_actions)
-        if bad.any():
-            idx = int(np.flatnonzero(bad)[0])
-            raise DataError(f"action[{idx}] = {action[idx]} is outside the catalogue [0, {self.n_actions})")
-        position = np.zeros(n, dtype=np.int64) if position is None else np.asarray(position, dtype=np.int64)
-        if position.shape != (n,):
-            raise DataError(f"position has shape {position.shape} but action has {n} rounds (shape mismatch)")
-        bad = (position < 0) | (position >= self.len_list)
-        if bad.any():
-            idx = int(np.flatnonzero(bad)[0])
-            raise DataError(f"position[{idx}] = {position[idx]} is outside [0, {self.len_list})")
-        context = np.zeros((n, 0)) if context is None else np.asarray(context, dtype=np.float64)
-        if context.ndim != 2 or context.shape[0] != n:
-            raise DataError(f"context must have shape [n={n}, d], got {context.shape} (shape mismatch)")
-        if n_folds < 1 or n_folds > n:
-            raise ValueError(f"n_folds must lie in [1, n={n}], got {n_folds}")
+            raise FeedbackError(f"reward has shape {reward.shape} but action has {n} rounds (shape mismatch)")
+        check_reals("reward", reward, what="reward")
+        if position is None:
+            position = np.zeros(n, dtype=np.int64)
+        else:
+            position = numeric_array("position", position, integer=True)
+            if position.shape != (n,):
+                raise FeedbackError(
+                    f"position has shape {position.shape} but action has {n} rounds (shape mismatch)"
+                )
+            position = check_indices("position", position, self.len_list, f"[0, {self.len_list})")
+        if context is None:
+            context = np.zeros((n, 0))
+        else:
+            context = numeric_array("context", context, allow_bool=True)
+            if context.ndim != 2 or context.shape[0] != n:
+                raise FeedbackError(
+                    f"context must have shape [n={n}, d], got {context.shape} (shape mismatch)"
+                )
+            check_reals("context", context, what="context feature")
+        n_folds = check_int(n_folds, "n_folds", low=1, high=n)
+        random_state = check_int(random_state, "random_state", low=0, high=2**32 - 1 - n_folds)
 
         with threadpool_limits(limits=self.n_threads):
             return self._cross_fit(context, action, position, reward, n_folds, random_state)

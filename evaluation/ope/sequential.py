@@ -8,14 +8,27 @@ Thomas 2015, section 3.7).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
-from evaluation.ope.base import ACTION_DIST_ATOL, TermEstimator
-from recsim_env.errors import DataError
+from evaluation.ope.base import TermEstimator
+from evaluation.ope.checks import (
+    ACTION_DIST_ATOL,
+    FeedbackError,
+    check_indices,
+    check_int,
+    check_pscores,
+    check_real,
+    check_reals,
+    first_index,
+    numeric_array,
+    refuse_any,
+    refuse_unknown,
+)
 
 
 class EpisodeInputs(NamedTuple):
@@ -28,10 +41,36 @@ class EpisodeInputs(NamedTuple):
     v_policy: np.ndarray | None  # [n, H] sum_a pi_e(a | s_t) q_hat(s_t, a), 0 after the end
 
 
-def _bad(name: str, bad: np.ndarray, arr: np.ndarray, why: str) -> None:
-    if bad.any():
-        idx = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise DataError(f"{name}[{', '.join(map(str, idx))}] = {arr[idx]} {why}")
+SEQUENTIAL_ARGUMENTS = (
+    "reward",
+    "pscore",
+    "mask",
+    "action",
+    "action_dist",
+    "evaluation_pscore",
+    "state_action_value_prediction",
+)
+"""The keyword arguments a sequential estimator accepts."""
+
+
+def episode_where(index: tuple[int, ...]) -> str:
+    """`(episode i, step t; 0-based)`: where a bad entry of an episode array sits."""
+    return f"(episode {index[0]}, step {index[1]}; 0-based)"
+
+
+def _dist_where(index: tuple[int, ...]) -> str:
+    return f"(episode {index[0]}, step {index[1]}, action {index[2]}; 0-based)"
+
+
+def _mask_array(value: Any, shape: tuple[int, int]) -> np.ndarray:
+    """A mask as bools: booleans, or numbers that are exactly 0 or 1 (never strings)."""
+    arr = numeric_array("mask", value, integer=True, allow_bool=True, where=episode_where)
+    if arr.shape != shape:
+        raise FeedbackError(f"mask has shape {arr.shape} but reward has {shape} (shape mismatch)")
+    refuse_any(
+        "mask", arr, [(~((arr == 0) | (arr == 1)), "is not a boolean (True/False or 0/1)")], episode_where
+    )
+    return arr == 1
 
 
 def validate_episode_inputs(
@@ -48,110 +87,169 @@ def validate_episode_inputs(
 ) -> EpisodeInputs:
     """Check episode arrays and compute the per-step importance ratios.
 
+    Only the steps an episode has (`mask` True) are checked for values; every array is checked for its
+    dtype and shape. Messages name the argument, the first bad `[episode, step]` and say it is 0-based.
+
     Args:
-        reward: Rewards `[n, H]`, finite on unmasked steps.
-        pscore: Behaviour probability of the logged action `[n, H]`, in `(0, 1]` on unmasked steps.
-        mask: True on the steps an episode has `[n, H]`, a prefix per row; all True when None.
-        action: Logged actions `[n, H]` in `[0, N)`; needed with `action_dist`.
-        action_dist: Evaluation policy's probabilities `[n, H, N]`, summing to 1 on unmasked steps.
-        evaluation_pscore: Instead of `action`/`action_dist`: the evaluation policy's probability of the
-            logged action `[n, H]` (enough for PDIS / WPDIS).
-        state_action_value_prediction: Predicted `q_hat(s_t, a)` `[n, H, N]` for sequential DR.
-        horizon: Keep the first `horizon` steps; all of them when None.
+        reward: Rewards `[n, H]` (n, H >= 1), finite and at most `MAX_ABS_VALUE` in magnitude.
+        pscore: Behaviour probability of the logged action `[n, H]`, in `[MIN_PSCORE, 1]`.
+        mask: True on the steps an episode has `[n, H]`, a prefix per row starting at step 0 (booleans or
+            0/1); all True when None.
+        action: Logged actions `[n, H]`: integers (or integral floats, never bools) in `[0, N)`; needed with
+            `action_dist`.
+        action_dist: Evaluation policy's probabilities `[n, H, N]`, finite, non-negative, summing to 1.
+        evaluation_pscore: Instead of `action`/`action_dist` (never with them): the evaluation policy's
+            probability of the logged action `[n, H]`, in `[0, 1]` (enough for PDIS / WPDIS).
+        state_action_value_prediction: Predicted `q_hat(s_t, a)` `[n, H, N]` for sequential DR, finite.
+        horizon: Keep the first `horizon` steps (an int >= 1); all of them when None.
         need_values: Whether the caller needs `state_action_value_prediction`, `action` and `action_dist`.
 
     Raises:
-        DataError: (a ValueError) naming the argument and the first offending index.
+        FeedbackError: (an ArgumentError and a DataError, so a ValueError) naming the argument and the
+            first offending index.
+        ArgumentError: for a bad `horizon`.
     """
-    rew = np.asarray(reward, dtype=np.float64)
+    if horizon is not None:
+        horizon = check_int(horizon, "horizon", low=1)
+    rew = numeric_array("reward", reward, allow_bool=True, where=episode_where)
     if rew.ndim != 2:
-        raise DataError(f"reward must be 2-dimensional [n_episodes, horizon], got shape {rew.shape}")
+        raise FeedbackError(f"reward must be 2-dimensional [n_episodes, horizon], got shape {rew.shape}")
     n, length = rew.shape
     if n == 0 or length == 0:
-        raise DataError(f"reward has no episodes or no steps (shape {rew.shape})")
-    if horizon is not None and not 1 <= horizon:
-        raise ValueError(f"horizon must be >= 1, got {horizon}")
+        raise FeedbackError(
+            f"reward has no episodes or no steps (shape {rew.shape}): there is nothing to evaluate"
+        )
     steps = length if horizon is None else min(horizon, length)
 
-    def two_d(name: str, value: Any, dtype: Any) -> np.ndarray:
-        arr = np.asarray(value, dtype=dtype)
+    def two_d(name: str, value: Any, *, integer: bool = False) -> np.ndarray:
+        arr = numeric_array(name, value, integer=integer, where=episode_where)
         if arr.shape != (n, length):
-            raise DataError(f"{name} has shape {arr.shape} but reward has {(n, length)} (shape mismatch)")
+            raise FeedbackError(f"{name} has shape {arr.shape} but reward has {(n, length)} (shape mismatch)")
         return arr[:, :steps]
 
     rew = rew[:, :steps]
     if mask is None:
         alive = np.ones((n, steps), dtype=bool)
     else:
-        alive = two_d("mask", mask, bool)
-        # A mask must be a prefix: once an episode ends it cannot resume.
-        _bad(
+        alive = _mask_array(mask, (n, length))[:, :steps]
+        # A mask must be a prefix: once an episode ends it cannot resume. The index named is that of the
+        # step before the resumed one (mask[:, 1:]'s), as this message always has; the location says which.
+        resumed = alive[:, 1:] & ~alive[:, :-1]
+        if resumed.any():
+            i, t = first_index(resumed)
+            raise FeedbackError(
+                f"mask[{i}, {t}] = True is True after the episode ended (not a prefix): episode {i} resumes at "
+                f"step {t + 1} after a False step (episode {i}, step {t + 1}; 0-based)"
+            )
+        refuse_any(
             "mask",
-            alive[:, 1:] & ~alive[:, :-1],
-            alive[:, 1:],
-            "is True after the episode ended (not a prefix)",
+            alive[:, :1],
+            [(~alive[:, :1], "is False: every episode needs a first step")],
+            episode_where,
         )
-        _bad("mask", ~alive[:, :1], alive[:, :1], "is False: every episode needs a first step")
-    _bad("reward", alive & ~np.isfinite(rew), rew, "is not finite (NaN or inf reward)")
-    ps = two_d("pscore", pscore, np.float64)
-    _bad("pscore", alive & ~((ps > 0.0) & (ps <= 1.0)), ps, "is outside (0, 1]")
+    check_reals("reward", rew, alive=alive, where=episode_where, what="reward")
+    ps = two_d("pscore", pscore)
+    check_pscores("pscore", ps, alive=alive, where=episode_where)
 
     if need_values and (state_action_value_prediction is None or action is None or action_dist is None):
-        raise DataError("sequential DR needs action, action_dist and state_action_value_prediction")
+        missing = [
+            name
+            for name, value in (
+                ("action", action),
+                ("action_dist", action_dist),
+                ("state_action_value_prediction", state_action_value_prediction),
+            )
+            if value is None
+        ]
+        raise FeedbackError(
+            f"{missing[0]} is required: sequential DR needs action, action_dist and state_action_value_prediction"
+        )
     act = dist = None
     if action_dist is not None:
+        if evaluation_pscore is not None:
+            raise FeedbackError(
+                "evaluation_pscore: give either evaluation_pscore or action with action_dist, not both"
+            )
         if action is None:
-            raise DataError("action is required with action_dist")
-        act = two_d("action", action, np.float64)
-        dist = np.asarray(action_dist, dtype=np.float64)
-        if dist.ndim != 3 or dist.shape[:2] != (n, length):
-            raise DataError(
-                f"action_dist must have shape [n={n}, H={length}, N], got {dist.shape} (shape mismatch)"
+            raise FeedbackError("action is required with action_dist")
+        dist = numeric_array("action_dist", action_dist, where=_dist_where)
+        if dist.ndim != 3 or dist.shape[:2] != (n, length) or dist.shape[2] == 0:
+            raise FeedbackError(
+                f"action_dist must have shape [n={n}, H={length}, N >= 1], got {dist.shape} (shape mismatch)"
             )
         dist = dist[:, :steps]
         n_actions = dist.shape[2]
-        _bad(
+        # Checked as floats, so a bad action reads the same whatever its dtype (2.0, not 2).
+        act = check_indices(
             "action",
-            alive & ((act < 0) | (act >= n_actions) | (act != np.round(act))),
-            act,
-            f"is outside the catalogue [0, {n_actions})",
+            two_d("action", action, integer=True).astype(np.float64),
+            n_actions,
+            f"the catalogue [0, {n_actions})",
+            alive=alive,
+            where=episode_where,
         )
-        act = np.where(alive, act, 0).astype(np.int64)
-        _bad(
+        dist = np.where(alive[..., None], dist, 0.0)
+        dist[~alive, 0] = 1.0  # after the end: any valid distribution; never used
+        finite = np.isfinite(dist)
+        refuse_any(
             "action_dist",
-            alive[..., None] & ((dist < 0) | ~np.isfinite(dist)),
             dist,
-            "is negative or not finite",
+            [(~finite, "is not finite"), (finite & (dist < 0), "is negative")],
+            _dist_where,
         )
         sums = dist.sum(axis=2)
-        _bad(
+        refuse_any(
             "action_dist",
-            alive & (np.abs(sums - 1.0) > ACTION_DIST_ATOL),
             sums,
-            "is the sum over actions, not 1",
+            [(~(np.abs(sums - 1.0) <= ACTION_DIST_ATOL), "is the sum over actions, not 1")],
+            episode_where,
         )
         target = np.take_along_axis(dist, act[..., None], axis=2)[..., 0]
     elif evaluation_pscore is not None:
-        target = two_d("evaluation_pscore", evaluation_pscore, np.float64)
-        _bad("evaluation_pscore", alive & ~((target >= 0.0) & (target <= 1.0)), target, "is outside [0, 1]")
+        if action is not None:  # unused here, but never unchecked
+            check_indices(
+                "action",
+                two_d("action", action, integer=True),
+                2**62,
+                "[0, 2**62)",
+                alive=alive,
+                where=episode_where,
+            )
+        target = two_d("evaluation_pscore", evaluation_pscore)
+        refuse_any(
+            "evaluation_pscore",
+            target,
+            [(alive & ~((target >= 0.0) & (target <= 1.0)), "is outside [0, 1]")],
+            episode_where,
+        )
     else:
-        raise DataError("either action_dist (with action) or evaluation_pscore is required")
+        raise FeedbackError(
+            "action_dist is required (with action), or evaluation_pscore: the evaluation policy's probabilities"
+        )
 
     ratio = np.where(alive, target / np.where(alive, ps, 1.0), 1.0)
     reward_alive = np.where(alive, rew, 0.0)
     q_logged = v_policy = None
     if state_action_value_prediction is not None and dist is not None:
-        q = np.asarray(state_action_value_prediction, dtype=np.float64)
-        if q.shape[:2] != (n, length) or q.shape[2:] != (dist.shape[2],):
-            raise DataError(
+        q = numeric_array("state_action_value_prediction", state_action_value_prediction, where=_dist_where)
+        if q.shape != (n, length, dist.shape[2]):
+            raise FeedbackError(
                 f"state_action_value_prediction has shape {q.shape} but action_dist has "
                 f"{(n, length, dist.shape[2])} (shape mismatch)"
             )
         q = q[:, :steps]
-        _bad("state_action_value_prediction", alive[..., None] & ~np.isfinite(q), q, "is not finite")
+        check_reals(
+            "state_action_value_prediction",
+            q,
+            alive=np.broadcast_to(alive[..., None], q.shape),
+            where=_dist_where,
+            what="predicted value",
+        )
         q = np.where(alive[..., None], q, 0.0)
         q_logged = np.take_along_axis(q, act[..., None], axis=2)[..., 0]
         v_policy = (dist * q).sum(axis=2)
+    elif state_action_value_prediction is not None:
+        numeric_array("state_action_value_prediction", state_action_value_prediction, where=_dist_where)
     return EpisodeInputs(reward_alive, alive, ratio, q_logged, v_policy)
 
 
@@ -167,11 +265,13 @@ class SequentialEstimator(TermEstimator):
     """Short name used in estimates and reports."""
     needs_values: ClassVar[bool] = False
 
+    unit: ClassVar[str] = "episode"
+
     def __post_init__(self) -> None:
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma}")
-        if self.horizon is not None and self.horizon < 1:
-            raise ValueError(f"horizon must be >= 1, got {self.horizon}")
+        super().__post_init__()
+        check_real(self.gamma, "gamma", low=0.0, high=1.0)
+        if self.horizon is not None:
+            check_int(self.horizon, "horizon", low=1)
 
     def _terms(self, data: EpisodeInputs) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -183,19 +283,12 @@ class SequentialEstimator(TermEstimator):
         return self.gamma ** np.arange(steps, dtype=np.float64)
 
     def _validated_terms(self, kwargs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        known = (
-            "reward",
-            "pscore",
-            "mask",
-            "action",
-            "action_dist",
-            "evaluation_pscore",
-            "state_action_value_prediction",
-        )
-        if "reward" not in kwargs or "pscore" not in kwargs:
-            raise DataError("reward and pscore are required by sequential estimators")
+        refuse_unknown(kwargs, SEQUENTIAL_ARGUMENTS, type(self).__name__)
+        for name in ("reward", "pscore"):
+            if kwargs.get(name) is None:
+                raise FeedbackError(f"{name} is required by sequential estimators but was not given")
         data = validate_episode_inputs(
-            **{k: kwargs[k] for k in known if k in kwargs},
+            **{k: kwargs[k] for k in SEQUENTIAL_ARGUMENTS if k in kwargs},
             horizon=self.horizon,
             need_values=self.needs_values,
         )
@@ -206,14 +299,30 @@ class SequentialEstimator(TermEstimator):
 
         Args:
             **kwargs: `reward`, `pscore`, `mask`, and `action` + `action_dist` or `evaluation_pscore`
-                (plus `state_action_value_prediction` for DR), all `[n, H]` / `[n, H, N]`.
+                (plus `state_action_value_prediction` for DR), all `[n, H]` / `[n, H, N]`; unknown names
+                are refused.
         """
-        return self._point(self._validated_terms(kwargs))
+        return self._point(self._checked_terms(kwargs))
 
 
-def _cumulative_ratio(data: EpisodeInputs) -> np.ndarray:
-    """`rho_{0:t} = prod_{t' <= t} pi_e(a_t' | s_t') / pi_b(a_t' | s_t')` `[n, H]`."""
-    return np.cumprod(data.ratio, axis=1)
+def _cumulative_ratio(data: EpisodeInputs, *, may_overflow: bool = False) -> np.ndarray:
+    """`rho_{0:t} = prod_{t' <= t} pi_e(a_t' | s_t') / pi_b(a_t' | s_t')` `[n, H]`.
+
+    A product of many weights above 1 overflows float64 (0.01 propensities over 160 steps do); unless the
+    caller never uses the overflowed tail (`may_overflow`), that is refused naming the first episode and step.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        rho = np.cumprod(data.ratio, axis=1)
+    if not may_overflow:
+        bad = ~np.isfinite(rho)
+        if bad.any():
+            i, t = first_index(bad)
+            raise FeedbackError(
+                f"pscore: the cumulative importance weight of episode {i} overflows float64 at step {t} "
+                f"(episode {i}, step {t}; 0-based): evaluate a shorter horizon, or use "
+                "SequentialDoublyRobust(max_weight=...)"
+            )
+    return rho
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -286,11 +395,14 @@ class SequentialDoublyRobust(SequentialEstimator):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.max_weight is not None and not self.max_weight > 0:
-            raise ValueError(f"max_weight must be > 0 or None, got {self.max_weight}")
+        if self.max_weight is not None:
+            check_real(self.max_weight, "max_weight", low=0.0, low_open=True, allow_inf=True)
 
     def _terms(self, data: EpisodeInputs) -> dict[str, np.ndarray]:
-        rho = _cumulative_ratio(data)
+        # With max_weight, weights past an episode's switch (where they may overflow) are never used.
+        rho = _cumulative_ratio(
+            data, may_overflow=self.max_weight is not None and math.isfinite(self.max_weight)
+        )
         rho_before = np.concatenate([np.ones((rho.shape[0], 1)), rho[:, :-1]], axis=1)
         correct = np.ones(rho.shape, dtype=bool)  # t < k_i: the importance-weighted correction is used
         if self.max_weight is not None:
