@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from recsim_env.errors import ArgumentError
 from recsim_env.world import UserWorld
+from recsim_env.world.config import MAX_ITEMS, check_integer, check_real, describe
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -46,8 +48,8 @@ class Policy:
     needs_user_state = False
 
     def __init__(self, n_items: int, slate_size: int = 1) -> None:
-        self.n_items = n_items
-        self.slate_size = slate_size
+        self.n_items = check_integer("n_items", n_items, 1, MAX_ITEMS)
+        self.slate_size = check_integer("slate_size", slate_size, 1, self.n_items)
 
     def act(self, obs: dict[str, np.ndarray], rng: np.random.Generator, user_state: Any = None) -> np.ndarray:
         raise NotImplementedError
@@ -81,8 +83,12 @@ class LoggedItemStats:
     def from_logs(cls, data, click_column: str = "click") -> LoggedItemStats:
         """Count clicks and impressions per item (and per previous-click category when items have one)."""
         frame = data.frame
+        if not isinstance(click_column, str):
+            raise ArgumentError(f"click_column must be a column name, got {describe(click_column)}")
         if click_column not in frame.columns:
-            raise ValueError(f"the logs have no {click_column!r} column; columns: {list(frame.columns)}")
+            raise ArgumentError(
+                f"click_column: the logs have no {click_column!r} column; columns: {list(frame.columns)}"
+            )
         n_items = data.n_items
         items = frame["item_id"].to_numpy()
         clicks = frame[click_column].to_numpy(dtype=np.float64)
@@ -153,6 +159,7 @@ class GreedyPolicy(Policy):
 
     def __init__(self, stats: LoggedItemStats, slate_size: int = 1, prior_strength: float = 20.0) -> None:
         super().__init__(len(stats.clicks), slate_size)
+        prior_strength = check_real("prior_strength", prior_strength, 0.0)
         global_rate = stats.clicks.sum() / max(stats.impressions.sum(), 1.0)
         self.item_rate = (stats.clicks + prior_strength * global_rate) / (stats.impressions + prior_strength)
         self.category = stats.category
@@ -190,6 +197,7 @@ class MyopicOracle(Policy):
     needs_user_state = True
 
     def __init__(self, world: UserWorld, slate_size: int = 1) -> None:
+        _check_world(world)
         super().__init__(world.n_items, slate_size)
         self.world = world
 
@@ -211,12 +219,19 @@ class FarsightedOracle(Policy):
     needs_user_state = True
 
     def __init__(self, world: UserWorld, slate_size: int = 1, weight: float = 0.5) -> None:
+        _check_world(world)
         super().__init__(world.n_items, slate_size)
         self.world = world
-        self.weight = weight
+        self.weight = check_real("weight", weight)
 
     def act(self, obs, rng, user_state=None):
         p = self.world.click_probabilities(user_state)
         completion = self.world.expected_completion(user_state)
         experience = p * (2.0 * completion - 1.0) - (1.0 - p) * self.world.config.no_click_penalty
         return top_k(p + self.weight * experience, self.slate_size)
+
+
+def _check_world(world) -> None:
+    """Oracles read the world's hidden state: `world` must answer `click_probabilities` (a `UserWorld`)."""
+    if not callable(getattr(world, "click_probabilities", None)):
+        raise ArgumentError(f"world must be a recsim_env.world.UserWorld, got {describe(world)}")

@@ -7,7 +7,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from recsim_env.envs.core import MAX_NUM_ENVS
 from recsim_env.envs.seqrec import SeqRecVectorEnv
+from recsim_env.errors import ArgumentError
+from recsim_env.world.config import check_integer, describe
 
 
 @dataclass(frozen=True)
@@ -46,8 +49,13 @@ def rollout(
     `np.random.default_rng(seed)`. Each sub-env contributes a fixed share of the episodes, so the
     average is not biased toward short episodes. `on_episode(k)` is called as k more complete.
     """
-    if n_episodes < 1:
-        raise ValueError(f"argument 'n_episodes' must be positive, got {n_episodes}")
+    n_episodes = check_integer("n_episodes", n_episodes, 1)
+    seed = check_integer("seed", seed, 0)
+    num_envs = check_integer("num_envs", num_envs, 1, MAX_NUM_ENVS)
+    if not callable(getattr(policy, "act", None)):
+        raise ArgumentError(f"policy must have an act(obs, rng, user_state) method, got {describe(policy)}")
+    if on_episode is not None and not callable(on_episode):
+        raise ArgumentError(f"on_episode must be callable or None, got {describe(on_episode)}")
     num_envs = min(num_envs, n_episodes)
     env = SeqRecVectorEnv(num_envs=num_envs, **env_kwargs)
     click = env.signals.index("click") if "click" in env.signals else None

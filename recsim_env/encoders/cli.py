@@ -13,7 +13,6 @@ from typing import Annotated
 import typer
 
 
-
 def _fail(err: Exception) -> None:
     typer.echo(f"error: {err}", err=True)
     raise typer.Exit(code=1)

@@ -14,7 +14,20 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from recsim_env.errors import ActionError, ArgumentError
 from recsim_env.user_model import UserModel
+from recsim_env.world.config import MAX_ITEMS, check_bool, check_integer, check_real, describe
+
+MAX_HISTORY_LEN = 10_000
+"""Longest observed history (`history_len`); also the largest `slate_size`."""
+MAX_EPISODE_STEPS = 1_000_000
+"""Cap on `max_steps * sessions_per_episode`, the steps of randomness dealt to each episode at reset."""
+MAX_NUM_ENVS = 2**17
+"""Most sub-envs (`num_envs`) one native vector env steps."""
+MAX_BATCH_VALUES = 2**26
+"""Cap on each per-user array a batch of episodes holds (values, ~512 MiB as float64): `num_envs` times
+`history_len * signals` (the observation), `max_steps * sessions_per_episode * step uniforms` (the
+randomness dealt at reset) or `n_items` (a score per item and user when users start)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -39,35 +52,96 @@ class SeqRecConfig:
     """Reserved for arguments of other user models; must be empty here."""
 
     def __post_init__(self) -> None:
-        for name in ("history_len", "slate_size", "max_steps", "sessions_per_episode"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"argument {name!r} must be a positive integer, got {value!r}")
+        """Check every argument (`ArgumentError` naming it); numbers are stored as plain `int` / `float`."""
+
+        def store(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        store("history_len", check_integer("history_len", self.history_len, 1, MAX_HISTORY_LEN))
+        store("slate_size", check_integer("slate_size", self.slate_size, 1, MAX_HISTORY_LEN))
+        store("max_steps", check_integer("max_steps", self.max_steps, 1, MAX_EPISODE_STEPS))
+        store(
+            "sessions_per_episode",
+            check_integer("sessions_per_episode", self.sessions_per_episode, 1, MAX_EPISODE_STEPS),
+        )
         if self.slate_size > self.history_len:
-            raise ValueError(
-                f"argument 'history_len' ({self.history_len}) must be at least 'slate_size' ({self.slate_size})"
+            raise ArgumentError(
+                f"history_len ({self.history_len}) must be at least 'slate_size' ({self.slate_size})"
             )
-        if not np.isfinite(self.retention_weight):
-            raise ValueError(f"argument 'retention_weight' must be finite, got {self.retention_weight!r}")
-        if not isinstance(self.reward, (str, Mapping)):
-            raise ValueError(
-                f"argument 'reward' must be a signal name or a dict of weights, got {self.reward!r}"
+        if self.max_steps * self.sessions_per_episode > MAX_EPISODE_STEPS:
+            raise ArgumentError(
+                f"max_steps x sessions_per_episode must be at most {MAX_EPISODE_STEPS:,}, got "
+                f"{self.max_steps:,} x {self.sessions_per_episode:,}"
             )
+        store("retention_weight", check_real("retention_weight", self.retention_weight))
+        store("user_features", check_bool("user_features", self.user_features))
+        store("reward", check_reward(self.reward))
+        if not isinstance(self.extra, Mapping):
+            raise ArgumentError(f"extra must be an empty dict, got {describe(self.extra)}")
         if self.extra:
-            raise ValueError(f"unknown environment arguments: {sorted(self.extra)}")
+            raise ArgumentError(f"extra: unknown environment arguments {describe(list(self.extra))}")
 
     def reward_weights(self, signals: Sequence[str]) -> np.ndarray:
-        """[F] weights of the reward over `signals`; unknown names raise `ValueError`."""
+        """[F] weights of the reward over `signals`; unknown names raise `ArgumentError` naming `reward`."""
         weights = {self.reward: 1.0} if isinstance(self.reward, str) else dict(self.reward)
         unknown = sorted(set(weights) - set(signals))
         if unknown:
-            raise ValueError(
-                f"argument 'reward' names unknown signal(s) {unknown}; the signals are {list(signals)}"
+            raise ArgumentError(f"reward names unknown signal(s) {unknown}; the signals are {list(signals)}")
+        return np.array([float(weights.get(name, 0.0)) for name in signals])
+
+
+def check_reward(reward: Any) -> str | dict[str, float]:
+    """`reward` checked for shape: a signal name, or a non-empty dict of finite weights keyed by name.
+
+    Whether the names are signals of the user model is checked by `SeqRecConfig.reward_weights`.
+    """
+    if isinstance(reward, str):
+        if not reward:
+            raise ArgumentError("reward must name a signal, got ''")
+        return reward
+    if not isinstance(reward, Mapping):
+        raise ArgumentError(
+            f"reward must be a signal name or a dict of weights over signals, got {describe(reward)}"
+        )
+    if not reward:
+        raise ArgumentError("reward must weigh at least one signal, got an empty dict")
+    weights = {}
+    for name, weight in reward.items():
+        if not isinstance(name, str):
+            raise ArgumentError(f"reward: signal names must be strings, got {describe(name)}")
+        weights[name] = check_real(f"reward[{name!r}]", weight)
+    return weights
+
+
+def check_user_model(model: Any) -> None:
+    """The sizes of a `UserModel` the environments allocate by (`ArgumentError` naming `user_model`)."""
+    for name, low, high in (("n_items", 1, MAX_ITEMS), ("n_users", 1, None), ("n_user_features", 0, None)):
+        check_integer(f"user_model.{name}", getattr(model, name, None), low, high)
+    for name in ("n_start_uniforms", "n_step_uniforms"):
+        check_integer(f"user_model.{name}", getattr(model, name, None), 0, MAX_HISTORY_LEN)
+    signals = getattr(model, "signals", None)
+    if not isinstance(signals, tuple | list) or not signals or not all(isinstance(x, str) for x in signals):
+        raise ArgumentError(f"user_model.signals must be a non-empty tuple of names, got {describe(signals)}")
+
+
+def check_batch_size(model: UserModel, config: SeqRecConfig, n_envs: int) -> None:
+    """Refuse (`ArgumentError` naming the arguments) a batch whose per-user arrays exceed `MAX_BATCH_VALUES`."""
+    per_user = (
+        ("history_len x signals", config.history_len * len(model.signals)),
+        (
+            "max_steps x sessions_per_episode x step uniforms",
+            config.max_steps * config.sessions_per_episode * model.n_step_uniforms,
+        ),
+        ("n_items", model.n_items),
+    )
+    for what, size in per_user:
+        if n_envs * size > MAX_BATCH_VALUES:
+            prefix = "num_envs x " if n_envs != 1 else ""
+            count = f"{n_envs:,} x {size:,}" if n_envs != 1 else f"{size:,}"
+            raise ArgumentError(
+                f"{prefix}{what}: {count} values in one array, over the cap of {MAX_BATCH_VALUES:,} "
+                "(recsim_env.envs.core.MAX_BATCH_VALUES)"
             )
-        vector = np.array([float(weights.get(name, 0.0)) for name in signals])
-        if not np.all(np.isfinite(vector)):
-            raise ValueError(f"argument 'reward' has a non-finite weight: {weights}")
-        return vector
 
 
 def observation_space(model: UserModel, config: SeqRecConfig) -> spaces.Dict:
@@ -120,9 +194,7 @@ class SlateSpace(spaces.MultiDiscrete):
 def action_space(model: UserModel, config: SeqRecConfig, n_envs: int | None = None) -> spaces.Space:
     """`Discrete(n_items)` for one item, a `SlateSpace` (distinct items) for a slate; batched for `n_envs`."""
     if config.slate_size > model.n_items:
-        raise ValueError(
-            f"argument 'slate_size' ({config.slate_size}) exceeds the catalogue ({model.n_items} items)"
-        )
+        raise ArgumentError(f"slate_size ({config.slate_size}) exceeds the catalogue ({model.n_items} items)")
     if config.slate_size == 1:
         if n_envs is None:
             return spaces.Discrete(model.n_items)
@@ -148,9 +220,13 @@ class EpisodeBatch:
         model: the users (the world or a learned simulator).
         config: environment arguments.
         n_envs: N.
+
+    Raises:
+        ArgumentError: if a per-user array would exceed `MAX_BATCH_VALUES` (nothing is allocated).
     """
 
     def __init__(self, model: UserModel, config: SeqRecConfig, n_envs: int) -> None:
+        check_batch_size(model, config, n_envs)
         self.model = model
         self.config = config
         self.n_envs = n_envs
@@ -256,22 +332,77 @@ class EpisodeBatch:
         return obs
 
 
-def check_slates(actions: Any, n_envs: int, slate_size: int, n_items: int, space: spaces.Space) -> np.ndarray:
-    """Validate a batch of actions; returns [N, K] int64 or raises `ValueError` naming action and space."""
-    array = np.asarray(actions)
-    if array.dtype.kind == "f" and array.size and np.all(array == np.round(array)):
-        array = array.astype(np.int64)  # whole floats (e.g. from a torch tensor) are accepted; NaN is not
-    if array.dtype.kind not in "iu" or array.size != n_envs * slate_size:
-        raise ValueError(f"invalid action {actions!r} for action space {space}: wrong shape or type")
-    slates = array.reshape(n_envs, slate_size).astype(np.int64, copy=False)
-    if slates.min() < 0 or slates.max() >= n_items:
-        raise ValueError(
-            f"invalid action {actions!r} for action space {space}: item id outside [0, {n_items})"
+def check_actions(
+    actions: Any,
+    *,
+    name: str,
+    n_envs: int,
+    batched: bool,
+    slate_size: int,
+    n_items: int,
+    space: spaces.Space,
+    ignore_rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """Validate actions for the single (`batched=False`) or the vector env; returns [N, K] int64 slates.
+
+    The shape must be the action space's: `()` (one item) or `[K]` (a slate) for the single env, `[N]`
+    or `[N, K]` for the vector env, which also takes `[N, 1]` when K = 1 (the `[N, K]` slates the
+    reference policies return). The dtype must be integer: bools, floats (even 1.0), strings and objects
+    are refused. Items must lie in [0, n_items) and be distinct within a slate. Rows `ignore_rows` (the
+    vector env's sub-envs that reset this step and ignore their action) are replaced with a valid slate
+    before the range and repeat checks. Vectorised: a dtype check, a shape check, a min and a max, and
+    for slates a sort; the input is never modified.
+
+    Raises:
+        ActionError: naming `name`, the action and the space, and what is wrong (for a shape: the
+            expected and the received shapes).
+    """
+    try:
+        array = np.asarray(actions)
+    except Exception as error:  # a ragged list, an object whose __array__ raises, ...
+        reason = f"wrong shape or type: not an array of item ids ({type(error).__name__}: {error})"
+        raise _action_error(name, actions, space, reason) from None
+    if array.dtype.kind not in "iu":
+        raise _action_error(
+            name, actions, space, f"wrong shape or type: dtype {array.dtype}, expected integer item ids"
         )
+    expected = (n_envs, slate_size) if batched and slate_size > 1 else (n_envs,) if batched else space.shape
+    if array.shape != expected and not (batched and slate_size == 1 and array.shape == (n_envs, 1)):
+        raise _action_error(
+            name, actions, space, f"wrong shape or type: shape {array.shape}, expected {expected}"
+        )
+    slates = array.reshape(n_envs, slate_size)
+    if ignore_rows is not None and len(ignore_rows):
+        slates = slates.astype(np.int64)  # a copy: the caller's array is left alone
+        slates[ignore_rows] = np.arange(slate_size)
+    else:
+        slates = slates.astype(np.int64, copy=False)  # uint64 ids >= 2**63 turn negative: refused below
+    if slates.min() < 0 or slates.max() >= n_items:
+        raise _action_error(name, actions, space, f"item id outside [0, {n_items})")
     if slate_size > 1:
         ordered = np.sort(slates, axis=1)
         if np.any(ordered[:, 1:] == ordered[:, :-1]):
-            raise ValueError(
-                f"invalid action {actions!r} for action space {space}: duplicate items in a slate"
-            )
+            raise _action_error(name, actions, space, "duplicate items in a slate")
     return slates
+
+
+def _action_error(name: str, actions: Any, space: spaces.Space, reason: str) -> ActionError:
+    return ActionError(f"{name}: invalid action {describe(actions)} for action space {space}: {reason}")
+
+
+def check_seed(seed: Any, name: str = "seed") -> int | None:
+    """`seed` as None or a non-negative `int` (numpy integers accepted; bools and floats refused)."""
+    return None if seed is None else check_integer(name, seed, 0)
+
+
+def check_options(options: Any, known: Sequence[str] = ()) -> dict[str, Any]:
+    """`options` of `reset` as a dict; keys other than `known` are refused (an ignored option is a bug)."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise ArgumentError(f"options must be None or a dict, got {describe(options)}")
+    unknown = [key for key in options if key not in known]
+    if unknown:
+        takes = f"the options are {list(known)}" if known else "this environment takes no reset options"
+        raise ArgumentError(f"options: unknown key(s) {describe(unknown)}; {takes}")
+    return dict(options)

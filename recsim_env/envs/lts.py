@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from numbers import Real
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+from recsim_env.envs.core import check_actions, check_options, check_seed
+from recsim_env.errors import ArgumentError
+from recsim_env.world.config import check_integer, check_real, describe
 
 MAX_ENGAGEMENT = 100.0
 SIM2REC_TRAIN_DOMAINS = (6.0, 7.0, 8.0, 9.0, 19.0, 20.0, 21.0)
 """choc_mean of the training simulators in Sim2Rec's synthetic benchmark."""
 SIM2REC_TEST_DOMAIN = 14.0
 """choc_mean of the held-out test domain."""
+MAX_DOCUMENTS = 1_000_000
+"""Most documents (`n_documents`) an LTS env may have."""
+MAX_TIME_BUDGET = 10**9
+"""Longest episode (`time_budget` steps)."""
 
 
 class SeqRecLTSEnv(gym.Env):
@@ -54,6 +63,11 @@ class SeqRecLTSEnv(gym.Env):
     - `n_documents=30`, `time_budget=140`, `kale_mean=4.0`, `choc_std=0.01`, `kale_std=0.01`,
       `innovation_std=0.05`, `memory_discount_range=(0.7, 0.9)`, `sensitivity_range=(0.4, 0.6)`.
 
+    Integers must be integers (`n_documents` in [2, `MAX_DOCUMENTS`], `time_budget` in [1,
+    `MAX_TIME_BUDGET`]), numbers finite, standard deviations >= 0; a bad argument raises
+    `recsim_env.errors.ArgumentError` naming it. An action must be an integer (not a bool or a
+    float) in [0, n_documents), else `recsim_env.errors.ActionError`.
+
     ## Version History
     - v0: initial version.
     """
@@ -73,25 +87,30 @@ class SeqRecLTSEnv(gym.Env):
         memory_discount_range: tuple[float, float] = (0.7, 0.9),
         sensitivity_range: tuple[float, float] = (0.4, 0.6),
     ) -> None:
-        self.choc_means = np.atleast_1d(np.asarray(choc_means, dtype=np.float64))
-        if self.choc_means.ndim != 1 or len(self.choc_means) == 0 or not np.all(np.isfinite(self.choc_means)):
-            raise ValueError(
-                f"argument 'choc_means' must be a number or a non-empty sequence, got {choc_means!r}"
-            )
-        if n_documents < 2:
-            raise ValueError(f"argument 'n_documents' must be at least 2, got {n_documents}")
-        if time_budget < 1:
-            raise ValueError(f"argument 'time_budget' must be positive, got {time_budget}")
-        for name, (low, high) in (
-            ("memory_discount_range", memory_discount_range),
-            ("sensitivity_range", sensitivity_range),
+        values = choc_means
+        if isinstance(values, Real) or (isinstance(values, np.ndarray) and values.ndim == 0):
+            values = [values[()] if isinstance(values, np.ndarray) else values]
+        if (
+            not isinstance(values, Sequence | np.ndarray)
+            or isinstance(values, str | bytes)
+            or len(values) == 0
         ):
-            if not low <= high:
-                raise ValueError(f"argument {name!r} must be (low, high) with low <= high, got {(low, high)}")
-        if not (0.0 <= memory_discount_range[0] and memory_discount_range[1] < 1.0):
-            raise ValueError(
-                f"argument 'memory_discount_range' must lie in [0, 1), got {memory_discount_range}"
+            raise ArgumentError(
+                f"choc_means must be a number or a non-empty sequence, got {describe(choc_means)}"
             )
+        self.choc_means = np.array(
+            [check_real(f"choc_means[{i}]", value) for i, value in enumerate(values)], dtype=np.float64
+        )
+        n_documents = check_integer("n_documents", n_documents, 2, MAX_DOCUMENTS)
+        time_budget = check_integer("time_budget", time_budget, 1, MAX_TIME_BUDGET)
+        kale_mean = check_real("kale_mean", kale_mean)
+        choc_std = check_real("choc_std", choc_std, 0.0)
+        kale_std = check_real("kale_std", kale_std, 0.0)
+        innovation_std = check_real("innovation_std", innovation_std, 0.0)
+        memory_discount_range = _check_range("memory_discount_range", memory_discount_range, 0.0, 1.0)
+        if memory_discount_range[1] >= 1.0:
+            raise ArgumentError(f"memory_discount_range must lie in [0, 1), got {memory_discount_range}")
+        sensitivity_range = _check_range("sensitivity_range", sensitivity_range)
         self.clickbait = np.arange(n_documents) / n_documents
         self.time_budget = int(time_budget)
         self.kale_mean, self.choc_std, self.kale_std = float(kale_mean), float(choc_std), float(kale_std)
@@ -123,6 +142,8 @@ class SeqRecLTSEnv(gym.Env):
         return float(1.0 / (1.0 + np.exp(-self._sensitivity * self._npe)))
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        seed = check_seed(seed)
+        check_options(options)
         super().reset(seed=seed)
         rng = self.np_random
         self._choc_mean = float(self.choc_means[rng.integers(len(self.choc_means))])
@@ -136,13 +157,18 @@ class SeqRecLTSEnv(gym.Env):
         if self._steps_left <= 0:
             raise RuntimeError("call reset() before step()")
         if not (
-            isinstance(action, (int, np.integer)) or (np.ndim(action) == 0 and float(action).is_integer())
+            (type(action) is int or isinstance(action, np.integer)) and 0 <= action < self.action_space.n
         ):
-            raise ValueError(f"invalid action {action!r} for action space {self.action_space}")
-        action = int(action)
-        if not 0 <= action < self.action_space.n:
-            raise ValueError(f"invalid action {action!r} for action space {self.action_space}")
-        c = self.clickbait[action]
+            action = check_actions(
+                action,
+                name="action",
+                n_envs=1,
+                batched=False,
+                slate_size=1,
+                n_items=self.action_space.n,
+                space=self.action_space,
+            )[0, 0]
+        c = self.clickbait[int(action)]
         rng = self.np_random
         mean = (c * self._choc_mean + (1.0 - c) * self.kale_mean) * self._satisfaction()
         std = c * self.choc_std + (1.0 - c) * self.kale_std
@@ -151,3 +177,15 @@ class SeqRecLTSEnv(gym.Env):
         self._steps_left -= 1
         obs = np.array([engagement, c, self._steps_left / self.time_budget], dtype=np.float32)
         return obs, engagement, self._steps_left == 0, False, self._info()
+
+
+def _check_range(
+    name: str, value, low: float | None = None, high: float | None = None
+) -> tuple[float, float]:
+    """A `(low, high)` pair of finite numbers with low <= high, inside [low, high] when given."""
+    if not isinstance(value, Sequence | np.ndarray) or isinstance(value, str | bytes) or len(value) != 2:
+        raise ArgumentError(f"{name} must be a (low, high) pair, got {describe(value)}")
+    pair = (check_real(f"{name}[0]", value[0], low, high), check_real(f"{name}[1]", value[1], low, high))
+    if not pair[0] <= pair[1]:
+        raise ArgumentError(f"{name} must be (low, high) with low <= high, got {pair}")
+    return pair

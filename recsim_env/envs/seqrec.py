@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -10,9 +10,22 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from recsim_env.envs.core import EpisodeBatch, SeqRecConfig, action_space, check_slates, observation_space
-from recsim_env.user_model import UserModel
+from recsim_env.envs.core import (
+    MAX_NUM_ENVS,
+    EpisodeBatch,
+    SeqRecConfig,
+    action_space,
+    check_actions,
+    check_options,
+    check_reward,
+    check_seed,
+    check_user_model,
+    observation_space,
+)
+from recsim_env.errors import ArgumentError
+from recsim_env.user_model import UserModel, user_model_source
 from recsim_env.world import UserWorld, WorldConfig
+from recsim_env.world.config import check_integer, check_real, describe
 
 
 def _build_model(
@@ -20,13 +33,17 @@ def _build_model(
 ) -> UserModel:
     if user_model is not None:
         if world_config is not None:
-            raise ValueError("give either 'world_config' or 'user_model', not both")
+            raise ArgumentError(
+                "world_config, user_model: give either 'world_config' or 'user_model', not both"
+            )
+        check_user_model(user_model)
         return user_model
     if isinstance(world_config, Mapping):
-        try:
-            world_config = WorldConfig(**world_config)
-        except TypeError as error:  # an unknown key
-            raise ValueError(f"argument 'world_config': {error}") from None
+        world_config = WorldConfig.from_mapping(world_config, name="world_config")
+    elif world_config is not None and not isinstance(world_config, WorldConfig):
+        raise ArgumentError(
+            f"world_config must be a WorldConfig, a dict of its fields or None, got {describe(world_config)}"
+        )
     return UserWorld(world_config)
 
 
@@ -42,7 +59,11 @@ class SeqRecEnv(gym.Env):
 
     ## Action Space
     `Discrete(n_items)` when `slate_size == 1`, else `MultiDiscrete([n_items] * slate_size)` with
-    distinct items (position 0 first). An invalid action raises `ValueError` naming it and the space.
+    distinct items (position 0 first). An action is a Python or numpy integer (or a 0-d integer
+    array) for `Discrete`, a `[K]` integer array for a slate. Anything else (a bool, a float even if
+    whole, another shape, an id outside [0, n_items), a repeated item) raises
+    `recsim_env.errors.ActionError` (a `ValueError`) naming the action and the space; the env is
+    left as it was.
 
     ## Observation Space
     A `Dict`:
@@ -89,6 +110,12 @@ class SeqRecEnv(gym.Env):
       so it is in `info["feedback"]`, and subtracts `lambda * disagreement` from the reward (MOPO).
     - `render_mode`: `None` or `"ansi"`.
 
+    Every argument is checked when the env is made: a wrong type (a bool or float where an integer
+    is due), a value out of range, or a size over the caps in `recsim_env.envs.core` (`MAX_*`)
+    raises `recsim_env.errors.ArgumentError` (a `ValueError` and a `TypeError`) whose message
+    starts with the argument's name. `reset` takes `seed` None or a non-negative integer, and no
+    `options` (an unknown key is refused).
+
     ## Version History
     - v0: initial version.
     """
@@ -113,13 +140,22 @@ class SeqRecEnv(gym.Env):
         uncertainty_penalty: float = 0.0,
         render_mode: str | None = None,
     ) -> None:
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"argument 'render_mode' must be one of {self.metadata['render_modes']} or None")
+        if render_mode is not None and (
+            not isinstance(render_mode, str) or render_mode not in self.metadata["render_modes"]
+        ):
+            raise ArgumentError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {describe(render_mode)}"
+            )
+        reward = check_reward(reward)
+        uncertainty_penalty = check_real("uncertainty_penalty", uncertainty_penalty, 0.0)
         if dataset is not None or simulator is not None:
             if user_model is not None or world_config is not None:
-                raise ValueError("give 'dataset'/'simulator' or 'user_model'/'world_config', not both")
-            from simulators.env import learned_user_model  # lazy: torch is imported only for learned users
-
+                raise ArgumentError(
+                    "dataset, simulator: give 'dataset'/'simulator' or 'user_model'/'world_config', not both"
+                )
+            # Users learned from logs come from the "learned" user-model source, which the `simulators`
+            # package registers (an entry point): this package never imports the packages above it.
+            learned_user_model = user_model_source("learned")
             user_model, reward = learned_user_model(
                 dataset=dataset,
                 simulator=simulator,
@@ -128,8 +164,8 @@ class SeqRecEnv(gym.Env):
                 reward=reward,
             )
         elif simulator_config is not None or uncertainty_penalty:
-            raise ValueError(
-                "arguments 'simulator_config' and 'uncertainty_penalty' need 'simulator' or 'dataset'"
+            raise ArgumentError(
+                "simulator_config, uncertainty_penalty: these arguments need 'simulator' or 'dataset'"
             )
         self.config = SeqRecConfig(
             history_len=history_len,
@@ -156,6 +192,8 @@ class SeqRecEnv(gym.Env):
         return self._batch.state
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        seed = check_seed(seed)
+        check_options(options)
         super().reset(seed=seed)
         self._batch.reset_rows(np.zeros(1, dtype=np.int64), [self.np_random])
         self._started = True
@@ -167,12 +205,20 @@ class SeqRecEnv(gym.Env):
             raise RuntimeError("call reset() before step()")
         if (
             self.config.slate_size == 1
-            and isinstance(action, (int, np.integer))
+            and (type(action) is int or isinstance(action, np.integer))  # not a bool: True is not item 1
             and 0 <= action < self._n_items
         ):
             slates = np.array([[action]], dtype=np.int64)  # the common case, validated without numpy calls
         else:
-            slates = check_slates(action, 1, self.config.slate_size, self._n_items, self.action_space)
+            slates = check_actions(
+                action,
+                name="action",
+                n_envs=1,
+                batched=False,
+                slate_size=self.config.slate_size,
+                n_items=self._n_items,
+                space=self.action_space,
+            )
         rewards, terminated, truncated, batch_info = self._batch.step(slates)
         info = {key: value[0] for key, value in batch_info.items() if not key.startswith("_")}
         if "return_gap" in info:
@@ -210,13 +256,18 @@ class SeqRecVectorEnv(VectorEnv):
     `AutoresetMode.NEXT_STEP`: the step after an episode ends resets that sub-env, ignores its
     action and returns its first observation with reward 0. `info` values are arrays with a
     leading `num_envs` axis; `return_gap` comes with the mask `_return_gap`.
+
+    `num_envs` is an integer in [1, `MAX_NUM_ENVS`]. A step takes exactly the batched action space's
+    shape, `[N]` for single items (or `[N, 1]`, the reference policies' `[N, K]` slates) and `[N, K]`
+    for slates, of an integer dtype; anything else raises `ActionError` naming the expected and the
+    received shape (or the bad dtype, id or repeat) and changes nothing. `reset` takes `seed` None,
+    a non-negative integer or a sequence of `num_envs` of those, and no `options`.
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, **env_kwargs: Any) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
-            raise ValueError(f"argument 'num_envs' must be a positive integer, got {num_envs!r}")
+        num_envs = check_integer("num_envs", num_envs, 1, MAX_NUM_ENVS)
         env_kwargs.pop("render_mode", None)
         prototype = SeqRecEnv(**env_kwargs)
         self.config = prototype.config
@@ -237,14 +288,20 @@ class SeqRecVectorEnv(VectorEnv):
         return self._batch.state
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        check_options(options)
         if seed is None:
             seeds = [None] * self.num_envs
-        elif isinstance(seed, (int, np.integer)):
-            seeds = [int(seed) + i for i in range(self.num_envs)]
+        elif isinstance(seed, (int, np.integer)) and not isinstance(seed, (bool, np.bool_)):
+            seeds = [check_seed(seed) + i for i in range(self.num_envs)]
+        elif isinstance(seed, Sequence | np.ndarray) and not isinstance(seed, str | bytes):
+            if len(seed) != self.num_envs:
+                raise ArgumentError(f"seed has {len(seed)} seeds for {self.num_envs} envs")
+            seeds = [check_seed(s, name=f"seed[{i}]") for i, s in enumerate(seed)]
         else:
-            seeds = list(seed)
-            if len(seeds) != self.num_envs:
-                raise ValueError(f"argument 'seed' has {len(seeds)} seeds for {self.num_envs} envs")
+            raise ArgumentError(
+                f"seed must be None, a non-negative integer or a list of {self.num_envs} of them, "
+                f"got {describe(seed)}"
+            )
         if seed is not None or not self._rngs:
             self._rngs = [gym.utils.seeding.np_random(s)[0] for s in seeds]
             if seed is not None:
@@ -260,12 +317,17 @@ class SeqRecVectorEnv(VectorEnv):
         if not self._rngs:
             raise RuntimeError("call reset() before step()")
         resetting = np.flatnonzero(self._needs_reset)
-        if len(resetting):
-            # Those sub-envs ignore their action (NEXT_STEP autoreset): give them any valid slate.
-            actions = np.array(actions, copy=True)
-            actions.reshape(self.num_envs, -1)[resetting] = np.arange(self.config.slate_size)
-        slates = check_slates(
-            actions, self.num_envs, self.config.slate_size, self.user_model.n_items, self.action_space
+        # Sub-envs that reset this step ignore their action (NEXT_STEP autoreset): it must have the
+        # batch's shape and dtype, but its items are replaced with a valid slate.
+        slates = check_actions(
+            actions,
+            name="actions",
+            n_envs=self.num_envs,
+            batched=True,
+            slate_size=self.config.slate_size,
+            n_items=self.user_model.n_items,
+            space=self.action_space,
+            ignore_rows=resetting,
         )
         rewards, terminated, truncated, info = self._batch.step(slates)
         if len(resetting):

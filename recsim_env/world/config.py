@@ -1,9 +1,86 @@
-"""Configuration of the ground-truth user world (equations in docs/world.md)."""
+"""Configuration of the ground-truth user world (equations in docs/world.md).
+
+Also the argument checks the world and the environments share (`check_integer`, `check_real`,
+`check_bool`): each refusal is an `ArgumentError` whose message starts with the argument's name.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from recsim_env.errors import ArgumentError
+
+MAX_ITEMS = 1_000_000
+"""Largest catalogue (`n_items`) a world may have."""
+MAX_USERS = 10_000_000
+"""Largest user population (`n_users`)."""
+MAX_EMBEDDING_DIM = 1024
+"""Widest item embedding / user interest vector (`embedding_dim`)."""
+MAX_HISTORY_AT_START = 10_000
+"""Longest warm-start history (`history_len_at_start`)."""
+MAX_WORLD_VALUES = 2**26
+"""Cap on each of the world's catalogue and population tables (values, ~512 MiB as float64):
+`n_items * (embedding_dim + 4)` and `n_users * (embedding_dim + n_categories + 3)`."""
+
+
+def describe(value: Any, limit: int = 200) -> str:
+    """`repr(value)`, shortened to `limit` characters (a hostile value may have a huge or failing repr)."""
+    try:
+        text = repr(value)
+    except Exception:  # a repr that raises must not hide the real error
+        text = f"<{type(value).__name__} object>"
+    if "\n" in text:  # a multi-line array repr, on one line
+        text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_integer(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """`value` as an `int` in [low, high]; bools, floats (even 2.0), strings and None are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ArgumentError(f"{name} must be an integer, got {describe(value)} ({type(value).__name__})")
+    value = int(value)
+    if value < low or (high is not None and value > high):
+        bound = f"between {low:,} and {high:,}" if high is not None else f"at least {low:,}"
+        raise ArgumentError(f"{name} must be {bound}, got {value:,}")
+    return value
+
+
+def check_real(
+    name: str,
+    value: Any,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+) -> float:
+    """`value` as a finite `float` in [low, high] (`(low, high]` with `low_open`); bools and strings refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ArgumentError(f"{name} must be a real number, got {describe(value)} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ArgumentError(f"{name} must be finite, got {value!r}")
+    if (low is not None and (value < low or (low_open and value == low))) or (
+        high is not None and value > high
+    ):
+        left = "(" if low_open else "["
+        lo = "-inf" if low is None else f"{low:g}"
+        hi = "inf" if high is None else f"{high:g}"
+        raise ArgumentError(f"{name} must lie in {left}{lo}, {hi}], got {value!r}")
+    return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """`value` as a `bool`; 0, 1, "yes" and None are refused."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ArgumentError(f"{name} must be True or False, got {describe(value)} ({type(value).__name__})")
+    return bool(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,29 +155,88 @@ class WorldConfig:
     """Fraction of end-of-session satisfaction a user brings to the next session."""
 
     def __post_init__(self) -> None:
-        positive = ("n_items", "n_categories", "n_users", "embedding_dim", "mean_duration_s", "mean_gap_days")
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"WorldConfig.{name} must be positive, got {getattr(self, name)!r}")
-        if self.history_len_at_start < 0:
-            raise ValueError(
-                f"WorldConfig.history_len_at_start must be >= 0, got {self.history_len_at_start}"
-            )
-        if self.n_categories > self.n_items:
-            raise ValueError(
-                f"WorldConfig.n_categories ({self.n_categories}) cannot exceed n_items ({self.n_items})"
-            )
-        unit_interval = (
-            "position_bias",
-            "satiation_step_decay",
-            "satisfaction_memory",
-            "satisfaction_carry_over",
+        """Check every field (`ArgumentError` naming it) and store numbers as plain `int` / `float`."""
+
+        def store(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
+        store("seed", check_integer("seed", self.seed, 0))
+        store("n_items", check_integer("n_items", self.n_items, 1, MAX_ITEMS))
+        store("n_categories", check_integer("n_categories", self.n_categories, 1, self.n_items))
+        store("n_users", check_integer("n_users", self.n_users, 1, MAX_USERS))
+        store("embedding_dim", check_integer("embedding_dim", self.embedding_dim, 1, MAX_EMBEDDING_DIM))
+        store(
+            "history_len_at_start",
+            check_integer("history_len_at_start", self.history_len_at_start, 0, MAX_HISTORY_AT_START),
         )
-        for name in unit_interval:
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"WorldConfig.{name} must lie in [0, 1], got {value!r}")
+        for name in _UNIT_INTERVAL:
+            store(name, check_real(name, getattr(self, name), 0.0, 1.0))
+        for name in _NON_NEGATIVE:
+            store(name, check_real(name, getattr(self, name), 0.0))
+        for name in _POSITIVE:
+            store(name, check_real(name, getattr(self, name), 0.0, low_open=True))
+        for name in _ANY_FINITE:
+            store(name, check_real(name, getattr(self, name)))
+        catalogue = self.n_items * (self.embedding_dim + 4)
+        if catalogue > MAX_WORLD_VALUES:
+            raise ArgumentError(
+                f"n_items, embedding_dim: the catalogue would hold {self.n_items:,} x "
+                f"{self.embedding_dim + 4} = {catalogue:,} values, over the cap of {MAX_WORLD_VALUES:,}"
+            )
+        population = self.n_users * (self.embedding_dim + self.n_categories + 3)
+        if population > MAX_WORLD_VALUES:
+            raise ArgumentError(
+                f"n_users, embedding_dim, n_categories: the population would hold {self.n_users:,} x "
+                f"{self.embedding_dim + self.n_categories + 3} = {population:,} values, "
+                f"over the cap of {MAX_WORLD_VALUES:,}"
+            )
+
+    @classmethod
+    def from_mapping(cls, fields: Any, *, name: str = "world_config") -> WorldConfig:
+        """The config from a dict of its fields; an unknown key or a bad value is an `ArgumentError`
+        whose message starts with `name.field`."""
+        if not isinstance(fields, Mapping):
+            raise ArgumentError(
+                f"{name} must be a WorldConfig or a dict of its fields, got {describe(fields)}"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = [key for key in fields if key not in known]
+        if unknown:
+            raise ArgumentError(
+                f"{name}: unknown field(s) {describe(unknown)}; the fields of WorldConfig are {sorted(known)}"
+            )
+        try:
+            return cls(**dict(fields))
+        except ArgumentError as error:
+            raise type(error)(f"{name}.{error}") from None
 
     def replace(self, **changes) -> WorldConfig:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+
+_UNIT_INTERVAL = (
+    "position_bias",
+    "satiation_step_decay",
+    "interest_drift",
+    "satisfaction_memory",
+    "satisfaction_carry_over",
+)
+"""Fields that are probabilities or convex weights."""
+_NON_NEGATIVE = ("category_spread", "interest_spread", "completion_noise", "satiation_daily_decay")
+"""Spreads, noise scales and decay rates."""
+_POSITIVE = ("mean_duration_s", "mean_gap_days")
+_ANY_FINITE = (
+    "affinity_weight",
+    "clickbait_weight",
+    "satiation_weight",
+    "click_bias",
+    "completion_quality_weight",
+    "completion_affinity_weight",
+    "initial_satisfaction",
+    "no_click_penalty",
+    "hate_penalty",
+    "leave_bias",
+    "leave_dissatisfaction_weight",
+    "gap_satisfaction_weight",
+)

@@ -72,7 +72,13 @@ def respond_kernel(
     leave,  # [N] bool out
     choice,  # [N, K] float64 out: probability each position is consumed
 ):
+    """Returns False, having changed nothing, if a slate holds an item id outside [0, n_items)."""
     n_users, slate_size = slates.shape
+    n_items = item_embeddings.shape[0]
+    for n in range(n_users):  # compiled code reads no bounds: every id is checked before any is used
+        for k in range(slate_size):
+            if slates[n, k] < 0 or slates[n, k] >= n_items:
+                return False
     dim = interest.shape[1]
     affinity = np.empty(slate_size)
     for n in range(n_users):
@@ -143,3 +149,4 @@ def respond_kernel(
                 interest[n, d] /= norm
         leave_logit = c.leave_bias - c.leave_dissatisfaction_weight * satisfaction[n] / patience[n]
         leave[n] = _logit(uniforms[n, 6]) < leave_logit
+    return True

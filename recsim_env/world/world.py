@@ -25,9 +25,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsim_env.errors import ArgumentError
 from recsim_env.user_model import Response, StartOfEpisode
-from recsim_env.world.config import WorldConfig
+from recsim_env.world.config import WorldConfig, describe
 from recsim_env.world.dynamics import CLICK, WATCH_TIME, StepCoefficients, respond_kernel
+
+_POPULARITY_CHUNK = 2**24
+"""Values of the largest [users, n_items] table `UserWorld.item_popularity` builds at once."""
 
 SIGNALS: tuple[str, ...] = ("click", "watch_time", "like", "follow", "share", "hate")
 """The world's feedback signals, in the order of every feedback vector."""
@@ -85,6 +89,8 @@ class UserWorld:
     n_step_uniforms = 8  # choice, completion noise, like, follow, share, hate, leave, return gap
 
     def __init__(self, config: WorldConfig | None = None) -> None:
+        if config is not None and not isinstance(config, WorldConfig):
+            raise ArgumentError(f"config must be a WorldConfig or None, got {describe(config)}")
         self.config = config = config or WorldConfig()
         rng = np.random.default_rng(config.seed)
         n, c, d = config.n_items, config.n_categories, config.embedding_dim
@@ -137,8 +143,20 @@ class UserWorld:
     def initial_state(self, user_ids: np.ndarray, uniforms: np.ndarray) -> StartOfEpisode:
         """Start users with their base interest and a warm-start history sampled from it."""
         cfg = self.config
-        user_ids = np.asarray(user_ids, dtype=np.int64)
+        user_ids = np.asarray(user_ids)
+        if user_ids.ndim != 1 or user_ids.dtype.kind not in "iu":
+            raise ArgumentError(
+                f"user_ids must be a [N] integer array, got {user_ids.dtype} of shape {user_ids.shape}"
+            )
+        if len(user_ids) and (user_ids.min() < 0 or user_ids.max() >= cfg.n_users):
+            raise ArgumentError(f"user_ids must lie in [0, {cfg.n_users}), got {describe(user_ids)}")
+        user_ids = user_ids.astype(np.int64, copy=False)
         n_users = len(user_ids)
+        uniforms = np.asarray(uniforms, dtype=np.float64)
+        if uniforms.shape != (n_users, self.n_start_uniforms):
+            raise ArgumentError(
+                f"uniforms must have shape {(n_users, self.n_start_uniforms)}, got {uniforms.shape}"
+            )
         interest = self.user_interest[user_ids].copy()
         state = WorldState(
             user_ids=user_ids,
@@ -171,13 +189,33 @@ class UserWorld:
         )
 
     def respond(self, state: WorldState, slates: np.ndarray, uniforms: np.ndarray) -> Response:
-        """One step: choice, consumption signals, satiation, drift, satisfaction, leaving (compiled)."""
+        """One step: choice, consumption signals, satiation, drift, satisfaction, leaving (compiled).
+
+        Raises `ArgumentError` (changing nothing) for slates that are not [N, K] item ids of the
+        catalogue or uniforms that are not [N, >= n_step_uniforms]: the compiled step reads no bounds.
+        """
+        slates = np.asarray(slates)
+        if slates.ndim != 2 or slates.dtype.kind not in "iu":
+            raise ArgumentError(
+                f"slates must be a [N, K] integer array, got {slates.dtype} of shape {slates.shape}"
+            )
         n_users, slate_size = slates.shape
+        if n_users != len(state.satisfaction) or slate_size > len(self.position_weights):
+            raise ArgumentError(
+                f"slates must have shape [N, K] with N = {len(state.satisfaction)} users and "
+                f"K <= {len(self.position_weights)}, got {slates.shape}"
+            )
+        uniforms = np.asarray(uniforms)
+        if uniforms.ndim != 2 or uniforms.shape[0] != n_users or uniforms.shape[1] < self.n_step_uniforms:
+            raise ArgumentError(
+                f"uniforms must have shape ({n_users}, {self.n_step_uniforms}), got {uniforms.shape}"
+            )
+        slates = slates.astype(np.int64, copy=False)
         feedback = np.zeros((n_users, slate_size, len(SIGNALS)), dtype=np.float32)
         chosen = np.empty(n_users, dtype=np.int64)
         leave = np.empty(n_users, dtype=np.bool_)
         choice = np.empty((n_users, slate_size))
-        respond_kernel(
+        valid = respond_kernel(
             slates,
             uniforms,
             state.interest,
@@ -196,6 +234,8 @@ class UserWorld:
             leave,
             choice,
         )
+        if not valid:
+            raise ArgumentError(f"slates must hold item ids in [0, {self.n_items}), got {describe(slates)}")
         return Response(feedback, chosen, leave, {"choice_probability": choice})
 
     def mean_return_gap(self, state: WorldState) -> np.ndarray:
@@ -229,8 +269,21 @@ class UserWorld:
         return self._completion(self.item_quality, state.interest @ self.item_embeddings.T, 0.0)
 
     def item_popularity(self) -> np.ndarray:
-        """[n_items] mean click probability over the population at the start of a session."""
-        utility = (
-            self.config.affinity_weight * (self.user_interest @ self.item_embeddings.T) + self._item_utility
-        )
-        return _sigmoid(utility).mean(axis=0)
+        """[n_items] mean click probability over the population at the start of a session.
+
+        A population too large for one [n_users, n_items] table (over `_POPULARITY_CHUNK` values) is
+        summed a block of users at a time, so memory stays bounded whatever the config.
+        """
+
+        def probabilities(interest: np.ndarray) -> np.ndarray:
+            utility = self.config.affinity_weight * (interest @ self.item_embeddings.T) + self._item_utility
+            return _sigmoid(utility)
+
+        n_users = len(self.user_interest)
+        if n_users * self.n_items <= _POPULARITY_CHUNK:
+            return probabilities(self.user_interest).mean(axis=0)
+        step = max(1, _POPULARITY_CHUNK // self.n_items)
+        total = np.zeros(self.n_items)
+        for start in range(0, n_users, step):
+            total += probabilities(self.user_interest[start : start + step]).sum(axis=0)
+        return total / n_users
