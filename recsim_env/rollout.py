@@ -73,8 +73,8 @@ def rollout(
     finished: list[tuple[float, float, float, float, float]] = []
     just_reset = np.zeros(num_envs, dtype=bool)
     while len(finished) < n_episodes:
-        actions = policy.act(obs, rng, env.user_state if policy.needs_user_state else None)
-        obs, rewards, terminated, truncated, info = env.step(actions)
+        actions = policy.act(obs, rng, env.user_state if policy.needs_user_state else None)  # [N, K]
+        obs, rewards, terminated, truncated, info = env.step(actions[:, 0] if env.config.slate_size == 1 else actions)
         live = ~just_reset  # a sub-env that was reset this step took no real step
         episode_return += np.where(live, rewards, 0.0)
         episode_steps += live

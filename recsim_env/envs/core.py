@@ -346,8 +346,7 @@ def check_actions(
     """Validate actions for the single (`batched=False`) or the vector env; returns [N, K] int64 slates.
 
     The shape must be the action space's: `()` (one item) or `[K]` (a slate) for the single env, `[N]`
-    or `[N, K]` for the vector env, which also takes `[N, 1]` when K = 1 (the `[N, K]` slates the
-    reference policies return). The dtype must be integer: bools, floats (even 1.0), strings and objects
+    or `[N, K]` for the vector env, exactly (`[N, 1]` is refused for one-item actions). The dtype must be integer: bools, floats (even 1.0), strings and objects
     are refused. Items must lie in [0, n_items) and be distinct within a slate. Rows `ignore_rows` (the
     vector env's sub-envs that reset this step and ignore their action) are replaced with a valid slate
     before the range and repeat checks. Vectorised: a dtype check, a shape check, a min and a max, and
@@ -367,7 +366,7 @@ def check_actions(
             name, actions, space, f"wrong shape or type: dtype {array.dtype}, expected integer item ids"
         )
     expected = (n_envs, slate_size) if batched and slate_size > 1 else (n_envs,) if batched else space.shape
-    if array.shape != expected and not (batched and slate_size == 1 and array.shape == (n_envs, 1)):
+    if array.shape != expected:
         raise _action_error(
             name, actions, space, f"wrong shape or type: shape {array.shape}, expected {expected}"
         )

@@ -134,7 +134,7 @@ def generate_logs(
     taken = 0
     while taken < steps:
         slates, position_p = policy.sample(num_envs, world.n_items, slate_size, rng)
-        obs, _, terminated, truncated, info = env.step(slates)
+        obs, _, terminated, truncated, info = env.step(slates[:, 0] if slate_size == 1 else slates)
         for i in np.flatnonzero(just_reset):  # these sub-envs were reset by this step: a new user
             world_user_of[int(logged_user[i])] = int(env.user_state.user_ids[i])
         live = np.flatnonzero(~just_reset)[: steps - taken]

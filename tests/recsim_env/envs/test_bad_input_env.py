@@ -267,14 +267,12 @@ def test_vector_slate_env_refuses_bad_batches(actions, match):
         env.step(actions)
 
 
-def test_vector_env_takes_n_by_1_slates_for_single_items_like_n():
-    """[N, 1] is the [N, K] slates the reference policies return; it steps exactly as [N] does."""
-    a, b = SeqRecVectorEnv(num_envs=4), SeqRecVectorEnv(num_envs=4)
-    a.reset(seed=3)
-    b.reset(seed=3)
-    for t in range(5):
-        items = np.arange(4) + 10 * t
-        _assert_same_step(a.step(items), b.step(items[:, None]))
+def test_vector_env_refuses_n_by_1_batches_for_single_items():
+    """One-item actions of a vector env are exactly [N]: an [N, 1] batch is refused, not reshaped."""
+    env = SeqRecVectorEnv(num_envs=4)
+    env.reset(seed=3)
+    with pytest.raises(ActionError, match=r"shape \(4, 1\), expected \(4,\)"):
+        env.step(np.arange(4)[:, None])
 
 
 LTS_BAD_ACTIONS = [
@@ -400,7 +398,7 @@ def _valid(action, shape, slate_size, batched, ignored=None):
     if array.dtype.kind not in "iu":
         return False
     n_envs = shape[0] if batched else 1
-    if array.shape != shape and not (batched and slate_size == 1 and array.shape == (n_envs, 1)):
+    if array.shape != shape:
         return False
     slates = [
         row
