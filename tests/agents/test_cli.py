@@ -114,3 +114,20 @@ def test_importing_agents_and_its_cli_loads_no_torch_ray_or_sb3():
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("algo", "algo_config"),
+    [("a2c", '{"n_steps": 16}'), ("dqn", '{"learning_starts": 16, "buffer_size": 500}')],
+)
+def test_a2c_and_dqn_train_resume_and_evaluate_through_the_commands(algo, algo_config, tmp_path):
+    out = tmp_path / algo
+    arguments = [a if a != '{"n_steps": 32, "batch_size": 32}' else algo_config for a in TINY]
+    result = runner.invoke(app, ["train", "--backend", "sb3", "--algo", algo, "--out", str(out), *arguments])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["train", "--resume", str(out), "--stop-timesteps", "192", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "trained 192 steps" in result.output
+    result = runner.invoke(app, ["evaluate", str(out), "--episodes", "3", "--env-config", '{"max_steps": 10}', "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["policy"] == f"sb3-{algo}"
