@@ -19,16 +19,8 @@ front end (`SeqRecLTS-v0`, Box observations); `Sim2RecConfig(env="seqrec")` sele
 front end (`SeqRec-v0` Dict observations, a SASRec state encoder, training on `SeqRecSimSet-v0`
 built from a simulator learned from world logs, evaluation in the world with `evaluate_seqrec`).
 
-Losses (PPO, Schulman et al. 2017), per minibatch:
-    ratio      = pi(a|s, z) / pi_old(a|s, z)
-    L_clip     = -E[min(ratio A, clip(ratio, 1 - eps, 1 + eps) A)]             (PPO eq. 7)
-    L_value    = E[(V(s, z) - R)^2] / 2
-    L_entropy  = -E[H(pi(.|s, z))]
-    L_consist  = E_t ||z_t - mean_t' z_t'||^2  over the steps t' of t's episode (Sim2Rec, optional)
-    L = L_clip + vf_coef L_value + ent_coef L_entropy + consistency_coef L_consist
-with advantages A from GAE(gamma, lambda) (Schulman et al. 2016, eq. 16). With the native `SeqRec`
-vector env (NEXT_STEP autoreset) the step after an episode ends only resets that env; it is masked
-out of every expectation above.
+The losses (PPO's clipped objective, value, entropy and Sim2Rec's context consistency) and their
+equations are in `agents.sim2rec.losses`.
 
 Modules: `config` (`Sim2RecConfig`), `model` (the networks of both front ends), `envs` (the training
 environments), `losses`, `train`, `policy` (`Sim2RecPolicy`), `evaluation` (`evaluate`,
