@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from recsim_env.data.checks import int_argument as check_int
+from recsim_env.data.checks import shown
 from recsim_env.errors import ArgumentError, DataError
 
 ACTION_DIST_ATOL = 1e-4
@@ -36,12 +38,6 @@ class FeedbackError(ArgumentError, DataError):
 
 
 # ---------------------------------------------------------------------------------------- scalar arguments
-def shown(value: object) -> str:
-    """A short repr of a value for a message (numpy scalars as plain Python numbers)."""
-    text = repr(value.item() if isinstance(value, np.generic) else value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
 def check_real(
     value: object,
     name: str,
@@ -62,18 +58,6 @@ def check_real(
         raise ArgumentError(f"{name}: must be {'>' if low_open else '>='} {low:g}, got {value:g}")
     if high is not None and (value >= high if high_open else value > high):
         raise ArgumentError(f"{name}: must be {'<' if high_open else '<='} {high:g}, got {value:g}")
-    return value
-
-
-def check_int(value: object, name: str, *, low: int | None = None, high: int | None = None) -> int:
-    """`value` as a Python int in `[low, high]`; bools, floats and strings are refused (`ArgumentError`)."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-        raise ArgumentError(f"{name}: expected an int, got {type(value).__name__} {shown(value)}")
-    value = int(value)
-    if low is not None and value < low:
-        raise ArgumentError(f"{name}: must be >= {low:,}, got {value:,}")
-    if high is not None and value > high:
-        raise ArgumentError(f"{name}: must be <= {high:,}, got {value:,}")
     return value
 
 

@@ -18,9 +18,13 @@ MAX_BATCH_CELLS = 1 << 28
 """Largest `B * L` a padded batch may hold (2 GiB of int64 item ids), so one argument cannot exhaust memory."""
 
 
-def _shown(value: object) -> str:
-    text = repr(value)
+def shown(value: object) -> str:
+    """A short repr of a value for a message (numpy scalars as plain Python numbers)."""
+    text = repr(value.item() if isinstance(value, np.generic) else value)
     return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+_shown = shown
 
 
 def int_argument(value: object, name: str, *, low: int | None = None, high: int | None = None) -> int:
@@ -29,9 +33,9 @@ def int_argument(value: object, name: str, *, low: int | None = None, high: int 
         raise ArgumentError(f"{name}: expected an int, got {type(value).__name__} {_shown(value)}")
     value = int(value)
     if low is not None and value < low:
-        raise ArgumentError(f"{name}: must be >= {low}, got {value}")
+        raise ArgumentError(f"{name}: must be >= {low:,}, got {value:,}")
     if high is not None and value > high:
-        raise ArgumentError(f"{name}: must be <= {high}, got {value}")
+        raise ArgumentError(f"{name}: must be <= {high:,}, got {value:,}")
     return value
 
 
