@@ -24,13 +24,11 @@ def shown(value: object) -> str:
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
-_shown = shown
-
 
 def int_argument(value: object, name: str, *, low: int | None = None, high: int | None = None) -> int:
     """`value` as a Python int in `[low, high]`; bools, floats and strings are refused."""
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-        raise ArgumentError(f"{name}: expected an int, got {type(value).__name__} {_shown(value)}")
+        raise ArgumentError(f"{name}: expected an int, got {type(value).__name__} {shown(value)}")
     value = int(value)
     if low is not None and value < low:
         raise ArgumentError(f"{name}: must be >= {low:,}, got {value:,}")
@@ -42,7 +40,7 @@ def int_argument(value: object, name: str, *, low: int | None = None, high: int 
 def real_argument(value: object, name: str) -> float:
     """`value` as a finite Python float; bools and strings are refused."""
     if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise ArgumentError(f"{name}: expected a number, got {type(value).__name__} {_shown(value)}")
+        raise ArgumentError(f"{name}: expected a number, got {type(value).__name__} {shown(value)}")
     value = float(value)
     if not math.isfinite(value):
         raise ArgumentError(f"{name}: must be finite, got {value}")
@@ -52,7 +50,7 @@ def real_argument(value: object, name: str) -> float:
 def bool_argument(value: object, name: str) -> bool:
     """`value` as a bool; 0, 1 and strings such as "false" are refused."""
     if not isinstance(value, bool | np.bool_):
-        raise ArgumentError(f"{name}: expected a bool, got {type(value).__name__} {_shown(value)}")
+        raise ArgumentError(f"{name}: expected a bool, got {type(value).__name__} {shown(value)}")
     return bool(value)
 
 
@@ -94,15 +92,15 @@ def dataset_name_argument(value: object, name: str = "name") -> str:
             f"{name}: a data-set name is at most {MAX_NAME_LEN} characters, got {len(value)}"
         )
     if "/" in value or "\\" in value:
-        raise UnsafePathError(f"{name} {_shown(value)}: a data-set name cannot hold a path separator")
+        raise UnsafePathError(f"{name} {shown(value)}: a data-set name cannot hold a path separator")
     if any(ord(c) < 32 or ord(c) == 127 for c in value) or ":" in value:
         raise UnsafePathError(
-            f"{name} {_shown(value)}: a data-set name cannot hold NUL, control characters or ':'"
+            f"{name} {shown(value)}: a data-set name cannot hold NUL, control characters or ':'"
         )
     if ".." in value:
-        raise UnsafePathError(f"{name} {_shown(value)}: a data-set name cannot hold '..'")
+        raise UnsafePathError(f"{name} {shown(value)}: a data-set name cannot hold '..'")
     if value.startswith("."):
-        raise UnsafePathError(f"{name} {_shown(value)}: a data-set name cannot start with a dot")
+        raise UnsafePathError(f"{name} {shown(value)}: a data-set name cannot start with a dot")
     if value != value.strip():
-        raise UnsafePathError(f"{name} {_shown(value)}: a data-set name cannot start or end with white space")
+        raise UnsafePathError(f"{name} {shown(value)}: a data-set name cannot start or end with white space")
     return value

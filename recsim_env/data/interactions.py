@@ -27,13 +27,13 @@ from recsim_env.data.validate import (
     RESERVED_COLUMNS,
     _real_values,
     _refuse,
-    _shown,
     _side_table,
     _to_int64,
     _where,
     first_bad_row,
     id_tokens,
     parse_timestamps,
+    shown,
 )
 from recsim_env.errors import ArgumentError, DataError
 
@@ -166,10 +166,10 @@ class LoggedInteractions:
             ("source", source),
         ):
             if not isinstance(value, str) or not value:
-                raise ArgumentError(f"{arg}: expected a non-empty string, got {_shown(value)}")
+                raise ArgumentError(f"{arg}: expected a non-empty string, got {shown(value)}")
         if timestamp_format is not None and not isinstance(timestamp_format, str):
             raise ArgumentError(
-                f"timestamp_format: expected a string or None, got {_shown(timestamp_format)}"
+                f"timestamp_format: expected a string or None, got {shown(timestamp_format)}"
             )
         if isinstance(feedback_cols, str):
             raise ArgumentError(

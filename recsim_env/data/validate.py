@@ -12,6 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
+from recsim_env.data.checks import shown
 from recsim_env.data.idmap import IdMap, as_token_array
 from recsim_env.errors import DataError
 
@@ -45,11 +46,6 @@ def _where(source: str, column: str, row: int | None = None) -> str:
     return loc if row is None else f"{loc}, row {row} (1-based data row)"
 
 
-def _shown(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
 def _plain(values: pd.Series) -> pd.Series:
     """A categorical column as a column of its values (other columns unchanged)."""
     if isinstance(values.dtype, pd.CategoricalDtype):
@@ -80,9 +76,9 @@ def _refuse(values: pd.Series, checks, *, source: str, column: str) -> None:
     if why == _MISSING:
         message = why
     elif "{value}" in why:
-        message = why.format(value=_shown(value))
+        message = why.format(value=shown(value))
     else:
-        message = f"{why}: {_shown(value)} ({type(value).__name__})"
+        message = f"{why}: {shown(value)} ({type(value).__name__})"
     raise DataError(f"{_where(source, column, row + 1)}: {message}")
 
 
