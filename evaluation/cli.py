@@ -198,6 +198,8 @@ def saved_policy_action_dist(
 
 def _session_position(log) -> tuple[np.ndarray, np.ndarray]:
     """[n] step within the session and [n] days since the user's previous session (0 without sessions)."""
+    from recsim_env.data.validate import SECONDS_PER_DAY
+
     frame = log.frame
     n = len(frame)
     if "session_id" not in frame.columns or n == 0:
@@ -209,7 +211,7 @@ def _session_position(log) -> tuple[np.ndarray, np.ndarray]:
     session_start = np.maximum.accumulate(np.where(new_session, np.arange(n), 0))
     step = np.arange(n) - session_start
     first_of_user = np.r_[True, users[1:] != users[:-1]]
-    gap_at_start = np.where(new_session & ~first_of_user, np.r_[0.0, np.diff(times)] / 86_400.0, 0.0)
+    gap_at_start = np.where(new_session & ~first_of_user, np.r_[0.0, np.diff(times)] / SECONDS_PER_DAY, 0.0)
     gap = gap_at_start[session_start].astype(np.float32)
     return step.astype(np.int64), gap
 

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 
 from recsim_env.data import LoggedInteractions
+from recsim_env.data.validate import SECONDS_PER_DAY
 
-SECONDS_PER_DAY = 86_400.0
 NEGATIVE_SIGNAL_NAMES = frozenset({"hate", "dislike", "skip", "report"})
 """Feedback column names that express displeasure (costs in the environment)."""
 

@@ -91,7 +91,7 @@ Modules: `config` (`DT4IERConfig`, the constants), `data` (`Trajectories`, `traj
 L_ce, L_contra), `train` (`fit_balancing`, `fit`, `train`), `policy` (`DT4IERPolicy`).
 """
 
-from agents.dt4ier.config import KIND, MAX_ITEMS, SECONDS_PER_DAY, VARIANTS, DT4IERConfig
+from agents.dt4ier.config import KIND, MAX_ITEMS, VARIANTS, DT4IERConfig
 from agents.dt4ier.data import (
     DataStats,
     ImmediateSignal,
@@ -103,6 +103,7 @@ from agents.dt4ier.losses import action_loss, balancing_loss, contrastive_loss
 from agents.dt4ier.model import BalancingNet, DecisionTransformer, RewardEmbedding, user_attributes
 from agents.dt4ier.policy import DT4IERPolicy
 from agents.dt4ier.train import fit, fit_balancing, train
+from recsim_env.data.validate import SECONDS_PER_DAY
 from recsim_env.encoders.trainer import resolve_device
 
 __all__ = [

@@ -10,7 +10,6 @@ MAX_ITEMS = 10_000_000
 
 KIND = "dt4ier"
 VARIANTS = ("dt4ier", "dt", "no_weights", "no_reward_encoder", "no_contrastive", "bc")
-SECONDS_PER_DAY = 86_400.0
 _THRESHOLD = re.compile(r"^(?P<column>[A-Za-z_][\w]*)\s*>=\s*(?P<value>-?[\d.]+)$")
 
 

@@ -9,8 +9,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from agents.dt4ier.config import _THRESHOLD, SECONDS_PER_DAY, DT4IERConfig
+from agents.dt4ier.config import _THRESHOLD, DT4IERConfig
 from recsim_env.data.batching import history_windows
+from recsim_env.data.validate import SECONDS_PER_DAY
 from recsim_env.errors import DataError
 
 

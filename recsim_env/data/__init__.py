@@ -17,9 +17,11 @@ from recsim_env.data.idmap import IdMap
 from recsim_env.data.interactions import RESERVED_COLUMNS, DataStats, LoggedInteractions, UserSequences
 from recsim_env.data.loaders import ColumnMapping, load, load_movielens, load_recbole, load_table
 from recsim_env.data.splits import LeaveOneOut, TemporalSplit, leave_one_out, temporal_split
+from recsim_env.data.validate import SECONDS_PER_DAY
 from recsim_env.errors import DataError
 
 __all__ = [
+    "SECONDS_PER_DAY",
     "DATASETS",
     "RESERVED_COLUMNS",
     "ColumnMapping",

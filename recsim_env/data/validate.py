@@ -26,6 +26,9 @@ RESERVED_COLUMNS = (
     "propensity",
     "position_propensity",
 )
+SECONDS_PER_DAY = 86_400.0
+"""Timestamps are seconds; return gaps and session gaps are reported in days."""
+
 # Probabilities of the logging policy: of the whole slate shown, and of the item at its position given
 # the items above it (equal for one-item slates).
 PROPENSITY_COLUMNS = ("propensity", "position_propensity")

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recsim_env.data.validate import SECONDS_PER_DAY
 from recsim_env.envs.seqrec import SeqRecVectorEnv
 from recsim_env.world.world import UserWorld
 
 LOGGING_POLICIES = ("uniform", "popularity", "softmax", "epsilon-greedy")
 SECONDS_PER_STEP = 30.0
-SECONDS_PER_DAY = 86_400.0
 
 
 @dataclass(frozen=True, kw_only=True)
