@@ -219,7 +219,10 @@ def decode_tree(tree: Any, tensors: Mapping[str, Any], *, where: str = "state") 
             return {key: decode(item) for key, item in value[_ITEMS]}
         return {key: decode(item) for key, item in value.items()}
 
-    return decode(tree)
+    try:
+        return decode(tree)
+    except (TypeError, ValueError, RecursionError) as error:  # e.g. "__items__" that are not [key, value] pairs
+        raise CheckpointError(f"{where}: malformed state ({type(error).__name__}: {error})") from None
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -358,8 +361,8 @@ class Artifact:
         data = self.read_bytes(name)
         try:
             return json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise CheckpointError(f"{self.root / name}: not valid JSON ({error})") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+            raise CheckpointError(f"{self.root / name}: not valid JSON ({type(error).__name__}: {error})") from None
 
     def read_json_object(self, name: str, required: Iterable[str] = ()) -> dict[str, Any]:
         """A JSON object with the `required` keys, else `CheckpointError` naming the file and key."""
@@ -407,7 +410,7 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{file}: {file.stat().st_size} bytes, over the {MAX_MANIFEST_BYTES} a manifest may have")
     try:
         manifest = json.loads(file.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
         raise CheckpointError(f"{file}: not valid JSON ({error})") from None
     if not isinstance(manifest, dict):
         raise CheckpointError(f"{file}: must hold a JSON object")

@@ -525,3 +525,26 @@ def test_seqrec_evaluate_refuses_every_tampered_policy_kind(artifacts, kind, nam
     result = CliRunner().invoke(build_app(), ["evaluate", str(target), "--episodes", "2"])
     assert result.exit_code == 2 and name in result.output, result.output
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("optimizer.json", json.dumps({"__items__": 5}), "malformed state"),
+        ("optimizer.json", json.dumps({"__items__": [[[1], 2]]}), "malformed state"),
+        ("optimizer.json", "[" * 100_000 + "]" * 100_000, "not valid JSON"),
+        ("replay_buffer.json", json.dumps({"__tensor__": "nope"}), "refers to tensor 'nope'"),
+        ("replay_buffer.json", json.dumps({"__float__": "1e999"}), "bad float"),
+    ],
+)
+def test_malformed_nested_state_is_refused_naming_the_file(artifacts, name, content, message, tmp_path):
+    from agents.training.config import open_training_state
+    from agents.training.sb3 import _make_env, build_model, restore_training_state
+
+    run = tmp_path / "run"
+    shutil.copytree(artifacts["sb3-dqn state"][0].parent, run)
+    (run / "state" / name).write_text(content)
+    rewrite_manifest(run / "state")
+    state, config, progress = open_training_state(run)
+    with pytest.raises(CheckpointError, match=rf"{name.split('.')[0]}.*{message}"):
+        restore_training_state(build_model(config, _make_env(config, config.num_envs, 0)), state, progress)
