@@ -377,6 +377,14 @@ class Artifact:
     def read_tensors(self, name: str, *, framework: str = "np") -> dict[str, Any]:
         return tensors_from_bytes(self.read_bytes(name), framework=framework, where=str(self.root / name))
 
+    def load_state_dict(self, module: Any, name: str) -> None:
+        """Load listed safetensors file `name` into a torch module, strictly; a mismatch names the file."""
+        state = self.read_tensors(name, framework="pt")
+        try:
+            module.load_state_dict(state)
+        except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
+            raise CheckpointError(f"{self.root / name}: weights do not fit the configured model: {error}") from None
+
     def read_tree(self, name: str, *, framework: str = "np") -> Any:
         """Nested state written by `write_tree(directory, name, tree)`."""
         return decode_tree(

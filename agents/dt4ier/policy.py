@@ -237,9 +237,5 @@ class DT4IERPolicy:
         if fields.get("n_items", stats.n_items) != stats.n_items:
             raise CheckpointError(f"{where}: n_items differs from {stats_file.name}'s")
         model = DecisionTransformer(config, stats.n_items, len(stats.feedback_columns))
-        state = artifact.read_tensors("weights.safetensors", framework="pt")
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as error:
-            raise CheckpointError(f"{artifact.root / 'weights.safetensors'}: weights do not fit: {error}") from None
+        artifact.load_state_dict(model, "weights.safetensors")
         return cls(model.to(resolve_device(device)), config, stats, name=fields.get("name"))

@@ -167,13 +167,7 @@ class RLModulePolicy(ProbabilityPolicy):
             raise CheckpointError(f"{where}: the module cannot be built from this config: {error}") from None
         if not artifact.has(WEIGHTS_FILE):
             raise CheckpointError(f"{artifact.root / WEIGHTS_FILE}: missing (not listed in the manifest)")
-        state = artifact.read_tensors(WEIGHTS_FILE, framework="pt")
-        try:
-            policy.module.load_state_dict(state)
-        except RuntimeError as error:
-            raise CheckpointError(
-                f"{artifact.root / WEIGHTS_FILE}: weights do not fit the configured module: {error}"
-            ) from None
+        artifact.load_state_dict(policy.module, WEIGHTS_FILE)
         policy.module.eval()
         return policy
 

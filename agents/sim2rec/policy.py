@@ -85,9 +85,5 @@ class Sim2RecPolicy:
             network = network_class(config).from_manifest(config, shape)
         except (KeyError, ValueError, TypeError) as error:
             raise CheckpointError(f"{where}: cannot build the network ({error!r})") from None
-        state = artifact.read_tensors("weights.safetensors", framework="pt")
-        try:
-            network.load_state_dict(state)
-        except RuntimeError as error:
-            raise CheckpointError(f"{artifact.root / 'weights.safetensors'}: weights do not fit: {error}") from None
+        artifact.load_state_dict(network, "weights.safetensors")
         return cls(network.to(resolve_device(device)), config, shape["n_items"])

@@ -126,7 +126,7 @@ class SB3Policy(ProbabilityPolicy):
             env.close()
         if int(model.action_space.n) != fields.get("n_items"):
             raise CheckpointError(f"{where}: n_items {fields.get('n_items')!r} differs from the environment's")
-        load_weights(model.policy, artifact, WEIGHTS_FILE)
+        artifact.load_state_dict(model.policy, WEIGHTS_FILE)
         return cls(model, config.algo, config)
 
 
@@ -137,15 +137,6 @@ def policy_train_config(model: BaseAlgorithm, config: TrainConfig) -> TrainConfi
     return dataclasses.replace(
         config, encoder=encoder.name, encoder_config=encoder.config.to_dict(), encoder_checkpoint=None
     )
-
-
-def load_weights(module: torch.nn.Module, artifact: Artifact, name: str) -> None:
-    """Load `artifact`'s tensors file `name` into `module`, strictly; a mismatch names the file."""
-    state = artifact.read_tensors(name, framework="pt")
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as error:
-        raise CheckpointError(f"{artifact.root / name}: weights do not fit the configured model: {error}") from None
 
 
 def _save_run(model: BaseAlgorithm, config: TrainConfig, out: Path) -> None:
@@ -208,7 +199,7 @@ def restore_replay_buffer(buffer, state: Any, where: str) -> None:
 
 def restore_training_state(model: BaseAlgorithm, artifact: Artifact, progress: Mapping[str, Any]) -> None:
     """Load weights, optimiser, counters and (DQN) replay buffer from a checked training state."""
-    load_weights(model.policy, artifact, WEIGHTS_FILE)
+    artifact.load_state_dict(model.policy, WEIGHTS_FILE)
     where = str(artifact.root / OPTIMIZER)
     optimizer_state = artifact.read_tree(OPTIMIZER, framework="pt")
     try:

@@ -100,9 +100,5 @@ class TSCACPolicy:
             raise CheckpointError(f"{where}: 'n_items' must be an integer in [1, {MAX_ITEMS}]")
         config = dataclass_from_json(TSCACConfig, artifact.read_json("config.json"), where=str(artifact.root / "config.json"))
         actor = Actor(config, n_items)
-        state = artifact.read_tensors("weights.safetensors", framework="pt")
-        try:
-            actor.load_state_dict(state)
-        except RuntimeError as error:
-            raise CheckpointError(f"{artifact.root / 'weights.safetensors'}: weights do not fit: {error}") from None
+        artifact.load_state_dict(actor, "weights.safetensors")
         return cls(actor.to(resolve_device(device)), config, n_items, name=fields.get("name"))
