@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from recsim_env.envs.seqrec import SeqRecEnv
+from recsim_env.errors import ArgumentError
 from simulators.env import learned_user_model
 
 
@@ -41,6 +43,14 @@ class SimSetConfig:
     """Scale of the logistic noise added to each step's click utility."""
 
     def __post_init__(self) -> None:
+        for name, value in asdict(self).items():
+            if (
+                not isinstance(value, tuple | list)
+                or len(value) != 2
+                or any(isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v) for v in value)
+            ):
+                raise ArgumentError(f"simset.{name} must be a pair (low, high) of finite numbers, got {value!r}")
+            object.__setattr__(self, name, (float(value[0]), float(value[1])))
         for name, (low, high) in asdict(self).items():
             if not low <= high:
                 raise ValueError(f"SimSetConfig field {name!r}: low {low} > high {high}")
@@ -117,12 +127,17 @@ class SeqRecSimSetEnv(SeqRecEnv):
         reward: str | Mapping[str, float] = "click",
         **env_kwargs: Any,
     ) -> None:
+        if isinstance(simset, Mapping):
+            unknown = sorted(set(simset) - {f.name for f in fields(SimSetConfig)})
+            if unknown:
+                raise ArgumentError(f"simset: unknown field(s) {unknown}; known: {[f.name for f in fields(SimSetConfig)]}")
+            simset = SimSetConfig(**simset)
+        elif simset is not None and not isinstance(simset, SimSetConfig):
+            raise ArgumentError(f"simset must be a SimSetConfig or a dict of its fields, got {type(simset).__name__}")
         if simulator is None and dataset is None:
             if simulator_config is not None:
                 raise ValueError("argument 'simulator_config' needs 'dataset'")
             simulator = default_world_simulator()
-        if isinstance(simset, Mapping):
-            simset = SimSetConfig(**{k: tuple(v) for k, v in simset.items()})
         self.simset = simset or SimSetConfig()
         base, reward = learned_user_model(
             dataset=dataset,

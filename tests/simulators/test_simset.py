@@ -52,3 +52,22 @@ def test_members_really_differ_for_a_fixed_policy(saved_simulator):
     means = np.array([returns[g].mean() for g in groups])
     assert means.min() > 0
     assert (means.max() - means.min()) / means.max() >= 0.2, means
+
+
+@pytest.mark.parametrize(
+    ("simset", "message"),
+    [
+        ({"leave_shift": 5}, r"simset\.leave_shift must be a pair"),
+        ({"noise_scale": ["a", 1]}, r"simset\.noise_scale must be a pair"),
+        ({"satiation_rate": [0.0, float("nan")]}, r"simset\.satiation_rate must be a pair"),
+        ({"leave_shift": [True, 1]}, r"simset\.leave_shift must be a pair"),
+        ({"leave_shiift": [0, 1]}, r"simset: unknown field\(s\) \['leave_shiift'\]"),
+        ([0, 1], r"simset must be a SimSetConfig or a dict"),
+    ],
+)
+def test_bad_simset_arguments_are_refused_before_any_simulator_is_built(simset, message):
+    from recsim_env.errors import ArgumentError
+    from simulators.simset import SeqRecSimSetEnv
+
+    with pytest.raises(ArgumentError, match=message):
+        SeqRecSimSetEnv(simset=simset)
