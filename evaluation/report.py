@@ -35,6 +35,13 @@ VERDICTS = ("better", "worse", "undecided")
 PLOT_FILES = ("estimates.png", "weights.png")
 
 
+
+def markdown_text(text: str) -> str:
+    """`text` shown literally in Markdown: one line, with Markdown's and HTML's special characters escaped
+    (a file name in a report must not become a link, an image or markup)."""
+    text = " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return "".join("\\" + c if c in "\\`*_[]()#!|" else c for c in text)
+
 @dataclass(frozen=True, kw_only=True, eq=False)
 class OPEReport:
     """The outcome of evaluating one policy on one log, renderable as Markdown, HTML and PNG plots."""
@@ -140,7 +147,7 @@ class OPEReport:
         """The report as Markdown; images are linked from `image_dir` (omitted when None)."""
         pct = self.behaviour_confidence_pct
         lines = [
-            f"# Off-policy evaluation: {self.policy_name}",
+            f"# Off-policy evaluation: {markdown_text(self.policy_name)}",
             "",
             f"**Verdict: {self.verdict}.** {self.verdict_line}",
             "",
@@ -156,7 +163,7 @@ class OPEReport:
         lines += [f"- {key}: {value:.4g}" for key, value in self.weight_stats.items()]
         lines += [f"- evaluation-policy mass outside the logger's support: {self.support_deficit:.4g}"]
         lines += ["", "## Warnings", ""]
-        lines += [f"- WARNING: {w}" for w in self.warnings] or ["- none"]
+        lines += [f"- WARNING: {markdown_text(w)}" for w in self.warnings] or ["- none"]
         if image_dir is not None:
             lines += ["", "## Plots", ""]
             lines += [f"![{name}]({image_dir}/{name})" for name in PLOT_FILES]

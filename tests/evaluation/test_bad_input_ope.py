@@ -838,3 +838,14 @@ def test_cli_still_writes_a_full_report_on_good_input(tmp_path, log_csv):
         "report.md",
         "weights.png",
     ]
+
+
+def test_names_in_the_markdown_report_are_shown_literally():
+    """A policy or file name cannot inject a link, an image or HTML into report.md."""
+    from evaluation.report import markdown_text
+
+    hostile = "run ![pixel](http://example.invalid/x.png) <img src=x onerror=alert(1)>\n# heading [a](b)"
+    shown = markdown_text(hostile)
+    assert "\n" not in shown  # the heading cannot start a line
+    for raw in ("![", "](", "<img", "[a]"):
+        assert raw not in shown
