@@ -187,6 +187,9 @@ def _train_registered(spec, out, data, resume, algo_config, seed, device, progre
             raise ValueError(f"--resume is for the rl agent; {spec.name} trains in one go")
         if out is None:
             raise ValueError(f"--agent {spec.name} needs --out DIR")
+        from recsim_env.checkpoint import check_replaceable
+
+        check_replaceable(out)
         if spec.needs_data and data is None:
             raise ValueError(f"--agent {spec.name} trains offline: give --data PATH")
         if not spec.needs_data and data is not None:

@@ -277,6 +277,19 @@ def write_manifest(directory: Path, kind: str, metadata: Mapping[str, Any]) -> N
     write_json(directory / MANIFEST_FILE, manifest)
 
 
+def check_replaceable(directory: str | os.PathLike) -> None:
+    """Refuse a save target that holds other things: a file, or a non-empty folder that is not an
+    artifact. Commands call it before they train, so a bad `--out` costs nothing."""
+    target = Path(directory)
+    if target.exists() and (target.is_symlink() or not target.is_dir()):
+        raise CheckpointError(f"{target}: exists and is not a directory; refusing to replace it")
+    if target.is_dir() and not is_artifact(target) and any(target.iterdir()):
+        raise CheckpointError(
+            f"{target}: exists, is not empty and is not a saved artifact; refusing to replace it "
+            "(give a new or empty directory)"
+        )
+
+
 def save_artifact(
     directory: str | os.PathLike,
     kind: str,
@@ -287,11 +300,13 @@ def save_artifact(
     """Write an artifact of `kind` to `directory`, whole: `write(tmp)` fills a new directory, then it
     is hashed into its manifest and swapped in place of `directory` (which may exist).
 
-    If `write` raises, nothing at `directory` changes and the new directory is removed.
+    If `write` raises, nothing at `directory` changes and the new directory is removed. A directory that
+    holds other files (not an artifact) is never replaced: that is a `CheckpointError`.
     """
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r}: not one of {KINDS}")
     target = Path(directory)
+    check_replaceable(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.new-"))
     try:

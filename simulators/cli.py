@@ -71,6 +71,9 @@ def train_simulator_command(
         from simulators.report import write_report
         from simulators.train import fit
 
+        from recsim_env.checkpoint import check_replaceable
+
+        check_replaceable(out)  # before training, not after
         logs = load_dataset(data)
         result = fit(logs, config, progress=progress, num_threads=threads or None)
         save(result.simulator, out)

@@ -64,8 +64,10 @@ def train_encoder_command(
     try:
         from recsim_env import data as data_module
         from recsim_env import encoders
+        from recsim_env.checkpoint import check_replaceable
         from recsim_env.encoders.trainer import TrainerConfig, seed_everything, train
 
+        check_replaceable(out)  # before training, not after
         logs = data_module.load(data)
         sequences = logs.sequences()
         base = {"n_items": logs.n_items, "max_len": max_len, "d_model": d_model, "loss": loss}

@@ -548,3 +548,17 @@ def test_malformed_nested_state_is_refused_naming_the_file(artifacts, name, cont
     state, config, progress = open_training_state(run)
     with pytest.raises(CheckpointError, match=rf"{name.split('.')[0]}.*{message}"):
         restore_training_state(build_model(config, _make_env(config, config.num_envs, 0)), state, progress)
+
+
+def test_a_directory_of_other_files_is_never_replaced_by_a_save(tmp_path):
+    """`--out ~/projects` by mistake must not wipe the folder: only an artifact (or an empty folder)
+    is replaced."""
+    from agents.baselines import BaselinePolicy
+
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("years of work")
+    with pytest.raises(CheckpointError, match="is not a saved artifact; refusing to replace it"):
+        BaselinePolicy("uniform", n_items=5).save(tmp_path / "mine")
+    assert (tmp_path / "mine" / "thesis.tex").read_text() == "years of work"
+    (tmp_path / "empty").mkdir()
+    BaselinePolicy("uniform", n_items=5).save(tmp_path / "empty")  # an empty folder is fine

@@ -153,3 +153,22 @@ def test_convert_turns_a_format_1_sb3_run_into_one_that_evaluates(app, saved, tm
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["convert", str(old)])
     assert result.exit_code == 2 and "already in the current format" in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train-encoder", "--data", "{logs}", "--model", "sasrec", "--epochs", "1"],
+        ["train-simulator", "--data", "{logs}", "--epochs", "1"],
+        ["train", "--agent", "tscac", "--data", "{logs}"],
+    ],
+    ids=["train-encoder", "train-simulator", "train-agent"],
+)
+def test_training_commands_refuse_an_out_folder_of_other_files_before_training(app, saved, command, tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep")
+    arguments = [a.format(logs=saved / "logs.parquet") for a in command] + ["--out", str(mine)]
+    result = runner.invoke(app, arguments)
+    assert result.exit_code != 0 and "is not a saved artifact; refusing to replace it" in result.output
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
