@@ -66,12 +66,11 @@ def train_simulator_command(
 
         if threads > 0:
             torch.set_num_threads(threads)
+        from recsim_env.checkpoint import check_replaceable
         from simulators.checkpoint import save
         from simulators.env import load_dataset
         from simulators.report import write_report
         from simulators.train import fit
-
-        from recsim_env.checkpoint import check_replaceable
 
         check_replaceable(out)  # before training, not after
         logs = load_dataset(data)

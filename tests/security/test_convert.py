@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from agents import load_policy
 from agents.convert import convert
 from recsim_env.checkpoint import tensors_from_bytes
 from recsim_env.errors import CheckpointError
