@@ -318,3 +318,39 @@ def test_an_env_id_outside_ours_in_a_run_policy_is_refused(tmp_path):
     rewrite_manifest(run / "policy")
     with pytest.raises(CheckpointError, match=r"run/policy/policy\.json: env_id 'os:system'"):
         load_policy(run)
+
+
+@pytest.mark.rllib
+def test_a_format_1_rllib_run_converts_and_acts_as_before(trained_run, tmp_path):
+    """A run as format 1 wrote it (`policy.json` v1, `module_state.pt`, `train_config.json`, RLlib's
+    `checkpoint/`): `seqrec convert` reads the weights with `weights_only=True` and keeps `checkpoint/`."""
+    import io
+    import json
+    import shutil
+
+    import gymnasium as gym
+    import numpy as np
+    import torch
+
+    from agents import load_policy
+    from agents.convert import convert
+    from recsim_env.checkpoint import tensors_from_bytes
+
+    trained_run = trained_run.out
+    old = tmp_path / "old"
+    old.mkdir()
+    new_policy = trained_run / "policy"
+    manifest = json.loads((new_policy / "policy.json").read_text())
+    (old / "policy.json").write_text(json.dumps({**manifest, "format_version": 1}))
+    state = tensors_from_bytes((new_policy / "weights.safetensors").read_bytes(), framework="pt")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    (old / "module_state.pt").write_bytes(buffer.getvalue())
+    (old / "train_config.json").write_bytes((trained_run / "state" / "train_config.json").read_bytes())
+    (old / "progress.json").write_text(json.dumps({"timesteps": 7}))
+    shutil.copytree(trained_run / "checkpoint", old / "checkpoint")
+    convert(old)
+    assert sorted(p.name for p in old.iterdir()) == ["checkpoint", "policy", "state"]
+    converted, original = load_policy(old), load_policy(trained_run)
+    obs, _ = gym.make("SeqRec-v0", **manifest["config"]["env_config"]).reset(seed=0)
+    np.testing.assert_allclose(converted.action_distribution(obs), original.action_distribution(obs))
