@@ -193,6 +193,18 @@ def fake_urlopen(response: FakeResponse, calls: list):
     return urlopen
 
 
+def fetch_served(response: FakeResponse, root: Path, monkeypatch, calls: list) -> None:
+    """`fetch("ml-100k")` over https with `response` as what the server sends (no network)."""
+    monkeypatch.setattr(datasets.urllib.request, "urlopen", fake_urlopen(response, calls))
+    fetch(
+        "ml-100k",
+        url="https://example.invalid/ml-100k.zip",
+        checksum="0" * 32,
+        data_dir=root,
+        progress=False,
+    )
+
+
 @pytest.fixture
 def small_limit(monkeypatch):
     monkeypatch.setattr(datasets, "MAX_DOWNLOAD_BYTES", 1 << 20)  # chunks are read 1 MiB at a time
@@ -213,16 +225,9 @@ def test_streamed_oversize_download_is_aborted_and_its_partial_file_removed(
 ):
     calls = []
     response = FakeResponse(b"z" * (3 << 20), length=length)
-    monkeypatch.setattr(datasets.urllib.request, "urlopen", fake_urlopen(response, calls))
     root = tmp_path / "data"
     with pytest.raises(DataError, match=r"download aborted: more than the limit"):
-        fetch(
-            "ml-100k",
-            url="https://example.invalid/ml-100k.zip",
-            checksum="0" * 32,
-            data_dir=root,
-            progress=False,
-        )
+        fetch_served(response, root, monkeypatch, calls)
     assert list(root.iterdir()) == []
     assert calls and calls[0]["timeout"] == datasets.DOWNLOAD_TIMEOUT_S
 
@@ -230,47 +235,26 @@ def test_streamed_oversize_download_is_aborted_and_its_partial_file_removed(
 def test_timed_out_download_leaves_no_partial_file(tmp_path, monkeypatch):
     calls = []
     response = FakeResponse(b"z" * (3 << 20), fail_after=1 << 20, error=TimeoutError("timed out"))
-    monkeypatch.setattr(datasets.urllib.request, "urlopen", fake_urlopen(response, calls))
     root = tmp_path / "data"
     with pytest.raises(DataError, match=r"example\.invalid/ml-100k\.zip: download failed \(timed out\)"):
-        fetch(
-            "ml-100k",
-            url="https://example.invalid/ml-100k.zip",
-            checksum="0" * 32,
-            data_dir=root,
-            progress=False,
-        )
+        fetch_served(response, root, monkeypatch, calls)
     assert list(root.iterdir()) == []
     assert calls[0]["timeout"] == datasets.DOWNLOAD_TIMEOUT_S > 0
 
 
 def test_truncated_download_is_refused_and_removed(tmp_path, monkeypatch):
-    response = FakeResponse(b"z" * 100, length=1000)
-    monkeypatch.setattr(datasets.urllib.request, "urlopen", fake_urlopen(response, []))
+    response, calls = FakeResponse(b"z" * 100, length=1000), []
     root = tmp_path / "data"
     with pytest.raises(DataError, match=r"download truncated: got 100 of 1000 bytes"):
-        fetch(
-            "ml-100k",
-            url="https://example.invalid/ml-100k.zip",
-            checksum="0" * 32,
-            data_dir=root,
-            progress=False,
-        )
+        fetch_served(response, root, monkeypatch, calls)
     assert list(root.iterdir()) == []
 
 
 def test_interrupted_download_leaves_no_partial_file(tmp_path, monkeypatch):
-    response = FakeResponse(b"z" * (3 << 20), fail_after=1 << 20, error=KeyboardInterrupt())
-    monkeypatch.setattr(datasets.urllib.request, "urlopen", fake_urlopen(response, []))
+    response, calls = FakeResponse(b"z" * (3 << 20), fail_after=1 << 20, error=KeyboardInterrupt()), []
     root = tmp_path / "data"
     with pytest.raises(KeyboardInterrupt):
-        fetch(
-            "ml-100k",
-            url="https://example.invalid/ml-100k.zip",
-            checksum="0" * 32,
-            data_dir=root,
-            progress=False,
-        )
+        fetch_served(response, root, monkeypatch, calls)
     assert list(root.iterdir()) == []
 
 
