@@ -11,7 +11,23 @@ from typing import Annotated, Any
 
 import typer
 
+from agents.training.config import TrainConfig
+from recsim_env.config_cli import config_options
+
 BASELINE_NAMES = ("uniform", "popularity", "greedy")
+UNLIMITED_STEPS = 10**12
+"""`--stop-timesteps` when only `--time-budget` is given: the budget decides."""
+REFERENCE_NAMES = ("filter-myopic", "filter-farsighted", "myopic-oracle", "farsighted-oracle")
+"""World references of `seqrec evaluate --policy` (`recsim_env.policies.reference_policy`): they know the
+world's equations; the filters see only the observation, the oracles read the hidden state."""
+
+
+def set_torch_threads(threads: int) -> None:
+    """Use `threads` torch CPU threads (0: leave torch's default), if torch is installed."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _json_option(text: str | None, option: str) -> dict[str, Any]:
@@ -26,55 +42,36 @@ def _json_option(text: str | None, option: str) -> dict[str, Any]:
     return value
 
 
+RESUMABLE_FIELDS = ("stop_timesteps", "time_budget_s")
+"""The `TrainConfig` fields `--resume` may change; the run keeps the rest of its config."""
+REGISTERED_AGENT_FIELDS = ("seed", "device", "algo_config", "torch_threads")
+"""The `TrainConfig` options a registered agent reads (`--algo-config` holds its own config)."""
+
+
+def _given_options(context: typer.Context, config_class) -> set[str]:
+    """The config fields given on the command line (not left at their defaults)."""
+    import dataclasses
+
+    given = set()
+    for f in dataclasses.fields(config_class):
+        source = context.get_parameter_source(f.name)
+        if source is not None and source.name != "DEFAULT":
+            given.add(f.name)
+    return given
+
+
+@config_options(TrainConfig, aliases={"env_id": ("--env",), "time_budget_s": ("--time-budget",)})
 def train_command(
+    context: typer.Context,
     out: Annotated[
         Path | None, typer.Option("--out", help="Run directory (a saved policy when done).")
     ] = None,
-    backend: Annotated[str, typer.Option("--backend", help="sb3 or rllib.")] = "sb3",
-    algo: Annotated[str, typer.Option("--algo", help="sb3: ppo, a2c, dqn; rllib: ppo, dqn.")] = "ppo",
-    env: Annotated[str, typer.Option("--env", help="Environment id.")] = "SeqRec-v0",
-    env_config: Annotated[
-        str | None, typer.Option("--env-config", help="Environment arguments (JSON).")
-    ] = None,
-    encoder: Annotated[str, typer.Option("--encoder", help="sasrec, bert4rec, hstu or gru4rec.")] = "sasrec",
-    encoder_config: Annotated[
-        str | None, typer.Option("--encoder-config", help="Encoder config (JSON).")
-    ] = None,
-    encoder_checkpoint: Annotated[
-        Path | None, typer.Option("--encoder-checkpoint", help="Start from a pretrained encoder directory.")
-    ] = None,
-    freeze_encoder: Annotated[bool, typer.Option("--freeze-encoder", help="Train only the heads.")] = False,
-    mask_history: Annotated[
-        bool, typer.Option("--mask-history", help="rllib: never recommend items in the observed history.")
-    ] = False,
-    num_envs: Annotated[
-        int, typer.Option("--num-envs", min=1, help="Users stepped together per process.")
-    ] = 8,
-    num_env_runners: Annotated[
-        int, typer.Option("--num-env-runners", min=0, help="rllib: sampling workers.")
-    ] = 0,
-    stop_timesteps: Annotated[
-        int | None, typer.Option("--stop-timesteps", min=1, help="Total environment steps [default: 100000].")
-    ] = None,
-    time_budget: Annotated[
-        float | None, typer.Option("--time-budget", help="Stop after this many seconds of training.")
-    ] = None,
-    eval_interval: Annotated[
-        int, typer.Option("--eval-interval", min=1, help="Steps between evaluations.")
-    ] = 10_000,
-    eval_episodes: Annotated[
-        int, typer.Option("--eval-episodes", min=1, help="Episodes per evaluation.")
-    ] = 20,
-    algo_config: Annotated[
-        str | None, typer.Option("--algo-config", help="Extra algorithm arguments (JSON).")
-    ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda or auto.")] = "cpu",
+    config: TrainConfig = None,  # type: ignore[assignment]  (filled from the generated options)
     resume: Annotated[
         Path | None,
         typer.Option(
             "--resume",
-            help="Continue the run in this directory (its config; --stop-timesteps may raise the goal).",
+            help="Continue the run in this directory (its config; --stop-timesteps and --time-budget may change).",
         ),
     ] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar.")] = True,
@@ -82,8 +79,8 @@ def train_command(
         str,
         typer.Option(
             "--agent",
-            help="rl (online, --backend/--algo), or a registered agent (agents.registry: dt4ier, tscac, sim2rec; "
-            "--algo-config holds its config, --data its logs when it trains offline).",
+            help="rl (online, --backend/--algo), or a registered agent (agents.registry: dt4ier, tscac, sim2rec, "
+            "supervised; --algo-config holds its config, --data its logs when it trains offline).",
         ),
     ] = "rl",
     data: Annotated[
@@ -101,20 +98,37 @@ def train_command(
         ),
     ] = False,
 ) -> None:
-    """Train an RL agent with a sequence-encoder policy (Stable-Baselines3 or Ray RLlib), or DT4IER offline."""
+    """Train an agent: online RL with a sequence-encoder policy (Stable-Baselines3 or Ray RLlib), or a
+    registered agent (DT4IER, TSCAC, Sim2Rec, supervised).
+
+    Every `TrainConfig` field is an option (`--field-name`). With only `--time-budget`, training runs
+    until the budget is spent.
+    """
+    import dataclasses
+
     from agents.registry import AGENTS
 
-    if agent != "rl" and agent not in AGENTS:
-        typer.echo(f"Error: --agent: unknown agent {agent!r}; known: rl, {', '.join(sorted(AGENTS))}", err=True)
-        raise typer.Exit(2)
+    given = _given_options(context, TrainConfig)
+    try:
+        if agent != "rl" and agent not in AGENTS:
+            raise ValueError(f"--agent: unknown agent {agent!r}; known: rl, {', '.join(sorted(AGENTS))}")
+        if agent != "rl":
+            stray = sorted(given - set(REGISTERED_AGENT_FIELDS))
+            if stray:
+                raise ValueError(
+                    f"{', '.join(_option(name) for name in stray)}: for --agent rl; --agent {agent} takes "
+                    "its config as --algo-config JSON"
+                )
+        elif data is not None:
+            offline = ", ".join(name for name, spec in sorted(AGENTS.items()) if spec.needs_data)
+            raise ValueError(f"--data is for offline agents (--agent {offline})")
+    except ValueError as error:
+        typer.echo(f"Error: {error}", err=True)
+        raise typer.Exit(2) from None
     if agent != "rl":
-        _train_registered(AGENTS[agent], out, data, resume, algo_config, seed, device, progress)
+        _train_registered(AGENTS[agent], out, data, resume, config, progress)
         return
-    if data is not None:
-        offline = ", ".join(name for name, spec in sorted(AGENTS.items()) if spec.needs_data)
-        typer.echo(f"Error: --data is for offline agents (--agent {offline})", err=True)
-        raise typer.Exit(2)
-    from agents.training import TrainConfig, check_env_config, train
+    from agents.training import check_env_config, train
 
     try:
         if resume is not None:
@@ -122,37 +136,20 @@ def train_command(
                 raise ValueError(
                     "--resume continues the run in place; leave out --out or give the same directory"
                 )
-            config = TrainConfig.load(resume)
-            changes: dict[str, Any] = {}
-            if stop_timesteps is not None:
-                changes["stop_timesteps"] = stop_timesteps
-            if time_budget is not None:
-                changes["time_budget_s"] = time_budget
-            config = TrainConfig(**{**config.to_dict(), **changes})
+            stray = sorted(given - set(RESUMABLE_FIELDS))
+            if stray:
+                raise ValueError(
+                    f"{', '.join(_option(name) for name in stray)}: --resume keeps the run's config; only "
+                    "--stop-timesteps and --time-budget may change"
+                )
+            changes = {name: getattr(config, name) for name in given}
+            config = dataclasses.replace(TrainConfig.load(resume), **changes)
             out = resume
         else:
             if out is None:
                 raise ValueError("give --out DIR (or --resume DIR)")
-            config = TrainConfig(
-                backend=backend,
-                algo=algo,
-                env_id=env,
-                env_config=_json_option(env_config, "--env-config"),
-                encoder=encoder,
-                encoder_config=_json_option(encoder_config, "--encoder-config"),
-                encoder_checkpoint=str(encoder_checkpoint) if encoder_checkpoint is not None else None,
-                freeze_encoder=freeze_encoder,
-                mask_history=mask_history,
-                num_envs=num_envs,
-                num_env_runners=num_env_runners,
-                stop_timesteps=stop_timesteps if stop_timesteps is not None else 100_000,
-                time_budget_s=time_budget,
-                eval_interval=eval_interval,
-                eval_episodes=eval_episodes,
-                seed=seed,
-                device=device,
-                algo_config=_json_option(algo_config, "--algo-config"),
-            )
+            if "stop_timesteps" not in given and config.time_budget_s is not None:
+                config = dataclasses.replace(config, stop_timesteps=UNLIMITED_STEPS)
         check_env_config(config.env_id, config.env_config)
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"Error: {error}", err=True)
@@ -163,7 +160,9 @@ def train_command(
     from recsim_env.errors import CheckpointError
 
     try:
-        result = train(config, out, resume=resume is not None, progress=progress, trust_checkpoint=trust_checkpoint)
+        result = train(
+            config, out, resume=resume is not None, progress=progress, trust_checkpoint=trust_checkpoint
+        )
     except CheckpointError as error:  # a resumed run's state that does not parse
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
@@ -177,7 +176,11 @@ def train_command(
     )
 
 
-def _train_registered(spec, out, data, resume, algo_config, seed, device, progress) -> None:
+def _option(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _train_registered(spec, out, data, resume, train_config, progress) -> None:
     """`seqrec train --agent NAME --out DIR [--data PATH]`: a registered agent, trained in one go."""
     import dataclasses
     import time
@@ -196,8 +199,9 @@ def _train_registered(spec, out, data, resume, algo_config, seed, device, progre
             raise ValueError(f"--agent {spec.name} trains in simulators; --data does not apply")
         config_class = spec.config_class
         names = {f.name for f in dataclasses.fields(config_class)}
-        fields = {key: value for key, value in {"seed": seed, "device": device}.items() if key in names}
-        fields.update(_json_option(algo_config, "--algo-config"))
+        chosen = {"seed": train_config.seed, "device": train_config.device}
+        fields = {key: value for key, value in chosen.items() if key in names}
+        fields.update(train_config.algo_config)
         unknown = sorted(set(fields) - names)
         if unknown:
             raise ValueError(
@@ -212,6 +216,7 @@ def _train_registered(spec, out, data, resume, algo_config, seed, device, progre
             from recsim_env.data import load
 
             logs = load(data)
+        set_torch_threads(train_config.torch_threads)
         started = time.perf_counter()
         policy, info = spec.fit_function(config, logs, progress)
     except (ValueError, TypeError, FileNotFoundError) as error:
@@ -229,7 +234,12 @@ def evaluate_command(
         Path | None, typer.Argument(help="A saved policy directory (any agent or backend).")
     ] = None,
     policy: Annotated[
-        str | None, typer.Option("--policy", help="A baseline instead: uniform, popularity, greedy.")
+        str | None,
+        typer.Option(
+            "--policy",
+            help="A reference policy instead: uniform, popularity, greedy (fitted on logs), or "
+            "filter-myopic, filter-farsighted, myopic-oracle, farsighted-oracle (they know the world; docs/reference_policies.md).",
+        ),
     ] = None,
     env: Annotated[str, typer.Option("--env", help="Environment id.")] = "SeqRec-v0",
     env_config: Annotated[
@@ -238,8 +248,15 @@ def evaluate_command(
     episodes: Annotated[int, typer.Option("--episodes", min=2, help="Episodes to roll out.")] = 1000,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     deterministic: Annotated[
-        bool, typer.Option("--deterministic", help="The policy's most probable action.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--deterministic/--sample",
+            help="Act on the policy's most probable item, or sample from it [default: most probable for a saved "
+            "policy, as SB3's evaluate_policy and RLlib's evaluation do; sampled for the uniform and popularity "
+            "baselines, which are distributions].",
+            show_default=False,
+        ),
+    ] = None,
     logs: Annotated[
         Path | None,
         typer.Option("--logs", help="Logs to fit popularity/greedy on (default: uniform world logs)."),
@@ -248,39 +265,59 @@ def evaluate_command(
         int, typer.Option("--log-steps", min=1, help="Steps of uniform world logs to fit on.")
     ] = 50_000,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads",
+            min=0,
+            help="torch threads (1 is fastest for batches of a few dozen users; 0: torch's default).",
+        ),
+    ] = 1,
 ) -> None:
     """Roll out a saved policy or a baseline; mean return (95% CI), click rate, session length, return gap."""
+    set_torch_threads(threads)
     from agents.training import check_env_config
 
     try:
         if (target is None) == (policy is None):
             raise ValueError("give a policy directory or --policy NAME (one of them)")
-        if policy is not None and policy not in BASELINE_NAMES:
-            raise ValueError(f"--policy: unknown baseline {policy!r}; known: {', '.join(BASELINE_NAMES)}")
+        if policy is not None and policy not in BASELINE_NAMES + REFERENCE_NAMES:
+            raise ValueError(
+                f"--policy: unknown policy {policy!r}; known: {', '.join(BASELINE_NAMES + REFERENCE_NAMES)}"
+            )
         if env != "SeqRec-v0":
             raise ValueError(f"--env: evaluation rolls out SeqRec-v0 (its native vector env), got {env!r}")
         env_kwargs = _json_option(env_config, "--env-config")
         _, action_space = check_env_config(env, env_kwargs)
-        agent = _load_agent(
-            target, policy, env_kwargs, action_space, logs, log_steps, seed, progress=not as_json
-        )
+        if policy in REFERENCE_NAMES:
+            agent = _world_reference(policy, env_kwargs, action_space)
+        else:
+            agent = _load_agent(
+                target, policy, env_kwargs, action_space, logs, log_steps, seed, progress=not as_json
+            )
     except (ValueError, FileNotFoundError) as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
 
+    if deterministic is None:
+        deterministic = target is not None
     from tqdm.auto import tqdm
 
     from agents.policy import rollout_policy
+    from recsim_env.rollout import rollout
 
     with tqdm(total=episodes, desc="evaluate", unit="episode", disable=as_json) as bar:
-        stats = rollout_policy(
-            agent,
-            n_episodes=episodes,
-            seed=seed,
-            deterministic=deterministic,
-            on_episode=bar.update,
-            **env_kwargs,
-        )
+        if policy in REFERENCE_NAMES:  # a recsim_env policy: it may read the world's hidden state
+            stats = rollout(agent, n_episodes=episodes, seed=seed, on_episode=bar.update, **env_kwargs)
+        else:
+            stats = rollout_policy(
+                agent,
+                n_episodes=episodes,
+                seed=seed,
+                deterministic=deterministic,
+                on_episode=bar.update,
+                **env_kwargs,
+            )
     if as_json:
         typer.echo(json.dumps(stats.as_dict()))
         return
@@ -290,6 +327,24 @@ def evaluate_command(
         f"episodes; click rate {stats.click_rate:.3f}; session length {stats.session_length:.1f}; "
         f"return gap {stats.return_gap_days:.2f} days"
     )
+
+
+def _world_reference(name, env_kwargs, action_space):
+    """The world reference `name` over the environment's world (its `world_config`)."""
+    from gymnasium import spaces
+
+    from recsim_env.policies import reference_policy
+    from recsim_env.world import UserWorld, WorldConfig
+
+    if any(env_kwargs.get(key) is not None for key in ("user_model", "dataset", "simulator")):
+        raise ValueError(
+            f"--policy {name}: knows the world's equations, so it needs the world (no user_model, dataset or simulator)"
+        )
+    world_config = env_kwargs.get("world_config")
+    if isinstance(world_config, dict):
+        world_config = WorldConfig(**world_config)  # already checked by check_env_config
+    slate_size = 1 if isinstance(action_space, spaces.Discrete) else int(len(action_space.nvec))
+    return reference_policy(name, UserWorld(world_config), slate_size=slate_size)
 
 
 def _load_agent(target, policy, env_kwargs, action_space, logs, log_steps, seed, progress):
@@ -324,7 +379,8 @@ def _load_agent(target, policy, env_kwargs, action_space, logs, log_steps, seed,
 def convert_command(
     source: Annotated[Path, typer.Argument(help="A directory saved by an older version (format 1).")],
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the converted artifact here instead of replacing SOURCE.")
+        Path | None,
+        typer.Option("--out", help="Write the converted artifact here instead of replacing SOURCE."),
     ] = None,
 ) -> None:
     """Convert a saved encoder, simulator, policy or training run of format 1 to today's format, once.

@@ -21,7 +21,7 @@ import importlib
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -48,6 +48,7 @@ POLICY_KINDS: dict[str, str] = {
     "tscac": "agents.tscac:TSCACPolicy",
     "encoder": "agents.encoder_policy:EncoderPolicy",
     "dt4ier": "agents.dt4ier:DT4IERPolicy",
+    "supervised": "agents.supervised:SupervisedPolicy",
 }
 """Policy kinds by name -> the `"module:Class"` whose `from_artifact(artifact, config)` restores one.
 
@@ -183,7 +184,9 @@ def policy_directory(path: str | os.PathLike) -> Path:
     return path
 
 
-def open_policy(path: str | os.PathLike, kind: str | tuple[str, ...] | None = None) -> tuple[Artifact, dict[str, Any]]:
+def open_policy(
+    path: str | os.PathLike, kind: str | tuple[str, ...] | None = None
+) -> tuple[Artifact, dict[str, Any]]:
     """Check a saved policy (or a run directory's) whole: `(artifact, policy.json)`.
 
     A `kind` outside `POLICY_KINDS`, or another than the caller's `kind`, is refused before any class
@@ -207,6 +210,21 @@ def open_policy(path: str | os.PathLike, kind: str | tuple[str, ...] | None = No
     if not isinstance(manifest["config"], dict):
         raise CheckpointError(f"{file}: 'config' must be a JSON object")
     return artifact, manifest
+
+
+_Loaded = TypeVar("_Loaded", bound="DeviceLoadable")
+
+
+class DeviceLoadable:
+    """`load` of a policy class that `from_artifact(artifact, manifest, device)` restores with its networks
+    on a torch device; the class sets `kind`."""
+
+    kind: ClassVar[str]
+
+    @classmethod
+    def load(cls: type[_Loaded], path: str | os.PathLike, device: str = "cpu") -> _Loaded:
+        """Restore a policy written by `save`; a wrong kind or a damaged file raises `CheckpointError`."""
+        return cls.from_artifact(*open_policy(path, cls.kind), device=device)  # type: ignore[attr-defined]
 
 
 def policy_class(kind: str) -> type:

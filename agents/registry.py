@@ -95,3 +95,9 @@ register_agent(
         summary="PPO over a set of simulators with a context encoder (SeqRecLTS-v0 or a learned simulator set)",
     )
 )  # fmt: skip
+register_agent(
+    AgentSpec(
+        "supervised", "agents.supervised:SupervisedConfig", "agents.supervised:train", needs_data=True,
+        summary="the practitioner's baseline: a SASRec click model on --data logs, recommending its argmax",
+    )
+)  # fmt: skip

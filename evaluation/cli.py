@@ -234,7 +234,8 @@ def check_options(
     history_len: int,
 ) -> None:
     """Refuse bad `seqrec ope-report` options before any file is read; each message starts with the option."""
-    from evaluation.ope.checks import MAX_BOOTSTRAP_SAMPLES, check_int, check_real
+    from evaluation.ope.checks import MAX_BOOTSTRAP_SAMPLES
+    from recsim_env.checks import check_integer, check_real
 
     if policy != "uniform" and not Path(policy).is_dir() and Path(policy).suffix.lower() != ".npy":
         raise ArgumentError(
@@ -242,14 +243,14 @@ def check_options(
         )
     if out.exists() and not out.is_dir():
         raise ArgumentError(f"--out: {out} exists and is not a directory")
-    check_int(max_rounds, "--max-rounds", low=1, high=MAX_ROUNDS)
-    check_int(n_folds, "--n-folds", low=1)
-    check_real(alpha, "--alpha", low=0.0, high=1.0, low_open=True, high_open=True)
-    check_int(n_bootstrap, "--n-bootstrap", low=1, high=MAX_BOOTSTRAP_SAMPLES)
-    check_real(min_ess, "--min-ess", low=0.0)
-    check_real(lambda_, "--lambda", low=0.0, allow_inf=True)
-    check_int(seed, "--seed", low=0, high=2**32 - 1 - n_folds)
-    check_int(history_len, "--history-len", low=1, high=1 << 20)
+    check_integer("--max-rounds", max_rounds, low=1, high=MAX_ROUNDS)
+    check_integer("--n-folds", n_folds, low=1)
+    check_real("--alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
+    check_integer("--n-bootstrap", n_bootstrap, low=1, high=MAX_BOOTSTRAP_SAMPLES)
+    check_real("--min-ess", min_ess, low=0.0)
+    check_real("--lambda", lambda_, low=0.0, allow_inf=True)
+    check_integer("--seed", seed, low=0, high=2**32 - 1 - n_folds)
+    check_integer("--history-len", history_len, low=1, high=1 << 20)
 
 
 def ope_report_command(
@@ -315,7 +316,7 @@ def ope_report_command(
         n_log = len(feedback.reward)
         if n_folds > min(n_log, max_rounds):
             raise ArgumentError(
-                f"--n-folds: must be <= the {min(n_log, max_rounds)} rows scored, got {n_folds}"
+                f"--n-folds must be at most the {min(n_log, max_rounds)} rows scored, got {n_folds}"
             )
         warnings = []
         if feedback.pscore_estimated:

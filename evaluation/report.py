@@ -26,14 +26,13 @@ from evaluation.ope.checks import (
     FeedbackError,
     check_action_dist,
     check_bootstrap_arguments,
-    check_real,
     numeric_array,
 )
+from recsim_env.checks import check_bool, check_real
 from recsim_env.errors import ArgumentError
 
 VERDICTS = ("better", "worse", "undecided")
 PLOT_FILES = ("estimates.png", "weights.png")
-
 
 
 def markdown_text(text: str) -> str:
@@ -41,6 +40,7 @@ def markdown_text(text: str) -> str:
     (a file name in a report must not become a link, an image or markup)."""
     text = " ".join(str(text).split()).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return "".join("\\" + c if c in "\\`*_[]()#!|" else c for c in text)
+
 
 @dataclass(frozen=True, kw_only=True, eq=False)
 class OPEReport:
@@ -347,16 +347,15 @@ def build_report(
         if not isinstance(est, BanditEstimator):
             raise ArgumentError(f"estimators[{k}]: expected a bandit estimator, got {type(est).__name__}")
     check_bootstrap_arguments(alpha, n_bootstrap_samples, random_state)
-    min_ess = check_real(min_ess, "min_ess", low=0.0)
-    support_tolerance = check_real(support_tolerance, "support_tolerance", low=0.0, high=1.0)
+    min_ess = check_real("min_ess", min_ess, low=0.0)
+    support_tolerance = check_real("support_tolerance", support_tolerance, low=0.0, high=1.0)
     if not isinstance(policy_name, str):
         raise ArgumentError(f"policy_name: expected a string, got {type(policy_name).__name__}")
     if primary is not None and not isinstance(primary, str):
         raise ArgumentError(f"primary: expected an estimator name, got {type(primary).__name__}")
     if isinstance(extra_warnings, str) or not all(isinstance(w, str) for w in extra_warnings):
         raise ArgumentError("extra_warnings: expected a sequence of strings")
-    if not isinstance(progress, bool):
-        raise ArgumentError(f"progress: expected a bool, got {type(progress).__name__}")
+    check_bool("progress", progress)
     data = validate_bandit_inputs(
         reward=reward,
         action=action,
@@ -367,14 +366,7 @@ def build_report(
         require=("reward", "action", "pscore"),
     )
     n, n_actions, n_positions = data.action_dist.shape
-    kwargs = dict(
-        reward=data.reward,
-        action=data.action,
-        position=data.position,
-        pscore=data.pscore,
-        action_dist=data.action_dist,
-        estimated_rewards_by_reg_model=data.estimated_rewards_by_reg_model,
-    )
+    kwargs = data._asdict()  # the estimators' keyword arguments, validated
     boot = dict(alpha=alpha, n_bootstrap_samples=n_bootstrap_samples, random_state=random_state)
     estimates = tuple(
         est.estimate(**boot, **kwargs) for est in tqdm(estimators, desc="estimators", disable=not progress)

@@ -7,10 +7,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from recsim_env.checks import check_integer, describe
 from recsim_env.envs.core import MAX_NUM_ENVS
 from recsim_env.envs.seqrec import SeqRecVectorEnv
 from recsim_env.errors import ArgumentError
-from recsim_env.world.config import check_integer, describe
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,9 @@ def rollout(
     just_reset = np.zeros(num_envs, dtype=bool)
     while len(finished) < n_episodes:
         actions = policy.act(obs, rng, env.user_state if policy.needs_user_state else None)  # [N, K]
-        obs, rewards, terminated, truncated, info = env.step(actions[:, 0] if env.config.slate_size == 1 else actions)
+        obs, rewards, terminated, truncated, info = env.step(
+            actions[:, 0] if env.config.slate_size == 1 else actions
+        )
         live = ~just_reset  # a sub-env that was reset this step took no real step
         episode_return += np.where(live, rewards, 0.0)
         episode_steps += live

@@ -39,7 +39,9 @@ def _world_for(simulator, choice: str):
     return "default" if matches else None
 
 
-@config_options(SimulatorConfig, aliases={"learning_rate": ("--lr",), "max_train_minutes": ("--max-minutes",)})
+@config_options(
+    SimulatorConfig, aliases={"learning_rate": ("--lr",), "max_train_minutes": ("--max-minutes",)}
+)
 def train_simulator_command(
     data: Annotated[
         str, typer.Option(help="Logs: a path (RecBole, MovieLens, CSV/Parquet) or a fetched data set name.")
@@ -107,20 +109,12 @@ def simulator_report_command(
         if threads > 0:
             torch.set_num_threads(threads)
         from simulators.checkpoint import load
-        from simulators.data import split_users
         from simulators.report import write_report
+        from simulators.train import config_user_split
 
         simulator = load(directory)
-        config = simulator.config
         pool = simulator.start_pool
-        # The same user split as at training time (a function of the pool and the seed).
-        _, _, test_users = split_users(
-            pool.n_users,
-            pool.lengths(),
-            valid_fraction=config.valid_fraction,
-            test_fraction=config.test_fraction,
-            seed=config.seed,
-        )
+        _, _, test_users = config_user_split(pool, simulator.config)  # the users held out at training time
         write_report(
             (simulator, pool.select(test_users)),
             directory,

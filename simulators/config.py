@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from recsim_env.checks import check_bool, check_choice, check_config_fields, check_integer, check_real
+
 CALIBRATIONS = ("platt", "temperature", "none")
 
 
@@ -89,54 +91,23 @@ class SimulatorConfig:
     """Seed of the split, the negatives, the bootstrap and the weights (CPU runs are bit-for-bit reproducible)."""
 
     def __post_init__(self) -> None:
-        for name in (
-            "history_len",
-            "filter_dim",
-            "d_model",
-            "n_layers",
-            "n_heads",
-            "ensemble_size",
-            "epochs",
-            "batch_size",
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"SimulatorConfig field {name!r} must be a positive integer, got {value!r}")
-        if self.window_stride is not None and (
-            isinstance(self.window_stride, bool)
-            or not isinstance(self.window_stride, int)
-            or self.window_stride < 1
-        ):
-            raise ValueError(
-                f"SimulatorConfig field 'window_stride' must be a positive integer or None, got {self.window_stride!r}"
-            )
-        if self.patience < 0:
-            raise ValueError(f"SimulatorConfig field 'patience' must be >= 0, got {self.patience}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"SimulatorConfig field 'dropout' must lie in [0, 1), got {self.dropout}")
-        for name in ("learning_rate", "session_gap_hours", "max_train_minutes", "click_loss_weight"):
-            if not getattr(self, name) > 0:
-                raise ValueError(
-                    f"SimulatorConfig field {name!r} must be positive, got {getattr(self, name)}"
-                )
-        if self.weight_decay < 0 or self.negative_rate < 0:
-            raise ValueError("SimulatorConfig fields 'weight_decay' and 'negative_rate' must be >= 0")
-        for name in ("valid_fraction", "test_fraction"):
-            if not 0.0 < getattr(self, name) < 0.5:
-                raise ValueError(
-                    f"SimulatorConfig field {name!r} must lie in (0, 0.5), got {getattr(self, name)}"
-                )
-        for name in ("user_features", "item_features", "click_pooling", "interest_filter"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(
-                    f"SimulatorConfig field {name!r} must be true or false, got {getattr(self, name)!r}"
-                )
-        if self.early_stopping not in ("all", "click"):
-            raise ValueError("SimulatorConfig field 'early_stopping' must be 'all' or 'click'")
-        if self.calibration not in CALIBRATIONS:
-            raise ValueError(f"SimulatorConfig field 'calibration' must be one of {CALIBRATIONS}")
+        sizes = ("history_len", "filter_dim", "d_model", "n_layers", "n_heads", "ensemble_size", "epochs")
+        check_config_fields(self, sizes + ("batch_size",), check_integer, low=1)
+        check_config_fields(self, ("window_stride",), check_integer, low=1, optional=True)
+        check_config_fields(self, ("patience",), check_integer, low=0)
+        check_config_fields(self, ("dropout",), check_real, low=0.0, high=1.0, high_open=True)
+        positive = ("learning_rate", "session_gap_hours", "click_loss_weight")
+        check_config_fields(self, positive, check_real, low=0.0, low_open=True)
+        check_config_fields(self, ("max_train_minutes",), check_real, low=0.0, low_open=True, allow_inf=True)
+        check_config_fields(self, ("weight_decay", "negative_rate"), check_real, low=0.0)
+        fractions = ("valid_fraction", "test_fraction")
+        check_config_fields(self, fractions, check_real, low=0.0, high=0.5, low_open=True, high_open=True)
+        flags = ("user_features", "item_features", "click_pooling", "interest_filter")
+        check_config_fields(self, flags, check_bool)
+        check_config_fields(self, ("early_stopping",), check_choice, choices=("all", "click"))
+        check_config_fields(self, ("calibration",), check_choice, choices=CALIBRATIONS)
         if self.d_model % self.n_heads:
-            raise ValueError(f"SimulatorConfig field 'n_heads' ({self.n_heads}) must divide 'd_model'")
+            raise ValueError(f"SimulatorConfig.n_heads ({self.n_heads}) must divide d_model ({self.d_model})")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from recsim_env.data import LoggedInteractions
+from recsim_env.encoders.trainer import torch_threads
 from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog, Windows, build_schema, exposures, split_users, windows
 from simulators.response_model import ResponseModel, nll_terms
@@ -209,6 +210,18 @@ def _platt(logits: torch.Tensor, targets: torch.Tensor, *, bias: bool) -> tuple[
     return min(max(t, 0.05), 20.0), min(max(b, -5.0), 5.0)
 
 
+def config_user_split(log: ExposureLog, config: SimulatorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The (train, valid, test) users of `log` under `config`'s fractions and seed: what `fit` trains on,
+    stops early on and reports on (a function of the log's sequence lengths and the seed alone)."""
+    return split_users(
+        log.n_users,
+        log.lengths(),
+        valid_fraction=config.valid_fraction,
+        test_fraction=config.test_fraction,
+        seed=config.seed,
+    )
+
+
 def fit(
     data: LoggedInteractions,
     config: SimulatorConfig | None = None,
@@ -222,13 +235,8 @@ def fit(
     setting). The models are small: on a shared CPU, one thread avoids OpenMP workers spinning
     against each other, which we measured 20x slower on a loaded 2-core machine.
     """
-    previous = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(num_threads)
-    try:
+    with torch_threads(num_threads):
         return _fit(data, config, progress=progress)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _fit(data: LoggedInteractions, config: SimulatorConfig | None, *, progress: bool) -> FitResult:
@@ -251,13 +259,7 @@ def _fit(data: LoggedInteractions, config: SimulatorConfig | None, *, progress: 
         negative_rate=config.negative_rate,
         seed=config.seed,
     )
-    train_users, valid_users, test_users = split_users(
-        log.n_users,
-        log.lengths(),
-        valid_fraction=config.valid_fraction,
-        test_fraction=config.test_fraction,
-        seed=config.seed,
-    )
+    train_users, valid_users, test_users = config_user_split(log, config)
     valid_log = log.select(valid_users)
     valid = windows(valid_log, schema, config.history_len, config.window_stride)
     rng = np.random.default_rng(config.seed + 1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real
+
 MAX_ITEMS = 10_000_000
 """Largest catalogue a saved policy may declare (a file must not make `load` allocate at will)."""
 
@@ -80,37 +82,20 @@ class DT4IERConfig:
     """`cpu`, `cuda` or `auto` (CUDA and bf16 autocast when present)."""
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"DT4IERConfig.variant must be one of {list(VARIANTS)}, got {self.variant!r}")
-        for name in ("history_len", "context_len", "d_model", "encoder_layers", "n_layers", "n_heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"DT4IERConfig.{name} must be positive, got {getattr(self, name)}")
-        for name in ("n_buckets", "n_negatives", "negative_prompts", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"DT4IERConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.steps < 0 or self.balance_steps < 0:
-            raise ValueError("DT4IERConfig.steps and balance_steps must be >= 0")
+        check_config_fields(self, ("variant",), check_choice, choices=VARIANTS)
+        sizes = ("history_len", "context_len", "d_model", "encoder_layers", "n_layers", "n_heads")
+        counts = ("n_buckets", "n_negatives", "negative_prompts", "batch_size")
+        check_config_fields(self, sizes + counts, check_integer, low=1)
+        check_config_fields(self, ("steps", "balance_steps"), check_integer, low=0)
         if self.d_model % self.n_heads:
             raise ValueError(f"DT4IERConfig.n_heads ({self.n_heads}) must divide d_model ({self.d_model})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"DT4IERConfig.dropout must lie in [0, 1), got {self.dropout}")
-        for name in ("negative_quantile", "target_quantile"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"DT4IERConfig.{name} must lie in [0, 1], got {getattr(self, name)}")
-        for name in ("temperature", "learning_rate", "session_gap_s"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"DT4IERConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.contrastive_negatives not in ("returns", "items"):
-            raise ValueError(
-                "DT4IERConfig.contrastive_negatives must be 'returns' or 'items', "
-                f"got {self.contrastive_negatives!r}"
-            )
-        if self.return_horizon not in ("session", "trajectory"):
-            raise ValueError(
-                f"DT4IERConfig.return_horizon must be 'session' or 'trajectory', got {self.return_horizon!r}"
-            )
-        if self.alpha < 0 or self.balance_gamma < 0 or self.weight_decay < 0:
-            raise ValueError("DT4IERConfig.alpha, balance_gamma and weight_decay must be >= 0")
+        check_config_fields(self, ("dropout",), check_real, low=0.0, high=1.0, high_open=True)
+        check_config_fields(self, ("negative_quantile", "target_quantile"), check_real, low=0.0, high=1.0)
+        positive = ("temperature", "learning_rate", "session_gap_s")
+        check_config_fields(self, positive, check_real, low=0.0, low_open=True)
+        check_config_fields(self, ("contrastive_negatives",), check_choice, choices=("returns", "items"))
+        check_config_fields(self, ("return_horizon",), check_choice, choices=("session", "trajectory"))
+        check_config_fields(self, ("alpha", "balance_gamma", "weight_decay"), check_real, low=0.0)
         if self.immediate_signal != "auto" and not (
             _THRESHOLD.match(self.immediate_signal) or self.immediate_signal.isidentifier()
         ):

@@ -15,7 +15,7 @@ import torch
 from agents.dt4ier.config import KIND, MAX_ITEMS, DT4IERConfig
 from agents.dt4ier.data import DataStats, ImmediateSignal
 from agents.dt4ier.model import DecisionTransformer, user_attributes
-from agents.policy import as_batch, open_policy, sample_slates, save_policy, unbatch_action
+from agents.policy import DeviceLoadable, as_batch, sample_slates, save_policy, unbatch_action
 from recsim_env.checkpoint import Artifact, check_fields, dataclass_from_json, write_json, write_tensors
 from recsim_env.encoders.trainer import autocast, resolve_device
 from recsim_env.errors import CheckpointError
@@ -33,7 +33,7 @@ class _Rows(NamedTuple):
     valid: torch.Tensor  # [N, K-1] bool
 
 
-class DT4IERPolicy:
+class DT4IERPolicy(DeviceLoadable):
     """A trained DT4IER (Liu et al., SIGIR 2024) transformer, or an ablation / BC, behind `agents.Policy`.
 
     pi(a_t | R_1, s_1, a_1, ..., R_t, s_t) = softmax(y_t E^T + b), y_t read at s_t's token, R the running
@@ -204,17 +204,14 @@ class DT4IERPolicy:
         save_policy(path, self.kind, config, write)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu") -> DT4IERPolicy:
-        """Restore a policy written by `save`; a wrong kind or a damaged file raises `CheckpointError`."""
-        return cls.from_artifact(*open_policy(path, cls.kind), device=device)
-
-    @classmethod
     def from_artifact(cls, artifact: Artifact, manifest: dict, device: str = "cpu") -> DT4IERPolicy:
         where = artifact.root / "policy.json"
         fields = check_fields(
             manifest["config"], {"n_items": int, "name": str | None, "variant": str}, where=str(where)
         )
-        config = dataclass_from_json(DT4IERConfig, artifact.read_json("config.json"), where=str(artifact.root / "config.json"))
+        config = dataclass_from_json(
+            DT4IERConfig, artifact.read_json("config.json"), where=str(artifact.root / "config.json")
+        )
         stats_file = artifact.root / "stats.json"
         try:
             stats_fields = check_fields(
@@ -232,7 +229,11 @@ class DT4IERPolicy:
             stats = DataStats.from_dict(stats_fields)
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"{stats_file}: {error!r}") from None
-        if not isinstance(stats.n_items, int) or isinstance(stats.n_items, bool) or not 0 < stats.n_items <= MAX_ITEMS:
+        if (
+            not isinstance(stats.n_items, int)
+            or isinstance(stats.n_items, bool)
+            or not 0 < stats.n_items <= MAX_ITEMS
+        ):
             raise CheckpointError(f"{stats_file}: 'n_items' must be an integer in [1, {MAX_ITEMS}]")
         if fields.get("n_items", stats.n_items) != stats.n_items:
             raise CheckpointError(f"{where}: n_items differs from {stats_file.name}'s")

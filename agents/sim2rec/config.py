@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from recsim_env.checks import check_choice, check_config_fields, check_integer
 from recsim_env.envs.lts import SIM2REC_TRAIN_DOMAINS
 
 VARIANTS = ("sim2rec", "universal", "direct", "oracle")
@@ -80,14 +81,10 @@ class Sim2RecConfig:
     """Extra environment arguments (`SeqRecLTS-v0`'s, e.g. {"time_budget": 60}, or `SeqRec-v0`'s)."""
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"Sim2RecConfig.variant must be one of {list(VARIANTS)}, got {self.variant!r}")
-        if self.env not in ENVS:
-            raise ValueError(f"Sim2RecConfig.env must be one of {list(ENVS)}, got {self.env!r}")
+        check_config_fields(self, ("variant",), check_choice, choices=VARIANTS)
+        check_config_fields(self, ("env",), check_choice, choices=ENVS)
         positive = ("window", "context_dim", "hidden_dim", "num_envs", "total_timesteps")
-        for name in positive + ("d_model", "n_layers", "rollout_steps"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"Sim2RecConfig.{name} must be positive, got {getattr(self, name)}")
+        check_config_fields(self, positive + ("d_model", "n_layers", "rollout_steps"), check_integer, low=1)
         if self.num_envs % self.num_minibatches:
             raise ValueError("Sim2RecConfig.num_envs must be divisible by num_minibatches")
         if not self.train_domains:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from agents.policy import open_policy, save_policy
+from agents.policy import DeviceLoadable, save_policy
 from agents.sim2rec.config import MAX_NETWORK_SIZE, Sim2RecConfig
 from agents.sim2rec.model import ActorCritic, network_class
 from recsim_env.checkpoint import Artifact, check_fields, dataclass_from_json, write_json, write_tensors
@@ -17,7 +17,7 @@ from recsim_env.encoders.trainer import autocast, resolve_device
 from recsim_env.errors import CheckpointError
 
 
-class Sim2RecPolicy:
+class Sim2RecPolicy(DeviceLoadable):
     """A trained Sim2Rec (or baseline) network behind the `agents.Policy` contract.
 
     Observations: `lts`, the windows of `make_env(config, ...)`, `[W, obs]` for one user, `[N, W, obs]`
@@ -70,14 +70,11 @@ class Sim2RecPolicy:
         save_policy(path, self.kind, self.network.manifest(), write)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu") -> Sim2RecPolicy:
-        """Load a policy written by `save`; a wrong kind or a damaged file raises `CheckpointError`."""
-        return cls.from_artifact(*open_policy(path, cls.kind), device=device)
-
-    @classmethod
     def from_artifact(cls, artifact: Artifact, manifest: dict, device: str = "cpu") -> Sim2RecPolicy:
         where = artifact.root / "policy.json"
-        config = dataclass_from_json(Sim2RecConfig, artifact.read_json("config.json"), where=str(artifact.root / "config.json"))
+        config = dataclass_from_json(
+            Sim2RecConfig, artifact.read_json("config.json"), where=str(artifact.root / "config.json")
+        )
         shape = check_fields(manifest["config"], dict.fromkeys(manifest["config"], int), where=str(where))
         if any(value < 0 or value > MAX_NETWORK_SIZE for value in shape.values()):
             raise CheckpointError(f"{where}: network sizes {shape} outside [0, {MAX_NETWORK_SIZE}]")

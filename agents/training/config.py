@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from recsim_env.checkpoint import Artifact, dataclass_from_json, open_artifact, save_artifact, write_json
+from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real
 from recsim_env.errors import CheckpointError
 
 BACKENDS = ("sb3", "rllib")
@@ -49,6 +50,8 @@ class TrainConfig:
     """Keep the encoder's weights fixed; only the heads learn."""
     mask_history: bool = False
     """RLlib: never recommend items already in the observed history (their logits are masked)."""
+    action_head: str = "mlp"
+    """"mlp" (one output row per item) or, on sb3, "tied" (logits from the encoder's item embeddings, `agents.heads`)."""
     num_envs: int = 8
     """Users stepped together per process (SB3: sub-envs; RLlib: `num_envs_per_env_runner`)."""
     num_env_runners: int = 0
@@ -71,51 +74,35 @@ class TrainConfig:
     """Extra algorithm arguments (SB3: constructor keywords, e.g. n_steps; RLlib: `.training(...)` keywords)."""
 
     def __post_init__(self) -> None:
-        if self.backend not in BACKENDS:
-            raise ValueError(f"argument 'backend' must be one of {BACKENDS}, got {self.backend!r}")
+        check_config_fields(self, ("backend",), check_choice, choices=BACKENDS)
         if self.algo not in ALGOS[self.backend]:
             raise ValueError(
-                f"argument 'algo': unknown algorithm {self.algo!r} for backend {self.backend!r}; "
+                f"TrainConfig.algo: unknown algorithm {self.algo!r} for backend {self.backend!r}; "
                 f"known: {', '.join(ALGOS[self.backend])}"
             )
         from recsim_env.encoders.registry import ENCODERS
 
         if not isinstance(self.encoder, str) or self.encoder.lower() not in ENCODERS:
             raise ValueError(
-                f"argument 'encoder': unknown encoder {self.encoder!r}; known: {', '.join(sorted(ENCODERS))}"
+                f"TrainConfig.encoder: unknown encoder {self.encoder!r}; known: {', '.join(sorted(ENCODERS))}"
             )
-        for name in ("num_envs", "stop_timesteps", "eval_interval", "eval_episodes"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"argument {name!r} must be a positive integer, got {value!r}")
-        if (
-            isinstance(self.num_env_runners, bool)
-            or not isinstance(self.num_env_runners, int)
-            or self.num_env_runners < 0
-        ):
-            raise ValueError(
-                f"argument 'num_env_runners' must be a non-negative integer, got {self.num_env_runners!r}"
-            )
-        if (
-            isinstance(self.torch_threads, bool)
-            or not isinstance(self.torch_threads, int)
-            or self.torch_threads < 0
-        ):
-            raise ValueError(
-                f"argument 'torch_threads' must be a non-negative integer, got {self.torch_threads!r}"
-            )
-        if self.time_budget_s is not None and not self.time_budget_s > 0:
-            raise ValueError(f"argument 'time_budget_s' must be positive, got {self.time_budget_s!r}")
+        positive = ("num_envs", "stop_timesteps", "eval_interval", "eval_episodes")
+        check_config_fields(self, positive, check_integer, low=1)
+        check_config_fields(self, ("num_env_runners", "torch_threads"), check_integer, low=0)
+        check_config_fields(
+            self, ("time_budget_s",), check_real, low=0.0, low_open=True, allow_inf=True, optional=True
+        )
         from recsim_env import ENV_IDS
 
-        if self.env_id not in ENV_IDS:
-            raise ValueError(f"argument 'env_id' must be one of {ENV_IDS}, got {self.env_id!r}")
-        if self.device not in ("cpu", "cuda", "auto"):
-            raise ValueError(f"argument 'device' must be cpu, cuda or auto, got {self.device!r}")
+        check_config_fields(self, ("env_id",), check_choice, choices=ENV_IDS)
+        check_config_fields(self, ("device",), check_choice, choices=("cpu", "cuda", "auto"))
+        check_config_fields(self, ("action_head",), check_choice, choices=("mlp", "tied"))
+        if self.backend == "rllib" and self.action_head == "tied":
+            raise ValueError("TrainConfig.action_head: the rllib modules have the mlp head only")
         for name in ("env_config", "encoder_config", "algo_config"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(
-                    f"argument {name!r} must be a JSON object (dict), got {getattr(self, name)!r}"
+                    f"TrainConfig.{name} must be a JSON object (dict), got {getattr(self, name)!r}"
                 )
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,7 +139,9 @@ def save_training_state(
         write_json(tmp / CONFIG_FILE, config.to_dict())
         write_json(tmp / PROGRESS_FILE, dict(progress))
 
-    return save_artifact(Path(out) / STATE_SUBDIR, "training-state", write, metadata={"backend": config.backend})
+    return save_artifact(
+        Path(out) / STATE_SUBDIR, "training-state", write, metadata={"backend": config.backend}
+    )
 
 
 def open_training_state(out: str | os.PathLike) -> tuple[Artifact, TrainConfig, dict[str, Any]]:
@@ -165,7 +154,9 @@ def open_training_state(out: str | os.PathLike) -> tuple[Artifact, TrainConfig, 
             raise CheckpointError(
                 f"{out}: a run saved by an older version (format 1); " + CONVERT_HINT.format(path=out)
             )
-        raise FileNotFoundError(f"{directory}: missing; nothing to resume in {out} (is it a training run directory?)")
+        raise FileNotFoundError(
+            f"{directory}: missing; nothing to resume in {out} (is it a training run directory?)"
+        )
     artifact = open_artifact(directory, "training-state", required=(CONFIG_FILE, PROGRESS_FILE))
     config = TrainConfig.from_dict(artifact.read_json(CONFIG_FILE), where=str(directory / CONFIG_FILE))
     progress = artifact.read_json_object(PROGRESS_FILE, required=("timesteps",))

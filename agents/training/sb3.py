@@ -31,7 +31,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList, EvalC
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.logger import configure
 
-from agents.policy import POLICY_SUBDIR, ProbabilityPolicy, open_policy, save_policy
+from agents.heads import sb3_policy_class
+from agents.policy import POLICY_SUBDIR, DeviceLoadable, ProbabilityPolicy, save_policy
 from agents.sb3 import SequenceFeaturesExtractor
 from agents.training.config import (
     TrainConfig,
@@ -55,7 +56,7 @@ DEFAULT_ALGO_CONFIG: dict[str, dict[str, Any]] = {
 }
 
 
-class SB3Policy(ProbabilityPolicy):
+class SB3Policy(ProbabilityPolicy, DeviceLoadable):
     """A trained SB3 model behind the `agents.Policy` contract.
 
     Actor-critic models (PPO, A2C) report their categorical policy `pi(a | s)`; DQN reports its
@@ -105,19 +106,24 @@ class SB3Policy(ProbabilityPolicy):
             "n_items": self.n_items,
             "train_config": policy_train_config(self.model, self.config).to_dict(),
         }
-        save_policy(path, self.kind, config, lambda tmp: write_tensors(tmp / WEIGHTS_FILE, self.model.policy.state_dict()))
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu") -> SB3Policy:
-        return cls.from_artifact(*open_policy(path, cls.kind), device=device)
+        save_policy(
+            path,
+            self.kind,
+            config,
+            lambda tmp: write_tensors(tmp / WEIGHTS_FILE, self.model.policy.state_dict()),
+        )
 
     @classmethod
     def from_artifact(cls, artifact: Artifact, manifest: Mapping[str, Any], device: str = "cpu") -> SB3Policy:
         where = artifact.root / "policy.json"
-        fields = check_fields(manifest["config"], {"algo": str, "n_items": int, "train_config": dict}, where=str(where))
+        fields = check_fields(
+            manifest["config"], {"algo": str, "n_items": int, "train_config": dict}, where=str(where)
+        )
         config = TrainConfig.from_dict(fields.get("train_config"), where=f"{where}: 'train_config'")
         if config.backend != "sb3" or fields.get("algo") != config.algo:
-            raise CheckpointError(f"{where}: not an SB3 policy (backend {config.backend!r}, algo {fields.get('algo')!r})")
+            raise CheckpointError(
+                f"{where}: not an SB3 policy (backend {config.backend!r}, algo {fields.get('algo')!r})"
+            )
         config = dataclasses.replace(config, device=device)
         env = _make_env(config, 1, config.seed)
         try:
@@ -125,7 +131,9 @@ class SB3Policy(ProbabilityPolicy):
         finally:
             env.close()
         if int(model.action_space.n) != fields.get("n_items"):
-            raise CheckpointError(f"{where}: n_items {fields.get('n_items')!r} differs from the environment's")
+            raise CheckpointError(
+                f"{where}: n_items {fields.get('n_items')!r} differs from the environment's"
+            )
         artifact.load_state_dict(model.policy, WEIGHTS_FILE)
         return cls(model, config.algo, config)
 
@@ -161,10 +169,16 @@ def _save_run(model: BaseAlgorithm, config: TrainConfig, out: Path) -> None:
 def replay_buffer_state(buffer) -> dict[str, Any]:
     """The filled part of an SB3 (dict) replay buffer as plain arrays."""
     n = buffer.buffer_size if buffer.full else buffer.pos
-    state: dict[str, Any] = {"pos": int(buffer.pos), "full": bool(buffer.full), "buffer_size": int(buffer.buffer_size)}
+    state: dict[str, Any] = {
+        "pos": int(buffer.pos),
+        "full": bool(buffer.full),
+        "buffer_size": int(buffer.buffer_size),
+    }
     for name in ("observations", "next_observations"):
         value = getattr(buffer, name)
-        state[name] = {key: array[:n] for key, array in value.items()} if isinstance(value, dict) else value[:n]
+        state[name] = (
+            {key: array[:n] for key, array in value.items()} if isinstance(value, dict) else value[:n]
+        )
     for name in ("actions", "rewards", "dones", "timeouts"):
         state[name] = getattr(buffer, name)[:n]
     return state
@@ -173,9 +187,16 @@ def replay_buffer_state(buffer) -> dict[str, Any]:
 def restore_replay_buffer(buffer, state: Any, where: str) -> None:
     """Copy a saved replay buffer into `buffer`; shapes, dtypes and counts are checked first."""
     if not isinstance(state, dict) or state.get("buffer_size") != buffer.buffer_size:
-        raise CheckpointError(f"{where}: replay buffer of another size than the config's {buffer.buffer_size}")
+        raise CheckpointError(
+            f"{where}: replay buffer of another size than the config's {buffer.buffer_size}"
+        )
     pos, full = state.get("pos"), state.get("full")
-    if not isinstance(full, bool) or isinstance(pos, bool) or not isinstance(pos, int) or not 0 <= pos < buffer.buffer_size + 1:
+    if (
+        not isinstance(full, bool)
+        or isinstance(pos, bool)
+        or not isinstance(pos, int)
+        or not 0 <= pos < buffer.buffer_size + 1
+    ):
         raise CheckpointError(f"{where}: replay buffer 'pos' / 'full' are not valid")
     n = buffer.buffer_size if full else pos
     pairs = []
@@ -183,12 +204,18 @@ def restore_replay_buffer(buffer, state: Any, where: str) -> None:
         target, saved = getattr(buffer, name), state.get(name)
         if isinstance(target, dict):
             if not isinstance(saved, dict) or set(saved) != set(target):
-                raise CheckpointError(f"{where}: replay buffer {name!r} has other keys than the observation space")
+                raise CheckpointError(
+                    f"{where}: replay buffer {name!r} has other keys than the observation space"
+                )
             pairs += [(f"{name}.{key}", target[key], saved[key]) for key in target]
         else:
             pairs.append((name, target, saved))
     for name, target, saved in pairs:
-        if not isinstance(saved, np.ndarray) or saved.shape != (n, *target.shape[1:]) or saved.dtype != target.dtype:
+        if (
+            not isinstance(saved, np.ndarray)
+            or saved.shape != (n, *target.shape[1:])
+            or saved.dtype != target.dtype
+        ):
             raise CheckpointError(
                 f"{where}: replay buffer {name!r} must be {target.dtype} of shape {(n, *target.shape[1:])}"
             )
@@ -206,15 +233,24 @@ def restore_training_state(model: BaseAlgorithm, artifact: Artifact, progress: M
         model.policy.optimizer.load_state_dict(optimizer_state)
     except (ValueError, KeyError, TypeError, RuntimeError) as error:
         raise CheckpointError(f"{where}: optimiser state does not fit the model: {error}") from None
-    for key, attribute in (("timesteps", "num_timesteps"), ("n_updates", "_n_updates"), ("episode_num", "_episode_num"), ("n_calls", "_n_calls")):
+    for key, attribute in (
+        ("timesteps", "num_timesteps"),
+        ("n_updates", "_n_updates"),
+        ("episode_num", "_episode_num"),
+        ("n_calls", "_n_calls"),
+    ):
         value = progress.get(key, 0)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise CheckpointError(f"{artifact.root / 'progress.json'}: {key!r} must be a non-negative integer")
+            raise CheckpointError(
+                f"{artifact.root / 'progress.json'}: {key!r} must be a non-negative integer"
+            )
         if hasattr(model, attribute) or attribute == "num_timesteps":
             setattr(model, attribute, value)
     if isinstance(model, DQN):
         if artifact.has(f"{REPLAY}.json"):
-            restore_replay_buffer(model.replay_buffer, artifact.read_tree(REPLAY), str(artifact.root / REPLAY))
+            restore_replay_buffer(
+                model.replay_buffer, artifact.read_tree(REPLAY), str(artifact.root / REPLAY)
+            )
 
 
 class _TimeBudget(BaseCallback):
@@ -274,7 +310,7 @@ def build_model(config: TrainConfig, env, *, for_inference: bool = False) -> Bas
         kwargs.update(buffer_size=1, learning_starts=0)
     try:
         return SB3_ALGOS[config.algo](
-            "MultiInputPolicy",
+            sb3_policy_class(config.algo, config.action_head),
             env,
             seed=config.seed,
             device=config.device,

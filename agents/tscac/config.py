@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real
+
 MAX_ITEMS = 10_000_000
 """Largest catalogue a saved policy may declare (a file must not make `load` allocate at will)."""
 
@@ -74,34 +76,25 @@ class TSCACConfig:
     """`cpu`, `cuda` or `auto` (CUDA when present)."""
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise ValueError(f"TSCACConfig.variant must be one of {list(VARIANTS)}, got {self.variant!r}")
+        check_config_fields(self, ("variant",), check_choice, choices=VARIANTS)
         for name in ("lambdas", "aux_gammas", "scalarised_weights"):
             value = getattr(self, name)
             if len(value) != len(AUX_SIGNALS):
                 raise ValueError(
                     f"TSCACConfig.{name} needs {len(AUX_SIGNALS)} values ({AUX_SIGNALS}), got {value}"
                 )
-        if any(v <= 0 for v in self.lambdas):
-            raise ValueError(f"TSCACConfig.lambdas must be positive, got {self.lambdas}")
-        if any(not 0.0 <= g < 1.0 for g in (self.gamma, *self.aux_gammas)):
-            raise ValueError("TSCACConfig.gamma and aux_gammas must lie in [0, 1)")
-        if not 0.0 <= self.tolerance < 1.0:
-            raise ValueError(f"TSCACConfig.tolerance must lie in [0, 1), got {self.tolerance}")
-        if self.actor_objective not in ("awr", "pg"):
-            raise ValueError(
-                f"TSCACConfig.actor_objective must be 'awr' or 'pg', got {self.actor_objective!r}"
-            )
-        for name in ("history_len", "d_model", "n_layers", "critic_steps", "actor_steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"TSCACConfig.{name} must be positive, got {getattr(self, name)}")
-        for name in ("watch_time_scale", "awr_temperature", "max_weight", "learning_rate"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"TSCACConfig.{name} must be positive, got {getattr(self, name)}")
-        if self.n_candidates < 0:
-            raise ValueError(f"TSCACConfig.n_candidates must be >= 0, got {self.n_candidates}")
-        if not 0.0 < self.target_tau <= 1.0:
-            raise ValueError(f"TSCACConfig.target_tau must lie in (0, 1], got {self.target_tau}")
+        for i, value in enumerate(self.lambdas):
+            check_real(f"TSCACConfig.lambdas[{i}]", value, 0.0, low_open=True)
+        for i, value in enumerate(self.aux_gammas):
+            check_real(f"TSCACConfig.aux_gammas[{i}]", value, 0.0, 1.0, high_open=True)
+        check_config_fields(self, ("gamma", "tolerance"), check_real, low=0.0, high=1.0, high_open=True)
+        check_config_fields(self, ("actor_objective",), check_choice, choices=("awr", "pg"))
+        sizes = ("history_len", "d_model", "n_layers", "critic_steps", "actor_steps", "batch_size")
+        check_config_fields(self, sizes, check_integer, low=1)
+        scales = ("watch_time_scale", "awr_temperature", "max_weight", "learning_rate")
+        check_config_fields(self, scales, check_real, low=0.0, low_open=True)
+        check_config_fields(self, ("n_candidates",), check_integer, low=0)
+        check_config_fields(self, ("target_tau",), check_real, low=0.0, high=1.0, low_open=True)
 
     @property
     def gammas(self) -> np.ndarray:

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 from agents.policy import (
+    DeviceLoadable,
     as_batch,
-    open_policy,
     save_policy,
     unbatch_action,
     unbatch_probabilities,
@@ -24,7 +24,7 @@ from recsim_env.encoders.trainer import resolve_device
 from recsim_env.errors import CheckpointError
 
 
-class TSCACPolicy:
+class TSCACPolicy(DeviceLoadable):
     """A trained TSCAC (or baseline) actor behind the `agents.Policy` contract.
 
     Observations are `SeqRec-v0` dicts (`item_ids` [L] / [N, L], `feedback` [L, 6] / [N, L, 6]); the
@@ -87,18 +87,15 @@ class TSCACPolicy:
         save_policy(path, self.kind, {"n_items": self.n_items, "name": self.name}, write)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu") -> TSCACPolicy:
-        """Restore a policy written by `save`; a wrong kind or a damaged file raises `CheckpointError`."""
-        return cls.from_artifact(*open_policy(path, cls.kind), device=device)
-
-    @classmethod
     def from_artifact(cls, artifact: Artifact, manifest: dict, device: str = "cpu") -> TSCACPolicy:
         where = artifact.root / "policy.json"
         fields = check_fields(manifest["config"], {"n_items": int, "name": str | None}, where=str(where))
         n_items = fields.get("n_items")
         if n_items is None or not 0 < n_items <= MAX_ITEMS:
             raise CheckpointError(f"{where}: 'n_items' must be an integer in [1, {MAX_ITEMS}]")
-        config = dataclass_from_json(TSCACConfig, artifact.read_json("config.json"), where=str(artifact.root / "config.json"))
+        config = dataclass_from_json(
+            TSCACConfig, artifact.read_json("config.json"), where=str(artifact.root / "config.json")
+        )
         actor = Actor(config, n_items)
         artifact.load_state_dict(actor, "weights.safetensors")
         return cls(actor.to(resolve_device(device)), config, n_items, name=fields.get("name"))

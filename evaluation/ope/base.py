@@ -26,16 +26,14 @@ from evaluation.ope.checks import (
     check_action_dist,
     check_bootstrap_arguments,
     check_indices,
-    check_int,
     check_pscores,
-    check_real,
     check_reals,
     dist_where,
     first_index,
     numeric_array,
     refuse_unknown,
-    shown,
 )
+from recsim_env.checks import check_integer, check_real, describe
 from recsim_env.errors import ArgumentError
 
 BANDIT_ARGUMENTS = ("reward", "action", "position", "pscore", "action_dist", "estimated_rewards_by_reg_model")
@@ -61,9 +59,9 @@ class Estimate:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):
             raise ArgumentError(f"name: expected a string, got {type(self.name).__name__}")
-        check_real(self.alpha, "alpha", low=0.0, high=1.0, low_open=True, high_open=True)
+        check_real("alpha", self.alpha, low=0.0, high=1.0, low_open=True, high_open=True)
         for field in ("value", "lower", "upper"):
-            check_real(getattr(self, field), field)  # a NaN or infinite estimate is never reported
+            check_real(field, getattr(self, field))  # a NaN or infinite estimate is never reported
         if not self.lower <= self.upper:
             raise ArgumentError(f"lower ({self.lower}) must not exceed upper ({self.upper})")
 
@@ -112,6 +110,13 @@ def _as_1d(name: str, value: Any, n: int, *, integer: bool = False, allow_bool: 
     if arr.shape[0] != n:
         raise FeedbackError(f"{name} has {arr.shape[0]} rounds but action_dist has {n} (shape mismatch)")
     return arr
+
+
+def _indices(name: str, value: Any, n: int, bound: int, allowed: str, what: str) -> np.ndarray:
+    """`[n]` int64 indices in `[0, bound)`, the size of `action_dist`'s axis of `what`."""
+    return check_indices(
+        name, _as_1d(name, value, n, integer=True), bound, f"{allowed} (action_dist has {bound} {what})"
+    )
 
 
 def validate_bandit_inputs(
@@ -173,21 +178,11 @@ def validate_bandit_inputs(
     if position is None:
         pos = np.zeros(n, dtype=np.int64)
     else:
-        pos = check_indices(
-            "position",
-            _as_1d("position", position, n, integer=True),
-            n_positions,
-            f"[0, {n_positions}) (action_dist has {n_positions} positions)",
-        )
+        pos = _indices("position", position, n, n_positions, f"[0, {n_positions})", "positions")
 
     act = None
     if action is not None:
-        act = check_indices(
-            "action",
-            _as_1d("action", action, n, integer=True),
-            n_actions,
-            f"the catalogue [0, {n_actions}) (action_dist has {n_actions} actions)",
-        )
+        act = _indices("action", action, n, n_actions, f"the catalogue [0, {n_actions})", "actions")
 
     rew = None
     if reward is not None:
@@ -243,7 +238,7 @@ def bootstrap_interval(
         ArgumentError: for a bad hyperparameter, no units, disagreeing lengths or non-finite terms or replicates.
     """
     check_bootstrap_arguments(alpha, n_bootstrap_samples, random_state)
-    chunk_elements = check_int(chunk_elements, "chunk_elements", low=1)
+    chunk_elements = check_integer("chunk_elements", chunk_elements, low=1)
     if not terms:
         raise ArgumentError("terms: no per-unit arrays to resample")
     arrays = {k: np.asarray(v) for k, v in terms.items()}
@@ -289,7 +284,7 @@ class TermEstimator:
     def __post_init__(self) -> None:
         if not isinstance(self.estimator_name, str) or not self.estimator_name:
             raise ArgumentError(
-                f"estimator_name: expected a non-empty string, got {shown(self.estimator_name)}"
+                f"estimator_name: expected a non-empty string, got {describe(self.estimator_name)}"
             )
 
     def _validated_terms(self, kwargs: Mapping[str, Any]) -> dict[str, np.ndarray]:

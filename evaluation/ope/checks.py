@@ -8,15 +8,13 @@ the first bad index, its value and where it sits, 0-based: `pscore[3] = 0.0 is o
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from recsim_env.data.checks import int_argument as check_int
-from recsim_env.data.checks import shown
+from recsim_env.checks import check_integer, check_real, describe
 from recsim_env.errors import ArgumentError, DataError
 
 ACTION_DIST_ATOL = 1e-4
@@ -38,29 +36,6 @@ class FeedbackError(ArgumentError, DataError):
 
 
 # ---------------------------------------------------------------------------------------- scalar arguments
-def check_real(
-    value: object,
-    name: str,
-    *,
-    low: float | None = None,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-    allow_inf: bool = False,
-) -> float:
-    """`value` as a float inside the given bounds; bools, strings and NaN are refused (`ArgumentError`)."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise ArgumentError(f"{name}: expected a number, got {type(value).__name__} {shown(value)}")
-    value = float(value)
-    if math.isnan(value) or (math.isinf(value) and not allow_inf):
-        raise ArgumentError(f"{name}: must be finite, got {value}")
-    if low is not None and (value <= low if low_open else value < low):
-        raise ArgumentError(f"{name}: must be {'>' if low_open else '>='} {low:g}, got {value:g}")
-    if high is not None and (value >= high if high_open else value > high):
-        raise ArgumentError(f"{name}: must be {'<' if high_open else '<='} {high:g}, got {value:g}")
-    return value
-
-
 def check_random_state(random_state: object) -> Any:
     """A seed for `np.random.default_rng`: an int >= 0, None, or a `np.random.Generator`."""
     if random_state is None or isinstance(random_state, np.random.Generator):
@@ -68,16 +43,16 @@ def check_random_state(random_state: object) -> Any:
     if isinstance(random_state, bool | np.bool_) or not isinstance(random_state, numbers.Integral):
         raise ArgumentError(
             f"random_state: expected an int seed, None or a numpy Generator, got "
-            f"{type(random_state).__name__} {shown(random_state)}"
+            f"{type(random_state).__name__} {describe(random_state)}"
         )
-    return check_int(random_state, "random_state", low=0)
+    return check_integer("random_state", random_state, low=0)
 
 
 def check_bootstrap_arguments(alpha: object, n_bootstrap_samples: object, random_state: object) -> None:
     """Refuse a bad `alpha` (outside (0, 1)), `n_bootstrap_samples` (outside [1, MAX_BOOTSTRAP_SAMPLES]) or
     `random_state` before any data is touched."""
-    check_real(alpha, "alpha", low=0.0, high=1.0, low_open=True, high_open=True)
-    check_int(n_bootstrap_samples, "n_bootstrap_samples", low=1, high=MAX_BOOTSTRAP_SAMPLES)
+    check_real("alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
+    check_integer("n_bootstrap_samples", n_bootstrap_samples, low=1, high=MAX_BOOTSTRAP_SAMPLES)
     check_random_state(random_state)
 
 
@@ -115,7 +90,7 @@ def refuse_any(
                 first = (flat, why)
     if first is not None:
         idx = tuple(int(i) for i in np.unravel_index(first[0], arr.shape))
-        raise FeedbackError(f"{name}{_fmt_index(idx)} = {shown(arr[idx])} {first[1]} {where(idx)}")
+        raise FeedbackError(f"{name}{_fmt_index(idx)} = {describe(arr[idx])} {first[1]} {where(idx)}")
 
 
 def _non_numeric(arr: np.ndarray) -> np.ndarray | None:
@@ -156,7 +131,7 @@ def numeric_array(
         bad = _non_numeric(arr)
         if bad is not None and bad.any():
             idx = first_index(bad)
-            detail = f"; first non-number {name}{_fmt_index(idx)} = {shown(arr[idx])} {where(idx)}"
+            detail = f"; first non-number {name}{_fmt_index(idx)} = {describe(arr[idx])} {where(idx)}"
     raise FeedbackError(f"{name}: expected a numeric array, got dtype {arr.dtype}{detail}")
 
 

@@ -16,7 +16,7 @@ from evaluation.ope.base import (
     importance_weight,
     policy_weighted_prediction,
 )
-from evaluation.ope.checks import check_real
+from recsim_env.checks import check_real
 
 _DR_INPUTS = ("reward", "action", "pscore", "estimated_rewards_by_reg_model")
 
@@ -94,7 +94,7 @@ class SwitchDoublyRobust(DoublyRobust):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_real(self.lambda_, "lambda_", low=0.0, allow_inf=True)  # bools, strings, NaN and < 0 refused
+        check_real("lambda_", self.lambda_, low=0.0, allow_inf=True)  # bools, strings, NaN and < 0 refused
 
     def _shrunk_weight(self, weight: np.ndarray) -> np.ndarray:
         return np.where(weight <= self.lambda_, weight, 0.0)
@@ -117,7 +117,7 @@ class DoublyRobustWithShrinkage(DoublyRobust):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_real(self.lambda_, "lambda_", low=0.0, allow_inf=True)  # bools, strings, NaN and < 0 refused
+        check_real("lambda_", self.lambda_, low=0.0, allow_inf=True)  # bools, strings, NaN and < 0 refused
 
     def _shrunk_weight(self, weight: np.ndarray) -> np.ndarray:
         if math.isinf(self.lambda_):

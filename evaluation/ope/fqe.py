@@ -19,13 +19,13 @@ from evaluation.ope.base import Estimate, bootstrap_interval
 from evaluation.ope.checks import (
     FeedbackError,
     check_bootstrap_arguments,
-    check_int,
-    check_real,
     first_index,
     numeric_array,
     refuse_unknown,
 )
 from evaluation.ope.sequential import episode_where, validate_episode_inputs
+from recsim_env.checks import check_bool, check_integer, check_real
+from recsim_env.encoders.trainer import torch_threads
 from recsim_env.errors import ArgumentError
 
 
@@ -59,26 +59,25 @@ class FQEConfig:
     """torch intra-op threads while fitting (None: leave torch's setting); small MLPs run fastest on one."""
 
     def __post_init__(self) -> None:
-        check_real(self.gamma, "gamma", low=0.0, high=1.0)
+        check_real("gamma", self.gamma, low=0.0, high=1.0)
         if self.horizon is not None:
-            check_int(self.horizon, "horizon", low=1)
+            check_integer("horizon", self.horizon, low=1)
         if not isinstance(self.hidden_sizes, tuple | list):
             raise ArgumentError(
                 f"hidden_sizes: expected a tuple of ints, got {type(self.hidden_sizes).__name__}"
             )
         for width in self.hidden_sizes:
-            check_int(width, "hidden_sizes", low=1, high=1 << 20)
-        check_int(self.n_iterations, "n_iterations", low=1, high=1_000_000)
-        check_int(self.n_steps_per_iteration, "n_steps_per_iteration", low=1, high=100_000_000)
-        check_int(self.batch_size, "batch_size", low=1, high=1 << 24)
-        check_real(self.learning_rate, "learning_rate", low=0.0, low_open=True)
-        check_real(self.weight_decay, "weight_decay", low=0.0)
-        for flag in ("time_feature", "progress"):
-            if not isinstance(getattr(self, flag), bool):
-                raise ArgumentError(f"{flag}: expected a bool, got {type(getattr(self, flag)).__name__}")
-        check_int(self.seed, "seed", low=0)
+            check_integer("hidden_sizes", width, low=1, high=1 << 20)
+        check_integer("n_iterations", self.n_iterations, low=1, high=1_000_000)
+        check_integer("n_steps_per_iteration", self.n_steps_per_iteration, low=1, high=100_000_000)
+        check_integer("batch_size", self.batch_size, low=1, high=1 << 24)
+        check_real("learning_rate", self.learning_rate, low=0.0, low_open=True)
+        check_real("weight_decay", self.weight_decay, low=0.0)
+        check_bool("time_feature", self.time_feature)
+        check_bool("progress", self.progress)
+        check_integer("seed", self.seed, low=0)
         if self.n_threads is not None:
-            check_int(self.n_threads, "n_threads", low=1, high=4096)
+            check_integer("n_threads", self.n_threads, low=1, high=4096)
 
 
 FIT_ARGUMENTS = ("state", "action", "reward", "pscore", "action_dist", "mask")
@@ -162,7 +161,7 @@ class FittedQEvaluation:
         if encoder is not None and encoder_out_features is None:
             raise ArgumentError("encoder_out_features is required with encoder")
         if encoder_out_features is not None:
-            check_int(encoder_out_features, "encoder_out_features", low=1)
+            check_integer("encoder_out_features", encoder_out_features, low=1)
         self.encoder = encoder
         self.encoder_out_features = encoder_out_features
         self.action_features = None
@@ -207,15 +206,10 @@ class FittedQEvaluation:
             action_dist: Evaluation policy's probabilities `[n, H, N]`.
             mask: True on the steps each episode has `[n, H]`.
         """
-        previous_threads = torch.get_num_threads()
-        if self.config.n_threads is not None:
-            torch.set_num_threads(self.config.n_threads)
-        try:
+        with torch_threads(self.config.n_threads):
             return self._fit(
                 state=state, action=action, reward=reward, pscore=pscore, action_dist=action_dist, mask=mask
             )
-        finally:
-            torch.set_num_threads(previous_threads)
 
     def _fit(
         self, *, state: Any, action: Any, reward: Any, pscore: Any, action_dist: Any, mask: Any

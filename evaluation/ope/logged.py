@@ -7,6 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from evaluation.ope.checks import MAX_ABS_VALUE, MIN_PSCORE
+from recsim_env.checks import check_bool
 from recsim_env.data.interactions import LoggedInteractions
 from recsim_env.errors import ArgumentError, DataError
 
@@ -83,10 +84,7 @@ def bandit_feedback(
         raise ArgumentError(f"logs: expected a LoggedInteractions table, got {type(logs).__name__}")
     if reward_column is not None and not isinstance(reward_column, str):
         raise ArgumentError(f"reward_column: expected a column name, got {type(reward_column).__name__}")
-    if not isinstance(estimate_missing_pscore, bool):
-        raise ArgumentError(
-            f"estimate_missing_pscore: expected a bool, got {type(estimate_missing_pscore).__name__}"
-        )
+    check_bool("estimate_missing_pscore", estimate_missing_pscore)
     if source is not None and not isinstance(source, str):
         raise ArgumentError(f"source: expected a string, got {type(source).__name__}")
     name = logs.name if source is None else source

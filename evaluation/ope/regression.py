@@ -11,7 +11,13 @@ from sklearn.ensemble import HistGradientBoostingRegressor
 from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
-from evaluation.ope.checks import FeedbackError, check_indices, check_int, check_reals, numeric_array
+from evaluation.ope.checks import (
+    FeedbackError,
+    check_indices,
+    check_reals,
+    numeric_array,
+)
+from recsim_env.checks import check_integer
 from recsim_env.errors import ArgumentError
 
 
@@ -48,11 +54,11 @@ class RegressionModel:
     n_threads: int | None = 1
 
     def __post_init__(self) -> None:
-        self.n_actions = check_int(self.n_actions, "n_actions", low=1)
-        self.len_list = check_int(self.len_list, "len_list", low=1)
-        self.predict_batch_rows = check_int(self.predict_batch_rows, "predict_batch_rows", low=1)
+        self.n_actions = check_integer("n_actions", self.n_actions, low=1)
+        self.len_list = check_integer("len_list", self.len_list, low=1)
+        self.predict_batch_rows = check_integer("predict_batch_rows", self.predict_batch_rows, low=1)
         if self.n_threads is not None:
-            self.n_threads = check_int(self.n_threads, "n_threads", low=1, high=4096)
+            self.n_threads = check_integer("n_threads", self.n_threads, low=1, high=4096)
         if not (hasattr(self.base_model, "fit") and hasattr(self.base_model, "get_params")):
             raise ArgumentError(
                 f"base_model: expected a scikit-learn estimator, got {type(self.base_model).__name__}"
@@ -155,8 +161,8 @@ class RegressionModel:
                     f"context must have shape [n={n}, d], got {context.shape} (shape mismatch)"
                 )
             check_reals("context", context, what="context feature")
-        n_folds = check_int(n_folds, "n_folds", low=1, high=n)
-        random_state = check_int(random_state, "random_state", low=0, high=2**32 - 1 - n_folds)
+        n_folds = check_integer("n_folds", n_folds, low=1, high=n)
+        random_state = check_integer("random_state", random_state, low=0, high=2**32 - 1 - n_folds)
 
         with threadpool_limits(limits=self.n_threads):
             return self._cross_fit(context, action, position, reward, n_folds, random_state)

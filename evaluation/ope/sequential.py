@@ -20,15 +20,14 @@ from evaluation.ope.checks import (
     ACTION_DIST_ATOL,
     FeedbackError,
     check_indices,
-    check_int,
     check_pscores,
-    check_real,
     check_reals,
     first_index,
     numeric_array,
     refuse_any,
     refuse_unknown,
 )
+from recsim_env.checks import check_integer, check_real
 
 
 class EpisodeInputs(NamedTuple):
@@ -110,7 +109,7 @@ def validate_episode_inputs(
         ArgumentError: for a bad `horizon`.
     """
     if horizon is not None:
-        horizon = check_int(horizon, "horizon", low=1)
+        horizon = check_integer("horizon", horizon, low=1)
     rew = numeric_array("reward", reward, allow_bool=True, where=episode_where)
     if rew.ndim != 2:
         raise FeedbackError(f"reward must be 2-dimensional [n_episodes, horizon], got shape {rew.shape}")
@@ -269,9 +268,9 @@ class SequentialEstimator(TermEstimator):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_real(self.gamma, "gamma", low=0.0, high=1.0)
+        check_real("gamma", self.gamma, low=0.0, high=1.0)
         if self.horizon is not None:
-            check_int(self.horizon, "horizon", low=1)
+            check_integer("horizon", self.horizon, low=1)
 
     def _terms(self, data: EpisodeInputs) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -396,7 +395,7 @@ class SequentialDoublyRobust(SequentialEstimator):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.max_weight is not None:
-            check_real(self.max_weight, "max_weight", low=0.0, low_open=True, allow_inf=True)
+            check_real("max_weight", self.max_weight, low=0.0, low_open=True, allow_inf=True)
 
     def _terms(self, data: EpisodeInputs) -> dict[str, np.ndarray]:
         # With max_weight, weights past an episode's switch (where they may overflow) are never used.

@@ -8,13 +8,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from recsim_env.data.checks import (
-    MAX_BATCH_CELLS,
-    MAX_SEQUENCE_LEN,
-    bool_argument,
-    int_argument,
-    int_array_argument,
-)
+from recsim_env.checks import check_bool, check_integer
+from recsim_env.data.checks import MAX_BATCH_CELLS, MAX_SEQUENCE_LEN, int_array_argument
 from recsim_env.data.interactions import UserSequences
 from recsim_env.errors import ArgumentError
 
@@ -43,8 +38,8 @@ def pad_sequences(sequences: UserSequences, users, *, max_len: int, pad_id: int,
     """
     if not isinstance(sequences, UserSequences):
         raise ArgumentError(f"sequences: expected UserSequences, got {type(sequences).__name__}")
-    max_len = int_argument(max_len, "max_len", low=1, high=MAX_SEQUENCE_LEN)
-    pad_id = int_argument(pad_id, "pad_id", low=0, high=np.iinfo(np.int64).max)
+    max_len = check_integer("max_len", max_len, low=1, high=MAX_SEQUENCE_LEN)
+    pad_id = check_integer("pad_id", pad_id, low=0, high=np.iinfo(np.int64).max)
     users = int_array_argument(users, "users")
     n_users = sequences.offsets.shape[0] - 1
     if users.size and (users.min() < 0 or users.max() >= n_users):
@@ -142,12 +137,12 @@ class SequenceLoader:
     ) -> None:
         if not isinstance(sequences, UserSequences):
             raise ArgumentError(f"sequences: expected UserSequences, got {type(sequences).__name__}")
-        self.max_len = int_argument(max_len, "max_len", low=1, high=MAX_SEQUENCE_LEN)
-        self.batch_size = int_argument(batch_size, "batch_size", low=1, high=MAX_BATCH_CELLS // self.max_len)
-        self.pad_id = int_argument(pad_id, "pad_id", low=0, high=np.iinfo(np.int64).max)
-        self.shuffle = bool_argument(shuffle, "shuffle")
-        self.drop_last = bool_argument(drop_last, "drop_last")
-        seed = None if seed is None else int_argument(seed, "seed", low=0)
+        self.max_len = check_integer("max_len", max_len, low=1, high=MAX_SEQUENCE_LEN)
+        self.batch_size = check_integer("batch_size", batch_size, low=1, high=MAX_BATCH_CELLS // self.max_len)
+        self.pad_id = check_integer("pad_id", pad_id, low=0, high=np.iinfo(np.int64).max)
+        self.shuffle = check_bool("shuffle", shuffle)
+        self.drop_last = check_bool("drop_last", drop_last)
+        seed = None if seed is None else check_integer("seed", seed, low=0)
         _check_sequences(sequences)
         if np.any(sequences.item_ids == self.pad_id):
             raise ArgumentError(
@@ -196,7 +191,7 @@ def history_windows(data, *, history_len: int, feedback_columns=None) -> History
         history_len: L, the window length.
         feedback_columns: the feedback columns in the window, in order (default: all of the log's).
     """
-    history_len = int_argument(history_len, "history_len", low=1, high=MAX_SEQUENCE_LEN)
+    history_len = check_integer("history_len", history_len, low=1, high=MAX_SEQUENCE_LEN)
     if isinstance(feedback_columns, str):
         raise ArgumentError(
             f"feedback_columns: expected a sequence of column names, got the string {feedback_columns!r}"

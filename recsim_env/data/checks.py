@@ -1,13 +1,11 @@
-"""Argument checks shared by the data layer: each refusal is an `ArgumentError` whose message starts with the
-argument's name (`max_len: expected an int, got 'ten'`)."""
+"""The data layer's size limits and its checks of id arrays and data-set names: each refusal is an
+`ArgumentError` whose message starts with the argument's name (scalar checks: `recsim_env.checks`)."""
 
 from __future__ import annotations
 
-import math
-import numbers
-
 import numpy as np
 
+from recsim_env.checks import describe
 from recsim_env.errors import ArgumentError, UnsafePathError
 
 MAX_SEQUENCE_LEN = 1 << 20
@@ -16,42 +14,6 @@ MAX_NAME_LEN = 128
 """Longest data-set name (a directory name under the data dir)."""
 MAX_BATCH_CELLS = 1 << 28
 """Largest `B * L` a padded batch may hold (2 GiB of int64 item ids), so one argument cannot exhaust memory."""
-
-
-def shown(value: object) -> str:
-    """A short repr of a value for a message (numpy scalars as plain Python numbers)."""
-    text = repr(value.item() if isinstance(value, np.generic) else value)
-    return text if len(text) <= 60 else f"{text[:57]}..."
-
-
-
-def int_argument(value: object, name: str, *, low: int | None = None, high: int | None = None) -> int:
-    """`value` as a Python int in `[low, high]`; bools, floats and strings are refused."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
-        raise ArgumentError(f"{name}: expected an int, got {type(value).__name__} {shown(value)}")
-    value = int(value)
-    if low is not None and value < low:
-        raise ArgumentError(f"{name}: must be >= {low:,}, got {value:,}")
-    if high is not None and value > high:
-        raise ArgumentError(f"{name}: must be <= {high:,}, got {value:,}")
-    return value
-
-
-def real_argument(value: object, name: str) -> float:
-    """`value` as a finite Python float; bools and strings are refused."""
-    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
-        raise ArgumentError(f"{name}: expected a number, got {type(value).__name__} {shown(value)}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ArgumentError(f"{name}: must be finite, got {value}")
-    return value
-
-
-def bool_argument(value: object, name: str) -> bool:
-    """`value` as a bool; 0, 1 and strings such as "false" are refused."""
-    if not isinstance(value, bool | np.bool_):
-        raise ArgumentError(f"{name}: expected a bool, got {type(value).__name__} {shown(value)}")
-    return bool(value)
 
 
 def int_array_argument(value: object, name: str) -> np.ndarray:
@@ -92,15 +54,17 @@ def dataset_name_argument(value: object, name: str = "name") -> str:
             f"{name}: a data-set name is at most {MAX_NAME_LEN} characters, got {len(value)}"
         )
     if "/" in value or "\\" in value:
-        raise UnsafePathError(f"{name} {shown(value)}: a data-set name cannot hold a path separator")
+        raise UnsafePathError(f"{name} {describe(value)}: a data-set name cannot hold a path separator")
     if any(ord(c) < 32 or ord(c) == 127 for c in value) or ":" in value:
         raise UnsafePathError(
-            f"{name} {shown(value)}: a data-set name cannot hold NUL, control characters or ':'"
+            f"{name} {describe(value)}: a data-set name cannot hold NUL, control characters or ':'"
         )
     if ".." in value:
-        raise UnsafePathError(f"{name} {shown(value)}: a data-set name cannot hold '..'")
+        raise UnsafePathError(f"{name} {describe(value)}: a data-set name cannot hold '..'")
     if value.startswith("."):
-        raise UnsafePathError(f"{name} {shown(value)}: a data-set name cannot start with a dot")
+        raise UnsafePathError(f"{name} {describe(value)}: a data-set name cannot start with a dot")
     if value != value.strip():
-        raise UnsafePathError(f"{name} {shown(value)}: a data-set name cannot start or end with white space")
+        raise UnsafePathError(
+            f"{name} {describe(value)}: a data-set name cannot start or end with white space"
+        )
     return value

@@ -25,6 +25,7 @@ from pathlib import Path
 import platformdirs
 from tqdm.auto import tqdm
 
+from recsim_env.checks import check_bool
 from recsim_env.data.checks import dataset_name_argument
 from recsim_env.errors import ArgumentError, DataError, UnsafePathError
 
@@ -239,9 +240,8 @@ def fetch(
     """
     target = dataset_path(name, data_dir)
     root = target.parent
-    for arg, value in (("progress", progress), ("force", force)):
-        if not isinstance(value, bool):
-            raise ArgumentError(f"{arg}: expected a bool, got {type(value).__name__} {value!r}")
+    check_bool("progress", progress)
+    check_bool("force", force)
     if checksum is not None and (not isinstance(checksum, str) or not _MD5.fullmatch(checksum)):
         raise ArgumentError(f"checksum: expected an MD5 digest (32 hex digits), got {checksum!r}")
     spec = DATASETS.get(name)

@@ -10,12 +10,13 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq  # noqa: F401  (kept as `interactions.pq`: tests patch `pq.write_table` through it)
 
+from recsim_env.checks import describe
 from recsim_env.data.idmap import IdMap
 from recsim_env.data.parquet import _PARQUET_META_KEY as _PARQUET_META_KEY
 from recsim_env.data.parquet import has_logged_interactions_metadata as has_logged_interactions_metadata
@@ -33,7 +34,6 @@ from recsim_env.data.validate import (
     first_bad_row,
     id_tokens,
     parse_timestamps,
-    shown,
 )
 from recsim_env.errors import ArgumentError, DataError
 
@@ -166,10 +166,10 @@ class LoggedInteractions:
             ("source", source),
         ):
             if not isinstance(value, str) or not value:
-                raise ArgumentError(f"{arg}: expected a non-empty string, got {shown(value)}")
+                raise ArgumentError(f"{arg}: expected a non-empty string, got {describe(value)}")
         if timestamp_format is not None and not isinstance(timestamp_format, str):
             raise ArgumentError(
-                f"timestamp_format: expected a string or None, got {shown(timestamp_format)}"
+                f"timestamp_format: expected a string or None, got {describe(timestamp_format)}"
             )
         if isinstance(feedback_cols, str):
             raise ArgumentError(
@@ -286,17 +286,21 @@ class LoggedInteractions:
             name=name,
         )
 
+    def _parts(self) -> dict[str, Any]:
+        """Everything but the frame, as keywords: the id maps, feedback columns, side tables and name (what
+        `__init__` takes beside the frame, what `to_parquet` stores and `read_parquet` returns)."""
+        return {
+            "user_ids": self.user_ids,
+            "item_ids": self.item_ids,
+            "feedback_columns": self.feedback_columns,
+            "items": self.items,
+            "users": self.users,
+            "name": self.name,
+        }
+
     def _with_frame(self, frame: pd.DataFrame) -> LoggedInteractions:
         """Same maps, side tables and name over a subset of the rows (kept in order)."""
-        return LoggedInteractions(
-            frame.reset_index(drop=True),
-            user_ids=self.user_ids,
-            item_ids=self.item_ids,
-            feedback_columns=self.feedback_columns,
-            items=self.items,
-            users=self.users,
-            name=self.name,
-        )
+        return LoggedInteractions(frame.reset_index(drop=True), **self._parts())
 
     # ------------------------------------------------------------------ views
     @property
@@ -380,16 +384,7 @@ class LoggedInteractions:
         their dtype) and the side tables, each as a base64-encoded Parquet file written by pandas. The file is
         written to a temporary file in the same directory and renamed into place, so a failure leaves nothing.
         """
-        _write_parquet(
-            path,
-            self.frame,
-            user_ids=self.user_ids,
-            item_ids=self.item_ids,
-            feedback_columns=self.feedback_columns,
-            items=self.items,
-            users=self.users,
-            name=self.name,
-        )
+        _write_parquet(path, self.frame, **self._parts())
 
     @classmethod
     def read_parquet(cls, path: str | os.PathLike) -> LoggedInteractions:

@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from recsim_env.checks import describe
 from recsim_env.data.idmap import IdMap
 from recsim_env.data.validate import (
     _INT64_MAX,
@@ -29,7 +30,6 @@ from recsim_env.data.validate import (
     _refuse,
     _where,
     first_bad_row,
-    shown,
 )
 from recsim_env.errors import ArgumentError, DataError
 from recsim_env.io import atomic_write
@@ -211,7 +211,7 @@ def _idmap_from_json(d: dict, *, where: str) -> IdMap:
     for i, t in enumerate(tokens):
         is_int = isinstance(t, int) and not isinstance(t, bool) and _INT64_MIN <= t <= _INT64_MAX
         if not (is_int or (not ints and isinstance(t, str))):
-            raise DataError(f"{where}: token {i} is {shown(t)} ({type(t).__name__}), not an id")
+            raise DataError(f"{where}: token {i} is {describe(t)} ({type(t).__name__}), not an id")
     try:
         return IdMap(np.asarray(tokens, dtype=np.int64) if ints else np.array(tokens, dtype=object))
     except DataError as err:

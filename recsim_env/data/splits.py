@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from recsim_env.data.checks import real_argument
+from recsim_env.checks import check_real
 from recsim_env.data.interactions import LoggedInteractions
 from recsim_env.errors import ArgumentError
 
@@ -72,11 +72,8 @@ def temporal_split(
     `timestamp >= t_test` (so ties at a cut point go to the later part).
     """
     _check_data(data)
-    valid_fraction = real_argument(valid_fraction, "valid_fraction")
-    test_fraction = real_argument(test_fraction, "test_fraction")
-    for field, value in (("valid_fraction", valid_fraction), ("test_fraction", test_fraction)):
-        if not 0.0 <= value < 1.0:
-            raise ArgumentError(f"{field}: must lie in [0, 1), got {value}")
+    valid_fraction = check_real("valid_fraction", valid_fraction, 0.0, 1.0, high_open=True)
+    test_fraction = check_real("test_fraction", test_fraction, 0.0, 1.0, high_open=True)
     if valid_fraction + test_fraction >= 1.0:
         raise ArgumentError("valid_fraction: valid_fraction + test_fraction must be < 1")
     if data.n_interactions == 0:

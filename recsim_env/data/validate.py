@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from recsim_env.data.checks import shown
+from recsim_env.checks import describe
 from recsim_env.data.idmap import IdMap, as_token_array
 from recsim_env.errors import DataError
 
@@ -79,9 +79,9 @@ def _refuse(values: pd.Series, checks, *, source: str, column: str) -> None:
     if why == _MISSING:
         message = why
     elif "{value}" in why:
-        message = why.format(value=shown(value))
+        message = why.format(value=describe(value))
     else:
-        message = f"{why}: {shown(value)} ({type(value).__name__})"
+        message = f"{why}: {describe(value)} ({type(value).__name__})"
     raise DataError(f"{_where(source, column, row + 1)}: {message}")
 
 

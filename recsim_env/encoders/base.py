@@ -14,12 +14,14 @@ Conventions (every encoder follows them, the trainer and the agents rely on them
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
+from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real
 from recsim_env.encoders import losses
 
 LOSSES = ("ce", "bce", "sampled_softmax")
@@ -48,20 +50,10 @@ class EncoderConfig:
     """Uniform negatives per batch for "sampled_softmax" (ignored by the other losses)."""
 
     def __post_init__(self) -> None:
-        if self.n_items < 1:
-            raise ValueError(f"n_items must be >= 1, got {self.n_items}")
-        if self.max_len < 1:
-            raise ValueError(f"max_len must be >= 1, got {self.max_len}")
-        if self.d_model < 1:
-            raise ValueError(f"d_model must be >= 1, got {self.d_model}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.feedback_dim < 0:
-            raise ValueError(f"feedback_dim must be >= 0, got {self.feedback_dim}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.n_negatives < 1:
-            raise ValueError(f"n_negatives must be >= 1, got {self.n_negatives}")
+        check_config_fields(self, ("n_items", "max_len", "d_model", "n_negatives"), check_integer, low=1)
+        check_config_fields(self, ("dropout",), check_real, low=0.0, high=1.0, high_open=True)
+        check_config_fields(self, ("feedback_dim",), check_integer, low=0)
+        check_config_fields(self, ("loss",), check_choice, choices=LOSSES)
 
     @property
     def pad_id(self) -> int:
@@ -276,6 +268,25 @@ class SequenceEncoder(nn.Module, abc.ABC):
             n_negatives=self.config.n_negatives,
             generator=generator,
         )
+
+
+class PositionalEncoder(SequenceEncoder):
+    """A `SequenceEncoder` whose blocks read `h^0_t = Dropout(E[s_t] sqrt(D) + P[t])`, zero at padding
+    (SASRec's input, also HSTU's): learned absolute positions `P` counted back from the most recent item."""
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        self.position_embedding = nn.Embedding(config.max_len, config.d_model)
+        self.input_dropout = nn.Dropout(config.dropout)
+        self.embedding_scale = math.sqrt(config.d_model)
+
+    def block_input(
+        self, item_ids: torch.Tensor, feedback: torch.Tensor | None, padding_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """`[B, L, D]` `h^0` of left-padded `item_ids` `[B, L]`."""
+        x = self.embed_inputs(item_ids, feedback, padding_mask) * self.embedding_scale
+        x = x + self.position_embedding(self.positions_from_end(item_ids.shape[1], item_ids.device))
+        return self.input_dropout(x) * padding_mask.unsqueeze(-1)
 
 
 def _keep_last(

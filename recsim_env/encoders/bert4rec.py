@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from recsim_env.checks import check_config_fields, check_real
 from recsim_env.encoders.base import (
     IGNORE_TARGET,
     SequenceEncoder,
@@ -50,10 +51,10 @@ class BERT4RecConfig(SelfAttentionConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.mask_prob < 1.0:
-            raise ValueError(f"mask_prob must be in (0, 1), got {self.mask_prob}")
-        if not 0.0 <= self.last_item_mask_prob <= 1.0:
-            raise ValueError(f"last_item_mask_prob must be in [0, 1], got {self.last_item_mask_prob}")
+        check_config_fields(
+            self, ("mask_prob",), check_real, low=0.0, high=1.0, low_open=True, high_open=True
+        )
+        check_config_fields(self, ("last_item_mask_prob",), check_real, low=0.0, high=1.0)
 
     @property
     def mask_id(self) -> int:

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from recsim_env.checks import check_config_fields, check_integer
 from recsim_env.encoders.base import EncoderConfig, SequenceEncoder
 
 
@@ -34,8 +35,7 @@ class GRU4RecConfig(EncoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {self.n_layers}")
+        check_config_fields(self, ("n_layers",), check_integer, low=1)
 
 
 class GRU4Rec(SequenceEncoder):

@@ -24,14 +24,14 @@ Choices, following the paper's eqs. (1)-(3) and the reference code (facebookrese
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsim_env.encoders.base import EncoderConfig, SequenceEncoder
+from recsim_env.checks import check_config_fields, check_integer, check_real
+from recsim_env.encoders.base import EncoderConfig, PositionalEncoder
 
 TIME_BUCKET_LOG_BASE = 0.301
 """The reference bucketiser's divisor: log(2) ~ 0.301... in log10 units, applied to a natural log."""
@@ -56,11 +56,9 @@ class HSTUConfig(EncoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("n_layers", "n_heads", "attention_dim", "linear_dim", "n_time_buckets"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        sizes = ("n_layers", "n_heads", "attention_dim", "linear_dim", "n_time_buckets")
+        check_config_fields(self, sizes, check_integer, low=1)
+        check_config_fields(self, ("temperature",), check_real, low=0.0, low_open=True)
 
 
 class RelativeTimePositionBias(nn.Module):
@@ -118,7 +116,7 @@ class HSTULayer(nn.Module):
         return self.output(self.dropout(gated)) + x
 
 
-class HSTU(SequenceEncoder):
+class HSTU(PositionalEncoder):
     """HSTU (Zhai et al. 2024): causal pointwise-aggregated attention with relative time/position bias.
 
     Per layer: `U, V, Q, K = Split(phi1(f1(LN(X))))`, `A V = phi2(Q K^T + rab^{p,t}) V / n`,
@@ -133,11 +131,8 @@ class HSTU(SequenceEncoder):
     def __init__(self, config: HSTUConfig) -> None:
         super().__init__(config)
         d = config.d_model
-        self.position_embedding = nn.Embedding(config.max_len, d)
-        self.input_dropout = nn.Dropout(config.dropout)
         self.relative_bias = RelativeTimePositionBias(config.max_len, config.n_time_buckets)
         self.layers = nn.ModuleList(HSTULayer(config) for _ in range(config.n_layers))
-        self.embedding_scale = math.sqrt(d)
         nn.init.normal_(self.item_embedding.weight, std=d**-0.5)
         nn.init.normal_(self.position_embedding.weight, std=d**-0.5)
         with torch.no_grad():
@@ -146,9 +141,7 @@ class HSTU(SequenceEncoder):
     def encode(self, item_ids, *, timestamps, feedback, padding_mask):
         length = item_ids.shape[1]
         keep = padding_mask.unsqueeze(-1)
-        x = self.embed_inputs(item_ids, feedback, padding_mask) * self.embedding_scale
-        x = x + self.position_embedding(self.positions_from_end(length, item_ids.device))
-        x = self.input_dropout(x) * keep
+        x = self.block_input(item_ids, feedback, padding_mask)
         causal = torch.ones(length, length, dtype=torch.bool, device=item_ids.device).tril()
         allowed = (causal & padding_mask[:, None, :]).unsqueeze(1).to(x.dtype)  # [B, 1, L, L]
         bias = self.relative_bias(length, timestamps, item_ids.device)

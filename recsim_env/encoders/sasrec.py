@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsim_env.encoders.base import EncoderConfig, SequenceEncoder, attention_mask
+from recsim_env.checks import check_choice, check_config_fields, check_integer
+from recsim_env.encoders.base import EncoderConfig, PositionalEncoder, attention_mask
 
 SASREC_BLOCKS = ("paper", "reference")
 
@@ -42,10 +43,11 @@ class SelfAttentionConfig(EncoderConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.n_layers < 1:
-            raise ValueError(f"n_layers must be >= 1, got {self.n_layers}")
-        if self.n_heads < 1 or self.d_model % self.n_heads:
-            raise ValueError(f"n_heads must be >= 1 and divide d_model={self.d_model}, got {self.n_heads}")
+        check_config_fields(self, ("n_layers", "n_heads"), check_integer, low=1)
+        if self.d_model % self.n_heads:
+            raise ValueError(
+                f"{type(self).__name__}.n_heads ({self.n_heads}) must divide d_model ({self.d_model})"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,8 +60,7 @@ class SASRecConfig(SelfAttentionConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.block not in SASREC_BLOCKS:
-            raise ValueError(f"block must be one of {SASREC_BLOCKS}, got {self.block!r}")
+        check_config_fields(self, ("block",), check_choice, choices=SASREC_BLOCKS)
 
 
 class MultiHeadSelfAttention(nn.Module):
@@ -115,7 +116,7 @@ class SASRecBlock(nn.Module):
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
-class SASRec(SequenceEncoder):
+class SASRec(PositionalEncoder):
     """SASRec (Kang & McAuley 2018): causal self-attention over the item sequence.
 
     `h^0_t = E[s_t] sqrt(D) + P[t]`; `h^{b+1} = FFN-block(SA-block(h^b))` with causal masking
@@ -129,14 +130,11 @@ class SASRec(SequenceEncoder):
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__(config)
         d = config.d_model
-        self.position_embedding = nn.Embedding(config.max_len, d)
-        self.input_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
             SASRecBlock(d, config.n_heads, config.dropout, reference=config.block == "reference")
             for _ in range(config.n_layers)
         )
         self.final_norm = nn.LayerNorm(d, eps=1e-8)
-        self.embedding_scale = math.sqrt(d)
         nn.init.normal_(self.item_embedding.weight, std=1.0 / math.sqrt(d))
         with torch.no_grad():
             self.item_embedding.weight[config.pad_id].zero_()
@@ -144,9 +142,7 @@ class SASRec(SequenceEncoder):
     def encode(self, item_ids, *, timestamps, feedback, padding_mask):
         del timestamps  # SASRec has no notion of time
         keep = padding_mask.unsqueeze(-1)  # [B, L, 1]
-        x = self.embed_inputs(item_ids, feedback, padding_mask) * self.embedding_scale
-        x = x + self.position_embedding(self.positions_from_end(item_ids.shape[1], item_ids.device))
-        x = self.input_dropout(x) * keep
+        x = self.block_input(item_ids, feedback, padding_mask)
         mask = attention_mask(padding_mask, causal=True)
         for block in self.blocks:
             x = block(x, mask) * keep

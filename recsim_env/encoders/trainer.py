@@ -18,6 +18,7 @@ import math
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real
 from recsim_env.encoders.base import IGNORE_TARGET, SequenceEncoder
 from recsim_env.encoders.metrics import ranking_metrics, target_ranks
 
@@ -82,27 +84,18 @@ class TrainerConfig:
     """Show a progress bar."""
 
     def __post_init__(self) -> None:
-        if self.window_stride is not None and self.window_stride < 1:
-            raise ValueError(f"window_stride must be >= 1 or None, got {self.window_stride}")
-        for name in ("epochs", "batch_size", "patience", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if not 0.0 < self.beta2 < 1.0:
-            raise ValueError(f"beta2 must be in (0, 1), got {self.beta2}")
-        if self.selection_protocol not in PROTOCOLS:
-            raise ValueError(
-                f"selection_protocol must be one of {PROTOCOLS}, got {self.selection_protocol!r}"
-            )
-        if self.windows not in WINDOW_MODES:
-            raise ValueError(f"windows must be one of {WINDOW_MODES}, got {self.windows!r}")
-        if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads must be >= 1 or None, got {self.num_threads}")
-        if self.max_seconds is not None and not self.max_seconds > 0:
-            raise ValueError(f"max_seconds must be > 0 or None, got {self.max_seconds}")
+        check_config_fields(self, ("window_stride", "num_threads"), check_integer, low=1, optional=True)
+        check_config_fields(
+            self, ("epochs", "batch_size", "patience", "eval_batch_size"), check_integer, low=1
+        )
+        check_config_fields(self, ("lr",), check_real, low=0.0, low_open=True)
+        check_config_fields(self, ("weight_decay",), check_real, low=0.0)
+        check_config_fields(self, ("beta2",), check_real, low=0.0, high=1.0, low_open=True, high_open=True)
+        check_config_fields(self, ("selection_protocol",), check_choice, choices=PROTOCOLS)
+        check_config_fields(self, ("windows",), check_choice, choices=WINDOW_MODES)
+        check_config_fields(
+            self, ("max_seconds",), check_real, low=0.0, low_open=True, allow_inf=True, optional=True
+        )
         resolve_device(self.device)  # validates the name
 
 
@@ -167,6 +160,18 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device: {name!r} requested but CUDA is not available")
     return device
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with `n` torch intra-op threads (None: torch's setting as it is), restored after it."""
+    previous = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def autocast(device: torch.device) -> contextlib.AbstractContextManager:
@@ -361,13 +366,8 @@ def train(encoder: SequenceEncoder, sequences, config: TrainerConfig) -> TrainRe
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    threads = torch.get_num_threads()
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
-    try:
+    with torch_threads(config.num_threads):
         return _train(encoder, sequences, config, device)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(encoder: SequenceEncoder, sequences, config: TrainerConfig, device: torch.device) -> TrainResult:

@@ -7,6 +7,7 @@ uniform random numbers each episode was dealt at reset. `SeqRecEnv` is an `Episo
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,9 +15,10 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
+from recsim_env.checks import check_bool, check_config_fields, check_integer, check_real, describe
 from recsim_env.errors import ActionError, ArgumentError
 from recsim_env.user_model import UserModel
-from recsim_env.world.config import MAX_ITEMS, check_bool, check_integer, check_real, describe
+from recsim_env.world.config import MAX_ITEMS
 
 MAX_HISTORY_LEN = 10_000
 """Longest observed history (`history_len`); also the largest `slate_size`."""
@@ -54,16 +56,9 @@ class SeqRecConfig:
     def __post_init__(self) -> None:
         """Check every argument (`ArgumentError` naming it); numbers are stored as plain `int` / `float`."""
 
-        def store(name: str, value: Any) -> None:
-            object.__setattr__(self, name, value)
-
-        store("history_len", check_integer("history_len", self.history_len, 1, MAX_HISTORY_LEN))
-        store("slate_size", check_integer("slate_size", self.slate_size, 1, MAX_HISTORY_LEN))
-        store("max_steps", check_integer("max_steps", self.max_steps, 1, MAX_EPISODE_STEPS))
-        store(
-            "sessions_per_episode",
-            check_integer("sessions_per_episode", self.sessions_per_episode, 1, MAX_EPISODE_STEPS),
-        )
+        check_group = functools.partial(check_config_fields, self, prefix="", store=True)
+        check_group(("history_len", "slate_size"), check_integer, low=1, high=MAX_HISTORY_LEN)
+        check_group(("max_steps", "sessions_per_episode"), check_integer, low=1, high=MAX_EPISODE_STEPS)
         if self.slate_size > self.history_len:
             raise ArgumentError(
                 f"history_len ({self.history_len}) must be at least 'slate_size' ({self.slate_size})"
@@ -73,9 +68,9 @@ class SeqRecConfig:
                 f"max_steps x sessions_per_episode must be at most {MAX_EPISODE_STEPS:,}, got "
                 f"{self.max_steps:,} x {self.sessions_per_episode:,}"
             )
-        store("retention_weight", check_real("retention_weight", self.retention_weight))
-        store("user_features", check_bool("user_features", self.user_features))
-        store("reward", check_reward(self.reward))
+        check_group(("retention_weight",), check_real)
+        check_group(("user_features",), check_bool)
+        object.__setattr__(self, "reward", check_reward(self.reward))
         if not isinstance(self.extra, Mapping):
             raise ArgumentError(f"extra must be an empty dict, got {describe(self.extra)}")
         if self.extra:

@@ -9,9 +9,9 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from recsim_env.checks import check_integer, check_real, describe
 from recsim_env.envs.core import check_actions, check_options, check_seed
 from recsim_env.errors import ArgumentError
-from recsim_env.world.config import check_integer, check_real, describe
 
 MAX_ENGAGEMENT = 100.0
 SIM2REC_TRAIN_DOMAINS = (6.0, 7.0, 8.0, 9.0, 19.0, 20.0, 21.0)

@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from recsim_env.checks import check_integer, check_real, describe
 from recsim_env.envs.core import (
     MAX_NUM_ENVS,
     EpisodeBatch,
@@ -25,7 +26,6 @@ from recsim_env.envs.core import (
 from recsim_env.errors import ArgumentError
 from recsim_env.user_model import UserModel, user_model_source
 from recsim_env.world import UserWorld, WorldConfig
-from recsim_env.world.config import check_integer, check_real, describe
 
 
 def _build_model(

@@ -1,20 +1,15 @@
-"""Configuration of the ground-truth user world (equations in docs/world.md).
-
-Also the argument checks the world and the environments share (`check_integer`, `check_real`,
-`check_bool`): each refusal is an `ArgumentError` whose message starts with the argument's name.
-"""
+"""Configuration of the ground-truth user world (equations in docs/world.md)."""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import numbers
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+# Also imported from here, by recsim_env.policies and agents.supervised: check_integer, check_real, describe.
+from recsim_env.checks import check_config_fields, check_integer, check_real, describe
 from recsim_env.errors import ArgumentError
 
 MAX_ITEMS = 1_000_000
@@ -28,59 +23,6 @@ MAX_HISTORY_AT_START = 10_000
 MAX_WORLD_VALUES = 2**26
 """Cap on each of the world's catalogue and population tables (values, ~512 MiB as float64):
 `n_items * (embedding_dim + 4)` and `n_users * (embedding_dim + n_categories + 3)`."""
-
-
-def describe(value: Any, limit: int = 200) -> str:
-    """`repr(value)`, shortened to `limit` characters (a hostile value may have a huge or failing repr)."""
-    try:
-        text = repr(value)
-    except Exception:  # a repr that raises must not hide the real error
-        text = f"<{type(value).__name__} object>"
-    if "\n" in text:  # a multi-line array repr, on one line
-        text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def check_integer(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """`value` as an `int` in [low, high]; bools, floats (even 2.0), strings and None are refused."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ArgumentError(f"{name} must be an integer, got {describe(value)} ({type(value).__name__})")
-    value = int(value)
-    if value < low or (high is not None and value > high):
-        bound = f"between {low:,} and {high:,}" if high is not None else f"at least {low:,}"
-        raise ArgumentError(f"{name} must be {bound}, got {value:,}")
-    return value
-
-
-def check_real(
-    name: str,
-    value: Any,
-    low: float | None = None,
-    high: float | None = None,
-    *,
-    low_open: bool = False,
-) -> float:
-    """`value` as a finite `float` in [low, high] (`(low, high]` with `low_open`); bools and strings refused."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise ArgumentError(f"{name} must be a real number, got {describe(value)} ({type(value).__name__})")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ArgumentError(f"{name} must be finite, got {value!r}")
-    if (low is not None and (value < low or (low_open and value == low))) or (
-        high is not None and value > high
-    ):
-        left = "(" if low_open else "["
-        lo = "-inf" if low is None else f"{low:g}"
-        hi = "inf" if high is None else f"{high:g}"
-        raise ArgumentError(f"{name} must lie in {left}{lo}, {hi}], got {value!r}")
-    return value
-
-
-def check_bool(name: str, value: Any) -> bool:
-    """`value` as a `bool`; 0, 1, "yes" and None are refused."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise ArgumentError(f"{name} must be True or False, got {describe(value)} ({type(value).__name__})")
-    return bool(value)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,26 +99,17 @@ class WorldConfig:
     def __post_init__(self) -> None:
         """Check every field (`ArgumentError` naming it) and store numbers as plain `int` / `float`."""
 
-        def store(name: str, value: Any) -> None:
-            object.__setattr__(self, name, value)
-
-        store("seed", check_integer("seed", self.seed, 0))
-        store("n_items", check_integer("n_items", self.n_items, 1, MAX_ITEMS))
-        store("n_categories", check_integer("n_categories", self.n_categories, 1, self.n_items))
-        store("n_users", check_integer("n_users", self.n_users, 1, MAX_USERS))
-        store("embedding_dim", check_integer("embedding_dim", self.embedding_dim, 1, MAX_EMBEDDING_DIM))
-        store(
-            "history_len_at_start",
-            check_integer("history_len_at_start", self.history_len_at_start, 0, MAX_HISTORY_AT_START),
-        )
-        for name in _UNIT_INTERVAL:
-            store(name, check_real(name, getattr(self, name), 0.0, 1.0))
-        for name in _NON_NEGATIVE:
-            store(name, check_real(name, getattr(self, name), 0.0))
-        for name in _POSITIVE:
-            store(name, check_real(name, getattr(self, name), 0.0, low_open=True))
-        for name in _ANY_FINITE:
-            store(name, check_real(name, getattr(self, name)))
+        check_group = functools.partial(check_config_fields, self, prefix="", store=True)
+        check_group(("seed",), check_integer, low=0)
+        check_group(("n_items",), check_integer, low=1, high=MAX_ITEMS)
+        check_group(("n_categories",), check_integer, low=1, high=self.n_items)
+        check_group(("n_users",), check_integer, low=1, high=MAX_USERS)
+        check_group(("embedding_dim",), check_integer, low=1, high=MAX_EMBEDDING_DIM)
+        check_group(("history_len_at_start",), check_integer, low=0, high=MAX_HISTORY_AT_START)
+        check_group(_UNIT_INTERVAL, check_real, low=0.0, high=1.0)
+        check_group(_NON_NEGATIVE, check_real, low=0.0)
+        check_group(_POSITIVE, check_real, low=0.0, low_open=True)
+        check_group(_ANY_FINITE, check_real)
         catalogue = self.n_items * (self.embedding_dim + 4)
         if catalogue > MAX_WORLD_VALUES:
             raise ArgumentError(

@@ -25,9 +25,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recsim_env.checks import describe
 from recsim_env.errors import ArgumentError
 from recsim_env.user_model import Response, StartOfEpisode
-from recsim_env.world.config import WorldConfig, describe
+from recsim_env.world.config import WorldConfig
 from recsim_env.world.dynamics import CLICK, WATCH_TIME, StepCoefficients, respond_kernel
 
 _POPULARITY_CHUNK = 2**24

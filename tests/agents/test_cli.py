@@ -41,6 +41,48 @@ def test_bad_runs_fail_before_anything_starts(arguments, message, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_every_train_config_field_is_an_option():
+    import dataclasses
+
+    from agents.training import TrainConfig
+
+    result = runner.invoke(app, ["train", "--help"], terminal_width=200)
+    for field in dataclasses.fields(TrainConfig):
+        assert "--" + field.name.replace("_", "-") in result.output
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--resume", "{run}", "--encoder", "gru4rec"], "--encoder: --resume keeps the run's config"),
+        (["--agent", "dt4ier", "--data", "x.parquet", "--out", "{run}2", "--num-envs", "4"], "--num-envs: for --agent rl"),
+    ],
+)
+def test_options_that_would_be_ignored_are_refused(arguments, message, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    result = runner.invoke(app, ["train", *(a.replace("{run}", str(run)) for a in arguments)])
+    assert result.exit_code == 2 and message in result.output
+
+
+def test_a_time_budget_alone_trains_until_it_runs_out(tmp_path, monkeypatch):
+    import agents.training
+
+    seen = {}
+
+    def fake_train(config, out, **kwargs):
+        seen["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(agents.training, "train", fake_train)
+    runner.invoke(app, ["train", "--out", str(tmp_path / "a"), "--time-budget", "30"])
+    assert seen["config"].stop_timesteps >= 10**12 and seen["config"].time_budget_s == 30
+    runner.invoke(app, ["train", "--out", str(tmp_path / "b"), "--time-budget", "30", "--stop-timesteps", "500"])
+    assert seen["config"].stop_timesteps == 500
+    runner.invoke(app, ["train", "--out", str(tmp_path / "c")])
+    assert seen["config"].stop_timesteps == 100_000 and seen["config"].time_budget_s is None
+
+
 def test_train_then_resume_then_evaluate_the_saved_policy(tmp_path):
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", "--backend", "sb3", "--algo", "ppo", "--out", str(out), *TINY])
@@ -101,7 +143,7 @@ def test_evaluate_needs_exactly_one_policy(tmp_path):
     result = runner.invoke(app, ["evaluate", str(tmp_path), "--policy", "uniform"])
     assert result.exit_code == 2 and "one of them" in result.output
     result = runner.invoke(app, ["evaluate", "--policy", "best"])
-    assert result.exit_code == 2 and "unknown baseline" in result.output
+    assert result.exit_code == 2 and "unknown policy" in result.output and "filter-farsighted" in result.output
 
 
 def test_importing_agents_and_its_cli_loads_no_torch_ray_or_sb3():
