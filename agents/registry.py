@@ -3,7 +3,7 @@
 An agent is a config dataclass and a training function `fit(config, data, progress) -> (policy, info)`
 that returns an `agents.Policy` (saved with `policy.save(out)`, loaded back by `agents.load_policy`)
 and a JSON-able summary. `data` is the logs of `--data` for offline agents, else None. Adding an
-agent is its package plus one `register_agent` line (here, or in a plugin's own code):
+agent is its package plus one `AgentSpec` (in `BUILT_IN_AGENTS` here, or `register_agent` in a plugin):
 
     register_agent(AgentSpec("toy", config="my_pkg.toy:ToyConfig", fit="my_pkg.toy:fit", needs_data=True))
 
@@ -60,7 +60,11 @@ def _fit_dt4ier(config, data, progress: bool):
     from agents.dt4ier import train, trajectories_from_logs
 
     policy, stats = train(config, trajectories_from_logs(data, config), progress=progress)
-    return policy, {"steps": stats["steps"], "trajectories": stats["trajectories"], "final_ce": stats["final_ce"]}
+    return policy, {
+        "steps": stats["steps"],
+        "trajectories": stats["trajectories"],
+        "final_ce": stats["final_ce"],
+    }
 
 
 def _fit_tscac(config, data, progress: bool):
@@ -77,27 +81,25 @@ def _fit_sim2rec(config, data, progress: bool):
     return train(config, progress=progress), {"variant": config.variant, "env": config.env}
 
 
-register_agent(
+BUILT_IN_AGENTS = (
     AgentSpec(
         "dt4ier", "agents.dt4ier:DT4IERConfig", "agents.registry:_fit_dt4ier", needs_data=True,
         summary="Decision transformer for immediate and retention rewards, offline from --data logs",
-    )
-)  # fmt: skip
-register_agent(
+    ),
     AgentSpec(
         "tscac", "agents.tscac:TSCACConfig", "agents.registry:_fit_tscac", needs_data=True,
         summary="two-stage constrained actor-critic, offline from --data logs with propensities",
-    )
-)  # fmt: skip
-register_agent(
+    ),
     AgentSpec(
         "sim2rec", "agents.sim2rec:Sim2RecConfig", "agents.registry:_fit_sim2rec", needs_data=False,
         summary="PPO over a set of simulators with a context encoder (SeqRecLTS-v0 or a learned simulator set)",
-    )
-)  # fmt: skip
-register_agent(
+    ),
     AgentSpec(
         "supervised", "agents.supervised:SupervisedConfig", "agents.supervised:train", needs_data=True,
         summary="the practitioner's baseline: a SASRec click model on --data logs, recommending its argmax",
-    )
+    ),
 )  # fmt: skip
+"""The agents this package ships; each is one entry (a plugin calls `register_agent` instead)."""
+
+for _spec in BUILT_IN_AGENTS:
+    register_agent(_spec)

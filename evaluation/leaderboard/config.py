@@ -43,7 +43,7 @@ class LeaderboardConfig:
     episodes: int = 1000
     """Evaluation episodes per policy, setting and seed."""
     time_budget_s: float = 600.0
-    """Training budget in seconds per online agent, setting and seed (offline agents run their config)."""
+    """Training budget in seconds per agent, setting and seed (agents whose config has no time budget run it as set)."""
     settings: tuple[str, ...] = SETTINGS
     """Which of `default` and `retention` to run."""
     references: tuple[str, ...] = REFERENCES

@@ -78,6 +78,7 @@ def run_leaderboard(
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_same_protocol(config, out)
     rows = row_names(config)
     results: list[Result] = []
     total = len(config.settings) * config.seeds * len(rows)
@@ -213,6 +214,8 @@ class _SeedContext:
         spec = AGENTS[agent]
         names = {f.name for f in dataclasses.fields(spec.config_class)}
         fields = {k: v for k, v in {"seed": self.seed, "device": self.config.device}.items() if k in names}
+        if "time_budget_s" in names:  # an offline agent with a budget gets the online agents' budget
+            fields["time_budget_s"] = self.config.time_budget_s
         if "env_kwargs" in names and self.env_kwargs:
             fields["env_kwargs"] = self.env_kwargs
         fields.update(overrides)
@@ -221,6 +224,37 @@ class _SeedContext:
         )
         policy.save(run / "policy")
         return info
+
+
+PROTOCOL_FIELDS = (
+    "episodes",
+    "time_budget_s",
+    "log_steps",
+    "retention_sessions",
+    "retention_weight",
+    "agent_configs",
+    "device",
+)
+"""The fields every kept result depends on: a directory's results are reused only under the same values
+(seeds, settings, references and agents may grow between runs)."""
+PROTOCOL_FILE = "protocol.json"
+
+
+def _check_same_protocol(config: LeaderboardConfig, out: Path) -> None:
+    from recsim_env.errors import ArgumentError
+
+    protocol = json.loads(json.dumps({name: config.to_dict()[name] for name in PROTOCOL_FIELDS}))
+    path = out / PROTOCOL_FILE
+    if path.exists():
+        kept = json.loads(path.read_text())
+        differ = [name for name in PROTOCOL_FIELDS if kept.get(name) != protocol[name]]
+        if differ:
+            raise ArgumentError(
+                f"{out}: holds results made with other {', '.join(differ)} "
+                f"({', '.join(f'{n}={kept.get(n)!r}' for n in differ)}); give another --out"
+            )
+    else:
+        write_atomic(path, json.dumps(protocol, indent=1).encode())
 
 
 def _slug(row: str) -> str:

@@ -91,6 +91,15 @@ def test_tiny_run_writes_every_file_and_continues_without_training_again(tmp_pat
     assert (tmp_path / "leaderboard.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_results_of_another_protocol_are_not_reused(tmp_path):
+    base = {**TINY, "agents": (), "agent_configs": {}}
+    run_leaderboard(LeaderboardConfig(**{**base, "seeds": 1, "references": ("uniform",)}), tmp_path, progress=False)
+    more = LeaderboardConfig(**{**base, "seeds": 2, "references": ("uniform", "popularity")})
+    assert len(run_leaderboard(more, tmp_path, progress=False)) == 4  # seeds and rows may grow
+    with pytest.raises(ArgumentError, match="episodes"):
+        run_leaderboard(LeaderboardConfig(**{**base, "episodes": 5}), tmp_path, progress=False)
+
+
 def test_a_run_stopped_mid_training_is_trained_again(tmp_path):
     config = LeaderboardConfig(**{**TINY, "seeds": 1, "references": ()})
     stale = tmp_path / "runs" / "default" / "ppo" / "seed-0"
