@@ -15,6 +15,8 @@ from agents.training.config import TrainConfig
 from recsim_env.config_cli import config_options
 
 BASELINE_NAMES = ("uniform", "popularity", "greedy")
+LEARNED_USER_KEYS = ("user_model", "dataset", "simulator")
+"""`SeqRec-v0` arguments that replace the world with other users."""
 UNLIMITED_STEPS = 10**12
 """`--stop-timesteps` when only `--time-budget` is given: the budget decides."""
 REFERENCE_NAMES = ("filter-myopic", "filter-farsighted", "myopic-oracle", "farsighted-oracle")
@@ -288,6 +290,11 @@ def evaluate_command(
         if env != "SeqRec-v0":
             raise ValueError(f"--env: evaluation rolls out SeqRec-v0 (its native vector env), got {env!r}")
         env_kwargs = _json_option(env_config, "--env-config")
+        if policy in REFERENCE_NAMES and any(env_kwargs.get(key) is not None for key in LEARNED_USER_KEYS):
+            raise ValueError(
+                f"--policy {policy}: knows the world's equations, so it needs the world "
+                f"(no {', '.join(LEARNED_USER_KEYS)} in --env-config)"
+            )
         _, action_space = check_env_config(env, env_kwargs)
         if policy in REFERENCE_NAMES:
             agent = _world_reference(policy, env_kwargs, action_space)
@@ -336,10 +343,6 @@ def _world_reference(name, env_kwargs, action_space):
     from recsim_env.policies import reference_policy
     from recsim_env.world import UserWorld, WorldConfig
 
-    if any(env_kwargs.get(key) is not None for key in ("user_model", "dataset", "simulator")):
-        raise ValueError(
-            f"--policy {name}: knows the world's equations, so it needs the world (no user_model, dataset or simulator)"
-        )
     world_config = env_kwargs.get("world_config")
     if isinstance(world_config, dict):
         world_config = WorldConfig(**world_config)  # already checked by check_env_config

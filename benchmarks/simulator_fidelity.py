@@ -176,180 +176,55 @@ def interest_estimate_click_aucs(steps: int, seed: int, history_lens=(20, 50)) -
 def world_filter_click_auc(
     steps: int,
     seed: int,
-    window: int | None = None,
-    drift: bool = True,
-    predict_satiation: bool = True,
-    other_signals: bool = False,
+    history_len: int = 20,
+    sessions: int = 3,
+    user_features: bool = True,
+    belief: dict | None = None,
 ) -> dict:
-    """The click AUC of a filter that knows everything about the world except the user's interest.
+    """The click AUC of a filter that knows everything about the world except the user.
 
-    It has the world's equations and its true catalogue (embeddings, clickbait, categories) and tracks
-    each user's satiation exactly; of the interest vector it keeps a Gaussian belief N(m, P):
-    - at an episode's start, the population's least-squares regression of the interest on the user
-      features, with its residual covariance (the world's prior given what a users table shows);
-    - after each shown item, a Laplace step on the click or no-click (the logit is `4 <u, e> + c`:
-      Sherman-Morrison update of P, Newton step of m), as an extended Kalman filter does, and after a
-      consumed item a Kalman step on its watch time (the completion's logit is linear in <u, e>); likes,
-      follows, shares and hates are left out unless `other_signals` (they add little), so the filter is
-      near-optimal, not optimal;
-    - after a click, the world's drift `u <- normalise(0.92 u + 0.08 e)` applied to m (normalised by
-      the length the step gives a unit vector along m), P scaled alike.
-    Its prediction is the probit approximation of E[sigmoid(logit)] under the belief. It reads the
-    history a world log holds (no warm start) and runs on the steps `world_metrics` scores (3-session
-    episodes of uniform recommendations, `steps` of them with seed `seed`), so its figure sits next to
-    the simulator's `logged_history` AUC. A learned simulator has to learn what this filter is given.
+    The filter is `recsim_env.policies.belief.WorldFilter` (docs/reference_policies.md): the world's
+    equations, its true catalogue and the population's law, and of the user only the observation
+    window of `history_len` exposures (the warm-start history included while it is in the window),
+    read afresh at every step. Its prediction is the posterior click probability of the shown item.
+    The steps are those `world_metrics` scores: uniform recommendations in `sessions`-session episodes
+    with user features, `steps` of them with seed `seed`; the world's own probabilities on the same
+    steps give `world_truth`. A learned simulator has to learn what this filter is given.
 
-    Ablations: `window` reads only the last `window` exposures (the belief restarts from the prior
-    there, as a simulator trained on windows of that length does); `drift=False` leaves the drift out;
-    `predict_satiation=False` leaves satiation out of the predictions (the updates keep it);
-    `other_signals=True` adds Laplace steps on the world's like and follow laws after a click (their logits
-    are linear in <u, e> given the completion and quality) and on its hate law after a non-click (shares
-    carry nothing about the interest once the completion is known).
+    Ablations: `history_len` sets the window (160 holds a whole 3-session episode of 50-step sessions:
+    the filter then reads the whole history); `belief` takes `BeliefConfig` fields, e.g.
+    `{"warm_start": False}` reads only what a world log holds, `{"mixture": False}` one Gaussian prior,
+    `{"drift": False}`, `{"satiation": False}`, `{"other_signals": False}` (clicks and watch times only).
     """
     from sklearn.metrics import roc_auc_score
 
     from recsim_env.envs.seqrec import SeqRecVectorEnv
+    from recsim_env.policies.belief import BeliefConfig, WorldFilter
     from recsim_env.world import UserWorld
 
     world = UserWorld()
-    cfg = world.config
-    embeddings = world.item_embeddings
-    features = np.c_[world.user_features, np.ones(world.n_users)]
-    prior_map, *_ = np.linalg.lstsq(features, world.user_interest, rcond=None)
-    prior_cov = np.cov((world.user_interest - features @ prior_map).T)
+    world_filter = WorldFilter(world, config=BeliefConfig(**(belief or {})))
     num_envs = 256
-    env = SeqRecVectorEnv(num_envs=num_envs, sessions_per_episode=3, history_len=20, user_features=True)
+    env = SeqRecVectorEnv(
+        num_envs=num_envs,
+        sessions_per_episode=sessions,
+        history_len=history_len,
+        user_features=user_features,
+    )
     rng = np.random.default_rng(seed)
     obs, _ = env.reset(seed=seed)
-    dim = cfg.embedding_dim
-    prior_mean = np.zeros((num_envs, dim))
-    mean = np.zeros((num_envs, dim))
-    cov = np.zeros((num_envs, dim, dim))
-    satiation = np.zeros((num_envs, cfg.n_categories))
-    # The exposures read so far, newest last (for `window`): item, click offset, click, watch-time logit.
-    kept = window or 1
-    past_item = np.zeros((num_envs, kept), dtype=np.int64)
-    past_offset = np.zeros((num_envs, kept))
-    past_click = np.zeros((num_envs, kept))
-    past_watch = np.zeros((num_envs, kept))
-    past_signals = np.zeros((num_envs, kept, 4))  # like, follow, hate, satiation of the item's category
-    past_count = np.zeros(num_envs, dtype=np.int64)
-
-    def start(rows):
-        prior_mean[rows] = np.c_[obs["user_features"][rows], np.ones(len(rows))] @ prior_map
-        mean[rows], cov[rows] = prior_mean[rows], prior_cov
-        satiation[rows] = 0.0
-        past_count[rows] = 0
-
-    def laplace(mean, cov, a, offset, outcome):
-        """One Laplace step (in place) on a Bernoulli outcome whose logit is `<a, u> + offset`."""
-        p = 1.0 / (1.0 + np.exp(-((a * mean).sum(1) + offset)))
-        pa = np.einsum("nij,nj->ni", cov, a)
-        gain = pa / (1.0 / np.maximum(p * (1.0 - p), 1e-6) + (a * pa).sum(1))[:, None]
-        cov -= np.einsum("ni,nj->nij", gain, pa)
-        mean += np.einsum("nij,nj->ni", cov, a) * (outcome - p)[:, None]
-
-    def update(mean, cov, items, offset, click, watch, signals):
-        """The belief (in place) after exposures `items` with click offsets, clicks, watch-time logits and
-        (like, follow, hate) outcomes."""
-        laplace(mean, cov, cfg.affinity_weight * embeddings[items], offset, click)
-        if other_signals:  # the world's like and follow (after a click) and hate (after none) laws
-            c = np.flatnonzero(click > 0)
-            e = embeddings[items[c]]
-            completion = 1.0 / (
-                1.0
-                + np.exp(-(watch[c] + cfg.completion_quality_weight * (world.item_quality[items[c]] - 0.5)))
-            )
-            for weight, bias, outcome in (
-                (1.5, -3.0 + 4.0 * completion, signals[c, 0]),
-                (3.0, -5.0 + 2.0 * world.item_quality[items[c]], signals[c, 1]),
-            ):
-                mc, pc = mean[c], cov[c]
-                laplace(mc, pc, weight * e, bias, outcome)
-                mean[c], cov[c] = mc, pc
-            s = np.flatnonzero(click == 0)
-            mc, pc = mean[s], cov[s]
-            laplace(mc, pc, -2.0 * embeddings[items[s]], -3.5 + signals[s, 3], signals[s, 2])
-            mean[s], cov[s] = mc, pc
-        # A consumed item's watch time: logit(completion) - w_q (q - 1/2) = w_ca <u, e> + logistic noise of
-        # scale `completion_noise`, taken as Gaussian of the same variance (a Kalman step).
-        c = np.flatnonzero(click > 0)
-        a = cfg.completion_affinity_weight * embeddings[items[c]]
-        pa = np.einsum("nij,nj->ni", cov[c], a)
-        gain = pa / ((a * pa).sum(1) + cfg.completion_noise**2 * np.pi**2 / 3)[:, None]
-        mean[c] += gain * (watch[c] - (a * mean[c]).sum(1))[:, None]
-        cov[c] -= np.einsum("ni,nj->nij", gain, pa)
-        if drift:  # the world's transition: a click pulls the interest
-            g = cfg.interest_drift
-            unit = mean[c] / np.linalg.norm(mean[c], axis=1, keepdims=True)
-            norm = np.linalg.norm((1 - g) * unit + g * embeddings[items[c]], axis=1)
-            mean[c] = ((1 - g) * mean[c] + g * embeddings[items[c]]) / norm[:, None]
-            cov[c] *= ((1 - g) / norm)[:, None, None] ** 2
-
-    start(np.arange(num_envs))
     everyone = np.arange(num_envs)
-    just_reset = np.zeros(num_envs, dtype=bool)
+    just_reset = np.zeros(num_envs, dtype=bool)  # these envs' last step only delivered a new episode
     predicted, true, clicks = [], [], []
     while len(clicks) * num_envs < steps:
         action = rng.integers(0, world.n_items, size=num_envs)
-        a = cfg.affinity_weight * embeddings[action]  # the logit is <a, u> + offset
-        offset = (
-            world._item_utility[action]
-            - cfg.satiation_weight * satiation[everyone, world.item_category[action]]
-        )
-        if window:  # the belief from the prior over the last `window` exposures only
-            mean[:], cov[:] = prior_mean, prior_cov
-            for k in range(window):
-                rows = np.flatnonzero(past_count > window - 1 - k)
-                if len(rows):
-                    m, p = mean[rows], cov[rows]
-                    update(
-                        m,
-                        p,
-                        past_item[rows, k],
-                        past_offset[rows, k],
-                        past_click[rows, k],
-                        past_watch[rows, k],
-                        past_signals[rows, k],
-                    )
-                    mean[rows], cov[rows] = m, p
-        variance = np.einsum("ni,nij,nj->n", a, cov, a)
-        shown = offset if predict_satiation else world._item_utility[action]
-        p_hat = 1.0 / (1.0 + np.exp(-((a * mean).sum(1) + shown) / np.sqrt(1.0 + np.pi * variance / 8.0)))
+        p_hat = world_filter.predict(world_filter.posterior(obs), action[:, None])[0][:, 0]
         true_p = world.click_probabilities(env.user_state)[everyone, action]
         obs, _, terminated, truncated, info = env.step(action)
-        click = info["feedback"][:, 0]
-        live = np.flatnonzero(~just_reset)
+        live = ~just_reset
         predicted.append(p_hat[live])
         true.append(true_p[live])
-        clicks.append(click[live])
-        completion = np.clip(info["feedback"][:, 1] / world.item_duration_s[action], 1e-6, 1 - 1e-6)
-        watch = np.log(completion / (1 - completion)) - cfg.completion_quality_weight * (
-            world.item_quality[action] - 0.5
-        )
-        signals = np.c_[info["feedback"][:, [2, 3, 5]], satiation[everyone, world.item_category[action]]]
-        if window:
-            for past, value in (
-                (past_item, action),
-                (past_offset, offset),
-                (past_click, click),
-                (past_watch, watch),
-                (past_signals, signals),
-            ):
-                past[live] = np.roll(past[live], -1, axis=1)
-                past[live, -1] = value[live]
-            past_count[live] = np.minimum(past_count[live] + 1, window)
-        else:
-            m, p = mean[live], cov[live]
-            update(m, p, action[live], offset[live], click[live], watch[live], signals[live])
-            mean[live], cov[live] = m, p
-        satiation[live] *= cfg.satiation_step_decay
-        clicked = live[click[live] > 0]
-        satiation[clicked, world.item_category[action[clicked]]] += 1.0
-        if "_return_gap" in info:
-            ended = np.flatnonzero(info["_return_gap"])
-            satiation[ended] *= np.exp(-cfg.satiation_daily_decay * info["return_gap"][ended])[:, None]
-        start(np.flatnonzero(just_reset))  # this step delivered their new episode's first observation
+        clicks.append(info["feedback"][live, 0])
         just_reset = terminated | truncated
     predicted, true, clicks = (np.concatenate(x)[:steps] for x in (predicted, true, clicks))
     return {
@@ -428,16 +303,18 @@ def main() -> None:
             observation_click_auc(steps // 2, args.seed)
         )
         interest = interest_estimate_click_aucs(steps // 2, args.seed)
-        world_filter = world_filter_click_auc(50_000, args.seed + 1)  # world_metrics' steps
-        world_filter["last_64_exposures"] = world_filter_click_auc(50_000, args.seed + 1, window=64)["filter"]
-        world_filter["last_20_exposures"] = world_filter_click_auc(50_000, args.seed + 1, window=20)["filter"]
-        world_filter["without_drift"] = world_filter_click_auc(50_000, args.seed + 1, drift=False)["filter"]
-        world_filter["without_satiation"] = world_filter_click_auc(
-            50_000, args.seed + 1, predict_satiation=False
-        )["filter"]
-        world_filter["with_likes_follows_hates"] = world_filter_click_auc(
-            50_000, args.seed + 1, other_signals=True
-        )["filter"]
+        world_filter = world_filter_click_auc(50_000, args.seed + 1)  # world_metrics' steps, L = 20
+        for name, kwargs in (
+            ("whole_history", {"history_len": 160}),
+            ("whole_logged_history", {"history_len": 160, "belief": {"warm_start": False}}),
+            ("last_64_exposures", {"history_len": 64}),
+            ("without_warm_start", {"belief": {"warm_start": False}}),
+            ("one_gaussian_prior", {"belief": {"mixture": False}}),
+            ("without_drift", {"belief": {"drift": False}}),
+            ("without_satiation", {"belief": {"satiation": False}}),
+            ("clicks_and_watch_times_only", {"belief": {"other_signals": False}}),
+        ):
+            world_filter[name] = world_filter_click_auc(50_000, args.seed + 1, **kwargs)["filter"]
         print(
             json.dumps(
                 {
@@ -445,7 +322,7 @@ def main() -> None:
                     "logged_steps": steps,
                     "click_auc": aucs,
                     "interest_estimated_with_true_embeddings": interest,
-                    "world_filter_logged_history": world_filter,
+                    "world_filter": world_filter,
                 }
             )
         )

@@ -58,7 +58,7 @@ class LeaderboardConfig:
     """User-steps of uniform world logs per seed (baselines and offline agents are fitted on them)."""
     retention_sessions: int = 4
     """Sessions per episode in the retention setting."""
-    retention_weight: float = 10.0
+    retention_weight: float = 5.0
     """Reward per session end in the retention setting: retention_weight / (1 + return gap in days)."""
     device: str = "cpu"
     """Torch device of the agents: cpu, cuda or auto."""

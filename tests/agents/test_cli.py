@@ -55,7 +55,10 @@ def test_every_train_config_field_is_an_option():
     ("arguments", "message"),
     [
         (["--resume", "{run}", "--encoder", "gru4rec"], "--encoder: --resume keeps the run's config"),
-        (["--agent", "dt4ier", "--data", "x.parquet", "--out", "{run}2", "--num-envs", "4"], "--num-envs: for --agent rl"),
+        (
+            ["--agent", "dt4ier", "--data", "x.parquet", "--out", "{run}2", "--num-envs", "4"],
+            "--num-envs: for --agent rl",
+        ),
     ],
 )
 def test_options_that_would_be_ignored_are_refused(arguments, message, tmp_path):
@@ -77,7 +80,9 @@ def test_a_time_budget_alone_trains_until_it_runs_out(tmp_path, monkeypatch):
     monkeypatch.setattr(agents.training, "train", fake_train)
     runner.invoke(app, ["train", "--out", str(tmp_path / "a"), "--time-budget", "30"])
     assert seen["config"].stop_timesteps >= 10**12 and seen["config"].time_budget_s == 30
-    runner.invoke(app, ["train", "--out", str(tmp_path / "b"), "--time-budget", "30", "--stop-timesteps", "500"])
+    runner.invoke(
+        app, ["train", "--out", str(tmp_path / "b"), "--time-budget", "30", "--stop-timesteps", "500"]
+    )
     assert seen["config"].stop_timesteps == 500
     runner.invoke(app, ["train", "--out", str(tmp_path / "c")])
     assert seen["config"].stop_timesteps == 100_000 and seen["config"].time_budget_s is None
@@ -143,7 +148,9 @@ def test_evaluate_needs_exactly_one_policy(tmp_path):
     result = runner.invoke(app, ["evaluate", str(tmp_path), "--policy", "uniform"])
     assert result.exit_code == 2 and "one of them" in result.output
     result = runner.invoke(app, ["evaluate", "--policy", "best"])
-    assert result.exit_code == 2 and "unknown policy" in result.output and "filter-farsighted" in result.output
+    assert (
+        result.exit_code == 2 and "unknown policy" in result.output and "filter-farsighted" in result.output
+    )
 
 
 def test_importing_agents_and_its_cli_loads_no_torch_ray_or_sb3():
@@ -170,6 +177,25 @@ def test_a2c_and_dqn_train_resume_and_evaluate_through_the_commands(algo, algo_c
     result = runner.invoke(app, ["train", "--resume", str(out), "--stop-timesteps", "192", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert "trained 192 steps" in result.output
-    result = runner.invoke(app, ["evaluate", str(out), "--episodes", "3", "--env-config", '{"max_steps": 10}', "--json"])
+    result = runner.invoke(
+        app, ["evaluate", str(out), "--episodes", "3", "--env-config", '{"max_steps": 10}', "--json"]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["policy"] == f"sb3-{algo}"
+
+
+@pytest.mark.parametrize("name", ["filter-farsighted", "myopic-oracle"])
+def test_evaluate_runs_the_world_references(name):
+    result = runner.invoke(
+        app, ["evaluate", "--policy", name, "--episodes", "4", "--env-config", '{"max_steps": 10}', "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output.strip().splitlines()[-1])
+    assert stats["episodes"] == 4 and stats["policy"] == name
+
+
+def test_world_references_need_the_world():
+    result = runner.invoke(
+        app, ["evaluate", "--policy", "filter-myopic", "--env-config", '{"dataset": "ml-100k"}']
+    )
+    assert result.exit_code == 2 and "needs the world" in result.output

@@ -51,7 +51,7 @@ def test_rows_settings_and_quick_defaults():
     config = LeaderboardConfig(agents=("ppo", "dqn", "supervised"), seeds=3)
     assert row_names(config)[-4:] == ["ppo", "ppo (sampled)", "dqn", "supervised"]
     assert config.env_kwargs("default") == {}
-    assert config.env_kwargs("retention") == {"sessions_per_episode": 4, "retention_weight": 10.0}
+    assert config.env_kwargs("retention") == {"sessions_per_episode": 4, "retention_weight": 5.0}
     quick = config.with_quick_defaults()
     assert (quick.seeds, quick.episodes, quick.time_budget_s) == (3, 200, 60.0)  # an explicit value stays
 

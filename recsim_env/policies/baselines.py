@@ -1,12 +1,10 @@
-"""Reference policies for the `SeqRec` environments: baselines from logs and oracles of the world.
+"""Log-based reference policies for the `SeqRec` environments, and the `Policy` base they share.
 
 All act on batched observations (each value with a leading N axis) and return `[N, K]` slates.
 - `UniformPolicy`: K distinct items uniformly at random.
 - `PopularityPolicy`: items sampled in proportion to their logged click counts (without replacement).
 - `GreedyPolicy`: oracle-free; the highest logged click-through rate given the category of the
   user's last consumed item, skipping items already in the observed history.
-- `MyopicOracle`: reads the world's hidden state; the K items of highest immediate click probability.
-- `FarsightedOracle`: reads the hidden state; trades the click for the user's satisfaction (below).
 
 `agents.baselines` exposes them through the `agents.Policy` contract.
 """
@@ -18,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from recsim_env.checks import check_integer, check_real, describe
 from recsim_env.errors import ArgumentError
-from recsim_env.world import UserWorld
-from recsim_env.world.config import MAX_ITEMS, check_integer, check_real, describe
+from recsim_env.world.config import MAX_ITEMS
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -188,50 +186,3 @@ class GreedyPolicy(Policy):
 
     def act(self, obs, rng, user_state=None):
         return top_k(self.scores(obs), self.slate_size)
-
-
-class MyopicOracle(Policy):
-    """Reads the hidden state: the K items with the highest immediate click probability."""
-
-    name = "myopic-oracle"
-    needs_user_state = True
-
-    def __init__(self, world: UserWorld, slate_size: int = 1) -> None:
-        _check_world(world)
-        super().__init__(world.n_items, slate_size)
-        self.world = world
-
-    def act(self, obs, rng, user_state=None):
-        return top_k(self.world.click_probabilities(user_state), self.slate_size)
-
-
-class FarsightedOracle(Policy):
-    """Reads the hidden state and keeps the user satisfied, not just clicking.
-
-    The heuristic scores item i by p_i + weight * E[experience_i], with the click probability p_i
-    and the expected experience E[experience_i] = p_i (2 c_i - 1) - (1 - p_i) no_click_penalty, where
-    c_i is the item's median completion rate. Satisfaction drives both the leave probability and the
-    return gap, so protecting it buys longer sessions and quicker returns at a small immediate cost.
-    Satiation is already in p_i, which makes the heuristic rotate categories as it goes.
-    """
-
-    name = "farsighted-oracle"
-    needs_user_state = True
-
-    def __init__(self, world: UserWorld, slate_size: int = 1, weight: float = 0.5) -> None:
-        _check_world(world)
-        super().__init__(world.n_items, slate_size)
-        self.world = world
-        self.weight = check_real("weight", weight)
-
-    def act(self, obs, rng, user_state=None):
-        p = self.world.click_probabilities(user_state)
-        completion = self.world.expected_completion(user_state)
-        experience = p * (2.0 * completion - 1.0) - (1.0 - p) * self.world.config.no_click_penalty
-        return top_k(p + self.weight * experience, self.slate_size)
-
-
-def _check_world(world) -> None:
-    """Oracles read the world's hidden state: `world` must answer `click_probabilities` (a `UserWorld`)."""
-    if not callable(getattr(world, "click_probabilities", None)):
-        raise ArgumentError(f"world must be a recsim_env.world.UserWorld, got {describe(world)}")
