@@ -6,11 +6,15 @@ torch is imported inside the commands so that `seqrec --help` stays fast.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from recsim_env.config_cli import config_options
+from recsim_env.encoders.trainer_config import TrainerConfig
 
 
 def _fail(err: Exception) -> None:
@@ -18,54 +22,33 @@ def _fail(err: Exception) -> None:
     raise typer.Exit(code=1)
 
 
+@config_options(TrainerConfig, param="trainer_config", aliases={"num_threads": ("--threads",)})
 def train_encoder_command(
+    context: typer.Context,
     data: Annotated[
         str, typer.Option(help="Data path (RecBole, MovieLens, CSV/Parquet) or a fetched data set name.")
     ],
     out: Annotated[Path, typer.Option(help="Checkpoint directory to write.")],
-    model: Annotated[str, typer.Option(help="A registered encoder: sasrec, bert4rec, hstu, gru4rec, ...")] = "sasrec",
+    trainer_config: TrainerConfig,
+    model: Annotated[
+        str, typer.Option(help="A registered encoder: sasrec, bert4rec, hstu, gru4rec, ...")
+    ] = "sasrec",
     max_len: Annotated[int, typer.Option(help="History length L.")] = 50,
     d_model: Annotated[int, typer.Option(help="Embedding / hidden width D.")] = 64,
     loss: Annotated[str, typer.Option(help="ce (full softmax), bce or sampled_softmax.")] = "ce",
     use_feedback: Annotated[
         bool, typer.Option(help="Feed the per-event feedback columns to the encoder.")
     ] = False,
-    epochs: Annotated[int, typer.Option(help="Most epochs.")] = 200,
-    patience: Annotated[
-        int, typer.Option(help="Early-stopping patience (epochs) on validation NDCG@10.")
-    ] = 10,
-    selection_protocol: Annotated[
-        str,
-        typer.Option(
-            help="Validation ranking that early stopping watches: seen_excluded (history items removed) "
-            "or seen_included (RecBole's; for data where users consume items again)."
-        ),
-    ] = "seen_excluded",
-    batch_size: Annotated[int, typer.Option(help="Training windows per step.")] = 128,
-    window_stride: Annotated[
-        int | None,
-        typer.Option(help="Training windows end every N events (default: max_len // 2); see TrainerConfig."),
-    ] = None,
-    lr: Annotated[
-        float | None,
-        typer.Option(help="Adam learning rate (default 2e-3; 1e-3 for hstu, its reference code's setting)."),
-    ] = None,
-    seed: Annotated[int, typer.Option(help="Random seed (CPU runs are bit-for-bit reproducible).")] = 0,
-    device: Annotated[
-        str, typer.Option(help="auto (CUDA + bf16 autocast when present), cpu, cuda.")
-    ] = "auto",
-    compile: Annotated[bool, typer.Option(help="torch.compile the training step.")] = False,
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads for torch (default: torch's choice).")
-    ] = None,
-    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Train a sequential encoder on next-item prediction (leave-one-out split, full-ranking metrics)."""
+    """Train a sequential encoder on next-item prediction (leave-one-out split, full-ranking metrics).
+
+    Every `TrainerConfig` field is an option (`--field-name`); `--lr` defaults to the encoder's own.
+    """
     try:
         from recsim_env import data as data_module
         from recsim_env import encoders
         from recsim_env.checkpoint import check_replaceable
-        from recsim_env.encoders.trainer import TrainerConfig, seed_everything, train
+        from recsim_env.encoders.trainer import seed_everything, train
 
         check_replaceable(out)  # before training, not after
         logs = data_module.load(data)
@@ -73,19 +56,11 @@ def train_encoder_command(
         base = {"n_items": logs.n_items, "max_len": max_len, "d_model": d_model, "loss": loss}
         if use_feedback:
             base["feedback_dim"] = int(sequences.feedback.shape[1])
-        trainer_config = TrainerConfig(
-            epochs=epochs,
-            patience=patience,
-            selection_protocol=selection_protocol,
-            batch_size=batch_size,
-            window_stride=window_stride,
-            lr=lr if lr is not None else encoders.encoder_class(model).learning_rate,
-            seed=seed,
-            device=device,
-            compile=compile,
-            num_threads=threads,
-            progress=progress,
-        )
+        if context.get_parameter_source("lr").name == "DEFAULT":  # each encoder's own default
+            trainer_config = dataclasses.replace(
+                trainer_config, lr=encoders.encoder_class(model).learning_rate
+            )
+        seed = trainer_config.seed
         seed_everything(seed)
         encoder = encoders.build(model, base)
         result = train(encoder, sequences, trainer_config)
@@ -101,7 +76,7 @@ def train_encoder_command(
         "model": model,
         "out": str(out),
         "best_epoch": result.best_epoch,
-        "valid": result.valid[selection_protocol],
+        "valid": result.valid[trainer_config.selection_protocol],
         "test": result.test,
         "seconds_per_epoch": round(result.seconds_per_epoch, 3),
     }
