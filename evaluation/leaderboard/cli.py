@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -53,6 +54,6 @@ def leaderboard_command(
     except (RecsimError, ValueError) as error:
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
-    command = "seqrec leaderboard " + " ".join(sys.argv[2:]) if len(sys.argv) > 1 else "seqrec leaderboard"
+    command = shlex.join(["seqrec", "leaderboard", *sys.argv[2:]])
     write_leaderboard(results, config, out, command=command, wall_s=time.perf_counter() - started)
     typer.echo((Path(out) / "leaderboard.md").read_text())

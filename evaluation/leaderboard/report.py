@@ -144,7 +144,7 @@ def markdown(summaries: Sequence[Summary], config: LeaderboardConfig, *, command
         "# Leaderboard",
         "",
         f"`{command}`; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {platform.node()} ({platform.machine()}, "
-        f"{_cpus()} CPUs); {wall_s / 60:.1f} min. {config.seeds} seed(s), {config.episodes} evaluation episodes "
+        f"{_cpus()} CPUs); {wall_s / 60:.1f} min in this run (results kept from earlier runs are read back). {config.seeds} seed(s), {config.episodes} evaluation episodes "
         f"per policy and seed, training budget {config.time_budget_s:.0f} s per online agent and seed.",
         "",
         "Means over seeds; brackets: 95% intervals over seeds (Student's t). `sessions`: sessions per episode. "
