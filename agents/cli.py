@@ -11,16 +11,19 @@ from typing import Annotated, Any
 
 import typer
 
+from agents.baselines import BASELINES
 from agents.training.config import TrainConfig
 from recsim_env.config_cli import config_options
+from recsim_env.policies import REFERENCE_POLICIES
 
-BASELINE_NAMES = ("uniform", "popularity", "greedy")
+BASELINE_NAMES = BASELINES
+"""Baselines of `seqrec evaluate --policy`, fitted on logs (`agents.baselines`)."""
 LEARNED_USER_KEYS = ("user_model", "dataset", "simulator")
 """`SeqRec-v0` arguments that replace the world with other users."""
 UNLIMITED_STEPS = 10**12
 """`--stop-timesteps` when only `--time-budget` is given: the budget decides."""
-REFERENCE_NAMES = ("filter-myopic", "filter-farsighted", "myopic-oracle", "farsighted-oracle")
-"""World references of `seqrec evaluate --policy` (`recsim_env.policies.reference_policy`): they know the
+REFERENCE_NAMES = tuple(REFERENCE_POLICIES)
+"""World references of `seqrec evaluate --policy` (`recsim_env.policies.REFERENCE_POLICIES`): they know the
 world's equations; the filters see only the observation, the oracles read the hidden state."""
 
 

@@ -7,16 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from agents.baselines import BASELINES
 from recsim_env.errors import ArgumentError
+from recsim_env.policies import REFERENCE_POLICIES
 
 SETTINGS = ("default", "retention")
 """`default`: `SeqRec-v0` as registered (one session, click reward). `retention`: several sessions per
 episode and a retention term at each session end (`retention_sessions`, `retention_weight`)."""
 
-BASELINES = ("uniform", "popularity", "greedy")
-"""Fitted on the seed's logs (`agents.baselines`)."""
-WORLD_REFERENCES = ("filter-myopic", "filter-farsighted", "myopic-oracle", "farsighted-oracle")
-"""Know the world's equations (`recsim_env.policies.reference_policy`); the oracles also read its hidden state."""
+WORLD_REFERENCES = tuple(REFERENCE_POLICIES)
+"""Know the world's equations (`recsim_env.policies.REFERENCE_POLICIES`); the oracles also read its hidden state."""
 REFERENCES = BASELINES + WORLD_REFERENCES
 
 ONLINE_AGENTS = ("ppo", "a2c", "dqn")
