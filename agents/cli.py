@@ -12,16 +12,14 @@ from typing import Annotated, Any
 import typer
 
 from agents.baselines import BASELINES
-from agents.training.config import TrainConfig
-from recsim_env.config_cli import config_options
+from agents.training.config import UNLIMITED_STEPS, TrainConfig
+from recsim_env.config_cli import config_options, given_options
 from recsim_env.policies import REFERENCE_POLICIES
 
 BASELINE_NAMES = BASELINES
 """Baselines of `seqrec evaluate --policy`, fitted on logs (`agents.baselines`)."""
 LEARNED_USER_KEYS = ("user_model", "dataset", "simulator")
 """`SeqRec-v0` arguments that replace the world with other users."""
-UNLIMITED_STEPS = 10**12
-"""`--stop-timesteps` when only `--time-budget` is given: the budget decides."""
 REFERENCE_NAMES = tuple(REFERENCE_POLICIES)
 """World references of `seqrec evaluate --policy` (`recsim_env.policies.REFERENCE_POLICIES`): they know the
 world's equations; the filters see only the observation, the oracles read the hidden state."""
@@ -51,18 +49,6 @@ RESUMABLE_FIELDS = ("stop_timesteps", "time_budget_s")
 """The `TrainConfig` fields `--resume` may change; the run keeps the rest of its config."""
 REGISTERED_AGENT_FIELDS = ("seed", "device", "algo_config", "torch_threads")
 """The `TrainConfig` options a registered agent reads (`--algo-config` holds its own config)."""
-
-
-def _given_options(context: typer.Context, config_class) -> set[str]:
-    """The config fields given on the command line (not left at their defaults)."""
-    import dataclasses
-
-    given = set()
-    for f in dataclasses.fields(config_class):
-        source = context.get_parameter_source(f.name)
-        if source is not None and source.name != "DEFAULT":
-            given.add(f.name)
-    return given
 
 
 @config_options(TrainConfig, aliases={"env_id": ("--env",), "time_budget_s": ("--time-budget",)})
@@ -113,7 +99,7 @@ def train_command(
 
     from agents.registry import AGENTS
 
-    given = _given_options(context, TrainConfig)
+    given = given_options(context, TrainConfig)
     try:
         if agent != "rl" and agent not in AGENTS:
             raise ValueError(f"--agent: unknown agent {agent!r}; known: rl, {', '.join(sorted(AGENTS))}")
@@ -131,7 +117,7 @@ def train_command(
         typer.echo(f"Error: {error}", err=True)
         raise typer.Exit(2) from None
     if agent != "rl":
-        _train_registered(AGENTS[agent], out, data, resume, config, progress)
+        _train_registered(AGENTS[agent], out, data, resume, config, progress, given)
         return
     from agents.training import check_env_config, train
 
@@ -148,6 +134,8 @@ def train_command(
                     "--stop-timesteps and --time-budget may change"
                 )
             changes = {name: getattr(config, name) for name in given}
+            if "time_budget_s" in given and "stop_timesteps" not in given:
+                changes["stop_timesteps"] = UNLIMITED_STEPS  # a new budget alone: train until it is spent
             config = dataclasses.replace(TrainConfig.load(resume), **changes)
             out = resume
         else:
@@ -185,7 +173,7 @@ def _option(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _train_registered(spec, out, data, resume, train_config, progress) -> None:
+def _train_registered(spec, out, data, resume, train_config, progress, given) -> None:
     """`seqrec train --agent NAME --out DIR [--data PATH]`: a registered agent, trained in one go."""
     import dataclasses
     import time
@@ -221,7 +209,8 @@ def _train_registered(spec, out, data, resume, train_config, progress) -> None:
             from recsim_env.data import load
 
             logs = load(data)
-        set_torch_threads(train_config.torch_threads)
+        if "torch_threads" in given:  # else the agent keeps torch's default
+            set_torch_threads(train_config.torch_threads)
         started = time.perf_counter()
         policy, info = spec.fit_function(config, logs, progress)
     except (ValueError, TypeError, FileNotFoundError) as error:
@@ -235,6 +224,7 @@ def _train_registered(spec, out, data, resume, train_config, progress) -> None:
 
 
 def evaluate_command(
+    context: typer.Context,
     target: Annotated[
         Path | None, typer.Argument(help="A saved policy directory (any agent or backend).")
     ] = None,
@@ -293,6 +283,20 @@ def evaluate_command(
         if env != "SeqRec-v0":
             raise ValueError(f"--env: evaluation rolls out SeqRec-v0 (its native vector env), got {env!r}")
         env_kwargs = _json_option(env_config, "--env-config")
+        if policy in REFERENCE_NAMES:
+            ignored = [
+                option
+                for name, option in (
+                    ("deterministic", "--deterministic/--sample"),
+                    ("logs", "--logs"),
+                    ("log_steps", "--log-steps"),
+                )
+                if (source := context.get_parameter_source(name)) is not None and source.name != "DEFAULT"
+            ]
+            if ignored:
+                raise ValueError(
+                    f"{', '.join(ignored)}: --policy {policy} is deterministic and fitted on no logs"
+                )
         if policy in REFERENCE_NAMES and any(env_kwargs.get(key) is not None for key in LEARNED_USER_KEYS):
             raise ValueError(
                 f"--policy {policy}: knows the world's equations, so it needs the world "

@@ -66,7 +66,11 @@ def _option_type(hint: Any) -> tuple[Any, bool]:
 
 
 def config_options(
-    cls: type, *, param: str = "config", aliases: Mapping[str, tuple[str, ...]] | None = None, exclude: tuple[str, ...] = ()
+    cls: type,
+    *,
+    param: str = "config",
+    aliases: Mapping[str, tuple[str, ...]] | None = None,
+    exclude: tuple[str, ...] = (),
 ) -> Callable[[Callable], Callable]:
     """Decorate a command taking `param: cls` so that every field of `cls` becomes an option."""
     aliases = dict(aliases or {})
@@ -93,7 +97,11 @@ def config_options(
                 names = (f"{names[0]}/--no-{f.name.replace('_', '-')}", *names[1:])
             help_text = _first_sentence(docs.get(f.name, "")) + (" (JSON)" if is_json else "")
             annotation = Annotated[typ, typer.Option(*names, help=help_text, show_default=not is_json)]
-            generated.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation))
+            generated.append(
+                inspect.Parameter(
+                    f.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+                )
+            )
 
         @functools.wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -106,7 +114,9 @@ def config_options(
                 try:
                     parsed = json.loads(text)
                 except json.JSONDecodeError as error:
-                    raise typer.BadParameter(f"not valid JSON ({error})", param_hint=f"--{name.replace('_', '-')}") from None
+                    raise typer.BadParameter(
+                        f"not valid JSON ({error})", param_hint=f"--{name.replace('_', '-')}"
+                    ) from None
                 values[name] = tuple(parsed) if isinstance(parsed, list) else parsed
             try:
                 config = cls(**values)
@@ -115,7 +125,9 @@ def config_options(
                 raise typer.Exit(code=2) from None
             return command(*args, **{param: config}, **kwargs)
 
-        ordered = [p for p in own if p.default is inspect.Parameter.empty] + [p for p in own if p.default is not inspect.Parameter.empty]
+        ordered = [p for p in own if p.default is inspect.Parameter.empty] + [
+            p for p in own if p.default is not inspect.Parameter.empty
+        ]
         parameters = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in ordered] + generated
         wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
@@ -123,3 +135,13 @@ def config_options(
         return wrapper
 
     return decorate
+
+
+def given_options(context: typer.Context, cls: type) -> set[str]:
+    """The fields of `cls` given on the command line of `context`'s command (not left at their defaults)."""
+    given = set()
+    for f in dataclasses.fields(cls):
+        source = context.get_parameter_source(f.name)
+        if source is not None and source.name != "DEFAULT":
+            given.add(f.name)
+    return given

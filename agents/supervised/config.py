@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from recsim_env.checks import check_integer, check_real
 from recsim_env.errors import ArgumentError
-from recsim_env.world.config import check_integer, check_real
 
 KIND = "supervised"
 MAX_ITEMS = 10_000_000
@@ -47,7 +47,7 @@ class SupervisedConfig:
     patience: int = 3
     """Stop after this many epochs without a better validation `selection` metric."""
     time_budget_s: float | None = None
-    """Also stop after this many seconds of training (checked after each epoch; None: no limit)."""
+    """Also stop after this many seconds of training (checked after every batch, so the last epoch may be cut short; None: no limit)."""
     batch_size: int = 256
     """Logged rows per gradient step."""
     lr: float = 1e-3

@@ -22,6 +22,10 @@ from recsim_env.errors import CheckpointError
 BACKENDS = ("sb3", "rllib")
 ALGOS: dict[str, tuple[str, ...]] = {"sb3": ("ppo", "a2c", "dqn"), "rllib": ("ppo", "dqn")}
 """Algorithms each backend trains."""
+UNLIMITED_STEPS = 10**12
+"""`stop_timesteps` of a run that trains until its `time_budget_s` is spent."""
+SCHEDULE_HORIZON = 100_000
+"""The horizon of SB3's progress-based schedules (DQN's exploration) in a run with no step goal."""
 CONFIG_FILE = "train_config.json"
 PROGRESS_FILE = "progress.json"
 STATE_SUBDIR = "state"

@@ -35,6 +35,8 @@ from agents.heads import sb3_policy_class
 from agents.policy import POLICY_SUBDIR, DeviceLoadable, ProbabilityPolicy, save_policy
 from agents.sb3 import SequenceFeaturesExtractor
 from agents.training.config import (
+    SCHEDULE_HORIZON,
+    UNLIMITED_STEPS,
     TrainConfig,
     TrainResult,
     open_training_state,
@@ -322,6 +324,22 @@ def build_model(config: TrainConfig, env, *, for_inference: bool = False) -> Bas
         raise ValueError(f"--algo-config for {config.algo}: {error}") from None
 
 
+def _exploration_over_steps(model: DQN, horizon: int):
+    """DQN's epsilon decayed over `exploration_fraction * horizon` steps, not over a fraction of the run.
+
+    SB3 decays epsilon over a fraction of `total_timesteps`; a run that trains until its time budget is
+    spent has no step goal (`UNLIMITED_STEPS`), and that fraction would keep epsilon near 1 throughout.
+    """
+    start, end = model.exploration_initial_eps, model.exploration_final_eps
+    steps = max(model.exploration_fraction * horizon, 1.0)
+
+    def schedule(progress_remaining: float) -> float:
+        del progress_remaining
+        return start + min(model.num_timesteps / steps, 1.0) * (end - start)
+
+    return schedule
+
+
 def _next_run_dir(out: Path) -> Path:
     logs = out / "logs"
     k = 0
@@ -347,6 +365,8 @@ def train_sb3(config: TrainConfig, out: Path, *, resume: bool = False, progress:
     else:
         env = _make_env(config, config.num_envs, config.seed)
         model = build_model(config, env)
+    if config.stop_timesteps >= UNLIMITED_STEPS and config.algo == "dqn":
+        model.exploration_schedule = _exploration_over_steps(model, SCHEDULE_HORIZON)
     model.set_logger(configure(str(_next_run_dir(out)), ["csv", "tensorboard"]))
 
     remaining = config.stop_timesteps - model.num_timesteps

@@ -11,11 +11,12 @@ from typing import Annotated
 import typer
 
 from evaluation.leaderboard.config import QUICK, LeaderboardConfig
-from recsim_env.config_cli import config_options
+from recsim_env.config_cli import config_options, given_options
 
 
 @config_options(LeaderboardConfig, aliases={"time_budget_s": ("--time-budget",)})
 def leaderboard_command(
+    context: typer.Context,
     out: Annotated[Path, typer.Option("--out", help="Directory of the results, runs and leaderboard files.")],
     config: LeaderboardConfig,
     quick: Annotated[
@@ -47,7 +48,7 @@ def leaderboard_command(
 
     set_torch_threads(threads)
     if quick:
-        config = config.with_quick_defaults()
+        config = config.with_quick_defaults(given_options(context, LeaderboardConfig))
     started = time.perf_counter()
     try:
         results = run_leaderboard(config, out, progress=progress, log=lambda line: typer.echo(line, err=True))

@@ -51,7 +51,8 @@ class LeaderboardConfig:
     agents: tuple[str, ...] = ("ppo", "dqn", "supervised", "dt4ier")
     """Agents to train: ppo, a2c, dqn (online); supervised, dt4ier, tscac (on logs); sim2rec (in simulators)."""
     agent_configs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    """Config fields per agent, as {"ppo": {"algo_config": {"ent_coef": 0.01}}, "dt4ier": {"train_steps": 500}}."""
+    """Config fields per agent, as {"ppo": {"algo_config": {"ent_coef": 0.01}}, "dt4ier": {"steps": 500}}; the
+    fields the leaderboard sets for every agent (seed, budget, environment, algorithm) are refused."""
     sampled_rows: bool = True
     """Also evaluate each agent whose policy is a distribution (ppo, a2c, dt4ier, sim2rec) sampling from it."""
     log_steps: int = 50_000
@@ -97,6 +98,8 @@ class LeaderboardConfig:
         stray = sorted(set(self.agent_configs) - set(self.agents))
         if stray:
             raise ArgumentError(f"agent_configs: {stray} are not in agents {list(self.agents)}")
+        for agent, fields in self.agent_configs.items():
+            _check_agent_fields(agent, fields)
         if self.device not in ("cpu", "cuda", "auto"):
             raise ArgumentError(f"device must be cpu, cuda or auto, got {self.device!r}")
 
@@ -109,11 +112,11 @@ class LeaderboardConfig:
             "retention_weight": float(self.retention_weight),
         }
 
-    def with_quick_defaults(self) -> LeaderboardConfig:
-        """`QUICK`'s values for each of its fields still at the dataclass default."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        changes = {name: value for name, value in QUICK.items() if getattr(self, name) == defaults[name]}
-        return dataclasses.replace(self, **changes)
+    def with_quick_defaults(self, given: set[str] = frozenset()) -> LeaderboardConfig:
+        """`QUICK`'s values for each of its fields not in `given` (the fields a caller chose)."""
+        return dataclasses.replace(
+            self, **{name: value for name, value in QUICK.items() if name not in given}
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -122,3 +125,37 @@ class LeaderboardConfig:
             else {k: dict(v) for k, v in getattr(self, f.name).items()}
             for f in dataclasses.fields(self)
         }
+
+
+FIXED_FIELDS = (
+    "seed",
+    "time_budget_s",
+    "stop_timesteps",
+    "env_id",
+    "env_config",
+    "env_kwargs",
+    "algo",
+    "backend",
+)
+"""Config fields the leaderboard sets alike for every agent, so `agent_configs` may not change them."""
+
+
+def _check_agent_fields(agent: str, fields: Mapping[str, Any]) -> None:
+    """`agent_configs[agent]` names only fields of the agent's config, and none of `FIXED_FIELDS`."""
+    if agent in ONLINE_AGENTS:
+        from agents.training import TrainConfig
+
+        config_class = TrainConfig
+    else:
+        from agents.registry import AGENTS
+
+        config_class = AGENTS[agent].config_class
+    names = {f.name for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(fields) - names)
+    if unknown:
+        raise ArgumentError(
+            f"agent_configs[{agent!r}]: unknown {config_class.__name__} field(s) {unknown}; known: {sorted(names)}"
+        )
+    fixed = sorted(set(fields) & set(FIXED_FIELDS))
+    if fixed:
+        raise ArgumentError(f"agent_configs[{agent!r}]: {fixed} are set by the leaderboard for every agent")

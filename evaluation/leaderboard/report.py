@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from evaluation.leaderboard.config import CEILING, LeaderboardConfig
-from evaluation.leaderboard.run import Result, row_names
+from evaluation.leaderboard.run import SAMPLED_SUFFIX, Result, row_names
 from recsim_env.io import atomic_write, write_atomic
 
 METRICS = ("mean_return", "click_rate", "session_length", "return_gap_days", "sessions")
@@ -54,9 +54,13 @@ class Summary:
 
 
 def _metric(stats: dict[str, Any], name: str) -> float:
-    if name == "sessions":
-        return stats["mean_return"] / stats["return_per_session"] if stats["return_per_session"] else math.nan
+    if name == "sessions":  # sessions per episode
+        return stats["mean_return"] / stats["return_per_session"] if stats["return_per_session"] else 0.0
     return float(stats[name])
+
+
+def _share(value: float, ceiling: float) -> str:
+    return f"{value / ceiling:.1%}" if ceiling else "-"
 
 
 def t_interval(values: Sequence[float]) -> tuple[float, float]:
@@ -110,13 +114,15 @@ def checks(summaries: Sequence[Summary], config: LeaderboardConfig) -> list[str]
         for row in agents:
             summary = by_key.get((setting, row))
             if summary is not None:
-                share = summary.mean["mean_return"] / ceiling.mean["mean_return"]
-                lines.append(f"{setting}: {row} reaches {share:.1%} of {CEILING}'s mean return")
+                share = _share(summary.mean["mean_return"], ceiling.mean["mean_return"])
+                lines.append(f"{setting}: {row} reaches {share} of {CEILING}'s mean return")
     supervised = by_key.get(("retention", "supervised"))
     long_term = [
-        by_key[("retention", row)] for row in agents if ("retention", row) in by_key and row != "supervised"
+        by_key[("retention", row)]
+        for row in agents
+        if ("retention", row) in by_key and row != "supervised" and not row.endswith(SAMPLED_SUFFIX)
     ]
-    if supervised is not None and long_term:
+    if supervised is not None and long_term and supervised.mean["mean_return"]:
         best = max(long_term, key=lambda s: s.mean["mean_return"])
         gain = best.mean["mean_return"] / supervised.mean["mean_return"] - 1.0
         overlap = _overlap(best.ci95.get("mean_return"), supervised.ci95.get("mean_return"))
@@ -145,7 +151,8 @@ def markdown(summaries: Sequence[Summary], config: LeaderboardConfig, *, command
         "",
         f"`{command}`; {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; {platform.node()} ({platform.machine()}, "
         f"{_cpus()} CPUs); {wall_s / 60:.1f} min in this run (results kept from earlier runs are read back). {config.seeds} seed(s), {config.episodes} evaluation episodes "
-        f"per policy and seed, training budget {config.time_budget_s:.0f} s per online agent and seed.",
+        f"per policy and seed, training budget {config.time_budget_s:.0f} s per agent and seed "
+        "(agents whose config has no budget run it as set).",
         "",
         "Means over seeds; brackets: 95% intervals over seeds (Student's t). `sessions`: sessions per episode. "
         "Agents act on their most probable item (as `seqrec evaluate RUN` does); `(sampled)` rows sample from "
@@ -166,7 +173,7 @@ def markdown(summaries: Sequence[Summary], config: LeaderboardConfig, *, command
             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for s in rows:
-            share = f"{s.mean['mean_return'] / ceiling.mean['mean_return']:.1%}" if ceiling else "-"
+            share = _share(s.mean["mean_return"], ceiling.mean["mean_return"]) if ceiling else "-"
             lines.append(
                 f"| {s.row} | {s.kind} | {_cell(s, 'mean_return', 2)} | {share} | {_cell(s, 'click_rate', 3)} | "
                 f"{_cell(s, 'session_length', 1)} | {_cell(s, 'return_gap_days', 2)} | {s.mean['sessions']:.1f} | "

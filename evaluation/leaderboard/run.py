@@ -1,11 +1,11 @@
 """Run a leaderboard: train each agent, roll every policy out on the same seeds and users, keep each result.
 
-For each setting and seed `s`:
-1. log `log_steps` user-steps of the uniform logger in the world (seed `s`); the baselines and the
+For each setting and seed `s` (`b = SEED_STRIDE * s`):
+1. log `log_steps` user-steps of the uniform logger in the world (seed `b`); the baselines and the
    offline agents are fitted on these logs;
-2. train each agent with seed `s` (online agents in the setting's environment for `time_budget_s`);
-3. roll each policy out for `episodes` episodes of the setting's environment seeded `EVAL_SEED + s`,
-   so every policy meets the same users with the same randomness.
+2. train each agent with seed `b` (online agents in the setting's environment for `time_budget_s`);
+3. roll each policy out for `episodes` episodes of the setting's environment seeded `EVAL_SEED + b`,
+   so every policy meets the same users with the same randomness, and other seeds other users.
 
 Every result is written to `out/results/<setting>/<row>/seed-<s>.json` as soon as it exists, and a run
 that stops (or is stopped) continues where it was when started again with the same `out`: finished
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agents.cli import UNLIMITED_STEPS
+from agents.training.config import UNLIMITED_STEPS
 from evaluation.leaderboard.config import (
     BASELINES,
     ONLINE_AGENTS,
@@ -32,8 +32,12 @@ from evaluation.leaderboard.config import (
 )
 from recsim_env.io import write_atomic
 
-EVAL_SEED = 100_000
-"""Evaluation seeds are `EVAL_SEED + s`: apart from every training seed."""
+SEED_STRIDE = 1_000
+"""Seed `s` of a leaderboard seeds its training and logs with `SEED_STRIDE * s` and its evaluation with
+`EVAL_SEED + SEED_STRIDE * s`: a vector env seeds sub-env i with seed + i, so seeds one apart would replay
+all but one of each other's users."""
+EVAL_SEED = 100_000_000
+"""Apart from every training seed."""
 STOCHASTIC_AGENTS = ("ppo", "a2c", "dt4ier", "sim2rec")
 """Agents whose policy is a distribution: their row acts on its most probable item (as `seqrec evaluate RUN`
 does), and with `sampled_rows` a second row samples from it."""
@@ -102,6 +106,7 @@ class _SeedContext:
         self.config = config
         self.setting = setting
         self.seed = seed
+        self.base_seed = SEED_STRIDE * seed
         self.out = out
         self.progress = progress
         self.log = log
@@ -131,7 +136,7 @@ class _SeedContext:
         return result
 
     def _eval_args(self) -> dict[str, Any]:
-        return {"n_episodes": self.config.episodes, "seed": EVAL_SEED + self.seed, **self.env_kwargs}
+        return {"n_episodes": self.config.episodes, "seed": EVAL_SEED + self.base_seed, **self.env_kwargs}
 
     def _rollout_policy(self, policy, *, deterministic: bool) -> dict[str, Any]:
         from agents.policy import rollout_policy
@@ -143,7 +148,7 @@ class _SeedContext:
 
         logs = self.logs()
         started = time.perf_counter()
-        policy = fit_baseline(name, logs, seed=self.seed)
+        policy = fit_baseline(name, logs, seed=self.base_seed)
         return self._rollout_policy(policy, deterministic=False), time.perf_counter() - started
 
     def _evaluate_reference(self, name: str) -> tuple[dict[str, Any], float]:
@@ -163,7 +168,7 @@ class _SeedContext:
             self._logs = log_world(
                 "uniform",
                 steps=self.config.log_steps,
-                seed=self.seed,
+                seed=self.base_seed,
                 sessions_per_user=sessions,
                 progress=False,
             )
@@ -203,7 +208,7 @@ class _SeedContext:
                 "env_config": self.env_kwargs,
                 "stop_timesteps": UNLIMITED_STEPS,
                 "time_budget_s": self.config.time_budget_s,
-                "seed": self.seed,
+                "seed": self.base_seed,
                 "device": self.config.device,
                 **overrides,
             }
@@ -213,7 +218,9 @@ class _SeedContext:
 
         spec = AGENTS[agent]
         names = {f.name for f in dataclasses.fields(spec.config_class)}
-        fields = {k: v for k, v in {"seed": self.seed, "device": self.config.device}.items() if k in names}
+        fields = {
+            k: v for k, v in {"seed": self.base_seed, "device": self.config.device}.items() if k in names
+        }
         if "time_budget_s" in names:  # an offline agent with a budget gets the online agents' budget
             fields["time_budget_s"] = self.config.time_budget_s
         if "env_kwargs" in names and self.env_kwargs:
@@ -238,16 +245,19 @@ PROTOCOL_FIELDS = (
 """The fields every kept result depends on: a directory's results are reused only under the same values
 (seeds, settings, references and agents may grow between runs)."""
 PROTOCOL_FILE = "protocol.json"
+PROTOCOL_VERSION = 2
+"""Raised when how results are made changes (2: seeds `SEED_STRIDE` apart)."""
 
 
 def _check_same_protocol(config: LeaderboardConfig, out: Path) -> None:
     from recsim_env.errors import ArgumentError
 
     protocol = json.loads(json.dumps({name: config.to_dict()[name] for name in PROTOCOL_FIELDS}))
+    protocol["protocol_version"] = PROTOCOL_VERSION
     path = out / PROTOCOL_FILE
     if path.exists():
         kept = json.loads(path.read_text())
-        differ = [name for name in PROTOCOL_FIELDS if kept.get(name) != protocol[name]]
+        differ = [name for name in (*PROTOCOL_FIELDS, "protocol_version") if kept.get(name) != protocol[name]]
         if differ:
             raise ArgumentError(
                 f"{out}: holds results made with other {', '.join(differ)} "

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from recsim_env.config_cli import config_options
+from recsim_env.config_cli import config_options, given_options
 from recsim_env.encoders.trainer_config import TrainerConfig
 
 
@@ -56,7 +56,7 @@ def train_encoder_command(
         base = {"n_items": logs.n_items, "max_len": max_len, "d_model": d_model, "loss": loss}
         if use_feedback:
             base["feedback_dim"] = int(sequences.feedback.shape[1])
-        if context.get_parameter_source("lr").name == "DEFAULT":  # each encoder's own default
+        if "lr" not in given_options(context, TrainerConfig):  # each encoder's own default
             trainer_config = dataclasses.replace(
                 trainer_config, lr=encoders.encoder_class(model).learning_rate
             )

@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-# Also imported from here, by recsim_env.policies and agents.supervised: check_integer, check_real, describe.
 from recsim_env.checks import check_config_fields, check_integer, check_real, describe
 from recsim_env.errors import ArgumentError
 

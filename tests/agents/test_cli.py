@@ -199,3 +199,8 @@ def test_world_references_need_the_world():
         app, ["evaluate", "--policy", "filter-myopic", "--env-config", '{"dataset": "ml-100k"}']
     )
     assert result.exit_code == 2 and "needs the world" in result.output
+
+
+def test_options_a_world_reference_would_ignore_are_refused():
+    result = runner.invoke(app, ["evaluate", "--policy", "filter-myopic", "--sample", "--episodes", "4"])
+    assert result.exit_code == 2 and "--deterministic/--sample" in result.output

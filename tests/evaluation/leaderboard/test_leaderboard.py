@@ -40,6 +40,9 @@ TINY = {
         ({"agents": "ppo"}, "agents"),
         ({"agent_configs": {"tscac": {}}}, "agent_configs"),
         ({"device": "tpu"}, "device"),
+        ({"agents": ("ppo",), "agent_configs": {"ppo": {"n_stepz": 3}}}, "n_stepz"),
+        ({"agents": ("dt4ier",), "agent_configs": {"dt4ier": {"train_steps": 3}}}, "train_steps"),
+        ({"agents": ("ppo",), "agent_configs": {"ppo": {"seed": 3}}}, "set by the leaderboard"),
     ],
 )
 def test_bad_config_names_the_field(changes, named):
@@ -52,8 +55,8 @@ def test_rows_settings_and_quick_defaults():
     assert row_names(config)[-4:] == ["ppo", "ppo (sampled)", "dqn", "supervised"]
     assert config.env_kwargs("default") == {}
     assert config.env_kwargs("retention") == {"sessions_per_episode": 4, "retention_weight": 5.0}
-    quick = config.with_quick_defaults()
-    assert (quick.seeds, quick.episodes, quick.time_budget_s) == (3, 200, 60.0)  # an explicit value stays
+    quick = config.with_quick_defaults(given={"seeds"})
+    assert (quick.seeds, quick.episodes, quick.time_budget_s) == (3, 200, 60.0)  # a given value stays
 
 
 def test_t_interval_matches_the_formula():
@@ -93,7 +96,9 @@ def test_tiny_run_writes_every_file_and_continues_without_training_again(tmp_pat
 
 def test_results_of_another_protocol_are_not_reused(tmp_path):
     base = {**TINY, "agents": (), "agent_configs": {}}
-    run_leaderboard(LeaderboardConfig(**{**base, "seeds": 1, "references": ("uniform",)}), tmp_path, progress=False)
+    run_leaderboard(
+        LeaderboardConfig(**{**base, "seeds": 1, "references": ("uniform",)}), tmp_path, progress=False
+    )
     more = LeaderboardConfig(**{**base, "seeds": 2, "references": ("uniform", "popularity")})
     assert len(run_leaderboard(more, tmp_path, progress=False)) == 4  # seeds and rows may grow
     with pytest.raises(ArgumentError, match="episodes"):
