@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.policy import as_batch, open_policy, save_policy, unbatch_action, unbatch_probabilities
+from agents.policy import DeviceLoadable, as_batch, save_policy, unbatch_action, unbatch_probabilities
 from agents.supervised.config import KIND, MAX_ITEMS, SupervisedConfig
 from agents.supervised.model import ClickModel
 from recsim_env.checkpoint import Artifact, check_fields, dataclass_from_json, write_json, write_tensors
@@ -23,7 +23,7 @@ CHUNK = 2048
 """Observations per forward pass."""
 
 
-class SupervisedPolicy:
+class SupervisedPolicy(DeviceLoadable):
     """The practitioner's baseline: recommend the K items of highest predicted click probability.
 
     a(history) = top-K_i sigma(<h, E_i> + b_i) over items not in the history (`exclude_seen`), h the
@@ -149,11 +149,6 @@ class SupervisedPolicy:
             "name": self.name,
         }
         save_policy(path, self.kind, manifest, write)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike, device: str = "cpu") -> SupervisedPolicy:
-        """Restore a policy written by `save`; a wrong kind or a damaged file raises `CheckpointError`."""
-        return cls.from_artifact(*open_policy(path, cls.kind), device=device)
 
     @classmethod
     def from_artifact(cls, artifact: Artifact, manifest: dict, device: str = "cpu") -> SupervisedPolicy:
