@@ -81,11 +81,7 @@ def trajectories_from_logs(data, config: DT4IERConfig) -> Trajectories:
         DataError: no feedback columns, no usable immediate signal, or slates of several items.
     """
     frame = data.frame
-    columns = tuple(data.feedback_columns)
-    if len(frame) == 0:
-        raise DataError(f"{data.name}: no interactions")
-    if not columns:
-        raise DataError(f"{data.name}: no feedback columns; DT4IER needs an immediate reward signal")
+    columns = data.require_feedback("DT4IER needs an immediate reward signal")
     if "position" in frame.columns and (frame["position"].to_numpy() != 0).any():
         row = int(np.flatnonzero(frame["position"].to_numpy() != 0)[0]) + 1
         raise DataError(

@@ -48,11 +48,7 @@ def click_examples(data, config: SupervisedConfig) -> ClickExamples:
         DataError: no rows, no feedback columns, non-finite feedback, or no column for the click label.
     """
     frame = data.frame
-    columns = tuple(data.feedback_columns)
-    if len(frame) == 0:
-        raise DataError(f"{data.name}: no interactions")
-    if not columns:
-        raise DataError(f"{data.name}: no feedback columns; the click model needs a click label")
+    columns = data.require_feedback("the click model needs a click label")
     try:
         signal = ImmediateSignal.parse(config.click_signal, columns)
     except DataError as error:

@@ -318,6 +318,15 @@ class LoggedInteractions:
     def __len__(self) -> int:
         return self.n_interactions
 
+    def require_feedback(self, needed_by: str) -> tuple[str, ...]:
+        """The feedback columns, for a consumer (`needed_by`, e.g. "DT4IER needs an immediate reward signal")
+        that cannot work without interactions and feedback; else a `DataError` naming the data set."""
+        if self.n_interactions == 0:
+            raise DataError(f"{self.name}: no interactions")
+        if not self.feedback_columns:
+            raise DataError(f"{self.name}: no feedback columns; {needed_by}")
+        return tuple(self.feedback_columns)
+
     def __repr__(self) -> str:
         return (
             f"LoggedInteractions(name={self.name!r}, users={self.n_users}, items={self.n_items}, "
