@@ -82,11 +82,7 @@ def trajectories_from_logs(data, config: DT4IERConfig) -> Trajectories:
     """
     frame = data.frame
     columns = data.require_feedback("DT4IER needs an immediate reward signal")
-    if "position" in frame.columns and (frame["position"].to_numpy() != 0).any():
-        row = int(np.flatnonzero(frame["position"].to_numpy() != 0)[0]) + 1
-        raise DataError(
-            f"{data.name}: column 'position' is non-zero at row {row}; DT4IER needs one-item slates"
-        )
+    data.require_single_item_slates("DT4IER")
     immediate = ImmediateSignal.parse(config.immediate_signal, columns)
     windows = history_windows(data, history_len=config.history_len, feedback_columns=columns)
     raw = frame[list(columns)].to_numpy(np.float64)

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from recsim_env.checks import check_integer, check_real
+from recsim_env.checks import check_bool, check_choice, check_config_fields, check_integer, check_real
 from recsim_env.errors import ArgumentError
 
 KIND = "supervised"
@@ -75,32 +75,16 @@ class SupervisedConfig:
             raise ArgumentError(
                 f"SupervisedConfig.encoder_config: {reserved} are set by the click model, not the config"
             )
-        for name, low in (
-            ("history_len", 1),
-            ("slate_size", 1),
-            ("epochs", 1),
-            ("patience", 1),
-            ("batch_size", 1),
-        ):
-            check_integer(f"SupervisedConfig.{name}", getattr(self, name), low)
-        check_integer("SupervisedConfig.seed", self.seed, 0)
-        check_real("SupervisedConfig.valid_fraction", self.valid_fraction, 0.0, 0.5, low_open=True)
-        check_real("SupervisedConfig.lr", self.lr, 0.0, low_open=True)
-        check_real("SupervisedConfig.weight_decay", self.weight_decay, 0.0)
-        if self.time_budget_s is not None:
-            check_real("SupervisedConfig.time_budget_s", self.time_budget_s, 0.0, low_open=True)
-        if not isinstance(self.exclude_seen, bool):
-            raise ArgumentError(
-                f"SupervisedConfig.exclude_seen must be true or false, got {self.exclude_seen!r}"
-            )
-        if self.selection not in SELECTIONS:
-            raise ArgumentError(
-                f"SupervisedConfig.selection must be one of {list(SELECTIONS)}, got {self.selection!r}"
-            )
-        if self.device not in DEVICES:
-            raise ArgumentError(
-                f"SupervisedConfig.device must be one of {list(DEVICES)}, got {self.device!r}"
-            )
+        positive = ("history_len", "slate_size", "epochs", "patience", "batch_size")
+        check_config_fields(self, positive, check_integer, low=1)
+        check_config_fields(self, ("seed",), check_integer, low=0)
+        check_config_fields(self, ("valid_fraction",), check_real, low=0.0, high=0.5, low_open=True)
+        check_config_fields(self, ("lr",), check_real, low=0.0, low_open=True)
+        check_config_fields(self, ("weight_decay",), check_real, low=0.0)
+        check_config_fields(self, ("time_budget_s",), check_real, low=0.0, low_open=True, optional=True)
+        check_config_fields(self, ("exclude_seen",), check_bool)
+        check_config_fields(self, ("selection",), check_choice, choices=SELECTIONS)
+        check_config_fields(self, ("device",), check_choice, choices=DEVICES)
         if not isinstance(self.click_signal, str) or not _CLICK_SIGNAL.match(self.click_signal):
             raise ArgumentError(
                 "SupervisedConfig.click_signal must be 'auto', a column name or 'column>=value', "

@@ -54,11 +54,7 @@ def transitions_from_logs(data, history_len: int) -> Transitions:
     missing = [name for name in (*SIGNALS, "propensity") if name not in frame.columns]
     if missing:
         raise DataError(f"{data.name}: logs lack column(s) {missing}, needed for TSCAC's transitions")
-    if "position" in frame.columns and (frame["position"].to_numpy() != 0).any():
-        row = int(np.flatnonzero(frame["position"].to_numpy() != 0)[0]) + 1
-        raise DataError(
-            f"{data.name}: column 'position' is non-zero at row {row}; TSCAC needs one-item slates"
-        )
+    data.require_single_item_slates("TSCAC")
     windows = history_windows(data, history_len=history_len, feedback_columns=SIGNALS)
     feedback = frame[list(SIGNALS)].to_numpy(np.float32)
     done = np.zeros(len(frame), dtype=np.float32)

@@ -327,6 +327,18 @@ class LoggedInteractions:
             raise DataError(f"{self.name}: no feedback columns; {needed_by}")
         return tuple(self.feedback_columns)
 
+    def require_single_item_slates(self, needed_by: str) -> None:
+        """A `DataError` naming the first row whose `position` is non-zero, for a consumer (`needed_by`, e.g.
+        "DT4IER") that reads each row as one recommendation of one item."""
+        if "position" not in self.frame.columns:
+            return
+        nonzero = np.flatnonzero(self.frame["position"].to_numpy() != 0)
+        if len(nonzero):
+            raise DataError(
+                f"{self.name}: column 'position' is non-zero at row {int(nonzero[0]) + 1}; "
+                f"{needed_by} needs one-item slates"
+            )
+
     def __repr__(self) -> str:
         return (
             f"LoggedInteractions(name={self.name!r}, users={self.n_users}, items={self.n_items}, "

@@ -183,6 +183,16 @@ def test_trajectories_hold_undiscounted_two_d_returns_to_go(logs, horizon):
     assert data.negative.any() and not data.negative.all()
 
 
+def test_logs_of_multi_item_slates_are_refused_naming_the_row():
+    from recsim_env.world.logging import log_world
+
+    slates = log_world("uniform", steps=200, seed=0, slate_size=2, progress=False)
+    with pytest.raises(
+        DataError, match="column 'position' is non-zero at row 2; DT4IER needs one-item slates"
+    ):
+        D.trajectories_from_logs(slates, D.DT4IERConfig(**TINY))
+
+
 def test_ml100k_rewards_are_ratings_of_4_or_more_and_returns_within_sessions():
     if not ML100K.is_dir():
         pytest.skip(f"{ML100K} is absent (the shared ml-100k copy)")

@@ -98,9 +98,13 @@ def test_transitions_reject_slates_and_missing_propensities(world_logs):
 
     with pytest.raises(DataError, match="propensity"):
         T.transitions_from_logs(Fake(), 5)
-    Fake.frame = world_logs.frame.assign(position=1)
-    with pytest.raises(DataError, match="position"):
-        T.transitions_from_logs(Fake(), 5)
+    from recsim_env.world.logging import log_world
+
+    slates = log_world("uniform", steps=200, seed=0, slate_size=2, progress=False)
+    with pytest.raises(
+        DataError, match="column 'position' is non-zero at row 2; TSCAC needs one-item slates"
+    ):
+        T.transitions_from_logs(slates, 5)
 
 
 def test_thresholds_and_violations():
