@@ -7,17 +7,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real
+from recsim_env.world import UserWorld
 
 MAX_ITEMS = 10_000_000
 """Largest catalogue a saved policy may declare (a file must not make `load` allocate at will)."""
 
-SIGNALS: tuple[str, ...] = ("click", "watch_time", "like", "follow", "share", "hate")
+SIGNALS: tuple[str, ...] = UserWorld.signals
 """The world's signals, in the order of every feedback vector."""
 MAIN_SIGNAL = "watch_time"
-AUX_SIGNALS: tuple[str, ...] = ("click", "like", "follow", "share", "hate")
-"""Constrained signals, in the order of `lambdas`, `aux_gammas`, `scalarised_weights`."""
-AUX_SIGN = np.array([1.0, 1.0, 1.0, 1.0, -1.0])
-"""+1: keep the rate above a threshold; -1 (hate): keep it below (maximise -hate)."""
+AUX_SIGNALS: tuple[str, ...] = tuple(name for name in SIGNALS if name != MAIN_SIGNAL)
+"""Constrained signals (the world's others), in the order of `lambdas`, `aux_gammas`, `scalarised_weights`."""
+AUX_SIGN = np.array([-1.0 if name in UserWorld.negative_signals else 1.0 for name in AUX_SIGNALS])
+"""+1: keep the rate above a threshold; -1 (a cost, e.g. hate): keep it below (maximise -hate)."""
 VARIANTS = ("tscac", "bc", "rcpo", "scalarised")
 MAIN = SIGNALS.index(MAIN_SIGNAL)
 AUX = np.array([SIGNALS.index(name) for name in AUX_SIGNALS])
