@@ -25,14 +25,16 @@ weights (DQN's target network is then a copy of the online one).
 unpickles the files of `checkpoint/`: unpickling runs whatever code the files name, so use it only for
 a run you made yourself, never for a directory you were sent (see docs/security.md).
 
-Connect to a Ray cluster by setting `RAY_ADDRESS` (e.g. after `ray start --head`); otherwise Ray
-starts locally with one logical CPU per env runner plus one for the driver.
+Connect to a Ray cluster by setting `RAY_ADDRESS` (e.g. after `ray start --head`; a `HOST:PORT` at which
+nothing answers is refused at once); otherwise Ray starts locally with one logical CPU per env runner plus
+one for the driver.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -52,7 +54,7 @@ from agents.training.config import (
     save_training_state,
 )
 from recsim_env.checkpoint import Artifact, write_tensors
-from recsim_env.errors import CheckpointError
+from recsim_env.errors import ArgumentError, CheckpointError
 from recsim_env.io import write_atomic
 
 CHECKPOINT_DIR = "checkpoint"
@@ -80,6 +82,26 @@ DEFAULT_TRAINING: dict[str, dict[str, Any]] = {
 }
 
 
+def check_ray_address(address: str, *, timeout_s: float = 5.0) -> None:
+    """Refuse a `RAY_ADDRESS` of the form `host:port` at which nothing accepts a connection.
+
+    `ray.init` would retry such an address for minutes; `auto`, `local` and `ray://` addresses are left
+    to Ray. Raises an `ArgumentError` naming the address.
+    """
+    if address in ("auto", "local") or "://" in address or ":" not in address:
+        return
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise ArgumentError(f"RAY_ADDRESS={address!r}: expected HOST:PORT (the head node's GCS address)")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise ArgumentError(
+            f"RAY_ADDRESS={address!r}: no Ray cluster answers there ({error}); start one with "
+            "`ray start --head` or unset RAY_ADDRESS to train on a local Ray"
+        ) from None
+
+
 def init_ray(config: TrainConfig) -> None:
     """Connect to `RAY_ADDRESS` when set, else start a local Ray with enough logical CPUs for the runners."""
     import ray
@@ -87,6 +109,7 @@ def init_ray(config: TrainConfig) -> None:
     if ray.is_initialized():
         return
     if os.environ.get("RAY_ADDRESS"):
+        check_ray_address(os.environ["RAY_ADDRESS"])
         ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
     else:
         ray.init(num_cpus=config.num_env_runners + 1, include_dashboard=False, log_to_driver=False)

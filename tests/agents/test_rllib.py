@@ -213,6 +213,29 @@ def test_bad_arguments_and_slates_fail_before_ray_starts(tmp_path):
     assert not ray.is_initialized()
 
 
+def test_a_ray_address_where_no_cluster_answers_is_refused_naming_it(tmp_path, monkeypatch):
+    import socket
+
+    import ray
+
+    from recsim_env.errors import ArgumentError
+
+    ray.shutdown()
+    with socket.socket() as handle:  # a port that was free a moment ago: nothing listens there
+        handle.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{handle.getsockname()[1]}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    config = TrainConfig(algo="ppo", stop_timesteps=256, **TINY)
+    with pytest.raises(ArgumentError, match=rf"RAY_ADDRESS='{address}': no Ray cluster answers there"):
+        train(config, tmp_path, progress=False)
+    assert not ray.is_initialized()
+    from agents.rllib.train import check_ray_address
+
+    check_ray_address("auto")  # left to Ray
+    with pytest.raises(ArgumentError, match="RAY_ADDRESS='head:six': expected HOST:PORT"):
+        check_ray_address("head:six")
+
+
 def test_policy_round_trips_through_its_artifact_and_refuses_a_mismatch(tmp_path):
     import json
 
