@@ -1,7 +1,8 @@
 """Environment throughput: steps/s of one `SeqRec-v0` through `gym.make` (wrappers included) and
-user-steps/s of the native vector env at N = 1, 64, 1024. Prints one JSON line.
+user-steps/s of the native vector env at N = 1, 64, 1024. Prints one JSON line. `--n-items` runs
+the same measurements on a larger world (benchmarks/catalogue_scaling.py compares sizes in one run).
 
-    python benchmarks/env_throughput.py [--quick] [--seconds S]
+    python benchmarks/env_throughput.py [--quick] [--seconds S] [--n-items N]
 """
 
 from __future__ import annotations
@@ -17,13 +18,18 @@ import numpy as np
 import recsim_env  # noqa: F401  (registers SeqRec-v0)
 
 
-def single_env_steps_per_second(seconds: float, slate_size: int = 1) -> float:
-    env = gym.make("SeqRec-v0", slate_size=slate_size)
+def single_env_steps_per_second(seconds: float, slate_size: int = 1, n_items: int = 500) -> float:
+    env = gym.make("SeqRec-v0", slate_size=slate_size, world_config={"n_items": n_items})
     rng = np.random.default_rng(0)
     if slate_size == 1:
-        actions = [int(a) for a in rng.integers(0, 500, size=10_000)]
+        actions = [int(a) for a in rng.integers(0, n_items, size=10_000)]
     else:
-        actions = [rng.permutation(500)[:slate_size] for _ in range(10_000)]
+        draw = (  # the default world's actions as before; no permutation of a large catalogue
+            (lambda: rng.permutation(n_items)[:slate_size])
+            if n_items <= 500
+            else (lambda: rng.choice(n_items, slate_size, replace=False))
+        )
+        actions = [draw() for _ in range(10_000)]
     env.reset(seed=0)
     for action in actions[:1000]:  # warm-up (numba compilation, caches)
         _, _, terminated, truncated, _ = env.step(action)
@@ -39,9 +45,9 @@ def single_env_steps_per_second(seconds: float, slate_size: int = 1) -> float:
     return steps / (time.perf_counter() - start)
 
 
-def vector_env_user_steps_per_second(num_envs: int, seconds: float) -> float:
-    env = gym.make_vec("SeqRec-v0", num_envs=num_envs)
-    actions = np.random.default_rng(0).integers(0, 500, size=(64, num_envs))
+def vector_env_user_steps_per_second(num_envs: int, seconds: float, n_items: int = 500) -> float:
+    env = gym.make_vec("SeqRec-v0", num_envs=num_envs, world_config={"n_items": n_items})
+    actions = np.random.default_rng(0).integers(0, n_items, size=(64, num_envs))
     env.reset(seed=0)
     for t in range(20):
         env.step(actions[t % 64])
@@ -58,15 +64,18 @@ def main() -> None:
     )
     parser.add_argument("--quick", action="store_true", help="1 s per measurement instead of 5 s")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per measurement")
+    parser.add_argument("--n-items", type=int, default=500, help="catalogue size of the world (default 500)")
     args = parser.parse_args()
+    n_items = args.n_items
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     result = {
         "benchmark": "env_throughput",
         "seconds_per_measurement": seconds,
-        "single_env_steps_per_s": round(single_env_steps_per_second(seconds)),
-        "single_env_slate5_steps_per_s": round(single_env_steps_per_second(seconds, slate_size=5)),
+        "n_items": n_items,
+        "single_env_steps_per_s": round(single_env_steps_per_second(seconds, n_items=n_items)),
+        "single_env_slate5_steps_per_s": round(single_env_steps_per_second(seconds, 5, n_items)),
         **{
-            f"vector_env_n{n}_user_steps_per_s": round(vector_env_user_steps_per_second(n, seconds))
+            f"vector_env_n{n}_user_steps_per_s": round(vector_env_user_steps_per_second(n, seconds, n_items))
             for n in (1, 64, 1024)
         },
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),

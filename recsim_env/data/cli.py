@@ -28,11 +28,14 @@ def info(
     ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the statistics as JSON.")] = False,
 ) -> None:
-    """Print users, items, interactions, sparsity, sequence-length quantiles, time span and feedback columns."""
-    from recsim_env.data.loaders import load
+    """Print users, items, interactions, sparsity, sequence-length quantiles, time span and feedback columns.
+
+    A Parquet file written by `LoggedInteractions.to_parquet` is read by row groups (memory independent
+    of its rows); other layouts are loaded whole."""
+    from recsim_env.data.loaders import summarize
 
     try:
-        stats = load(path_or_name).stats()
+        stats = summarize(path_or_name)
     except (DataError, ArgumentError) as err:
         _fail(err)
     if as_json:

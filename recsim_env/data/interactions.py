@@ -83,6 +83,39 @@ class DataStats:
     def time_span_days(self) -> float:
         return (self.time_end - self.time_start) / 86400.0
 
+    @classmethod
+    def from_counts(
+        cls,
+        *,
+        name: str,
+        events_per_user: np.ndarray,
+        n_items: int,
+        time_start: float,
+        time_end: float,
+        feedback_columns: Sequence[str],
+    ) -> DataStats:
+        """The statistics from the events of each user ([n_users] counts) and the time range."""
+        active = events_per_user[events_per_user > 0]
+        if active.size:
+            q = np.quantile(active, [0.0, 0.25, 0.5, 0.75, 0.9, 1.0])
+            seq = dict(zip(("min", "25%", "50%", "75%", "90%", "max"), map(float, q), strict=True))
+            seq["mean"] = float(active.mean())
+        else:
+            seq = dict.fromkeys(("min", "25%", "50%", "75%", "90%", "max", "mean"), 0.0)
+        n_users, n_interactions = len(events_per_user), int(events_per_user.sum())
+        cells = n_users * n_items
+        return cls(
+            name=name,
+            n_users=n_users,
+            n_items=n_items,
+            n_interactions=n_interactions,
+            sparsity=1.0 - n_interactions / cells if cells else 1.0,
+            sequence_length=seq,
+            time_start=time_start,
+            time_end=time_end,
+            feedback_columns=tuple(feedback_columns),
+        )
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["feedback_columns"] = list(self.feedback_columns)
@@ -374,23 +407,11 @@ class LoggedInteractions:
 
     def stats(self) -> DataStats:
         """Users, items, interactions, sparsity, sequence-length quantiles, time span, feedback columns."""
-        lengths = np.bincount(self.frame["user_id"].to_numpy(), minlength=self.n_users)
-        active = lengths[lengths > 0]
-        if active.size:
-            q = np.quantile(active, [0.0, 0.25, 0.5, 0.75, 0.9, 1.0])
-            seq = dict(zip(("min", "25%", "50%", "75%", "90%", "max"), map(float, q), strict=True))
-            seq["mean"] = float(active.mean())
-        else:
-            seq = dict.fromkeys(("min", "25%", "50%", "75%", "90%", "max", "mean"), 0.0)
         ts = self.frame["timestamp"].to_numpy()
-        cells = self.n_users * self.n_items
-        return DataStats(
+        return DataStats.from_counts(
             name=self.name,
-            n_users=self.n_users,
+            events_per_user=np.bincount(self.frame["user_id"].to_numpy(), minlength=self.n_users),
             n_items=self.n_items,
-            n_interactions=self.n_interactions,
-            sparsity=1.0 - self.n_interactions / cells if cells else 1.0,
-            sequence_length=seq,
             time_start=float(ts.min()) if ts.size else float("nan"),
             time_end=float(ts.max()) if ts.size else float("nan"),
             feedback_columns=self.feedback_columns,

@@ -19,10 +19,12 @@ import pyarrow.parquet as pq
 from recsim_env.data.checks import dataset_name_argument
 from recsim_env.data.interactions import (
     RESERVED_COLUMNS,
+    DataStats,
     LoggedInteractions,
     first_bad_row,
     has_logged_interactions_metadata,
 )
+from recsim_env.data.parquet import read_parquet_summary
 from recsim_env.errors import ArgumentError, DataError
 
 RECBOLE_TYPES = ("token", "float", "token_seq", "float_seq")
@@ -423,3 +425,24 @@ def load(path_or_name: str | os.PathLike, **kwargs) -> LoggedInteractions:
     raise DataError(
         f"{path}: unknown file layout: expected a RecBole, MovieLens, .csv, .tsv or .parquet file"
     )
+
+
+def summarize(path_or_name: str | os.PathLike) -> DataStats:
+    """The `DataStats` of a data set (what `seqrec data info` prints).
+
+    A `.parquet` written by `to_parquet` is read by row groups, two columns at a time
+    (`recsim_env.data.parquet.read_parquet_summary`): memory stays near the metadata and one counter
+    per user, whatever the number of rows. Anything else is loaded whole (`load`), then summarised.
+    """
+    path = _path_argument(path_or_name, "path_or_name")
+    if path.suffix.lower() == ".parquet" and path.is_file() and has_logged_interactions_metadata(path):
+        summary = read_parquet_summary(path)
+        return DataStats.from_counts(
+            name=summary["name"],
+            events_per_user=summary["events_per_user"],
+            n_items=summary["n_items"],
+            time_start=summary["time_start"],
+            time_end=summary["time_end"],
+            feedback_columns=summary["feedback_columns"],
+        )
+    return load(path_or_name).stats()

@@ -1,6 +1,12 @@
 """Parquet persistence of `LoggedInteractions`: one file holding the frame, with the id maps, feedback
 columns and side tables in the schema metadata, and the validation of such files when read back.
 
+The file is compact (format version 2): indices are stored as int32 when they fit, feedback and
+propensities as float32 when every value is exactly a float32 (0/1 signals, ratings), timestamps as
+float64, in row groups of `ROW_GROUP_ROWS` rows. Reading restores the frame's documented dtypes
+(int64, float64) bit for bit. `read_parquet_summary` reads two columns a row group at a time, so its
+memory does not grow with the number of rows.
+
 The functions here take and return the table's parts (never the class), so this module does not import
 `recsim_env.data.interactions`; `LoggedInteractions.to_parquet` / `read_parquet` delegate to them.
 """
@@ -35,7 +41,30 @@ from recsim_env.errors import ArgumentError, DataError
 from recsim_env.io import atomic_write
 
 _PARQUET_META_KEY = b"recsim_env.logged_interactions"
-_PARQUET_FORMAT_VERSION = 1
+_PARQUET_FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+"""Version 1 stored every column as int64 / float64; version 2 stores compact types."""
+ROW_GROUP_ROWS = 2**20
+"""Rows per Parquet row group written by `write_parquet` (the unit `read_parquet_summary` streams)."""
+_INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
+
+
+def _compact(frame: pd.DataFrame, feedback_columns: Sequence[str]) -> dict[str, np.ndarray]:
+    """The frame's columns in the narrowest type that holds every value exactly."""
+    columns = {}
+    float_columns = {*feedback_columns, *PROPENSITY_COLUMNS}
+    for col in frame.columns:
+        values = frame[col].to_numpy()
+        if values.dtype == np.int64 and (
+            not len(values) or (values.min() >= _INT32_MIN and values.max() <= _INT32_MAX)
+        ):
+            values = values.astype(np.int32)
+        elif col in float_columns and values.dtype == np.float64:
+            narrow = values.astype(np.float32)
+            if np.array_equal(narrow.astype(np.float64), values):
+                values = narrow
+        columns[col] = values
+    return columns
 
 
 def write_parquet(
@@ -60,11 +89,9 @@ def write_parquet(
         "items": _table_to_b64(items),
         "users": _table_to_b64(users),
     }
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    table = table.replace_schema_metadata(
-        {**(table.schema.metadata or {}), _PARQUET_META_KEY: json.dumps(meta).encode()}
-    )
-    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
+    table = pa.table(_compact(frame, feedback_columns))
+    table = table.replace_schema_metadata({_PARQUET_META_KEY: json.dumps(meta).encode()})
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS))
 
 
 def read_parquet(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
@@ -92,6 +119,7 @@ def read_parquet(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     except (pa.ArrowException, ValueError, TypeError) as err:
         raise DataError(f"{path}: cannot convert the Parquet table ({err})") from err
     feedback_columns = tuple(meta["feedback_columns"])
+    _widen(frame, feedback_columns)
     _check_stored_frame(frame, feedback_columns, n_users=len(user_ids), n_items=len(item_ids), source=where)
     return frame, {
         "user_ids": user_ids,
@@ -100,6 +128,95 @@ def read_parquet(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
         "items": _table_from_b64(meta["items"], n=len(item_ids), where=f"{where}: metadata 'items'"),
         "users": _table_from_b64(meta["users"], n=len(user_ids), where=f"{where}: metadata 'users'"),
         "name": meta["name"],
+    }
+
+
+def _widen(frame: pd.DataFrame, feedback_columns: Sequence[str]) -> None:
+    """Back to the documented dtypes, in place: int32 index / integer columns to int64, float32
+    timestamps, feedback and propensities to float64 (exact); anything else is left for the checks."""
+    integer = ("user_id", "item_id", *OPTIONAL_INT_COLUMNS)
+    real = ("timestamp", *feedback_columns, *PROPENSITY_COLUMNS)
+    for col in frame.columns:
+        dtype = frame[col].dtype
+        if col in integer and dtype == np.int32:
+            frame[col] = frame[col].astype(np.int64)
+        elif col in real and dtype == np.float32:
+            frame[col] = frame[col].astype(np.float64)
+
+
+def read_parquet_summary(path: str | os.PathLike, *, batch_rows: int = 2**16) -> dict:
+    """What `LoggedInteractions.stats` needs from a file written by `write_parquet`, read by row groups.
+
+    Only the metadata and the `user_id` and `timestamp` columns are read, `batch_rows` rows at a time;
+    each batch is checked as `read_parquet` checks the frame (indices in range, finite timestamps, rows
+    sorted by (user_id, timestamp), across batches too). Memory: the metadata, `n_users` counters and
+    one batch. Returns `name`, `n_items`, `feedback_columns`, `n_rows`, `events_per_user` ([n_users]
+    int64), `time_start` and `time_end`.
+    """
+    if not isinstance(path, str | os.PathLike):
+        raise ArgumentError(f"path: expected a path, got {type(path).__name__}")
+    path = Path(path)
+    where = str(path)
+    try:
+        parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=2**20)  # read pages as they are used
+        schema = parquet.schema_arrow
+    except Exception as err:  # pyarrow raises several unrelated types for corrupt files
+        raise DataError(f"{path}: cannot read Parquet file ({type(err).__name__}: {err})") from None
+    raw = (schema.metadata or {}).get(_PARQUET_META_KEY)
+    if raw is None:
+        raise DataError(
+            f"{path}: not written by LoggedInteractions.to_parquet (no {_PARQUET_META_KEY.decode()})"
+        )
+    meta = _read_meta(raw, path)
+    n_users = len(_idmap_from_json(meta["user_ids"], where=f"{where}: metadata 'user_ids'"))
+    n_items = len(_idmap_from_json(meta["item_ids"], where=f"{where}: metadata 'item_ids'"))
+    for col in ("user_id", "timestamp", *meta["feedback_columns"]):
+        if col not in schema.names:
+            raise DataError(f"{_where(where, col)}: missing column (columns present: {schema.names})")
+    counts = np.zeros(n_users, dtype=np.int64)
+    start, end = np.inf, -np.inf
+    rows = 0
+    last_user, last_time = -1, -np.inf
+    try:
+        batches = parquet.iter_batches(batch_size=batch_rows, columns=["user_id", "timestamp"])
+        for batch in batches:
+            users = batch.column(0).to_numpy(zero_copy_only=False)
+            times = batch.column(1).to_numpy(zero_copy_only=False)
+            if users.dtype.kind not in "iu":
+                raise DataError(f"{_where(where, 'user_id')}: expected integer indices, got {users.dtype}")
+            if times.dtype.kind != "f":
+                raise DataError(f"{_where(where, 'timestamp')}: expected float64 values, got {times.dtype}")
+            users = users.astype(np.int64, copy=False)
+            bad = (users < 0) | (users >= n_users)
+            if bad.any():
+                raise DataError(
+                    f"{_where(where, 'user_id', rows + first_bad_row(bad))}: index outside 0..{n_users - 1}"
+                )
+            bad = ~np.isfinite(times)
+            if bad.any():
+                raise DataError(f"{_where(where, 'timestamp', rows + first_bad_row(bad))}: non-finite value")
+            previous_users = np.concatenate([[last_user], users[:-1]])
+            previous_times = np.concatenate([[last_time], times[:-1]])
+            bad = (users < previous_users) | ((users == previous_users) & (times < previous_times))
+            if bad.any():
+                raise DataError(
+                    f"{_where(where, 'user_id', rows + first_bad_row(bad))}: rows are not sorted by (user_id, timestamp)"
+                )
+            counts += np.bincount(users, minlength=n_users)
+            if len(times):
+                start, end = min(start, float(times.min())), max(end, float(times.max()))
+                last_user, last_time = int(users[-1]), float(times[-1])
+            rows += len(users)
+    except (pa.ArrowException, OSError) as err:
+        raise DataError(f"{path}: cannot read Parquet file ({type(err).__name__}: {err})") from None
+    return {
+        "name": meta["name"],
+        "n_items": n_items,
+        "feedback_columns": tuple(meta["feedback_columns"]),
+        "n_rows": rows,
+        "events_per_user": counts,
+        "time_start": start if rows else float("nan"),
+        "time_end": end if rows else float("nan"),
     }
 
 
@@ -124,7 +241,7 @@ def _read_meta(raw: bytes, path: Path) -> dict:
         ) from None
     if not isinstance(meta, dict):
         raise DataError(f"{path}: metadata {_PARQUET_META_KEY.decode()!r} must be a JSON object")
-    if isinstance(meta.get("version"), bool) or meta.get("version") != _PARQUET_FORMAT_VERSION:
+    if isinstance(meta.get("version"), bool) or meta.get("version") not in _READABLE_VERSIONS:
         raise DataError(f"{path}: unsupported format version {meta.get('version')!r}")
     for field, kind in _META_FIELDS.items():
         if field not in meta:

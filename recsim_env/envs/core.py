@@ -24,12 +24,15 @@ MAX_HISTORY_LEN = 10_000
 """Longest observed history (`history_len`); also the largest `slate_size`."""
 MAX_EPISODE_STEPS = 1_000_000
 """Cap on `max_steps * sessions_per_episode`, the steps of randomness dealt to each episode at reset."""
+SLATE_SORT_MAX_ITEMS = 500
+"""Largest catalogue whose `SlateSpace.sample` sorts a score per item (above it: draws and redraws)."""
 MAX_NUM_ENVS = 2**17
 """Most sub-envs (`num_envs`) one native vector env steps."""
 MAX_BATCH_VALUES = 2**26
 """Cap on each per-user array a batch of episodes holds (values, ~512 MiB as float64): `num_envs` times
 `history_len * signals` (the observation), `max_steps * sessions_per_episode * step uniforms` (the
-randomness dealt at reset) or `n_items` (a score per item and user when users start)."""
+randomness dealt at reset) or the values a user model allocates per user when users start
+(`start_values_per_user`: `n_items` for a score per item and user, unless the model says fewer)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -119,15 +122,22 @@ def check_user_model(model: Any) -> None:
         raise ArgumentError(f"user_model.signals must be a non-empty tuple of names, got {describe(signals)}")
 
 
+def start_values_per_user(model: UserModel) -> int:
+    """Values `model.initial_state` allocates per user: its `start_values_per_user` if it says, else
+    `n_items` (a score per item and user, as a model that draws the start over the catalogue needs)."""
+    return int(getattr(model, "start_values_per_user", model.n_items))
+
+
 def check_batch_size(model: UserModel, config: SeqRecConfig, n_envs: int) -> None:
     """Refuse (`ArgumentError` naming the arguments) a batch whose per-user arrays exceed `MAX_BATCH_VALUES`."""
+    start = start_values_per_user(model)
     per_user = (
         ("history_len x signals", config.history_len * len(model.signals)),
         (
             "max_steps x sessions_per_episode x step uniforms",
             config.max_steps * config.sessions_per_episode * model.n_step_uniforms,
         ),
-        ("n_items", model.n_items),
+        ("n_items" if start == model.n_items else "start values per user", start),
     )
     for what, size in per_user:
         if n_envs * size > MAX_BATCH_VALUES:
@@ -168,10 +178,22 @@ class SlateSpace(spaces.MultiDiscrete):
         self.n_items = int(n_items)
 
     def sample(self, mask=None, probability=None) -> np.ndarray:
+        """Uniform among slates of distinct items: up to `SLATE_SORT_MAX_ITEMS` items (or for slates so
+        long that repeats are likely, K^2 > n_items) by sorting one random score per item, else by
+        drawing ids and redrawing the slates with a repeat (each slate's cost then depends on K, not
+        on `n_items`)."""
         if mask is not None or probability is not None:
             raise NotImplementedError("SlateSpace.sample takes no mask or probability")
-        scores = self.np_random.random(self.shape[:-1] + (self.n_items,))
-        return np.argsort(scores, axis=-1)[..., : self.shape[-1]].astype(self.dtype)
+        if self.n_items <= SLATE_SORT_MAX_ITEMS or self.shape[-1] ** 2 > self.n_items:
+            scores = self.np_random.random(self.shape[:-1] + (self.n_items,))
+            return np.argsort(scores, axis=-1)[..., : self.shape[-1]].astype(self.dtype)
+        slates = self.np_random.integers(0, self.n_items, size=self.shape).reshape(-1, self.shape[-1])
+        while True:
+            ordered = np.sort(slates, axis=1)
+            repeated = np.flatnonzero(np.any(ordered[:, 1:] == ordered[:, :-1], axis=1))
+            if not len(repeated):
+                return slates.reshape(self.shape).astype(self.dtype)
+            slates[repeated] = self.np_random.integers(0, self.n_items, size=(len(repeated), self.shape[-1]))
 
     def contains(self, x) -> bool:
         if not super().contains(x):

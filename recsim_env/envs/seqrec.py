@@ -81,7 +81,10 @@ class SeqRecEnv(gym.Env):
 
     ## Starting State
     A user drawn uniformly from the population, with base interest, no satiation and the initial
-    satisfaction, and a warm-start history drawn from their interests.
+    satisfaction, and a warm-start history drawn from their interests. On catalogues of more than
+    500 items the history is drawn by exact rejection sampling, whose cost does not depend on the
+    catalogue size (same distribution, other draws; `WorldConfig.warm_start_sampler`,
+    docs/catalogue.md), so a step and a reset cost the same at 10^3 and 10^6 items.
 
     ## Episode End
     `terminated` when the user leaves during the last session; `truncated` when the last session
@@ -117,7 +120,8 @@ class SeqRecEnv(gym.Env):
     `options` (an unknown key is refused).
 
     ## Version History
-    - v0: initial version.
+    - v0: initial version. Worlds of more than 500 items draw their warm starts with the rejection
+      sampler (the same distribution as before, other draws; the default world is unchanged).
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from recsim_env.checks import check_config_fields, check_integer, check_real, describe
+from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real, describe
 from recsim_env.errors import ArgumentError
+from recsim_env.world.warm_start import SAMPLERS
 
 MAX_ITEMS = 1_000_000
 """Largest catalogue (`n_items`) a world may have."""
@@ -44,6 +45,11 @@ class WorldConfig:
     """Spread of a user's interest around the centroid of their favourite category."""
     history_len_at_start: int = 10
     """Items a user has consumed before the episode starts (the warm-start history)."""
+    warm_start_sampler: str = "auto"
+    """How the warm-start history is drawn (the same distribution either way; docs/catalogue.md):
+    `"table"` (inverse CDF over the catalogue, cost per reset grows with `n_items`), `"rejection"`
+    (per-category rejection sampling, cost independent of `n_items`) or `"auto"` (`"table"` up to
+    `recsim_env.world.warm_start.TABLE_SAMPLER_MAX_ITEMS` = 500 items, `"rejection"` above)."""
 
     # Choice (click) model: multinomial logit with a no-click option and position bias.
     affinity_weight: float = 4.0
@@ -105,6 +111,7 @@ class WorldConfig:
         check_group(("n_users",), check_integer, low=1, high=MAX_USERS)
         check_group(("embedding_dim",), check_integer, low=1, high=MAX_EMBEDDING_DIM)
         check_group(("history_len_at_start",), check_integer, low=0, high=MAX_HISTORY_AT_START)
+        check_group(("warm_start_sampler",), check_choice, choices=SAMPLERS)
         check_group(_UNIT_INTERVAL, check_real, low=0.0, high=1.0)
         check_group(_NON_NEGATIVE, check_real, low=0.0)
         check_group(_POSITIVE, check_real, low=0.0, low_open=True)

@@ -42,6 +42,20 @@ class StepCoefficients(NamedTuple):
         return cls(*(float(getattr(config, name)) for name in cls._fields))
 
 
+def item_table(
+    embeddings: np.ndarray,
+    category: np.ndarray,
+    quality: np.ndarray,
+    duration_s: np.ndarray,
+    utility: np.ndarray,
+) -> np.ndarray:
+    """[n_items, D + 4] float64: each item's attributes the step reads, in one row (one memory region
+    per shown item, which matters when the catalogue is far larger than the caches)."""
+    return np.ascontiguousarray(
+        np.column_stack([embeddings, category.astype(np.float64), quality, duration_s, utility])
+    )
+
+
 @numba.njit(cache=True, inline="always")
 def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
@@ -60,11 +74,7 @@ def respond_kernel(
     satiation,  # [N, C] float64, updated in place
     satisfaction,  # [N] float64, updated in place
     patience,  # [N] float64
-    item_embeddings,  # [n_items, D]
-    item_category,  # [n_items] int64
-    item_quality,  # [n_items]
-    item_duration_s,  # [n_items]
-    item_utility,  # [n_items]: clickbait_weight * clickbait + click_bias
+    items,  # [n_items, D + 4]: embedding, category, quality, duration_s, utility (`item_table`)
     position_weights,  # [>= K]: position_bias ** k
     c,  # StepCoefficients
     feedback,  # [N, K, 6] float32 out, zeroed by the caller
@@ -74,12 +84,13 @@ def respond_kernel(
 ):
     """Returns False, having changed nothing, if a slate holds an item id outside [0, n_items)."""
     n_users, slate_size = slates.shape
-    n_items = item_embeddings.shape[0]
+    n_items = items.shape[0]
     for n in range(n_users):  # compiled code reads no bounds: every id is checked before any is used
         for k in range(slate_size):
             if slates[n, k] < 0 or slates[n, k] >= n_items:
                 return False
     dim = interest.shape[1]
+    category_col, quality_col, duration_col, utility_col = dim, dim + 1, dim + 2, dim + 3
     affinity = np.empty(slate_size)
     for n in range(n_users):
         # Choice: multinomial logit over the slate with a no-click option of utility 0.
@@ -88,12 +99,12 @@ def respond_kernel(
             item = slates[n, k]
             dot = 0.0
             for d in range(dim):
-                dot += interest[n, d] * item_embeddings[item, d]
+                dot += interest[n, d] * items[item, d]
             affinity[k] = dot
             utility = (
                 c.affinity_weight * dot
-                - c.satiation_weight * satiation[n, item_category[item]]
-                + item_utility[item]
+                - c.satiation_weight * satiation[n, int(items[item, category_col])]
+                + items[item, utility_col]
             )
             choice[n, k] = position_weights[k] * math.exp(utility)
             total += choice[n, k]
@@ -110,8 +121,8 @@ def respond_kernel(
         k = position if position >= 0 else 0
         item = slates[n, k]
         aff = affinity[k]
-        quality = item_quality[item]
-        category = item_category[item]
+        quality = items[item, quality_col]
+        category = int(items[item, category_col])
         if position >= 0:
             completion = _sigmoid(
                 c.completion_quality_weight * (quality - 0.5)
@@ -123,7 +134,7 @@ def respond_kernel(
             share = _logit(uniforms[n, 4]) < -5.5 + 3.0 * completion + 3.0 * quality
             hate = _logit(uniforms[n, 5]) < -6.0 + 4.0 * (1.0 - completion)
             feedback[n, k, CLICK] = 1.0
-            feedback[n, k, WATCH_TIME] = item_duration_s[item] * completion
+            feedback[n, k, WATCH_TIME] = items[item, duration_col] * completion
             feedback[n, k, LIKE] = like
             feedback[n, k, FOLLOW] = follow
             feedback[n, k, SHARE] = share
@@ -142,7 +153,7 @@ def respond_kernel(
             satiation[n, category] += 1.0
             norm = 0.0
             for d in range(dim):
-                interest[n, d] += c.interest_drift * (item_embeddings[item, d] - interest[n, d])
+                interest[n, d] += c.interest_drift * (items[item, d] - interest[n, d])
                 norm += interest[n, d] * interest[n, d]
             norm = math.sqrt(norm)
             for d in range(dim):

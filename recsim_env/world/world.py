@@ -29,7 +29,8 @@ from recsim_env.checks import describe
 from recsim_env.errors import ArgumentError
 from recsim_env.user_model import Response, StartOfEpisode
 from recsim_env.world.config import WorldConfig
-from recsim_env.world.dynamics import CLICK, WATCH_TIME, StepCoefficients, respond_kernel
+from recsim_env.world.dynamics import CLICK, WATCH_TIME, StepCoefficients, item_table, respond_kernel
+from recsim_env.world.warm_start import ShellProposal, pool_size, resolve_sampler, table_history
 
 _POPULARITY_CHUNK = 2**24
 """Values of the largest [users, n_items] table `UserWorld.item_popularity` builds at once."""
@@ -122,6 +123,25 @@ class UserWorld:
         # Part of the click utility that depends on the item only.
         self._item_utility = config.clickbait_weight * self.item_clickbait + config.click_bias
         self._coefficients = StepCoefficients.from_config(config)
+        self._item_table = item_table(
+            self.item_embeddings,
+            self.item_category,
+            self.item_quality,
+            self.item_duration_s,
+            self._item_utility,
+        )
+        # The warm-start sampler in use, "table" or "rejection" (recsim_env.world.warm_start).
+        self.warm_start_sampler = resolve_sampler(config.warm_start_sampler, n)
+        self._proposal = (
+            ShellProposal.build(self.item_embeddings, self.item_category, self._item_utility, c)
+            if self.warm_start_sampler == "rejection"
+            else None
+        )
+        # Counters of the rejection sampler: proposals made, proposals accepted, and users whose pool
+        # ran out (so that the rest of their history came from the full inverse CDF).
+        self.warm_start_proposals = 0
+        self.warm_start_accepted = 0
+        self.warm_start_fallbacks = 0
 
     # ------------------------------------------------------------------ contract attributes
     @property
@@ -138,7 +158,15 @@ class UserWorld:
 
     @property
     def n_start_uniforms(self) -> int:
-        return self.config.history_len_at_start
+        history_len = self.config.history_len_at_start
+        if self.warm_start_sampler == "table":
+            return history_len
+        return history_len + 2 * pool_size(history_len)
+
+    @property
+    def start_values_per_user(self) -> int:
+        """Values `initial_state` allocates per user: the catalogue-wide table, or the uniforms."""
+        return self.n_items if self.warm_start_sampler == "table" else self.n_start_uniforms
 
     # ------------------------------------------------------------------ dynamics
     def initial_state(self, user_ids: np.ndarray, uniforms: np.ndarray) -> StartOfEpisode:
@@ -168,12 +196,17 @@ class UserWorld:
             activity=self.user_activity[user_ids],
         )
         # Past consumption: items drawn with probability proportional to exp(click utility).
-        utility = cfg.affinity_weight * (interest @ self.item_embeddings.T) + self._item_utility  # [N, n]
-        cdf = np.cumsum(np.exp(utility - utility.max(axis=1, keepdims=True)), axis=1)
-        cdf /= cdf[:, -1:]
-        offsets = np.arange(n_users)[:, None]
-        flat = np.searchsorted((cdf + offsets).ravel(), (uniforms + offsets).ravel(), side="right")
-        history = np.minimum(flat.reshape(n_users, -1) - offsets * cfg.n_items, cfg.n_items - 1)
+        if self._proposal is None:
+            history = table_history(
+                interest, uniforms, cfg.affinity_weight, self.item_embeddings, self._item_utility
+            )
+        else:
+            history, proposals, accepted, fallbacks = self._proposal.history(
+                interest, uniforms, cfg.history_len_at_start, cfg.affinity_weight
+            )
+            self.warm_start_proposals += proposals
+            self.warm_start_accepted += accepted
+            self.warm_start_fallbacks += fallbacks
         feedback = np.zeros(history.shape + (len(SIGNALS),), dtype=np.float32)
         feedback[..., CLICK] = 1.0
         affinity = np.einsum("nhd,nd->nh", self.item_embeddings[history], interest)
@@ -223,11 +256,7 @@ class UserWorld:
             state.satiation,
             state.satisfaction,
             state.patience,
-            self.item_embeddings,
-            self.item_category,
-            self.item_quality,
-            self.item_duration_s,
-            self._item_utility,
+            self._item_table,
             self.position_weights,
             self._coefficients,
             feedback,

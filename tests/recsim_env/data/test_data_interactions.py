@@ -198,7 +198,7 @@ def test_parquet_write_is_atomic(tmp_path, monkeypatch):
     data = LoggedInteractions.from_frame(small_frame())
     path = tmp_path / "out.parquet"
 
-    def write_half_then_fail(table, where):
+    def write_half_then_fail(table, where, **options):
         with open(where, "wb") as f:
             f.write(b"PAR1 partial")
         raise OSError("disk full")

@@ -92,7 +92,14 @@ VECTOR_BAD_ARGUMENTS = [
     ({"num_envs": 10**9}, r"^num_envs must be between 1 and 131,072, got 1,000,000,000"),
     ({"num_envs": 2.0}, r"^num_envs must be an integer"),
     ({"num_envs": "4"}, r"^num_envs must be an integer"),
-    ({"num_envs": 2**17, "world_config": {"n_items": 1000}}, r"^num_envs x n_items: 131,072 x 1,000"),
+    (
+        {"num_envs": 2**17, "world_config": {"n_items": 1000, "warm_start_sampler": "table"}},
+        r"^num_envs x n_items: 131,072 x 1,000",
+    ),
+    (
+        {"num_envs": 2**17, "world_config": {"n_items": 1000, "history_len_at_start": 20}},
+        r"^num_envs x start values per user: 131,072 x 980",
+    ),
     ({"num_envs": 10_000, "max_steps": 10_000}, r"^num_envs x max_steps x sessions_per_episode"),
     ({"num_envs": 4, "history_len": -1}, r"^history_len must be between"),
 ]
