@@ -49,6 +49,7 @@ POLICY_KINDS: dict[str, str] = {
     "encoder": "agents.encoder_policy:EncoderPolicy",
     "dt4ier": "agents.dt4ier:DT4IERPolicy",
     "supervised": "agents.supervised:SupervisedPolicy",
+    "d3rlpy": "agents.d3rlpy:D3rlpyPolicy",
 }
 """Policy kinds by name -> the `"module:Class"` whose `from_artifact(artifact, config)` restores one.
 

@@ -98,6 +98,10 @@ BUILT_IN_AGENTS = (
         "supervised", "agents.supervised:SupervisedConfig", "agents.supervised:train", needs_data=True,
         summary="the practitioner's baseline: a SASRec click model on --data logs, recommending its argmax",
     ),
+    AgentSpec(
+        "d3rlpy", "agents.d3rlpy:D3rlpyConfig", "agents.d3rlpy:train", needs_data=False,
+        summary="a d3rlpy algorithm (DiscreteCQL, DiscreteBC, DQN) on a Minari world dataset (algo_config 'dataset')",
+    ),
 )  # fmt: skip
 """The agents this package ships; each is one entry (a plugin calls `register_agent` instead)."""
 

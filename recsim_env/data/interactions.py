@@ -433,3 +433,14 @@ class LoggedInteractions:
         """Read a file written by `to_parquet`; raises DataError for any other Parquet file."""
         frame, parts = _read_parquet(path)
         return cls(frame, **parts)
+
+    @classmethod
+    def from_minari(cls, dataset: Any) -> LoggedInteractions:
+        """Read a Minari dataset written by `seqrec world log --minari-id` (an id or a `MinariDataset`).
+
+        Needs the `minari` extra; see `recsim_env.data.minari.minari_frame` for the rows it yields.
+        """
+        from recsim_env.data.minari import minari_frame
+
+        frame, kwargs = minari_frame(dataset)
+        return cls.from_frame(frame, **kwargs)

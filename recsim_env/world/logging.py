@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -96,6 +97,34 @@ class LoggingPolicy:
         return slates, probabilities
 
 
+class LoggedStep(NamedTuple):
+    """One batched step of `generate_logs`, for writers of episode formats (e.g. Minari datasets).
+
+    The first one describes the reset: every sub-env `started`, none `live`. `observation` is what each
+    sub-env returned; where `started`, it is the first observation of the episode `episode` (the
+    sub-env was reset and its action ignored), else the observation after its logged action.
+    """
+
+    observation: dict[str, np.ndarray]
+    """[N, ...] each sub-env's observation after this step."""
+    started: np.ndarray
+    """[N] bool: sub-envs that start an episode here."""
+    episode: np.ndarray
+    """[N] int64: the logged user (episode) each sub-env's observation belongs to."""
+    live: np.ndarray
+    """[M] int64: the sub-envs whose step is logged (the interaction rows), in row order."""
+    rewards: np.ndarray
+    """[N] the env's rewards."""
+    terminated: np.ndarray
+    """[N] bool."""
+    truncated: np.ndarray
+    """[N] bool."""
+    info: dict[str, Any]
+    """The vector env's info of this step."""
+    rows: dict[str, np.ndarray]
+    """This step's interaction rows, K per live sub-env (the `generate_logs` columns; empty at the reset)."""
+
+
 def generate_logs(
     policy: LoggingPolicy,
     *,
@@ -104,6 +133,7 @@ def generate_logs(
     num_envs: int = 256,
     sessions_per_user: int = 3,
     on_steps: Callable[[int], None] | None = None,
+    on_step: Callable[[LoggedStep], None] | None = None,
     **env_kwargs,
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Run `policy` in the world for `steps` user-steps; returns (interactions, items, users) frames.
@@ -112,7 +142,7 @@ def generate_logs(
     says which member of the population it was) followed for `sessions_per_user` sessions. The
     interactions frame has one row per shown item with the columns user_id, item_id, timestamp
     (seconds), session_id, position, slate_id, propensity, position_propensity and the feedback
-    signals. Deterministic for a seed.
+    signals. Deterministic for a seed. `on_step`, if given, sees every step (`LoggedStep`).
     """
     if steps < 1:
         raise ValueError(f"argument 'steps' must be positive, got {steps}")
@@ -120,7 +150,7 @@ def generate_logs(
     world = env.user_model
     slate_size = env.config.slate_size
     rng = np.random.default_rng(seed)
-    env.reset(seed=seed)
+    obs, reset_info = env.reset(seed=seed)
 
     logged_user = np.arange(num_envs)  # logged user id of each sub-env's current episode
     next_user = num_envs
@@ -132,9 +162,16 @@ def generate_logs(
     chunks: list[dict[str, np.ndarray]] = []
     slate_counter = 0
     taken = 0
+    if on_step is not None:
+        none = np.zeros(num_envs, dtype=bool)
+        on_step(
+            LoggedStep(
+                obs, ~none, logged_user.copy(), np.zeros(0, np.int64), 0.0 * none, none, none, reset_info, {}
+            )
+        )
     while taken < steps:
         slates, position_p = policy.sample(num_envs, world.n_items, slate_size, rng)
-        obs, _, terminated, truncated, info = env.step(slates[:, 0] if slate_size == 1 else slates)
+        obs, rewards, terminated, truncated, info = env.step(slates[:, 0] if slate_size == 1 else slates)
         for i in np.flatnonzero(just_reset):  # these sub-envs were reset by this step: a new user
             world_user_of[int(logged_user[i])] = int(env.user_state.user_ids[i])
         live = np.flatnonzero(~just_reset)[: steps - taken]
@@ -153,6 +190,13 @@ def generate_logs(
                 **{name: feedback[:, j] for j, name in enumerate(world.signals)},
             }
         )
+        if on_step is not None:
+            started = just_reset.copy()
+            on_step(
+                LoggedStep(
+                    obs, started, logged_user.copy(), live, rewards, terminated, truncated, info, chunks[-1]
+                )
+            )
         slate_counter += num_envs
         taken += len(live)
         if on_steps is not None:
@@ -201,11 +245,13 @@ def log_world(
     sessions_per_user: int = 3,
     num_envs: int = 256,
     progress: bool = True,
+    on_step: Callable[[LoggedStep], None] | None = None,
 ):
     """Log `steps` user-steps of the logging policy `policy` in the world, as `LoggedInteractions`.
 
     The catalogue is the world's (every item has an index, shown or not); the item table holds each
     item's category and duration, the user table each logged user's population id and features.
+    `on_step` sees every step of the run (`generate_logs`).
     """
     from tqdm.auto import tqdm
 
@@ -221,6 +267,7 @@ def log_world(
             num_envs=num_envs,
             sessions_per_user=sessions_per_user,
             on_steps=bar.update,
+            on_step=on_step,
             slate_size=slate_size,
             world_config=world.config,
         )
