@@ -1,16 +1,28 @@
-"""Fidelity of a simulator learned from world logs: click AUC / ECE against the world's truth, and
-whether the ranking of uniform, popularity and greedy policies is the same in the simulator as in
-the world. Prints one JSON line.
+"""Fidelity of a simulator learned from world logs: click AUC / ECE against the world's truth, and the
+value it gives each policy of a panel next to the world's (`simulators.policy_values`). Prints one JSON
+line with `policy_values` (each panel policy's `world` and `simulator` mean return), `spearman` (rank
+correlation over the policies with both), the relative errors and the session-length / return-gap KS
+distances.
 
-    python benchmarks/simulator_fidelity.py [--quick] [--steps 200000] [--out DIR] [--config JSON]
+The panel: uniform, popularity and greedy (fitted on the simulator's training logs), filter-myopic and
+filter-farsighted, the two oracles (world value only: they read the hidden state), `supervised` (trained
+on the same logs) and two agents trained in the world with a time budget (SB3 PPO and DQN, the default
+`seqrec train` agent and its DQN variant). Trained agents are kept in `--agents DIR` and reused.
+
+    python benchmarks/simulator_fidelity.py [--quick] [--steps 200000] [--seed 0] [--out DIR] [--config JSON]
+        [--simulator DIR] [--agents DIR] [--agent-seconds 120] [--episodes 1000]
+    python benchmarks/simulator_fidelity.py --summarise seed0.json seed1.json seed2.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -233,6 +245,91 @@ def world_filter_click_auc(
     }
 
 
+class AgentPanelPolicy:
+    """An `agents.Policy` as a panel policy (`act(obs, rng, user_state) -> [N, K]`), on its most probable
+    item, as `seqrec evaluate RUN` evaluates a saved policy."""
+
+    needs_user_state = False
+
+    def __init__(self, policy) -> None:
+        self.policy = policy
+
+    def act(self, obs, rng, user_state=None) -> np.ndarray:
+        del rng, user_state
+        return np.asarray(self.policy.act(obs, deterministic=True)).reshape(obs["item_ids"].shape[0], -1)
+
+
+def trained_agents(logs, directory, *, budget: float, seed: int) -> tuple[dict, dict]:
+    """`supervised` (on `logs`), `ppo` and `dqn` (SB3, in the default world) trained for `budget` seconds
+    each with `seed`, as panel policies, and their training seconds and steps; reused from `directory`."""
+    import tempfile
+
+    from agents import load_policy
+    from agents.supervised import SupervisedConfig
+    from agents.supervised import train as train_supervised
+    from agents.training import TrainConfig, train
+    from agents.training.config import UNLIMITED_STEPS
+    from recsim_env.io import atomic_write
+
+    root = Path(directory) if directory else Path(tempfile.mkdtemp(prefix="fidelity-agents-"))
+    panel, seconds = {}, {}
+    for name in ("supervised", "ppo", "dqn"):
+        run = root / f"{name}-seed{seed}"
+        summary = run / "train.json"
+        if not summary.exists():
+            print(f"training {name} ({budget:.0f} s)", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            info = {}
+            if name == "supervised":
+                policy, _ = train_supervised(
+                    SupervisedConfig(seed=seed, time_budget_s=budget, device="cpu"), logs, progress=False
+                )
+                policy.save(run / "policy")
+            else:
+                config = TrainConfig(
+                    algo=name, stop_timesteps=UNLIMITED_STEPS, time_budget_s=budget, seed=seed
+                )
+                info["timesteps"] = train(config, run, progress=False).timesteps
+            text = json.dumps({"train_s": time.perf_counter() - started, "budget_s": budget, **info})
+            atomic_write(summary, lambda tmp, text=text: Path(tmp).write_text(text))
+        kept = json.loads(summary.read_text())
+        seconds[name] = {"train_s": round(kept["train_s"], 1), "timesteps": kept.get("timesteps")}
+        panel[name] = AgentPanelPolicy(load_policy(run / "policy" if (run / "policy").is_dir() else run))
+    return panel, seconds
+
+
+def summarise(paths: list[str]) -> dict:
+    """Across the JSON lines in `paths` (one run per seed): each panel policy's world and simulated mean
+    return, relative error and KS distances averaged over the runs (with their spread), and the per-run
+    Spearman correlations."""
+    runs = [json.loads(Path(p).read_text().strip().splitlines()[-1]) for p in paths]
+    policies = {}
+    for name in runs[0]["policy_values"]:
+        world = [r["policy_values"][name]["world"] for r in runs]
+        entry = {"world": round(float(np.mean(world)), 3)}
+        if runs[0]["policy_values"][name]["simulator"] is not None:
+            error = [r["relative_error"][name] for r in runs]
+            entry |= {
+                "simulator": round(float(np.mean([r["policy_values"][name]["simulator"] for r in runs])), 3),
+                "relative_error_mean": round(float(np.mean(error)), 4),
+                "relative_error_min_max": [min(error), max(error)],
+                "session_length_ks_mean": round(
+                    float(np.mean([r["session_length_ks"][name] for r in runs])), 4
+                ),
+                "return_gap_ks_mean": round(float(np.mean([r["return_gap_ks"][name] for r in runs])), 4),
+            }
+        policies[name] = entry
+    return {
+        "benchmark": "simulator_fidelity_summary",
+        "runs": len(runs),
+        "spearman": [r["spearman"] for r in runs],
+        "spearman_mean": round(float(np.mean([r["spearman"] for r in runs])), 4),
+        "max_abs_relative_error": [r["max_abs_relative_error"] for r in runs],
+        "within_5_percent": [r["within_5_percent"] for r in runs],
+        "policies": policies,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -254,6 +351,18 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--agents", default=None, help="keep the panel's trained agents here and reuse those already there"
+    )
+    parser.add_argument(
+        "--agent-seconds",
+        type=float,
+        default=None,
+        help="training budget of each trained panel agent (default 120; --quick 20)",
+    )
+    parser.add_argument(
+        "--no-agents", action="store_true", help="leave supervised, PPO and DQN out of the panel"
+    )
+    parser.add_argument(
         "--true-item-features",
         action="store_true",
         help="diagnostic: give the simulator the world's true item embeddings and click utilities as item "
@@ -271,7 +380,24 @@ def main() -> None:
         help="instead: click AUC that logistic regressions reach from what the logs show (item, history, user "
         "features), and from the observed history with the catalogue's true embeddings",
     )
+    parser.add_argument(
+        "--cold-filters",
+        action="store_true",
+        help="diagnostic: add the filter policies with BeliefConfig(warm_start=False), which do not read the "
+        "first observation as the world's warm-start consumption (a simulator's episodes start from logs)",
+    )
+    parser.add_argument("--panel", default=None, help="evaluate only these panel policies (comma-separated)")
+    parser.add_argument(
+        "--summarise",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="instead: average the policy values of earlier runs' JSON lines (e.g. one file per seed)",
+    )
     args = parser.parse_args()
+    if args.summarise:
+        print(json.dumps(summarise(args.summarise)))
+        return
     steps = args.steps or (20_000 if args.quick else 200_000)
     epochs = args.epochs or (3 if args.quick else 20)
     episodes = args.episodes or (200 if args.quick else 1000)
@@ -280,10 +406,12 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from recsim_env.policies import GreedyPolicy, LoggedItemStats, PopularityPolicy, UniformPolicy
-    from recsim_env.rollout import rollout
+    from recsim_env.io import atomic_write
+    from recsim_env.policies import LoggedItemStats
+    from recsim_env.world import UserWorld
     from recsim_env.world.logging import log_world
     from simulators import SimulatorConfig, fit, load, save, write_report
+    from simulators.policy_values import policy_values, world_panel
     from simulators.report import world_metrics
 
     logs = log_world("uniform", steps=steps, seed=args.seed, progress=False)
@@ -342,19 +470,46 @@ def main() -> None:
     started = time.perf_counter()
     world = world_metrics(simulator, steps=50_000, seed=args.seed + 1)
     world.pop("_samples")
-    stats = LoggedItemStats.from_logs(logs)
-    policies = [UniformPolicy(500), PopularityPolicy(stats), GreedyPolicy(stats)]
-    ranking = {}
-    for where, kwargs in (("world", {}), ("simulator", {"user_model": simulator})):
-        ranking[where] = {
-            p.name: round(
-                rollout(p, n_episodes=episodes, seed=args.seed + 2, num_envs=256, **kwargs).mean_return, 3
-            )
-            for p in policies
-        }
-    order = {where: sorted(r, key=r.get, reverse=True) for where, r in ranking.items()}
-    if args.out and result is not None:
-        write_report(result, args.out, world="default", seed=args.seed)
+    panel = world_panel(LoggedItemStats.from_logs(logs))
+    if args.cold_filters:
+        from recsim_env.policies import BeliefConfig, FilterFarsightedPolicy, FilterMyopicPolicy
+
+        cold = BeliefConfig(warm_start=False)
+        panel["filter-myopic-nowarm"] = FilterMyopicPolicy(UserWorld(), belief=cold)
+        panel["filter-farsighted-nowarm"] = FilterFarsightedPolicy(UserWorld(), belief=cold)
+    agent_seconds = {}
+    if not args.no_agents:
+        budget = args.agent_seconds or (20.0 if args.quick else 120.0)
+        agents, agent_seconds = trained_agents(logs, args.agents, budget=budget, seed=args.seed)
+        panel.update(agents)
+    if args.panel:
+        chosen = args.panel.split(",")
+        unknown = sorted(set(chosen) - set(panel))
+        if unknown:
+            raise SystemExit(f"--panel: unknown policies {unknown}; the panel has {list(panel)}")
+        panel = {name: panel[name] for name in chosen}
+    eval_started = time.perf_counter()
+    values = policy_values(
+        simulator,
+        panel,
+        episodes=episodes,
+        seed=args.seed + 2,
+        item_category=UserWorld().item_category,
+        logged_items=np.bincount(logs.frame["item_id"].to_numpy(), minlength=simulator.n_items),
+        on_policy=lambda name: print(f"rolling out {name}", file=sys.stderr, flush=True),
+    )
+    table = values["policies"]
+    ranking = {
+        where: sorted(values["compared"], key=lambda n: table[n][where]["mean_return"], reverse=True)
+        for where in ("world", "simulator")
+    }
+    if args.out:
+        from simulators.report_markdown import policy_values_markdown
+
+        if result is not None:
+            write_report(result, args.out, world="default", seed=args.seed)
+        text = "\n".join(policy_values_markdown(values)) + "\n"
+        atomic_write(Path(args.out) / "policy_values.md", lambda tmp: Path(tmp).write_text(text))
     print(
         json.dumps(
             {
@@ -381,10 +536,40 @@ def main() -> None:
                         world["logged_history"]["ece_against_true_probability"], 4
                     ),
                 },
-                "mean_return": ranking,
-                "ranking": order,
-                "ranking_preserved": order["world"] == order["simulator"],
+                "episodes": episodes,
+                "policy_values": {
+                    name: {
+                        "world": round(e["world"]["mean_return"], 3),
+                        "simulator": None
+                        if e["simulator"] is None
+                        else round(e["simulator"]["mean_return"], 3),
+                    }
+                    for name, e in table.items()
+                },
+                "spearman": round(values["spearman"], 4),
+                "max_abs_relative_error": round(values["max_abs_relative_error"], 4),
+                "within_5_percent": sum(abs(table[n]["relative_error"]) <= 0.05 for n in values["compared"]),
+                "compared": len(values["compared"]),
+                "relative_error": {n: round(table[n]["relative_error"], 4) for n in values["compared"]},
+                "session_length_ks": {n: round(table[n]["session_length_ks"], 4) for n in values["compared"]},
+                "return_gap_ks": {n: round(table[n]["return_gap_ks"], 4) for n in values["compared"]},
+                "session_length": {
+                    n: [round(table[n][w]["session_length"], 2) for w in ("world", "simulator")]
+                    for n in values["compared"]
+                },
+                "return_gap_days": {
+                    n: [round(table[n][w]["return_gap_days"], 3) for w in ("world", "simulator")]
+                    for n in values["compared"]
+                },
+                "world_ci95": {n: [round(x, 2) for x in e["world"]["ci95"]] for n, e in table.items()},
+                "item_kl_to_logs": {n: round(e["item_kl_to_logs"], 3) for n, e in table.items()},
+                "category_repeat_rate": {n: round(e["category_repeat_rate"], 3) for n, e in table.items()},
+                "ranking": ranking,
+                "ranking_preserved": ranking["world"] == ranking["simulator"],
+                "agent_training": agent_seconds,
                 "eval_seconds": round(time.perf_counter() - started, 1),
+                "panel_seconds": round(time.perf_counter() - eval_started, 1),
+                "load_average": [round(x, 2) for x in os.getloadavg()],
                 "machine": f"{platform.machine()} {platform.processor() or ''}".strip(),
                 "numpy": np.__version__,
             }

@@ -101,6 +101,17 @@ def simulator_report_command(
     world_steps: Annotated[int, typer.Option(help="World steps for the ground-truth comparison.")] = 50_000,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 1,
+    panel: Annotated[
+        bool,
+        typer.Option(
+            help="With the world section: each world-reference policy's mean return in the world and in the "
+            "simulator (uniform, popularity, greedy, the filter policies, the oracles)."
+        ),
+    ] = True,
+    panel_episodes: Annotated[int, typer.Option(help="Episodes per panel policy and environment.")] = 500,
+    panel_log_steps: Annotated[
+        int, typer.Option(help="Uniform world-log steps the panel's popularity and greedy are fitted on.")
+    ] = 50_000,
 ) -> None:
     """Write the fidelity report (fidelity.md, fidelity.json, PNG plots) of a saved simulator into DIR."""
     try:
@@ -115,13 +126,28 @@ def simulator_report_command(
         simulator = load(directory)
         pool = simulator.start_pool
         _, _, test_users = config_user_split(pool, simulator.config)  # the users held out at training time
+        world_section = _world_for(simulator, world)
+        policies = None
+        if panel and world_section is not None:
+            from recsim_env.checks import check_integer
+            from recsim_env.policies import LoggedItemStats
+            from recsim_env.world.logging import log_world
+            from simulators.policy_values import world_panel
+
+            steps = check_integer("panel_log_steps", panel_log_steps, 1)
+            logs = log_world(
+                "uniform", steps=steps, seed=seed, progress=False
+            )  # as `seqrec evaluate` fits them
+            policies = world_panel(LoggedItemStats.from_logs(logs))
         write_report(
             (simulator, pool.select(test_users)),
             directory,
-            world=_world_for(simulator, world),
+            world=world_section,
             episodes=episodes,
             world_steps=world_steps,
             seed=seed,
+            panel=policies,
+            panel_episodes=panel_episodes,
         )
     except ValueError as error:
         _fail(error)

@@ -7,7 +7,9 @@ than click) and of leaving; RMSE of every continuous signal on consumed items. F
 Kolmogorov-Smirnov distance between the session lengths and return gaps the simulator produces
 (shown items drawn from the logged exposure frequencies, i.e. the logging policy's marginal) and
 the logged ones. On the ground-truth world (when given): the learned click probability against the
-world's true one for a uniform policy, with AUC of both against the realised clicks.
+world's true one for a uniform policy, with AUC of both against the realised clicks; with a policy panel,
+each policy's mean return in the world and in the simulator (`simulators.policy_values`). The markdown
+and the plots are `simulators.report_markdown`'s.
 
 A simulator with an interest filter scores held-out exposures as it runs and trains: its filter has read
 the user's whole preceding sequence, its encoder the window. Its clicks are scored once more with the
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +29,11 @@ import torch
 from sklearn.metrics import log_loss, roc_auc_score
 
 from recsim_env.io import atomic_write
+from simulators import report_markdown
 from simulators.data import ExposureLog, model_inputs, windows
+from simulators.report_markdown import N_BINS
 from simulators.simulator import LearnedSimulator
 
-N_BINS = 15
 WINDOW_CLICK = "click, filter over the window only"
 """The held-out metrics' key for a filter simulator's clicks scored with its filter started at the window."""
 
@@ -391,111 +395,6 @@ def _carry_beliefs(simulator, beliefs, beliefs_logged, items, inputs, features, 
     return beliefs, beliefs_logged
 
 
-def _markdown(metrics: dict, plots: list[str]) -> str:
-    lines = ["# Simulator fidelity report", ""]
-    info = metrics["simulator"]
-    lines += [
-        f"Simulator: `{info['repr']}`  ",
-        f"Held-out users: {info['test_users']}, exposures: {info['test_exposures']}",
-        "",
-    ]
-    lines += ["## Held-out logs (teacher-forced)", "", "| signal | AUC | log-loss | ECE | mean predicted | mean observed | n |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]  # fmt: skip
-    for name, m in metrics["logs"].items():
-        if "auc" in m:
-            lines.append(
-                f"| {name} | {m['auc']:.4f} | {m['log_loss']:.4f} | {m['ece']:.4f} | {m['mean_predicted']:.4f} "
-                f"| {m['mean_observed']:.4f} | {m['n']} |"
-            )
-    lines += ["", "| continuous signal | RMSE | RMSE of the mean | n |", "| --- | --- | --- | --- |"]
-    for name, m in metrics["logs"].items():
-        if "rmse" in m:
-            lines.append(
-                f"| {name} | {m['rmse']:.4f} | {m.get('rmse_of_mean_baseline', float('nan')):.4f} | {m['n']} |"
-            )
-    lines += ["", "## Sessions (simulated vs logged)", "", "| quantity | KS distance | simulated mean | logged mean |",
-              "| --- | --- | --- | --- |"]  # fmt: skip
-    for name, m in metrics["sessions"].items():
-        lines.append(f"| {name} | {m['ks']:.4f} | {m['simulated_mean']:.3f} | {m['logged_mean']:.3f} |")
-    if "world" in metrics:
-        w = metrics["world"]
-        lines += [
-            "",
-            "## Ground-truth world (uniform policy, click)",
-            "",
-            "| | AUC | log-loss | ECE |",
-            "| --- | --- | --- | --- |",
-        ]
-        rows = {
-            "learned, observed history (warm start included)": w,
-            "learned, logged history (as world logs hold it)": w["logged_history"],
-        }
-        for name, part in rows.items():
-            m = part["learned"]
-            lines.append(f"| {name} | {m['auc']:.4f} | {m['log_loss']:.4f} | {m['ece']:.4f} |")
-        m = w["world_truth"]
-        lines.append(f"| world's true probability | {m['auc']:.4f} | {m['log_loss']:.4f} | {m['ece']:.4f} |")
-        lines.append("")
-        for name, part in rows.items():
-            lines.append(
-                f"- {name}: RMSE to the true click probability {part['rmse_to_true_probability']:.4f}, "
-                f"ECE against it {part['ece_against_true_probability']:.4f}, AUC gap {part['auc_gap']:.4f}."
-            )
-    if plots:
-        lines += ["", "## Plots", ""] + [f"![{p}]({p})" for p in plots]
-    return "\n".join(lines) + "\n"
-
-
-def _plots(directory: Path, metrics: dict, samples: dict) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = []
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
-    s = samples["sessions"]
-    top = max(int(np.max(s["sim_lengths"], initial=1)), int(np.max(s["logged_lengths"], initial=1)))
-    bins = np.arange(1, top + 2) - 0.5
-    axes[0].hist(
-        [s["logged_lengths"], s["sim_lengths"]], bins=bins, density=True, label=["logged", "simulated"]
-    )
-    axes[0].set(xlabel="session length (steps)", ylabel="density")
-    axes[0].legend()
-    if len(s["logged_gaps"]) and len(s["sim_gaps"]):
-        edges = np.quantile(np.concatenate([s["logged_gaps"], s["sim_gaps"]]), np.linspace(0, 0.99, 30))
-        axes[1].hist(
-            [s["logged_gaps"], s["sim_gaps"]],
-            bins=np.unique(edges),
-            density=True,
-            label=["logged", "simulated"],
-        )
-    axes[1].set(xlabel="return gap (days)")
-    fig.tight_layout()
-    names.append(_save_figure(fig, directory / "sessions.png"))
-    plt.close(fig)
-
-    fig, ax = plt.subplots(figsize=(4, 4))
-    for label, (p, y) in samples["calibration"].items():
-        bins = np.minimum((p * N_BINS).astype(int), N_BINS - 1)
-        count = np.bincount(bins, minlength=N_BINS)
-        keep = count > 0
-        ax.plot((np.bincount(bins, p, N_BINS) / np.maximum(count, 1))[keep],
-                (np.bincount(bins, y, N_BINS) / np.maximum(count, 1))[keep], "o-", label=label)  # fmt: skip
-    ax.plot([0, 1], [0, 1], "k--", lw=1)
-    ax.set(xlabel="predicted click probability", ylabel="observed (or true) rate", title="calibration")
-    ax.legend()
-    fig.tight_layout()
-    names.append(_save_figure(fig, directory / "calibration.png"))
-    plt.close(fig)
-    return names
-
-
-def _save_figure(fig, path: Path) -> str:
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
-    return path.name
-
-
 def write_report(
     result,
     directory: str | os.PathLike,
@@ -505,12 +404,19 @@ def write_report(
     episodes: int = 512,
     world_steps: int = 50_000,
     seed: int = 0,
+    panel: Mapping[str, Any] | None = None,
+    panel_episodes: int = 1000,
 ) -> dict:
     """Compute the fidelity metrics of `result` (a `FitResult`, or `(simulator, held-out log)`) and write
     `fidelity.json`, `fidelity.md` and (with `plots`) PNG plots into `directory`.
 
     `world`: a `WorldConfig`, `"default"` for the embedded world, or None to skip the world section.
+    `panel`: name -> policy, whose mean returns in the world and in the simulator make the policy-value
+    section (`simulators.policy_values.policy_values`, `panel_episodes` episodes each, seed `seed`; the
+    policies' distance from the logs is measured against the held-out logs' items). Needs `world`.
     """
+    if panel is not None and world is None:
+        raise ValueError("write_report: a policy panel needs the world (argument 'world') to compare against")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     if isinstance(result, tuple):
@@ -536,9 +442,22 @@ def write_report(
         s = w.pop("_samples")
         samples["calibration"]["world (vs true p)"] = (s["learned"], s["true"])
         metrics["world"] = w
-    names = _plots(directory, metrics, samples) if plots else []
+    if panel is not None:
+        from recsim_env.world import UserWorld
+        from simulators.policy_values import policy_values
+
+        metrics["policy_values"] = policy_values(
+            simulator,
+            panel,
+            episodes=panel_episodes,
+            seed=seed,
+            world_config=world_config,
+            item_category=UserWorld(world_config).item_category,
+            logged_items=np.bincount(test_log.items, minlength=simulator.n_items),
+        )
+    names = report_markdown.plots(directory, metrics, samples) if plots else []
     text = json.dumps(metrics, indent=2, default=float) + "\n"
     atomic_write(directory / "fidelity.json", lambda tmp: Path(tmp).write_text(text))
-    markdown = _markdown(metrics, names)
-    atomic_write(directory / "fidelity.md", lambda tmp: Path(tmp).write_text(markdown))
+    text = report_markdown.markdown(metrics, names)
+    atomic_write(directory / "fidelity.md", lambda tmp: Path(tmp).write_text(text))
     return metrics

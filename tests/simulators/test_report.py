@@ -87,3 +87,66 @@ def test_world_metrics_scores_a_filter_simulator_as_it_runs(world_logs):
         if j > 1:  # new episodes after the first ones
             compared += int(((items[rows] < simulator.n_items).sum(1) == 0).sum())
     assert compared > 100
+
+
+def test_report_has_a_policy_value_section(tiny_fit, world_logs, tmp_path):
+    import json
+
+    import pytest
+
+    from recsim_env.policies import GreedyPolicy, LoggedItemStats, MyopicOracle, UniformPolicy
+    from recsim_env.world import UserWorld
+    from simulators.report import write_report
+
+    panel = {
+        "uniform": UniformPolicy(500),
+        "myopic-oracle": MyopicOracle(UserWorld()),
+        "greedy": GreedyPolicy(LoggedItemStats.from_logs(world_logs)),
+    }
+    metrics = write_report(
+        tiny_fit, tmp_path, world="default", episodes=32, world_steps=2000, panel=panel, panel_episodes=16
+    )
+    values = metrics["policy_values"]
+    assert list(values["policies"]) == list(panel) and values["episodes"] == 16
+    saved = json.loads((tmp_path / "fidelity.json").read_text())["policy_values"]
+    assert saved["compared"] == values["compared"]
+    text = (tmp_path / "fidelity.md").read_text()
+    assert "## Policy values (world vs simulator)" in text and "Spearman rank correlation" in text
+    uniform = values["policies"]["uniform"]
+    row = f"| uniform | {uniform['world']['mean_return']:.2f} | {uniform['simulator']['mean_return']:.2f} |"
+    assert row in text
+    assert "| myopic-oracle |" in text and "- myopic-oracle: no simulated value" in text
+    assert (tmp_path / "policy_values.png").is_file()
+    with pytest.raises(ValueError, match="needs the world"):
+        write_report(tiny_fit, tmp_path, world=None, panel=panel)
+
+
+def test_simulator_report_command_runs_the_world_panel(saved_simulator, tmp_path):
+    import shutil
+
+    import typer
+    from typer.testing import CliRunner
+
+    from simulators.cli import simulator_report_command
+
+    directory = tmp_path / "sim"
+    shutil.copytree(saved_simulator, directory)
+    app = typer.Typer()
+    app.command()(simulator_report_command)
+    app.command(name="unused")(lambda: None)  # two commands: typer then expects the command's name
+    args = ["simulator-report-command", str(directory), "--world", "yes", "--episodes", "16", "--world-steps",
+            "1000", "--panel-episodes", "4", "--panel-log-steps", "1000"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    text = (directory / "fidelity.md").read_text()
+    for name in (
+        "uniform",
+        "popularity",
+        "greedy",
+        "filter-myopic",
+        "filter-farsighted",
+        "farsighted-oracle",
+    ):
+        assert f"| {name} |" in text
+    result = CliRunner().invoke(app, [*args[:-2], "--panel-log-steps", "0"])
+    assert result.exit_code == 1 and "panel_log_steps" in result.output
