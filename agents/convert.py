@@ -105,7 +105,7 @@ def _convert_simulator(src: Path, dst: Path) -> str:
         fields.setdefault(name, False)
     fields.setdefault("window_stride", None)
     config = SimulatorConfig.from_dict(fields)
-    schema = DataSchema.from_dict(_json(src / "schema.json"))
+    schema = DataSchema.from_dict({"user_features": {}, "item_features": {}, **_json(src / "schema.json")})
     states = _tensors(src / "weights.pt", src / "weights.pt")
     members = []
     for k in range(config.ensemble_size):
@@ -274,6 +274,40 @@ def _convert_into(src: Path, new: Path) -> str:
     raise CheckpointError(f"{src}: not a saved encoder, simulator, policy or run of format 1")
 
 
+def _old_simulator_format(src: Path) -> bool:
+    """Whether `src` is a saved simulator of an older simulator format (`simulators.checkpoint.FORMAT`)."""
+    manifest = json.loads((src / "manifest.json").read_text())
+    if manifest.get("kind") != "simulator":
+        return False
+    from simulators.checkpoint import FORMAT
+
+    version = (manifest.get("metadata") or {}).get("simulator_format", 1)
+    return isinstance(version, int) and version < FORMAT
+
+
+def _upgrade_simulator(src: Path, out: str | os.PathLike | None) -> tuple[Path, str]:
+    """`simulators.checkpoint.upgrade` of `src`, in place (written beside it, then swapped in) or to `out`."""
+    from simulators.checkpoint import upgrade
+
+    target = Path(out) if out is not None else src
+    if target != src:
+        if target.exists():
+            raise CheckpointError(f"{target}: exists; give a new directory to --out")
+        return upgrade(src, target), "simulator"
+    staging = Path(tempfile.mkdtemp(dir=src.parent, prefix=f".{src.name}.convert-"))
+    try:
+        new = upgrade(src, staging / "new")
+        for name in CARRIED:
+            if (src / name).is_file():
+                shutil.copy2(src / name, new / name)
+        for png in src.glob("*.png"):
+            shutil.copy2(png, new / png.name)
+        swap_in(new, src)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return src, "simulator"
+
+
 def convert(src: str | os.PathLike, out: str | os.PathLike | None = None) -> tuple[Path, str]:
     """Convert the format-1 artifact or run directory `src`; returns `(where it is now, what it was)`.
 
@@ -283,6 +317,8 @@ def convert(src: str | os.PathLike, out: str | os.PathLike | None = None) -> tup
     if not src.is_dir():
         raise CheckpointError(f"{src}: no such directory")
     if is_artifact(src) and json.loads((src / "manifest.json").read_text()).get("format_version") != 1:
+        if _old_simulator_format(src):
+            return _upgrade_simulator(src, out)
         raise CheckpointError(f"{src}: already in the current format; nothing to convert")
     if is_artifact(src / POLICY_SUBDIR):
         raise CheckpointError(f"{src}: already in the current format; nothing to convert")

@@ -197,23 +197,14 @@ def saved_policy_action_dist(
 
 
 def _session_position(log) -> tuple[np.ndarray, np.ndarray]:
-    """[n] step within the session and [n] days since the user's previous session (0 without sessions)."""
-    from recsim_env.data.validate import SECONDS_PER_DAY
+    """[n] step within the session and [n] days since the user's previous session (0 without `session_id`)."""
+    from recsim_env.data.sessions import session_position, session_starts
 
-    frame = log.frame
-    n = len(frame)
-    if "session_id" not in frame.columns or n == 0:
+    n = len(log.frame)
+    starts = session_starts(log, gap_s=None) if n else None
+    if starts is None:
         return np.zeros(n, np.int64), np.zeros(n, np.float32)
-    users = frame["user_id"].to_numpy()
-    sessions = frame["session_id"].to_numpy()
-    times = frame["timestamp"].to_numpy(np.float64)
-    new_session = np.r_[True, (sessions[1:] != sessions[:-1]) | (users[1:] != users[:-1])]
-    session_start = np.maximum.accumulate(np.where(new_session, np.arange(n), 0))
-    step = np.arange(n) - session_start
-    first_of_user = np.r_[True, users[1:] != users[:-1]]
-    gap_at_start = np.where(new_session & ~first_of_user, np.r_[0.0, np.diff(times)] / SECONDS_PER_DAY, 0.0)
-    gap = gap_at_start[session_start].astype(np.float32)
-    return step.astype(np.int64), gap
+    return session_position(log, starts)
 
 
 MAX_ROUNDS = 10_000_000

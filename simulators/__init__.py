@@ -20,7 +20,7 @@ _EXPORTS = {
     "SimulatorConfig": "config",
     "DataSchema": "data",
     "ExposureLog": "data",
-    "FeatureSpec": "data",
+    "FeatureSpec": "features",
     "ResponseModel": "response_model",
     "LearnedSimulator": "simulator",
     "FitResult": "train",
@@ -57,7 +57,8 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
 if TYPE_CHECKING:
     from simulators.checkpoint import load, save, verify
     from simulators.config import SimulatorConfig
-    from simulators.data import DataSchema, ExposureLog, FeatureSpec
+    from simulators.data import DataSchema, ExposureLog
+    from simulators.features import FeatureSpec
     from simulators.report import write_report
     from simulators.response_model import ResponseModel
     from simulators.simset import SeqRecSimSetEnv, SimSetConfig

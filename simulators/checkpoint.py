@@ -8,6 +8,10 @@ Files of `DIR`, each listed with its size and SHA-256 in `manifest.json`:
 * `weights.safetensors`: member k's `state_dict` under `member_k.<name>` (calibration included).
 * `start_pool.safetensors`: the labelled exposure sequences whose prefixes start episodes.
 
+The manifest's metadata holds `simulator_format` (`FORMAT`), the version of these files, bumped whenever
+what `save` writes or what `load` requires changes; `load` reads the current version only and refuses
+another with a `CheckpointError` that says how to convert it (`seqrec convert DIR`, through `upgrade`).
+
 The fidelity report (`fidelity.json`, `fidelity.md`, `*.png`) sits beside them, unlisted: it may be
 rewritten by `seqrec simulator-report` without touching the simulator, and `load` never reads it.
 `load` refuses a directory whose files do not match the manifest (truncated, edited, missing) or whose
@@ -36,6 +40,11 @@ ITEMS = "item_ids.json"
 WEIGHTS = "weights.safetensors"
 START_POOL = "start_pool.safetensors"
 REQUIRED = (CONFIG, SCHEMA, ITEMS, WEIGHTS, START_POOL)
+FORMAT = 2
+"""Version of a saved simulator's files (`simulator_format` in the manifest's metadata).
+
+1: no `simulator_format`; `schema.json` could lack `user_features` / `item_features` (read as none).
+2: the manifest records the version and every `schema.json` field is required."""
 
 
 def save(simulator: LearnedSimulator, directory: str | os.PathLike) -> Path:
@@ -51,7 +60,8 @@ def save(simulator: LearnedSimulator, directory: str | os.PathLike) -> Path:
         )
         write_tensors(tmp / START_POOL, simulator.start_pool._asdict())
 
-    return save_artifact(directory, KIND, write, metadata={"ensemble_size": len(simulator.members)})
+    metadata = {"simulator_format": FORMAT, "ensemble_size": len(simulator.members)}
+    return save_artifact(directory, KIND, write, metadata=metadata)
 
 
 def verify(directory: str | os.PathLike) -> Artifact:
@@ -88,9 +98,47 @@ def load(directory: str | os.PathLike, *, data: LoggedInteractions | None = None
             simulator's (same tokens in the same order).
 
     Raises:
-        CheckpointError: naming the file that is missing, truncated, corrupt or mismatched.
+        CheckpointError: naming the file that is missing, truncated, corrupt or mismatched, or saved in
+            another simulator format (`FORMAT`; an older one is converted by `seqrec convert DIR`).
     """
     artifact = verify(directory)
+    version = format_of(artifact)
+    if version != FORMAT:
+        where = artifact.root / "manifest.json"
+        if isinstance(version, int) and version < FORMAT:
+            raise CheckpointError(
+                f"{where}: simulator format {version}, saved by an older version; this version reads "
+                f"format {FORMAT}: convert it with `seqrec convert {artifact.root}`"
+            )
+        raise CheckpointError(
+            f"{where}: simulator format {version!r}; this version of recsim-env reads format {FORMAT}"
+        )
+    return _read(artifact, data=data, version=version)
+
+
+def format_of(artifact: Artifact) -> object:
+    """The simulator format of a checked artifact (1 where its manifest records none)."""
+    return artifact.metadata.get("simulator_format", 1)
+
+
+def upgrade(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Write the simulator saved in `src` in an older simulator format to `dst` in the current one (what
+    `seqrec convert` runs); returns `dst`.
+
+    Raises:
+        CheckpointError: if `src` is not a saved simulator of an older format (or is damaged).
+    """
+    artifact = verify(src)
+    version = format_of(artifact)
+    if not isinstance(version, int) or isinstance(version, bool) or not 1 <= version < FORMAT:
+        raise CheckpointError(
+            f"{artifact.root}: simulator format {version!r}; `upgrade` converts formats 1 to {FORMAT - 1}"
+        )
+    return save(_read(artifact, data=None, version=version), dst)
+
+
+def _read(artifact: Artifact, *, data: LoggedInteractions | None, version: int) -> LearnedSimulator:
+    """The simulator of a checked artifact in simulator format `version` (1 or `FORMAT`)."""
     directory = artifact.root
     try:
         config = SimulatorConfig.from_dict(artifact.read_json_object(CONFIG))
@@ -99,10 +147,15 @@ def load(directory: str | os.PathLike, *, data: LoggedInteractions | None = None
     except (ValueError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{directory / CONFIG}: {error}") from None
     try:
-        schema = DataSchema.from_dict(artifact.read_json_object(SCHEMA))
+        fields = artifact.read_json_object(SCHEMA)
+        if version == 1:  # format 1 read a missing feature spec as none
+            fields = {"user_features": {}, "item_features": {}, **fields}
+        schema = DataSchema.from_dict(fields)
     except CheckpointError:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError) as error:
+    except KeyError as error:
+        raise CheckpointError(f"{directory / SCHEMA}: missing field {error}") from None
+    except (ValueError, TypeError, AttributeError) as error:
         raise CheckpointError(f"{directory / SCHEMA}: {error}") from None
     item_tokens = artifact.read_json(ITEMS)
     if not isinstance(item_tokens, list) or len(item_tokens) != schema.n_items:

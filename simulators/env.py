@@ -50,7 +50,10 @@ def fingerprint(data: LoggedInteractions, config: SimulatorConfig) -> str:
             digest.update(json.dumps([str(c) for c in table.columns]).encode())
     digest.update(json.dumps([str(t) for t in data.item_ids.tokens.tolist()]).encode())
     digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    from simulators.checkpoint import FORMAT
+
     digest.update(f"artifact format {ARTIFACT_FORMAT_VERSION}".encode())  # a new format retrains
+    digest.update(f"simulator format {FORMAT}".encode())
     return digest.hexdigest()[:16]
 
 

@@ -97,20 +97,19 @@ class InterestFilter(nn.Module):
         inputs: torch.Tensor,
         real: torch.Tensor,
         user_features: torch.Tensor | None,
-        last_only: bool = False,
-        start: torch.Tensor | None = None,
+        start=None,
     ) -> torch.Tensor:
-        """`[B, L, 2K + K*K]` (`[B, 2K + K*K]` with `last_only`): the state `(m, vec P, S)` after each position
-        of left-padded histories `items` [B, L] with item vectors [B, L, D], inputs [B, L, F + 1] (click
-        first, the log1p gap last) and `real` [B, L] (1 where an exposure is present), from the state
-        `start` [B, 2K + K*K] (what the user's exposures before the window left; NaN rows: the prior), else
-        from the prior."""
+        """`[B, L, 2K + K*K]`: the state `(m, vec P, S)` after each position of left-padded histories `items`
+        [B, L] with item vectors [B, L, D], inputs [B, L, F + 1] (click first, the log1p gap last) and `real`
+        [B, L] (1 where an exposure is present), from `start` (a `simulators.response_model.FilterStart`:
+        what the user's exposures before each window left, or the prior where `start.from_prior`), else from
+        the prior."""
         prior = self.initial(items.shape[0], user_features)
-        if start is None:
-            start = prior
-        else:  # the prior where the window begins the user's sequence, in the graph so that it is learned
-            start = torch.where(torch.isnan(start[:, :1]), prior, start)
-        return self.advance(start, items, item_vectors, inputs, real, every_position=not last_only)
+        if (
+            start is not None
+        ):  # the prior where the window begins the user's sequence, in the graph so that it is learned
+            prior = torch.where(start.from_prior[:, None], prior, start.state)
+        return self.advance(prior, items, item_vectors, inputs, real, every_position=True)
 
     def advance(
         self,

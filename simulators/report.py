@@ -82,7 +82,7 @@ def teacher_forced(
         # encoder's hidden state at t), scores exposure t + 1.
         outs = []
         for k, member in enumerate(simulator.members):
-            filter_start = None if starts[k] is None else torch.from_numpy(starts[k][sl])
+            filter_start = None if starts[k] is None else starts[k].take(sl)
             with torch.inference_mode():
                 hidden = member.states(
                     torch.from_numpy(items[:, :-1]), torch.from_numpy(inputs[:, :-1]), features, filter_start

@@ -14,9 +14,9 @@ its feedback) and `z = MLP([h_t, e_c, h_t * e_c])`:
     log(return gap days)       ~ Normal(mu_gap, sigma_gap)  at a session end
 
 With `interest_filter`, a learned Bayesian filter of the user's interest and satiation
-(`simulators.interest_filter`) reads the history too: `h_t` gains `W_f m_t`, the state carries the
-filter's `(m, P, S)`, and the click logit becomes `(z_click + b_c - S . V e_c + a_c . m) / sqrt(1 +
-pi a_c'P a_c / 8)`.
+(`simulators.interest_filter`) reads the history too: `h_t` gains `W_f m_t`, the state (`ModelState`)
+carries the filter's belief `(m, P, S)`, and the click logit becomes
+`(z_click + b_c - S . V e_c + a_c . m) / sqrt(1 + pi a_c'P a_c / 8)`.
 
 Trained with the negative log-likelihood of all heads (the click term times `click_loss_weight`) on the
 target positions of left-padded windows
@@ -39,7 +39,6 @@ from torch import nn
 from recsim_env.encoders import build, config_class
 from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog, Windows, model_inputs
-from simulators.fast_path import last_state
 from simulators.interest_filter import InterestFilter
 
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -4.0, 3.0
@@ -55,6 +54,30 @@ class HeadOutputs(NamedTuple):
     leave: torch.Tensor  # [..., C, 2] given click = 0 / 1
     gap_mean: torch.Tensor  # [..., C] log days
     gap_log_sigma: torch.Tensor  # [..., C]
+
+
+class ModelState(NamedTuple):
+    """What the heads read after a history: the encoder's state and the interest filter's belief."""
+
+    hidden: torch.Tensor  # [..., D] h_t (user features, click pooling and W_f m_t added)
+    belief: torch.Tensor | None  # [..., W] the filter's packed (m, vec P, S); None without a filter
+
+    def last(self) -> ModelState:
+        """The state at the last position of `[B, L, ...]` states."""
+        return ModelState(self.hidden[:, -1], None if self.belief is None else self.belief[:, -1])
+
+
+class FilterStart(NamedTuple):
+    """Where the interest filter of each of B windows starts reading (`window_filter_starts`)."""
+
+    state: torch.Tensor  # [B, W] the packed state the user's exposures before the window leave
+    from_prior: torch.Tensor  # [B] bool: the window begins the user's sequence; its filter starts from the
+    # prior, computed in the graph so that it is learned (`state` is zero there)
+
+    def take(self, rows: np.ndarray | slice) -> FilterStart:
+        """The starts of windows `rows`."""
+        rows = torch.as_tensor(rows) if isinstance(rows, np.ndarray) else rows
+        return FilterStart(self.state[rows], self.from_prior[rows])
 
 
 class ResponseModel(nn.Module):
@@ -143,59 +166,48 @@ class ResponseModel(nn.Module):
         items: torch.Tensor,
         inputs: torch.Tensor,
         user_features: torch.Tensor | None = None,
-        filter_start: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """`[B, L, D]` hidden states of left-padded histories `items` [B, L] with inputs [B, L, F + 1]
-        and the users' features [B, P] (`[B, L, D + 2K + K*K]` with the interest filter's state appended,
-        read over the window from `filter_start` [B, 2K + K*K] when given, else from the prior)."""
+        filter_start: FilterStart | None = None,
+    ) -> ModelState:
+        """States after each position of left-padded histories `items` [B, L] with inputs [B, L, F + 1] and
+        the users' features [B, P]: `hidden` [B, L, D] and the interest filter's `belief` [B, L, W], read over
+        the window from `filter_start` when given, else from the prior."""
         hidden = self.encoder(items, feedback=self.encoder_inputs(items, inputs))
         if self.click_pooling:
             hidden = hidden + self.pooled(items, inputs)
         hidden = self.with_user(hidden, user_features)
-        return self.with_filter(hidden, items, inputs, user_features, filter_start=filter_start)
-
-    def with_filter(
-        self,
-        hidden: torch.Tensor,
-        items: torch.Tensor,
-        inputs: torch.Tensor,
-        user_features: torch.Tensor | None,
-        last_only: bool = False,
-        belief: torch.Tensor | None = None,
-        filter_start: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """`hidden` plus `W_f m`, with the interest filter's packed state `(m, vec P, S)` appended
-        (unchanged without the filter); the state is `belief` when given, else read from `items` (starting
-        from `filter_start`, else from the prior)."""
         if self.interest_filter is None:
-            return hidden
-        if belief is None:
-            belief = self._read_filter(items, inputs, user_features, last_only, filter_start)
-        hidden = hidden + self.filter_projection(belief[..., : self.interest_filter.dim])
-        return torch.cat([hidden, belief], dim=-1)
+            return ModelState(hidden, None)
+        real = (items != self.encoder.pad_id).to(inputs.dtype)
+        belief = self.interest_filter(
+            items, self.item_vectors(items), inputs, real, user_features, filter_start
+        )
+        return self.with_belief(hidden, belief)
 
-    def _read_filter(
+    def with_belief(self, hidden: torch.Tensor, belief: torch.Tensor) -> ModelState:
+        """The state `hidden + W_f m` with the filter's `belief` (its mean `m` first)."""
+        return ModelState(hidden + self.filter_projection(belief[..., : self.interest_filter.dim]), belief)
+
+    def embed_history(self, items: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+        """`[B, T, D]` the encoder's embedded inputs of exposures `items` [B, T] with inputs [B, T, F + 1]
+        (zero feedback term at padding): what `last_state(embedded=...)` reads, so that a running simulator
+        embeds each exposure once."""
+        padding_mask = items != self.encoder.pad_id
+        return self.encoder.embed_inputs(items, self.encoder_inputs(items, inputs), padding_mask)
+
+    def pooled(
         self,
         items: torch.Tensor,
         inputs: torch.Tensor,
-        user_features: torch.Tensor | None,
-        last_only: bool,
-        start: torch.Tensor | None = None,
+        last_only: bool = False,
+        item_table: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The interest filter's state after each position of (or, with `last_only`, after) the windows
-        `items` [B, L] (padding is no exposure), from `start` or the prior."""
-        real = (items != self.encoder.pad_id).to(inputs.dtype)
-        return self.interest_filter(
-            items, self.item_vectors(items), inputs, real, user_features, last_only, start
-        )
-
-    def pooled(self, items: torch.Tensor, inputs: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         """`[B, L, D]` (`[B, D]` with `last_only`): `W_p [mean of clicked e_s, mean of unclicked e_s]` over
-        each position's history s <= t, weighted by learned `exp(a_(t - s))`."""
+        each position's history s <= t, weighted by learned `exp(a_(t - s))` (`item_table` as in
+        `item_vectors`)."""
         length = items.shape[1]
         real = (items != self.encoder.pad_id).to(inputs.dtype)
         click = (inputs[..., 0] > 0).to(inputs.dtype) * real  # clicked or not (a count click counts once)
-        vectors = self.item_vectors(items)  # [B, L, D]
+        vectors = self.item_vectors(items, item_table)  # [B, L, D]
         distance = torch.arange(length, device=items.device)
         lag = distance[:, None] - distance[None, :]  # [t, s]
         rows = slice(length - 1, length) if last_only else slice(None)
@@ -216,25 +228,43 @@ class ResponseModel(nn.Module):
         inputs: torch.Tensor,
         user_features: torch.Tensor | None = None,
         belief: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """`[B, D]`: `states(...)[:, -1]`, computed for the last position only (what a simulator step needs).
+        *,
+        embedded: torch.Tensor | None = None,
+        item_table: torch.Tensor | None = None,
+    ) -> ModelState:
+        """`states(...).last()`, computed for the last position only (what a simulator step needs).
 
-        `belief` [B, 2K + K*K]: the interest filter's state carried by a running simulator (`filter_state`,
-        `advance_filter`); without it the filter reads the window `items` from the prior."""
-        hidden = last_state(self.encoder, items, self.encoder_inputs(items, inputs))
+        `belief` [B, W]: the interest filter's state carried by a running simulator (`filter_state`,
+        `advance_filter`); without it the filter reads the window `items` from the prior. `embedded`
+        [B, L, D]: `embed_history(items, inputs)`, kept by a running simulator (an encoder with
+        `encode_last`, SASRec, then reads them instead of embedding the whole window again).
+        `item_table`: `item_vectors` of every item id, computed once by a simulator whose weights are fixed.
+        """
+        encode_last = getattr(self.encoder, "encode_last", None)
+        if encode_last is not None:
+            if embedded is None:
+                embedded = self.embed_history(items, inputs)
+            hidden = encode_last(embedded, items != self.encoder.pad_id)
+        else:
+            hidden = self.encoder(items, feedback=self.encoder_inputs(items, inputs))[:, -1]
         if self.click_pooling:
-            hidden = hidden + self.pooled(items, inputs, last_only=True)
+            hidden = hidden + self.pooled(items, inputs, last_only=True, item_table=item_table)
         hidden = self.with_user(hidden, user_features)
-        return self.with_filter(hidden, items, inputs, user_features, last_only=True, belief=belief)
+        if self.interest_filter is None:
+            return ModelState(hidden, None)
+        if belief is None:
+            belief = self.filter_state(items, inputs, user_features)
+        return self.with_belief(hidden, belief)
 
     def filter_state(
         self, items: torch.Tensor, inputs: torch.Tensor, user_features: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """`[B, 2K + K*K]` the interest filter's state after the histories `items` [B, L] (`[B, 0]` without
-        a filter): where a simulator starts the state it carries."""
+        """`[B, W]` the interest filter's state after the histories `items` [B, L] read from the prior
+        (`[B, 0]` without a filter): where a simulator starts the state it carries."""
         if self.interest_filter is None:
             return torch.zeros(items.shape[0], 0)
-        return self._read_filter(items, inputs, user_features, last_only=True)
+        prior = self.interest_filter.initial(items.shape[0], user_features)
+        return self.advance_filter(prior, items, inputs)
 
     @torch.inference_mode()
     def filter_state_before_rows(
@@ -288,30 +318,39 @@ class ResponseModel(nn.Module):
                 state = after[:, -1]
         return out
 
-    def window_filter_starts(self, log: ExposureLog, w: Windows, scales: np.ndarray) -> np.ndarray | None:
-        """`[W, 2K + K*K]` the filter's state before each window `w` of `log` begins (its first real row),
-        from the user's whole sequence before it; None without a filter. Rows of windows that begin at the
-        user's first exposure are NaN: there the filter starts from its prior, which the model computes
-        itself (so that the prior is trained)."""
+    def window_filter_starts(self, log: ExposureLog, w: Windows, scales: np.ndarray) -> FilterStart | None:
+        """The filter's start before each window `w` of `log` begins (its first real row), from the user's
+        whole sequence before it; None without a filter. A window that begins at the user's first exposure
+        starts from the prior (`FilterStart.from_prior`), which the model computes itself (so that the prior
+        is trained)."""
         if self.interest_filter is None:
             return None
         first = np.where(w.rows >= 0, w.rows, np.iinfo(np.int64).max).min(axis=1)
         at_start = np.isin(first, log.offsets[:-1])
-        starts = np.full((len(first), self.interest_filter.state_width), np.nan, dtype=np.float32)
+        starts = np.zeros((len(first), self.interest_filter.state_width), dtype=np.float32)
         later = np.flatnonzero(~at_start)
         starts[later] = self.filter_state_before_rows(log, first[later], scales)
-        return starts
+        return FilterStart(torch.from_numpy(starts), torch.from_numpy(at_start))
 
-    def advance_filter(self, belief: torch.Tensor, items: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """The filter state `belief` [B, 2K + K*K] after reading the new exposures `items` [B, T] with
-        inputs [B, T, F + 1] (unchanged without a filter)."""
+    def advance_filter(
+        self,
+        belief: torch.Tensor,
+        items: torch.Tensor,
+        inputs: torch.Tensor,
+        item_table: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The filter state `belief` [B, W] after reading the new exposures `items` [B, T] with
+        inputs [B, T, F + 1] (unchanged without a filter; `item_table` as in `item_vectors`)."""
         if self.interest_filter is None:
             return belief
         real = (items != self.encoder.pad_id).to(inputs.dtype)
-        return self.interest_filter.advance(belief, items, self.item_vectors(items), inputs, real)
+        return self.interest_filter.advance(belief, items, self.item_vectors(items, item_table), inputs, real)
 
-    def item_vectors(self, items: torch.Tensor) -> torch.Tensor:
-        """`[..., D]` vectors `e_i = E_i + W_g g_i` of item ids `items` [...]."""
+    def item_vectors(self, items: torch.Tensor, table: torch.Tensor | None = None) -> torch.Tensor:
+        """`[..., D]` vectors `e_i = E_i + W_g g_i` of item ids `items` [...]; looked up in `table`
+        (`item_vectors(torch.arange(n_items + 1))`, computed once while the weights stay fixed) when given."""
+        if table is not None:
+            return table[items]
         vectors = self.encoder.item_embedding.weight[items]
         if self.item_projection is None:
             return vectors
@@ -326,16 +365,18 @@ class ResponseModel(nn.Module):
         shift = self.user_projection(user_features)
         return hidden + shift.reshape(shift.shape[:1] + (1,) * (hidden.dim() - 2) + shift.shape[1:])
 
-    def heads(self, state: torch.Tensor, candidates: torch.Tensor) -> HeadOutputs:
-        """Head outputs for `state` [..., D] (from `states` or `last_state`) and `candidates` [..., C] item ids."""
-        state, belief = state[..., : self.d_model], state[..., self.d_model :]
-        e = self.item_vectors(candidates)  # [..., C, D]
-        h = state.unsqueeze(-2).expand_as(e)
+    def heads(
+        self, state: ModelState, candidates: torch.Tensor, item_table: torch.Tensor | None = None
+    ) -> HeadOutputs:
+        """Head outputs for `state` (from `states` or `last_state`, leading shape [...]) and `candidates`
+        [..., C] item ids (`item_table` as in `item_vectors`)."""
+        e = self.item_vectors(candidates, item_table)  # [..., C, D]
+        h = state.hidden.unsqueeze(-2).expand_as(e)
         z = self.head(torch.cat([h, e, h * e], dim=-1))  # [..., C, n_out]
         b, r = self.n_binary, self.n_continuous
         click = z[..., 0] + self.click_bias(candidates).squeeze(-1)
         if self.interest_filter is not None:
-            click = self.interest_filter.click_logit(click, belief, e)
+            click = self.interest_filter.click_logit(click, state.belief, e)
         at = 1
         binary = z[..., at : at + 2 * b].unflatten(-1, (b, 2))
         at += 2 * b
@@ -362,7 +403,7 @@ class ResponseModel(nn.Module):
         inputs: torch.Tensor,
         batch: dict[str, torch.Tensor],
         user_features: torch.Tensor | None = None,
-        filter_start: torch.Tensor | None = None,
+        filter_start: FilterStart | None = None,
     ) -> torch.Tensor:
         """Mean negative log-likelihood over the window positions that have a history and a target."""
         out = self.head_outputs(items, inputs, user_features, filter_start)
@@ -377,12 +418,12 @@ class ResponseModel(nn.Module):
         items: torch.Tensor,
         inputs: torch.Tensor,
         user_features: torch.Tensor | None = None,
-        filter_start: torch.Tensor | None = None,
+        filter_start: FilterStart | None = None,
     ) -> HeadOutputs:
         """Teacher-forced outputs: position t of `items[:, :-1]` scores exposure t + 1. `[B, L]` each.
         `filter_start`: the interest filter's state before the window (`window_filter_starts`)."""
-        hidden = self.states(items[:, :-1], inputs[:, :-1], user_features, filter_start)  # [B, L, D]
-        out = self.heads(hidden, items[:, 1:, None])  # one candidate per position: C = 1
+        state = self.states(items[:, :-1], inputs[:, :-1], user_features, filter_start)  # [B, L, ...]
+        out = self.heads(state, items[:, 1:, None])  # one candidate per position: C = 1
         return HeadOutputs(*(x.squeeze(2) for x in out))
 
 

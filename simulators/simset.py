@@ -79,8 +79,10 @@ def default_world_simulator():
     config = SimulatorConfig(**DEFAULT_CONFIG)
     # Keyed by the whole config, so a change of `SimulatorConfig`'s defaults trains a new one.
     from recsim_env.checkpoint import FORMAT_VERSION
+    from simulators.checkpoint import FORMAT
 
-    fields = {**config.to_dict(), "artifact_format": FORMAT_VERSION}  # a new format retrains
+    # A new artifact or simulator format retrains.
+    fields = {**config.to_dict(), "artifact_format": FORMAT_VERSION, "simulator_format": FORMAT}
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     directory = cache_dir() / f"world-default-simset-{DEFAULT_WORLD_STEPS}-{key}"
     if (directory / "manifest.json").is_file():

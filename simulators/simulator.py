@@ -1,11 +1,13 @@
 """`LearnedSimulator`: a trained response model (or ensemble) behind the `UserModel` contract.
 
 Episodes start from real users' history prefixes (a prefix end drawn uniformly per episode); each
-step runs the encoder once on the `[N, L]` histories, scores the slate with the heads and samples
-the response from the environment's uniforms only, so the vector env reproduces single envs. With an
-interest filter (`SimulatorConfig.interest_filter`) each member's filter state is carried from step to
-step and reads each new exposure once: it has read the whole episode, where `predict` on a window starts
-the filter afresh from the window's first exposure (the same state while the episode fits the window).
+step scores the slate with the heads from the encoder's state at the last position of the `[N, L]`
+histories and samples the response from the environment's uniforms only, so the vector env reproduces
+single envs. Each step is incremental: the state carries each member's embedded history (an encoder with
+`encode_last`, SASRec, embeds each exposure once and runs its last block for the last position only)
+and, with an interest filter (`SimulatorConfig.interest_filter`), each member's filter state, which reads
+each new exposure once: it has read the whole episode, where `predict` on a window starts the filter
+afresh from the window's first exposure (the same state while the episode fits the window).
 
 Behaviour parameters (per user row, drawn at `initial_state` when the simulator is a simulator set,
 fixed otherwise; see `simulators.simset` and docs/simulators.md):
@@ -26,34 +28,24 @@ import numpy as np
 import torch
 
 from recsim_env.user_model import Response, StartOfEpisode
+from simulators.behaviour import PARAMETERS, SATIATION_STEP_DECAY, draw_parameters
 from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog, model_inputs
 from simulators.response_model import ResponseModel
+from simulators.start_pool import filter_checkpoints, pool_exposures, pool_rows
 
-BELIEF_CHECKPOINT_EVERY = (1, 2, 4, 8, 16)
-"""A running simulator's interest filters start an episode from their state saved every few exposures of
-the start pool's sequences, advanced over the rest of the prefix: every 1, 2, 4, 8 or 16 exposures, the
-densest that fits in `BELIEF_CHECKPOINT_BYTES` (a sparser one makes each episode start advance further)."""
-BELIEF_CHECKPOINT_BYTES = 256 * 2**20
-"""Memory the start pool's filter checkpoints may take (all members), unless even every 16th exceeds it."""
 DISAGREEMENT = "disagreement"
 """Name of the extra signal an ensemble reports when asked to (std of the members' click probability)."""
-SATIATION_STEP_DECAY = 0.85
-PARAMETERS = ("member", "leave_shift", "position_decay", "satiation_rate", "noise_scale")
-"""The hidden behaviour parameters of a user row."""
-DEFAULT_PARAMETERS = {
-    "member": -1,
-    "leave_shift": 0.0,
-    "position_decay": 1.0,
-    "satiation_rate": 0.0,
-    "noise_scale": 0.0,
-}
-"""member -1 = the ensemble mean."""
 
 
 @dataclass
 class SimulatorState:
-    """Hidden state of N simulated users (mutated in place by `respond` and `end_session`)."""
+    """Hidden state of N simulated users (mutated in place by `respond` and `end_session`).
+
+    `beliefs` and `embedded` carry, per row, the state of the members that the row's responses read (C of
+    them): every member of an ensemble (C = M, column k for member k), or in a simulator set the row's own
+    member `parameters["member"]` alone (C = 1).
+    """
 
     user_ids: np.ndarray  # [N] int64 index into the start pool
     items: np.ndarray  # [N, L] int64 history, left-padded with n_items
@@ -63,8 +55,9 @@ class SimulatorState:
     gap_mean: np.ndarray  # [N] log-days mean of the return gap, from the last step
     gap_sigma: np.ndarray  # [N]
     user_features: np.ndarray  # [N, P] float32 encoded features of the logged user each row started from
-    beliefs: np.ndarray  # [N, M, W] float32 each member's interest-filter state (W = 0 without a filter);
-    # in a simulator set only the row's own member's is kept, the others are NaN
+    beliefs: np.ndarray  # [N, C, W] float32 interest-filter states (W = 0 without a filter)
+    embedded: np.ndarray  # [N, C, L, D] float32 `ResponseModel.embed_history` of `items` ([N, C, 0, 0]: an
+    # encoder without `encode_last`, which reads `items` each step)
     parameters: dict[str, np.ndarray] = field(default_factory=dict)
     """Behaviour parameters per row (`PARAMETERS`)."""
 
@@ -78,6 +71,7 @@ class SimulatorState:
         "gap_sigma",
         "user_features",
         "beliefs",
+        "embedded",
     )
 
     def set_rows(self, rows: np.ndarray, other: SimulatorState) -> None:
@@ -149,66 +143,33 @@ class LearnedSimulator:
         self._low = np.asarray(schema.low, dtype=np.float32)
         self._high = np.asarray(schema.high, dtype=np.float32)
         self._shared_cache: dict = {}  # what views of the same members and start pool share (filter checkpoints)
+        self._caches_tokens = hasattr(members[0].encoder, "encode_last")
         with torch.no_grad():
             table = members[0].item_vectors(torch.arange(self.n_items))
             self._unit_items = (table / table.norm(dim=1, keepdim=True).clamp_min(1e-8)).numpy().copy()
 
     def _filter_checkpoints(self) -> tuple[int, np.ndarray, np.ndarray]:
-        """Each member's interest-filter state after every `every` exposures of each start-pool sequence,
-        from its first (`every` from `BELIEF_CHECKPOINT_EVERY`): `(every, offsets, checkpoints)`, `offsets`
-        [U + 1] into `checkpoints` [C, M, W] (user u's j-th checkpoint, after `j * every` exposures, is row
-        `offsets[u] + j`). Computed at the first episode start of this simulator or of any view
-        `with_options` made of it (they share them)."""
+        """`simulators.start_pool.filter_checkpoints` of the start pool, computed at the first episode start
+        of this simulator or of any view `with_options` made of it (they share them)."""
         if "checkpoints" not in self._shared_cache:
-            self._shared_cache["checkpoints"] = self._compute_filter_checkpoints()
+            self._shared_cache["checkpoints"] = filter_checkpoints(
+                self.start_pool, self.members, self._scales, self.n_items
+            )
         return self._shared_cache["checkpoints"]
 
-    @torch.inference_mode()
-    def _compute_filter_checkpoints(self) -> tuple[int, np.ndarray, np.ndarray]:
-        pool = self.start_pool
-        model_filter = self.members[0].interest_filter
-        width = 0 if model_filter is None else model_filter.state_width
-        for every in BELIEF_CHECKPOINT_EVERY:  # the densest that fits the memory budget
-            counts = pool.lengths() // every + 1
-            if int(counts.sum()) * len(self.members) * width * 4 <= BELIEF_CHECKPOINT_BYTES:
-                break
-        offsets = np.zeros(pool.n_users + 1, dtype=np.int64)
-        np.cumsum(counts, out=offsets[1:])
-        checkpoints = np.zeros((offsets[-1], len(self.members), width), dtype=np.float32)
-        if not width:
-            return every, offsets, checkpoints
-        for first in range(0, pool.n_users, 512):
-            users = np.arange(first, min(first + 512, pool.n_users))
-            lo, length = pool.offsets[users], pool.lengths()[users]
-            features = torch.from_numpy(pool.user_features[users])
-            for k, member in enumerate(self.members):
-                belief = member.interest_filter.initial(len(users), features if features.shape[1] else None)
-                for j in range(int(counts[users].max())):
-                    has = np.flatnonzero(j < counts[users])
-                    checkpoints[offsets[users[has]] + j, k] = belief[has].numpy()
-                    items, inputs = self._pool_exposures(
-                        lo + j * every, np.minimum(length - j * every, every), every
-                    )
-                    belief = member.advance_filter(belief, torch.from_numpy(items), torch.from_numpy(inputs))
-        return every, offsets, checkpoints
+    def _carried(self, parameters: dict[str, np.ndarray]) -> list[tuple[int, np.ndarray | slice, int]]:
+        """`(member, rows, column)` of the state each member carries (`SimulatorState`): every member's in
+        column k for all rows, or in a simulator set of several members each row's own member's in
+        column 0."""
+        members = self._own_members(parameters)
+        if members is None:
+            return [(k, slice(None), k) for k in range(len(self.members))]
+        return [(int(k), np.flatnonzero(members == k), 0) for k in np.unique(members)]
 
-    def _pool_exposures(
-        self, start: np.ndarray, count: np.ndarray, width: int
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Items [N, width] and model inputs [N, width, F + 1] of start-pool rows `start .. start + count - 1`,
-        left-aligned and padded after `count` (a padded position is no exposure)."""
-        index = start[:, None] + np.arange(width)[None, :]
-        items, _, inputs = self._pool_rows(index, np.arange(width)[None, :] < count[:, None])
-        return items, inputs
-
-    def _pool_rows(self, index: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Items, raw feedback and model inputs of start-pool rows `index` [N, T] where `real`, padding elsewhere."""
-        pool = self.start_pool
-        safe = np.where(real, index, 0)
-        items = np.where(real, pool.items[safe], self.n_items)
-        feedback = pool.feedback[safe] * real[..., None]
-        inputs = model_inputs(feedback, pool.gap_before[safe] * real, self._scales) * real[..., None]
-        return items, feedback, inputs
+    def _item_table(self, member: ResponseModel, lookups: int) -> torch.Tensor | None:
+        """Every item's vector of `member` (`ResponseModel.item_vectors`) when a call looks up more vectors
+        than the catalogue holds, else None (the vectors are then computed for the items looked up)."""
+        return member.item_vectors(torch.arange(self.n_items + 1)) if lookups > self.n_items else None
 
     @property
     def history_len(self) -> int:
@@ -226,8 +187,9 @@ class LearnedSimulator:
         # The prefix holds at least one exposure and leaves at least one for the episode to differ from.
         end = lo + 1 + np.floor(uniforms[:, 0] * (hi - lo - 1)).astype(np.int64)
         index = end[:, None] - length + np.arange(length)[None, :]  # [N, L]
-        items, feedback, inputs = self._pool_rows(index, index >= lo[:, None])
-        parameters = self._draw_parameters(uniforms[:, 1:], n)
+        items, feedback, inputs = pool_rows(pool, index, index >= lo[:, None], self._scales, self.n_items)
+        parameters = draw_parameters(uniforms[:, 1:], n, self.parameter_ranges, len(self.members))
+        carried = self._carried(parameters)
         state = SimulatorState(
             user_ids=user_ids.copy(),
             items=items,
@@ -237,7 +199,8 @@ class LearnedSimulator:
             gap_mean=np.zeros(n),
             gap_sigma=np.ones(n),
             user_features=pool.user_features[users],
-            beliefs=self._start_beliefs(users, end, self._own_members(parameters)),
+            beliefs=self._start_beliefs(users, end, carried, parameters),
+            embedded=self._embed(items, inputs, carried),
             parameters=parameters,
         )
         history_feedback = feedback
@@ -248,57 +211,63 @@ class LearnedSimulator:
         )
 
     @torch.inference_mode()
-    def _start_beliefs(self, users: np.ndarray, end: np.ndarray, members: np.ndarray | None) -> np.ndarray:
-        """`[N, M, W]` each member's filter state after start-pool rows `offsets[user] .. end - 1` (the user's
-        whole logged prefix): the nearest checkpoint, advanced over the rest (`members` as in
-        `_advance_beliefs`)."""
+    def _embed(self, items: np.ndarray, inputs: np.ndarray, carried: list) -> np.ndarray:
+        """`[N, C, L, D]` each carried member's `embed_history` of `items` [N, L] (`[N, C, 0, 0]` for an
+        encoder without `encode_last`)."""
+        columns = max(column for _, _, column in carried) + 1
+        if not self._caches_tokens:
+            return np.zeros((len(items), columns, 0, 0), dtype=np.float32)
+        out = np.zeros((len(items), columns) + items.shape[1:] + (self.config.d_model,), dtype=np.float32)
+        for k, rows, column in carried:
+            member = self.members[k]
+            out[rows, column] = member.embed_history(
+                torch.from_numpy(items[rows]), torch.from_numpy(inputs[rows])
+            ).numpy()
+        return out
+
+    @torch.inference_mode()
+    def _start_beliefs(
+        self, users: np.ndarray, end: np.ndarray, carried: list, parameters: dict[str, np.ndarray]
+    ) -> np.ndarray:
+        """`[N, C, W]` the carried filter states after start-pool rows `offsets[user] .. end - 1` (the user's
+        whole logged prefix): the nearest checkpoint, advanced over the rest."""
         read = end - self.start_pool.offsets[users]
         every, offsets, checkpoints = self._filter_checkpoints()
-        beliefs = checkpoints[offsets[users] + read // every].copy()
+        beliefs = checkpoints[offsets[users] + read // every]  # [N, M, W]
+        members = self._own_members(parameters)
+        beliefs = beliefs.copy() if members is None else beliefs[np.arange(len(users)), members][:, None]
         if not beliefs.shape[2]:
             return beliefs
         done = read - read % every
         left = read - done  # exposures past the checkpoint, fewer than `every`
         if left.max(initial=0) > 0:  # the filter's loop runs as often as the longest rest needs, no more
             width = int(left.max())
-            items, inputs = self._pool_exposures(self.start_pool.offsets[users] + done, left, width)
-            self._advance_beliefs(beliefs, members, items, inputs)
-        if members is not None:
-            beliefs[members[:, None] != np.arange(len(self.members))[None, :]] = np.nan
+            items, inputs = pool_exposures(
+                self.start_pool,
+                self.start_pool.offsets[users] + done,
+                left,
+                width,
+                self._scales,
+                self.n_items,
+            )
+            self._advance_beliefs(beliefs, carried, items, inputs)
         return beliefs
 
     @torch.inference_mode()
     def _advance_beliefs(
-        self, beliefs: np.ndarray, members: np.ndarray | None, items: np.ndarray, inputs: np.ndarray
+        self, beliefs: np.ndarray, carried: list, items: np.ndarray, inputs: np.ndarray
     ) -> None:
-        """Advance `beliefs` [N, M, W] in place over exposures `items` [N, T] with `inputs` [N, T, F + 1]:
-        every member's state (None: an ensemble, whose mean reads them all), or with `members` [N] (a
-        simulator set, each row reading its own member alone) only each row's own member's. A simulator
-        set keeps the other members' states NaN, so that a state no step keeps current cannot be read by
-        mistake."""
+        """Advance the carried filter states `beliefs` [N, C, W] in place over exposures `items` [N, T] with
+        `inputs` [N, T, F + 1]."""
         items, inputs = torch.from_numpy(items), torch.from_numpy(inputs)
-        for k, member in enumerate(self.members):
-            rows = slice(None) if members is None else np.flatnonzero(members == k)
-            if members is not None and not len(rows):
-                continue
-            beliefs[rows, k] = member.advance_filter(
-                torch.from_numpy(beliefs[rows, k]), items[rows], inputs[rows]
+        for k, rows, column in carried:
+            member = self.members[k]
+            beliefs[rows, column] = member.advance_filter(
+                torch.from_numpy(beliefs[rows, column]),
+                items[rows],
+                inputs[rows],
+                self._item_table(member, items[rows].numel()),
             ).numpy()
-
-    def _draw_parameters(self, uniforms: np.ndarray, n: int) -> dict[str, np.ndarray]:
-        params = {name: np.full(n, float(value)) for name, value in DEFAULT_PARAMETERS.items()}
-        params["member"] = params["member"].astype(np.int64)
-        if self.parameter_ranges is None:
-            return params
-        for j, name in enumerate(PARAMETERS):
-            if name == "member":
-                params[name] = np.minimum(
-                    (uniforms[:, j] * len(self.members)).astype(np.int64), len(self.members) - 1
-                )
-            elif name in self.parameter_ranges:
-                low, high = self.parameter_ranges[name]
-                params[name] = low + (high - low) * uniforms[:, j]
-        return params
 
     # ------------------------------------------------------------------ step
     @torch.inference_mode()
@@ -310,11 +279,39 @@ class LearnedSimulator:
         slates: np.ndarray,
         user_features: np.ndarray | None,
         belief: np.ndarray | None = None,
+        embedded: np.ndarray | None = None,
     ):
         features = None if user_features is None else torch.from_numpy(np.asarray(user_features, np.float32))
         belief = None if belief is None else torch.from_numpy(belief)
-        state = member.last_state(torch.from_numpy(items), torch.from_numpy(inputs), features, belief)
-        return member.calibrated(member.heads(state, torch.from_numpy(slates)))
+        embedded = None if embedded is None or not embedded.size else torch.from_numpy(embedded)
+        table = self._item_table(member, items.size)
+        state = member.last_state(
+            torch.from_numpy(items),
+            torch.from_numpy(inputs),
+            features,
+            belief,
+            embedded=embedded,
+            item_table=table,
+        )
+        return member.calibrated(member.heads(state, torch.from_numpy(slates), table))
+
+    def _combine(self, outs: list) -> dict:
+        """`predict`'s arrays from the members' calibrated head outputs (probabilities averaged)."""
+        click = torch.stack([torch.sigmoid(o.click) for o in outs])  # [M, N, K]
+        result = {
+            "click": click.mean(0).numpy(),
+            "click_std": click.std(0, correction=0).numpy(),
+            "binary": torch.stack([torch.sigmoid(o.binary) for o in outs]).mean(0).numpy(),
+            "mean": torch.stack([o.mean for o in outs]).mean(0).numpy(),
+            "sigma": torch.stack([o.log_sigma.exp() for o in outs]).mean(0).numpy(),
+            "leave": torch.stack([torch.sigmoid(o.leave) for o in outs]).mean(0).numpy(),
+            "gap_mean": torch.stack([o.gap_mean for o in outs]).mean(0).numpy(),
+            "gap_sigma": torch.stack([o.gap_log_sigma.exp() for o in outs]).mean(0).numpy(),
+        }
+        scales = self._scales[self._continuous]
+        result["mean"] = result["mean"] * scales
+        result["sigma"] = result["sigma"] * scales
+        return result
 
     def predict(
         self,
@@ -332,8 +329,9 @@ class LearnedSimulator:
         `mean` / `sigma` [N, K, R] (raw units, given a click), `leave` [N, K, 2], `gap_mean` /
         `gap_sigma` [N, K] (log days), and `click_std` [N, K], the members' disagreement. `member`
         -1 averages the members (probabilities averaged); k uses member k alone. `beliefs` [N, M, W]: the
-        members' interest-filter states a running simulator carries (`SimulatorState.beliefs`, which has
-        read the whole episode); without them each member's filter reads the window `items` afresh.
+        members' interest-filter states a running simulator carries (`SimulatorState.beliefs` of an
+        ensemble, which has read the whole episode; with `member` k, [N, 1, W] member k's alone); without
+        them each member's filter reads the window `items` afresh.
         """
         if self.n_user_features and user_features is None:
             raise ValueError(
@@ -341,6 +339,8 @@ class LearnedSimulator:
                 f"({', '.join(self.schema.user_features.names[:5])}{', ...' if self.n_user_features > 5 else ''})"
             )
         indices = range(len(self.members)) if member < 0 else [member]
+        if beliefs is not None and member >= 0 and beliefs.shape[1] == 1:
+            beliefs = beliefs[:, [0] * len(self.members)]  # column k: member k's, as for every member
         outs = [
             self._member_outputs(
                 self.members[k],
@@ -352,21 +352,7 @@ class LearnedSimulator:
             )
             for k in indices
         ]
-        click = torch.stack([torch.sigmoid(o.click) for o in outs])  # [M, N, K]
-        result = {
-            "click": click.mean(0).numpy(),
-            "click_std": click.std(0, correction=0).numpy(),
-            "binary": torch.stack([torch.sigmoid(o.binary) for o in outs]).mean(0).numpy(),
-            "mean": torch.stack([o.mean for o in outs]).mean(0).numpy(),
-            "sigma": torch.stack([o.log_sigma.exp() for o in outs]).mean(0).numpy(),
-            "leave": torch.stack([torch.sigmoid(o.leave) for o in outs]).mean(0).numpy(),
-            "gap_mean": torch.stack([o.gap_mean for o in outs]).mean(0).numpy(),
-            "gap_sigma": torch.stack([o.gap_log_sigma.exp() for o in outs]).mean(0).numpy(),
-        }
-        scales = self._scales[self._continuous]
-        result["mean"] = result["mean"] * scales
-        result["sigma"] = result["sigma"] * scales
-        return result
+        return self._combine(outs)
 
     def _own_members(self, parameters: dict[str, np.ndarray]) -> np.ndarray | None:
         """Each row's member [N] where rows read their own member alone (a simulator set of several
@@ -376,23 +362,27 @@ class LearnedSimulator:
         return parameters["member"]
 
     def _predict_rows(self, state: SimulatorState, slates: np.ndarray) -> dict:
-        """`predict` with each row's own member (simulator sets) or the ensemble mean."""
-        members = self._own_members(state.parameters)
-        if members is None:
-            member = -1 if len(self.members) > 1 else 0
-            return self.predict(state.items, state.inputs, slates, member, state.user_features, state.beliefs)
-        result: dict[str, np.ndarray] = {}
-        for k in np.unique(members):
-            rows = np.flatnonzero(members == k)
-            part = self.predict(
+        """`predict` on the state the rows carry: each row's own member (simulator sets) or the ensemble
+        mean."""
+        carried = self._carried(state.parameters)
+        belief = (lambda rows, column: state.beliefs[rows, column]) if state.beliefs.shape[2] else None
+
+        def outputs(k, rows, column):
+            return self._member_outputs(
+                self.members[k],
                 state.items[rows],
                 state.inputs[rows],
                 slates[rows],
-                int(k),
                 state.user_features[rows],
-                state.beliefs[rows],
+                None if belief is None else belief(rows, column),
+                state.embedded[rows, column],
             )
-            for key, value in part.items():
+
+        if self._own_members(state.parameters) is None:
+            return self._combine([outputs(*c) for c in carried])
+        result: dict[str, np.ndarray] = {}
+        for k, rows, column in carried:
+            for key, value in self._combine([outputs(k, rows, column)]).items():
                 if key not in result:
                     result[key] = np.zeros((len(slates),) + value.shape[1:], dtype=value.dtype)
                 result[key][rows] = value
@@ -446,8 +436,13 @@ class LearnedSimulator:
         # The new exposures enter the history; the first one carries the gap since the last session.
         step_inputs = model_inputs(feedback[..., :n_signals], np.zeros((n, k), np.float32), self._scales)
         step_inputs[:, 0, -1] = np.log1p(state.pending_gap)
+        carried = self._carried(params)
         if state.beliefs.shape[2]:
-            self._advance_beliefs(state.beliefs, self._own_members(params), slates, step_inputs)
+            self._advance_beliefs(state.beliefs, carried, slates, step_inputs)
+        if self._caches_tokens:
+            state.embedded = np.concatenate(
+                [state.embedded[:, :, k:], self._embed(slates, step_inputs, carried)], axis=2
+            )
         state.items = np.concatenate([state.items[:, k:], slates], axis=1)
         state.inputs = np.concatenate([state.inputs[:, k:], step_inputs], axis=1)
         state.pending_gap = np.zeros(n)

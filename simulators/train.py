@@ -20,7 +20,7 @@ from recsim_env.data import LoggedInteractions
 from recsim_env.encoders.trainer import torch_threads
 from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog, Windows, build_schema, exposures, split_users, windows
-from simulators.response_model import ResponseModel, nll_terms
+from simulators.response_model import FilterStart, ResponseModel, nll_terms
 from simulators.simulator import LearnedSimulator
 
 
@@ -63,9 +63,9 @@ def _tensors(
     return items, inputs, features, batch
 
 
-def _starts(starts: np.ndarray | None, rows: np.ndarray) -> torch.Tensor | None:
-    """The interest filter's states before windows `rows` (None without a filter)."""
-    return None if starts is None else torch.from_numpy(starts[rows])
+def _starts(starts: FilterStart | None, rows: np.ndarray) -> FilterStart | None:
+    """The interest filter's starts of windows `rows` (None without a filter)."""
+    return None if starts is None else starts.take(rows)
 
 
 def _evaluate(
@@ -74,7 +74,7 @@ def _evaluate(
     schema: DataSchema,
     monitor: str = "all",
     batch_size: int = 1024,
-    starts: np.ndarray | None = None,
+    starts: FilterStart | None = None,
 ) -> float:
     model.eval()
     total, count = 0.0, 0
@@ -163,7 +163,7 @@ def calibrate(
     schema: DataSchema,
     *,
     bias: bool = True,
-    filter_starts: np.ndarray | None = None,
+    filter_starts: FilterStart | None = None,
 ) -> None:
     """Fit each binary head's calibration (click, leave, each other binary signal) on `valid`: a
     temperature and, with `bias`, an offset of the logit (Platt scaling). `filter_starts`: the interest

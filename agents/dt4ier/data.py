@@ -11,6 +11,7 @@ import numpy as np
 
 from agents.dt4ier.config import _THRESHOLD, DT4IERConfig
 from recsim_env.data.batching import history_windows
+from recsim_env.data.sessions import session_starts
 from recsim_env.data.validate import SECONDS_PER_DAY
 from recsim_env.errors import DataError
 
@@ -94,11 +95,7 @@ def trajectories_from_logs(data, config: DT4IERConfig) -> Trajectories:
     n = len(frame)
 
     new_user = np.r_[True, users[1:] != users[:-1]]
-    if "session_id" in frame.columns:
-        sessions = frame["session_id"].to_numpy(np.int64)
-        new_session = new_user | np.r_[True, sessions[1:] != sessions[:-1]]
-    else:
-        new_session = new_user | np.r_[True, np.diff(times) > config.session_gap_s]
+    new_session = session_starts(data, gap_s=config.session_gap_s)
     last_of_user = np.r_[new_user[1:], True]
     session_end = np.r_[new_session[1:], True]
     known = session_end & ~last_of_user  # the user came back: the gap is observed

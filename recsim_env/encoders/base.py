@@ -284,8 +284,13 @@ class PositionalEncoder(SequenceEncoder):
         self, item_ids: torch.Tensor, feedback: torch.Tensor | None, padding_mask: torch.Tensor
     ) -> torch.Tensor:
         """`[B, L, D]` `h^0` of left-padded `item_ids` `[B, L]`."""
-        x = self.embed_inputs(item_ids, feedback, padding_mask) * self.embedding_scale
-        x = x + self.position_embedding(self.positions_from_end(item_ids.shape[1], item_ids.device))
+        return self.positioned(self.embed_inputs(item_ids, feedback, padding_mask), padding_mask)
+
+    def positioned(self, embedded: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        """`[B, L, D]` `h^0` from the embedded inputs `embed_inputs(...)` `[B, L, D]` (what a caller that
+        keeps them from step to step passes instead of the item ids)."""
+        x = embedded * self.embedding_scale
+        x = x + self.position_embedding(self.positions_from_end(embedded.shape[1], embedded.device))
         return self.input_dropout(x) * padding_mask.unsqueeze(-1)
 
 

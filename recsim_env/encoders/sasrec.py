@@ -73,23 +73,38 @@ class MultiHeadSelfAttention(nn.Module):
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.out = nn.Linear(d_model, d_model)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor, keys: torch.Tensor | None = None) -> torch.Tensor:
-        """Attention of queries from `x` over keys and values from `keys` (default: `x` itself)."""
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        keys: torch.Tensor | None = None,
+        *,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Attention of queries from `x` over keys and values from `keys` (default: `x` itself); with
+        `last_only`, of the last position's query alone (`[B, 1, D]`, `mask` [B, 1, L, L] as for all)."""
         b, length, d = x.shape
-        if keys is None:
-            q, k, v = (
-                self.qkv(x).view(b, length, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
-            )  # [B, H, L, Dh]
+        heads, width = self.n_heads, d // self.n_heads
+        if last_only:  # one query; keys and values of every position in one map
+            keys = x if keys is None else keys
+            weight, bias = self.qkv.weight, self.qkv.bias
+            q = F.linear(x[:, -1:], weight[:d], bias[:d]).view(b, 1, heads, width).transpose(1, 2)
+            k, v = (
+                F.linear(keys, weight[d:], bias[d:]).view(b, length, 2, heads, width).permute(2, 0, 3, 1, 4)
+            )
+            mask = mask[..., -1:, :]
+        elif keys is None:
+            q, k, v = self.qkv(x).view(b, length, 3, heads, width).permute(2, 0, 3, 1, 4)  # [B, H, L, Dh]
         else:
             weights, biases = self.qkv.weight.chunk(3), self.qkv.bias.chunk(3)
             q, k, v = (
-                F.linear(source, w, bias).view(b, length, self.n_heads, d // self.n_heads).transpose(1, 2)
+                F.linear(source, w, bias).view(b, length, heads, width).transpose(1, 2)
                 for source, w, bias in zip((x, keys, keys), weights, biases, strict=True)
             )
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
         )
-        return self.out(y.transpose(1, 2).reshape(b, length, d))
+        return self.out(y.transpose(1, 2).reshape(b, q.shape[2], d))
 
 
 class SASRecBlock(nn.Module):
@@ -107,12 +122,16 @@ class SASRecBlock(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, *, last_only: bool = False) -> torch.Tensor:
+        """`[B, L, D]` block output (`[B, 1, D]`, the last position's alone, with `last_only`: causal
+        attention makes it `forward(x, mask)[:, -1:]`, computed with the last query only)."""
         if self.reference:
             queries = self.attention_norm(x)
-            x = self.ffn_norm(queries + self.dropout(self.attention(queries, mask, keys=x)))
+            attended = self.attention(queries, mask, keys=x, last_only=last_only)
+            x = self.ffn_norm((queries[:, -1:] if last_only else queries) + self.dropout(attended))
             return x + self.dropout(self.ffn(x))
-        x = x + self.dropout(self.attention(self.attention_norm(x), mask))
+        attended = self.attention(self.attention_norm(x), mask, last_only=last_only)
+        x = (x[:, -1:] if last_only else x) + self.dropout(attended)
         return x + self.dropout(self.ffn(self.ffn_norm(x)))
 
 
@@ -147,3 +166,16 @@ class SASRec(PositionalEncoder):
         for block in self.blocks:
             x = block(x, mask) * keep
         return self.final_norm(x)
+
+    def encode_last(self, embedded: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+        """`[B, D]` hidden state at the last position, `forward(...)[:, -1]`, from the embedded inputs
+        `embed_inputs(item_ids, feedback, padding_mask)` `[B, L, D]` (a caller stepping a batch of
+        sequences keeps them and embeds only each step's new events). The last block runs its query,
+        output map and feed-forward network at the last position only."""
+        keep = padding_mask.unsqueeze(-1)
+        x = self.positioned(embedded, padding_mask)
+        mask = attention_mask(padding_mask, causal=True)
+        *inner, last = self.blocks
+        for block in inner:
+            x = block(x, mask) * keep
+        return self.final_norm(last(x, mask, last_only=True) * keep[:, -1:])[:, 0]

@@ -165,3 +165,56 @@ def test_a_simulator_saved_before_feature_tables_and_platt_scaling_converts_and_
     assert before.keys() == after.keys()
     for key in before:
         np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+
+
+def _rewrite(directory, metadata, schema_drop=()):
+    """Rewrite a saved simulator's manifest with `metadata` (and its schema without `schema_drop`), as an
+    older or newer version would have saved it."""
+    from recsim_env.checkpoint import write_manifest
+
+    schema = json.loads((directory / "schema.json").read_text())
+    kept = {k: v for k, v in schema.items() if k not in schema_drop}
+    (directory / "schema.json").write_text(json.dumps(kept))
+    write_manifest(directory, "simulator", metadata)
+    return directory
+
+
+def test_the_manifest_records_the_simulator_format(saved_simulator):
+    from simulators.checkpoint import FORMAT
+
+    manifest = json.loads((saved_simulator / "manifest.json").read_text())
+    assert manifest["metadata"]["simulator_format"] == FORMAT == 2
+
+
+def test_an_older_simulator_format_is_refused_and_converted_by_seqrec_convert(tiny_fit, tmp_path):
+    """A simulator saved before the simulator format was recorded (format 1) is refused with the command
+    that converts it; converted, it predicts as it did (format 1 also read a missing feature spec as none)."""
+    import simulators
+    from agents.convert import convert
+
+    directory = _rewrite(simulators.save(tiny_fit.simulator, tmp_path / "old"), {"ensemble_size": 2})
+    with pytest.raises(CheckpointError, match=r"simulator format 1.*seqrec convert"):
+        simulators.load(directory)
+    where, what = convert(directory)
+    assert (where, what) == (directory, "simulator")
+    loaded = simulators.load(directory)
+    rng = np.random.default_rng(0)
+    start = tiny_fit.simulator.initial_state(rng.integers(0, 20, 8), rng.random((8, 1))).state
+    slates = rng.integers(0, tiny_fit.simulator.n_items, (8, 2))
+    args = (start.items, start.inputs, slates, -1, start.user_features)
+    np.testing.assert_array_equal(tiny_fit.simulator.predict(*args)["click"], loaded.predict(*args)["click"])
+    with pytest.raises(CheckpointError, match="already in the current format"):
+        convert(directory)
+
+
+def test_a_newer_simulator_format_and_a_missing_schema_field_are_refused(tiny_fit, tmp_path):
+    import simulators
+
+    newer = _rewrite(simulators.save(tiny_fit.simulator, tmp_path / "newer"), {"simulator_format": 99})
+    refusal = r"manifest\.json: simulator format 99; this version .* reads format 2"
+    with pytest.raises(CheckpointError, match=refusal):
+        simulators.load(newer)
+    partial = simulators.save(tiny_fit.simulator, tmp_path / "partial")
+    _rewrite(partial, {"simulator_format": 2, "ensemble_size": 2}, schema_drop=("item_features",))
+    with pytest.raises(CheckpointError, match=r"schema\.json: missing field 'item_features'"):
+        simulators.load(partial)

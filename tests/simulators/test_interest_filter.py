@@ -41,8 +41,9 @@ def test_state_read_in_parts_equals_state_read_at_once():
     items, vectors, inputs, real, features = _history()
     with torch.inference_mode():
         every = model(items, vectors, inputs, real, features)
-        last = model(items, vectors, inputs, real, features, last_only=True)
-        part = model(items[:, :5], vectors[:, :5], inputs[:, :5], real[:, :5], features, last_only=True)
+        prior = model.initial(len(items), features)
+        last = model.advance(prior, items, vectors, inputs, real)
+        part = model.advance(prior, items[:, :5], vectors[:, :5], inputs[:, :5], real[:, :5])
         resumed = model.advance(part, items[:, 5:], vectors[:, 5:], inputs[:, 5:], real[:, 5:])
     torch.testing.assert_close(every[:, -1], last)
     torch.testing.assert_close(resumed, last, rtol=1e-5, atol=1e-6)
@@ -129,12 +130,12 @@ def test_simulator_carries_each_members_filter_state(filter_simulator, budget, m
     """Episodes start from the filter state of the user's whole logged prefix (whether the start pool's
     checkpoints fit every exposure or only every 16th, the rest read at the start), each step reads the new
     exposures once, and while the episode fits the window the carried state gives the window's predictions."""
-    import simulators.simulator
+    import simulators.start_pool
 
     simulator = filter_simulator.with_options()
     simulator._shared_cache = {}  # its own checkpoints, under this budget
     if budget is not None:
-        monkeypatch.setattr(simulators.simulator, "BELIEF_CHECKPOINT_BYTES", budget)
+        monkeypatch.setattr(simulators.start_pool, "BELIEF_CHECKPOINT_BYTES", budget)
     assert simulator._filter_checkpoints()[0] == (16 if budget == 0 else 1)
     pool = simulator.start_pool
     rng = np.random.default_rng(0)
@@ -213,8 +214,9 @@ def test_a_saved_filter_simulator_loads_with_identical_states_and_predictions(fi
 
 
 def test_a_simulator_set_carries_only_each_rows_own_member(filter_simulator):
-    """A simulator-set row reads its own member alone, so only that member's filter state is advanced (the
-    others are NaN, never read); the state it carries equals the ensemble simulator's for that member."""
+    """A simulator-set row reads its own member alone, so it carries that member's filter state alone (one
+    column); that state equals the ensemble simulator's for that member, and `predict` with that member
+    and that one column gives the step's predictions."""
     simset = filter_simulator.with_options(parameter_ranges={"leave_shift": (0.0, 0.0)})
     rng = np.random.default_rng(2)
     n = 24
@@ -237,8 +239,21 @@ def test_a_simulator_set_carries_only_each_rows_own_member(filter_simulator):
                     torch.from_numpy(state.inputs[:, -2:].copy()),
                 ).numpy()
     rows = np.arange(n)
-    np.testing.assert_allclose(state.beliefs[rows, own], ensemble.beliefs[rows, own], rtol=1e-5, atol=1e-6)
-    assert np.isnan(state.beliefs[rows, 1 - own]).all()
+    assert state.beliefs.shape == ensemble.beliefs[:, :1].shape and np.isfinite(state.beliefs).all()
+    np.testing.assert_allclose(state.beliefs[:, 0], ensemble.beliefs[rows, own], rtol=1e-5, atol=1e-6)
+    slates = rng.integers(0, filter_simulator.n_items, (n, 2))
+    step = simset._predict_rows(state, slates)["click"]
+    for k in (0, 1):
+        mine = np.flatnonzero(own == k)
+        alone = simset.predict(
+            state.items[mine],
+            state.inputs[mine],
+            slates[mine],
+            k,
+            state.user_features[mine],
+            state.beliefs[mine],
+        )
+        np.testing.assert_allclose(step[mine], alone["click"], rtol=1e-5, atol=1e-6)
 
 
 def test_the_filter_reads_the_users_whole_history_in_training_and_in_the_report(filter_fit):
@@ -277,8 +292,11 @@ def test_the_filter_reads_the_users_whole_history_in_training_and_in_the_report(
     first = np.array([r[r >= 0].min() for r in w.rows])
     at_start = np.isin(first, log.offsets[:-1])  # these start from the prior, which the model computes
     assert at_start.any() and (~at_start).any()
-    assert np.isnan(starts[at_start]).all()
-    np.testing.assert_allclose(starts[~at_start], before[first[~at_start]], rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(starts.from_prior.numpy(), at_start)
+    assert torch.isfinite(starts.state).all()
+    np.testing.assert_allclose(
+        starts.state[~at_start].numpy(), before[first[~at_start]], rtol=1e-4, atol=1e-5
+    )
 
     carried, windowed = (teacher_forced(simulator, log, carried=c)["pred"]["click"] for c in (True, False))
     # The window holds the target's whole history where it starts at the user's first exposure.
@@ -310,11 +328,11 @@ def test_training_starts_each_windows_filter_where_the_users_earlier_exposures_l
     config = SimulatorConfig(**{**TINY, "epochs": 1}, interest_filter=True, filter_dim=4)
     model = fit(world_logs, config).simulator.members[0]
     assert seen and all(start is not None for start, _ in seen)
-    # Windows at a sequence's start begin at the prior (NaN: the model computes it, so it is trained);
-    # later ones from the state the earlier exposures left, which is not the prior.
-    at_start = np.concatenate([torch.isnan(start[:, 0]).numpy() for start, _ in seen])
+    # Windows at a sequence's start begin at the prior (`from_prior`: the model computes it, so it is
+    # trained); later ones from the state the earlier exposures left, which is not the prior.
+    at_start = np.concatenate([start.from_prior.numpy() for start, _ in seen])
     assert at_start.any() and (~at_start).any()
-    later = np.concatenate([(s - i).abs().amax(dim=1).numpy() > 1e-6 for s, i in seen])[~at_start]
+    later = np.concatenate([(s.state - i).abs().amax(dim=1).numpy() > 1e-6 for s, i in seen])[~at_start]
     assert later.all()
     # The prior is learned: its scale moved from its initial value.
     assert not torch.equal(model.interest_filter.prior_scale, torch.eye(4) * 0.5)

@@ -133,4 +133,4 @@ def test_predictions_read_the_item_features(tiny_fit):
             torch.from_numpy(state.inputs),
             torch.from_numpy(state.user_features),
         )
-    assert not torch.allclose(hidden[0], restored[0])
+    assert not torch.allclose(hidden.hidden[0], restored.hidden[0])

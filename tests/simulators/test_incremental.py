@@ -1,0 +1,115 @@
+"""Incremental inference: what a simulator step computes from the state it carries equals the plain forward."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from recsim_env.encoders import build
+
+
+@pytest.mark.parametrize(
+    "n_layers, n_heads, block", [(1, 1, "paper"), (2, 2, "paper"), (1, 1, "reference"), (2, 1, "reference")]
+)
+def test_sasrec_encode_last_matches_forward(n_layers, n_heads, block):
+    torch.manual_seed(0)
+    n_items, length = 50, 12
+    encoder = build("sasrec", {"n_items": n_items, "max_len": length, "d_model": 16, "feedback_dim": 3,
+                               "n_layers": n_layers, "n_heads": n_heads, "block": block}).eval()  # fmt: skip
+    items = torch.randint(0, n_items, (9, length))
+    items[:4, :5] = n_items  # left padding
+    items[4, :-1] = n_items  # a one-item history
+    inputs = torch.randn(9, length, 3)
+    padding_mask = items != n_items
+    with torch.inference_mode():
+        expected = encoder(items, feedback=inputs)[:, -1]
+        embedded = encoder.embed_inputs(items, inputs, padding_mask)
+        torch.testing.assert_close(
+            encoder.encode_last(embedded, padding_mask), expected, rtol=1e-5, atol=1e-5
+        )
+
+
+def _model(world_logs, **options):
+    from simulators import SimulatorConfig
+    from simulators.data import build_schema
+    from simulators.response_model import ResponseModel
+
+    config = SimulatorConfig(d_model=16, history_len=8, filter_dim=4, **options)
+    schema = build_schema(world_logs, session_gap_hours=1.0)
+    torch.manual_seed(0)
+    model = ResponseModel(config, schema)
+    model.set_item_features(schema.item_features.encode(world_logs.items, world_logs.n_items))
+    with torch.no_grad():  # untrained pooling weights are all equal: make them differ by distance
+        if model.click_pooling:
+            model.pool_distance.copy_(torch.linspace(0.0, -2.0, 8))
+    return model.eval(), schema
+
+
+@pytest.mark.parametrize(
+    ("click_pooling", "interest_filter", "encoder"),
+    [(False, False, "sasrec"), (True, False, "sasrec"), (True, True, "sasrec"), (True, True, "gru4rec")],
+)
+def test_response_model_last_state_matches_its_states(world_logs, click_pooling, interest_filter, encoder):
+    """A simulator step's state (from the embedded history it keeps and the item table, item features,
+    optional click pooling and interest filter, the filter's state passed in or recomputed) is the
+    teacher-forced state at the last position, and a position never sees the exposures after it."""
+    from simulators.data import exposures, windows
+
+    model, schema = _model(
+        world_logs, click_pooling=click_pooling, interest_filter=interest_filter, encoder=encoder
+    )
+    w = windows(exposures(world_logs, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0), schema, 8, 1)
+    rows = np.arange(0, len(w.items), max(1, len(w.items) // 64))
+    items = torch.from_numpy(w.items[rows, 1:])
+    inputs = torch.from_numpy(w.inputs[rows, 1:])
+    features = torch.from_numpy(w.user_features[rows])
+    with torch.inference_mode():
+        full = model.states(items, inputs, features).last()
+        table = model.item_vectors(torch.arange(schema.n_items + 1))
+        carried = model.filter_state(items, inputs, features) if interest_filter else None
+        embedded = model.embed_history(items, inputs)
+        for kwargs in ({}, {"belief": carried, "embedded": embedded, "item_table": table}):
+            step = model.last_state(items, inputs, features, **kwargs)
+            torch.testing.assert_close(step.hidden, full.hidden, rtol=1e-5, atol=1e-5)
+            if interest_filter:
+                torch.testing.assert_close(step.belief, full.belief, rtol=1e-5, atol=1e-5)
+            else:
+                assert step.belief is None and full.belief is None
+        changed = inputs.clone()
+        changed[:, -1, 0] = 1.0 - changed[:, -1, 0]  # flip the last exposure's click
+        other = model.states(items, changed, features)
+        every = model.states(items, inputs, features)
+    torch.testing.assert_close(other.hidden[:, :-1], every.hidden[:, :-1])
+    assert not torch.allclose(other.hidden[:, -1], every.hidden[:, -1])
+
+
+@pytest.mark.parametrize("view", ["ensemble", "simset"])
+def test_the_simulator_keeps_the_embedded_history_of_its_state(tiny_fit, view):
+    """After steps, the embedded history each row carries is the embedding of its history, and the step's
+    predictions equal `predict` from the history alone (no carried state but the filter's)."""
+    simulator = tiny_fit.simulator
+    if view == "simset":
+        simulator = simulator.with_options(parameter_ranges={"leave_shift": (0.0, 0.0)})
+    rng = np.random.default_rng(0)
+    n = 20
+    state = simulator.initial_state(
+        rng.integers(0, simulator.n_users, n), rng.random((n, simulator.n_start_uniforms))
+    ).state
+    for _ in range(4):
+        slates = np.argsort(rng.random((n, simulator.n_items)), axis=1)[:, :2]
+        simulator.respond(state, slates, rng.random((n, simulator.n_step_uniforms)))
+    for k, rows, column in simulator._carried(state.parameters):
+        with torch.inference_mode():
+            expected = simulator.members[k].embed_history(
+                torch.from_numpy(state.items[rows]), torch.from_numpy(state.inputs[rows])
+            )
+        torch.testing.assert_close(
+            torch.from_numpy(state.embedded[rows, column]), expected, rtol=1e-5, atol=1e-6
+        )
+    slates = np.argsort(rng.random((n, simulator.n_items)), axis=1)[:, :3]
+    step = simulator._predict_rows(state, slates)
+    state.embedded = state.embedded[:, :, :0]  # as an encoder without `encode_last`: read the history
+    plain = simulator._predict_rows(state, slates)
+    for key in ("click", "leave", "mean"):
+        np.testing.assert_allclose(step[key], plain[key], rtol=1e-5, atol=1e-6)
