@@ -1,0 +1,87 @@
+"""Behaviour fingerprint of learned simulators: SHA-256 prefixes of seeded fits' weights and of 25-step
+rollouts (single model, 2-member ensemble, simulator set, disagreement signal, positive-only data with
+gap sessions, no filter / pooling). Run it at two commits (`PYTHONPATH=TREE python
+benchmarks/simulator_behaviour_hash.py`) and compare the JSON: a refactor that keeps behaviour gives the
+same hashes on CPU. Prints one JSON object.
+"""
+
+import hashlib
+import json
+import time
+
+import numpy as np
+import torch
+
+import simulators
+from recsim_env.data import LoggedInteractions
+from recsim_env.envs.seqrec import SeqRecVectorEnv
+from recsim_env.world.logging import log_world
+
+torch.set_num_threads(1)
+
+out = {}
+
+
+def h(*arrays):
+    d = hashlib.sha256()
+    for a in arrays:
+        d.update(np.ascontiguousarray(a).tobytes())
+    return d.hexdigest()[:16]
+
+
+logs = log_world("uniform", steps=3000, seed=0, progress=False, num_envs=64)
+# positive-only, no session_id variant: sessions from gaps
+f = logs.frame
+pos = f[f["click"] > 0].drop(
+    columns=[c for c in ("session_id", "position", "slate_id", "propensity", "click") if c in f.columns]
+)
+pos_logs = LoggedInteractions(
+    pos.reset_index(drop=True),
+    user_ids=logs.user_ids,
+    item_ids=logs.item_ids,
+    feedback_columns=[c for c in logs.feedback_columns if c != "click"],
+    items=logs.items,
+    users=logs.users,
+    name="pos",
+)
+TINY = dict(d_model=16, history_len=8, epochs=2, batch_size=128, dropout=0.0, seed=0)
+saved = {}
+for name, data, cfg in [
+    ("ens2", logs, dict(TINY, ensemble_size=2)),
+    ("single", logs, dict(TINY)),
+    ("pos", pos_logs, dict(TINY, session_gap_hours=0.5)),
+    ("nofilter", logs, dict(TINY, interest_filter=False, click_pooling=False)),
+]:
+    t = time.time()
+    r = simulators.fit(data, simulators.SimulatorConfig(**cfg))
+    sim = r.simulator
+    w = [v.numpy() for m in sim.members for v in m.state_dict().values()]
+    out[f"{name}.weights"] = h(*w)
+    out[f"{name}.log"] = h(*r.log)
+    views = {"plain": sim}
+    if len(sim.members) > 1:
+        views["simset"] = sim.with_options(parameter_ranges=simulators.SimSetConfig().ranges())
+        views["disagree"] = sim.with_options(report_disagreement=True)
+    for vname, model in views.items():
+        env = SeqRecVectorEnv(
+            num_envs=32,
+            user_model=model,
+            history_len=model.history_len,
+            slate_size=2 if vname == "simset" else 1,
+        )
+        obs, _ = env.reset(seed=1)
+        rng = np.random.default_rng(0)
+        acc = []
+        for _ in range(25):
+            a = (
+                np.argsort(rng.random((32, model.n_items)), axis=1)[:, :2]
+                if vname == "simset"
+                else rng.integers(0, model.n_items, size=32)
+            )
+            obs, rew, term, trunc, info = env.step(a)
+            acc += [np.asarray(rew, np.float64), np.asarray(term), np.asarray(trunc)] + [
+                np.asarray(v) for k, v in sorted(obs.items())
+            ]
+        out[f"{name}.{vname}.rollout"] = h(*acc)
+    out[f"{name}.secs"] = round(time.time() - t, 1)
+print(json.dumps(out, indent=1))
