@@ -34,6 +34,46 @@ class RolloutStats:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class EpisodeRecords:
+    """What `rollout_episodes` kept of `episodes` complete episodes, in the order they finished."""
+
+    returns: np.ndarray
+    """[E] each episode's return."""
+    steps: np.ndarray
+    """[E] steps of each episode."""
+    clicks: np.ndarray
+    """[E] clicks of each episode (0 when the user model has no `click` signal)."""
+    sessions: np.ndarray
+    """[E] sessions that ended in each episode."""
+    gap_days: np.ndarray
+    """[E] sum over each episode's session ends of the days until the user came back."""
+    session_lengths: np.ndarray
+    """[S] steps of every session that ended, episode by episode."""
+    return_gaps: np.ndarray
+    """[S] days until the user came back at each of those session ends."""
+    first_items: list[np.ndarray]
+    """Per episode, `[steps]` the item at the first slate position of each step."""
+    n_items: int
+    """The catalogue's size."""
+
+    def stats(self, policy_name: str) -> RolloutStats:
+        """The summary `rollout` reports."""
+        returns = self.returns
+        half_width = 1.96 * returns.std(ddof=1) / np.sqrt(len(returns)) if len(returns) > 1 else float("nan")
+        sessions = self.sessions.sum()
+        return RolloutStats(
+            policy=policy_name,
+            episodes=len(returns),
+            mean_return=float(returns.mean()),
+            return_ci95=(float(returns.mean() - half_width), float(returns.mean() + half_width)),
+            click_rate=float(self.clicks.sum() / self.steps.sum()),
+            session_length=float(self.steps.sum() / sessions),
+            return_gap_days=float(self.gap_days.sum() / sessions),
+            return_per_session=float(returns.sum() / sessions),
+        )
+
+
 def rollout(
     policy,
     *,
@@ -49,6 +89,23 @@ def rollout(
     `np.random.default_rng(seed)`. Each sub-env contributes a fixed share of the episodes, so the
     average is not biased toward short episodes. `on_episode(k)` is called as k more complete.
     """
+    records = rollout_episodes(
+        policy, n_episodes=n_episodes, seed=seed, num_envs=num_envs, on_episode=on_episode, **env_kwargs
+    )
+    return records.stats(getattr(policy, "name", type(policy).__name__))
+
+
+def rollout_episodes(
+    policy,
+    *,
+    n_episodes: int,
+    seed: int = 0,
+    num_envs: int = 64,
+    on_episode: Callable[[int], None] | None = None,
+    **env_kwargs,
+) -> EpisodeRecords:
+    """`rollout`'s loop, keeping each episode's figures, every session's length and return gap, and the
+    items shown (the same episodes as `rollout` for the same arguments)."""
     n_episodes = check_integer("n_episodes", n_episodes, 1)
     seed = check_integer("seed", seed, 0)
     num_envs = check_integer("num_envs", num_envs, 1, MAX_NUM_ENVS)
@@ -70,7 +127,14 @@ def rollout(
     episode_clicks = np.zeros(num_envs)
     episode_sessions = np.zeros(num_envs)
     episode_gap = np.zeros(num_envs)
+    session_steps = np.zeros(num_envs, dtype=np.int64)
+    # The running episode's sessions (length, gap) and first-position items, kept until it ends.
+    open_sessions: list[list[tuple[int, float]]] = [[] for _ in range(num_envs)]
+    open_items: list[list[int]] = [[] for _ in range(num_envs)]
     finished: list[tuple[float, float, float, float, float]] = []
+    session_lengths: list[int] = []
+    return_gaps: list[float] = []
+    first_items: list[np.ndarray] = []
     just_reset = np.zeros(num_envs, dtype=bool)
     while len(finished) < n_episodes:
         actions = policy.act(obs, rng, env.user_state if policy.needs_user_state else None)  # [N, K]
@@ -80,33 +144,46 @@ def rollout(
         live = ~just_reset  # a sub-env that was reset this step took no real step
         episode_return += np.where(live, rewards, 0.0)
         episode_steps += live
+        session_steps += live
+        shown = np.asarray(actions).reshape(num_envs, -1)[:, 0]
+        for i in np.flatnonzero(live):
+            open_items[i].append(int(shown[i]))
         if click is not None:
             episode_clicks += np.where(live, info["feedback"][:, click], 0.0)
         if "_return_gap" in info:
             ended = info["_return_gap"] & live
             episode_sessions += ended
             episode_gap += np.where(ended, info["return_gap"], 0.0)
+            for i in np.flatnonzero(ended):
+                open_sessions[i].append((int(session_steps[i]), float(info["return_gap"][i])))
+            session_steps[ended] = 0
         done = terminated | truncated
         counted = np.flatnonzero(done & (quota > 0))
         for i in counted:
             finished.append(
                 (episode_return[i], episode_steps[i], episode_clicks[i], episode_sessions[i], episode_gap[i])
             )
+            session_lengths.extend(length for length, _ in open_sessions[i])
+            return_gaps.extend(gap for _, gap in open_sessions[i])
+            first_items.append(np.asarray(open_items[i], dtype=np.int64))
         quota[counted] -= 1
         if on_episode is not None and len(counted):
             on_episode(len(counted))
         for array in (episode_return, episode_steps, episode_clicks, episode_sessions, episode_gap):
             array[done] = 0.0
+        session_steps[done] = 0
+        for i in np.flatnonzero(done):
+            open_sessions[i], open_items[i] = [], []
         just_reset = done
     returns, steps, clicks, sessions, gaps = (np.array(column) for column in zip(*finished))
-    half_width = 1.96 * returns.std(ddof=1) / np.sqrt(len(returns)) if len(returns) > 1 else float("nan")
-    return RolloutStats(
-        policy=getattr(policy, "name", type(policy).__name__),
-        episodes=len(returns),
-        mean_return=float(returns.mean()),
-        return_ci95=(float(returns.mean() - half_width), float(returns.mean() + half_width)),
-        click_rate=float(clicks.sum() / steps.sum()),
-        session_length=float(steps.sum() / sessions.sum()),
-        return_gap_days=float(gaps.sum() / sessions.sum()),
-        return_per_session=float(returns.sum() / sessions.sum()),
+    return EpisodeRecords(
+        returns=returns,
+        steps=steps,
+        clicks=clicks,
+        sessions=sessions,
+        gap_days=gaps,
+        session_lengths=np.asarray(session_lengths, dtype=np.int64),
+        return_gaps=np.asarray(return_gaps, dtype=np.float64),
+        first_items=first_items,
+        n_items=int(env.user_model.n_items),
     )

@@ -84,61 +84,22 @@ def rollout_sessions(
     from `np.random.default_rng(seed)`, a fixed quota of episodes per sub-env), so the mean return is the
     same as `rollout(...).mean_return` for the same arguments.
     """
-    from recsim_env.envs.seqrec import SeqRecVectorEnv
+    from recsim_env.rollout import rollout_episodes
 
-    n_episodes = check_integer("n_episodes", n_episodes, 1)
-    seed = check_integer("seed", seed, 0)
-    num_envs = min(check_integer("num_envs", num_envs, 1), n_episodes)
-    env = SeqRecVectorEnv(num_envs=num_envs, **env_kwargs)
-    n_items = env.user_model.n_items
-    rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    quota = np.full(num_envs, n_episodes // num_envs)
-    quota[: n_episodes % num_envs] += 1
-    episode_return = np.zeros(num_envs)
-    session_steps = np.zeros(num_envs, dtype=np.int64)
-    # The current episode's sessions, items and repeats, kept until we know the episode counts.
-    sessions: list[list[tuple[int, float]]] = [[] for _ in range(num_envs)]
-    shown: list[list[int]] = [[] for _ in range(num_envs)]
-    returns, lengths, gaps, first_items = [], [], [], []
+    records = rollout_episodes(policy, n_episodes=n_episodes, seed=seed, num_envs=num_envs, **env_kwargs)
+    shown = np.concatenate(records.first_items) if records.first_items else np.zeros(0, np.int64)
     repeats = pairs = 0
-    just_reset = np.zeros(num_envs, dtype=bool)
-    while len(returns) < n_episodes:
-        actions = policy.act(obs, rng, env.user_state if policy.needs_user_state else None)  # [N, K]
-        actions = np.asarray(actions).reshape(num_envs, -1)
-        obs, rewards, terminated, truncated, info = env.step(
-            actions[:, 0] if env.config.slate_size == 1 else actions
-        )
-        live = ~just_reset  # a sub-env reset this step took no real step
-        episode_return += np.where(live, rewards, 0.0)
-        session_steps += live
-        for i in np.flatnonzero(live):
-            shown[i].append(int(actions[i, 0]))
-        if "_return_gap" in info:
-            for i in np.flatnonzero(info["_return_gap"] & live):
-                sessions[i].append((int(session_steps[i]), float(info["return_gap"][i])))
-                session_steps[i] = 0
-        done = terminated | truncated
-        for i in np.flatnonzero(done):
-            if quota[i] > 0 and len(returns) < n_episodes:
-                quota[i] -= 1
-                returns.append(episode_return[i])
-                lengths.extend(length for length, _ in sessions[i])
-                gaps.extend(gap for _, gap in sessions[i])
-                first_items.extend(shown[i])
-                if item_category is not None and len(shown[i]) > 1:
-                    category = item_category[np.asarray(shown[i])]
-                    repeats += int((category[1:] == category[:-1]).sum())
-                    pairs += len(category) - 1
-            sessions[i], shown[i] = [], []
-        episode_return[done] = 0.0
-        session_steps[done] = 0
-        just_reset = done
+    if item_category is not None:
+        for items in records.first_items:
+            if len(items) > 1:
+                category = item_category[items]
+                repeats += int((category[1:] == category[:-1]).sum())
+                pairs += len(category) - 1
     return PolicyRollout(
-        returns=np.asarray(returns, dtype=np.float64),
-        session_lengths=np.asarray(lengths, dtype=np.int64),
-        return_gaps=np.asarray(gaps, dtype=np.float64),
-        item_counts=np.bincount(np.asarray(first_items, dtype=np.int64), minlength=n_items),
+        returns=records.returns.astype(np.float64),
+        session_lengths=records.session_lengths,
+        return_gaps=records.return_gaps,
+        item_counts=np.bincount(shown, minlength=records.n_items),
         category_repeat_rate=repeats / pairs if pairs else float("nan"),
     )
 
