@@ -28,7 +28,7 @@ from agents.policy import (
 )
 from recsim_env.checkpoint import Artifact, check_fields, write_tensors
 from recsim_env.errors import CheckpointError
-from recsim_env.policies import GreedyPolicy, LoggedItemStats, PopularityPolicy, UniformPolicy, top_k
+from recsim_env.policies import GreedyPolicy, LoggedItemStats, PopularityPolicy, UniformPolicy, one_hot, top_k
 
 BASELINES = ("uniform", "popularity", "greedy")
 STATS_FILE = "item_stats.safetensors"
@@ -99,10 +99,7 @@ class BaselinePolicy:
 
     def _probabilities(self, batch: dict[str, np.ndarray]) -> np.ndarray:
         if self.name == "greedy":
-            first = top_k(self.inner.scores(batch), 1)[:, 0]
-            probabilities = np.zeros((len(first), self.n_items))
-            probabilities[np.arange(len(first)), first] = 1.0
-            return probabilities
+            return one_hot(top_k(self.inner.scores(batch), 1)[:, 0], self.n_items)
         return self.inner.action_distribution(batch)
 
     def action_distribution(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -126,7 +123,9 @@ class BaselinePolicy:
             "slate_size": self.slate_size,
             "prior_strength": self.prior_strength,
         }
-        save_policy(path, self.name, config, (lambda tmp: write_tensors(tmp / STATS_FILE, arrays)) if arrays else None)
+        save_policy(
+            path, self.name, config, (lambda tmp: write_tensors(tmp / STATS_FILE, arrays)) if arrays else None
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> BaselinePolicy:
@@ -140,7 +139,9 @@ class BaselinePolicy:
             where=str(artifact.root / "policy.json"),
         )
         if config.get("name") != manifest["kind"]:
-            raise CheckpointError(f"{artifact.root / 'policy.json'}: name {config.get('name')!r} is not its kind")
+            raise CheckpointError(
+                f"{artifact.root / 'policy.json'}: name {config.get('name')!r} is not its kind"
+            )
         stats = None
         if manifest["kind"] != "uniform":
             if not artifact.has(STATS_FILE):
@@ -151,7 +152,9 @@ class BaselinePolicy:
             fields = ("clicks", "impressions", "category", "context_clicks", "context_impressions")
             unknown = sorted(set(arrays) - set(fields))
             if unknown or "clicks" not in arrays or "impressions" not in arrays:
-                raise CheckpointError(f"{artifact.root / STATS_FILE}: needs clicks and impressions, not {unknown}")
+                raise CheckpointError(
+                    f"{artifact.root / STATS_FILE}: needs clicks and impressions, not {unknown}"
+                )
             n_items = config.get("n_items")
             for key, array in arrays.items():
                 bad = array.dtype.kind not in "iuf" or not np.all(np.isfinite(array)) or np.any(array < 0)

@@ -21,6 +21,7 @@ from agents.d3rlpy.data import encode_observations
 from agents.policy import DeviceLoadable, as_batch, save_policy, unbatch_action, unbatch_probabilities
 from recsim_env.checkpoint import Artifact, check_fields, dataclass_from_json, write_json, write_tensors
 from recsim_env.errors import CheckpointError
+from recsim_env.policies import one_hot
 
 
 def _modules(algo) -> dict[str, Any]:
@@ -70,10 +71,7 @@ class D3rlpyPolicy(DeviceLoadable):
     def action_distribution(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """One-hot on the greedy item: `[n_items]`, or `[N, n_items]` for a batch."""
         batch, single = as_batch(obs)
-        first = self._greedy(batch)
-        probabilities = np.zeros((len(first), self.n_items))
-        probabilities[np.arange(len(first)), first] = 1.0
-        return unbatch_probabilities(probabilities, single)
+        return unbatch_probabilities(one_hot(self._greedy(batch), self.n_items), single)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the policy artifact `path`: `config.json`, `weights.safetensors`, `policy.json`."""

@@ -17,7 +17,7 @@ from agents.supervised.model import ClickModel
 from recsim_env.checkpoint import Artifact, check_fields, dataclass_from_json, write_json, write_tensors
 from recsim_env.encoders.trainer import autocast, resolve_device
 from recsim_env.errors import CheckpointError
-from recsim_env.policies import top_k
+from recsim_env.policies import one_hot, top_k
 
 CHUNK = 2048
 """Observations per forward pass."""
@@ -129,10 +129,7 @@ class SupervisedPolicy(DeviceLoadable):
     def action_distribution(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
         """One-hot on the first recommended item: `[n_items]`, or `[N, n_items]` for a batch."""
         batch, single = as_batch(obs)
-        first = top_k(self._scores(batch), 1)[:, 0]
-        probabilities = np.zeros((len(first), self.n_items))
-        probabilities[np.arange(len(first)), first] = 1.0
-        return unbatch_probabilities(probabilities, single)
+        return unbatch_probabilities(one_hot(top_k(self._scores(batch), 1)[:, 0], self.n_items), single)
 
     # -- persistence -------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:

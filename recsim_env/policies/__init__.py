@@ -16,6 +16,7 @@ from recsim_env.policies.baselines import (
     Policy,
     PopularityPolicy,
     UniformPolicy,
+    one_hot,
     sample_without_replacement,
     top_k,
 )
@@ -44,5 +45,6 @@ __all__ = [
     "WorldFilter",
     "reference_policy",
     "sample_without_replacement",
+    "one_hot",
     "top_k",
 ]

@@ -21,6 +21,13 @@ from recsim_env.errors import ArgumentError
 from recsim_env.world.config import MAX_ITEMS
 
 
+def one_hot(items: np.ndarray, n_items: int) -> np.ndarray:
+    """[N, n_items] float64 distributions with all mass on `items` [N]: a deterministic policy's."""
+    out = np.zeros((len(items), n_items))
+    out[np.arange(len(items)), items] = 1.0
+    return out
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """[N, K] indices of the k largest scores per row, best first (ties to the lowest index)."""
     if k == 1:

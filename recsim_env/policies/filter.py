@@ -23,7 +23,7 @@ import numpy as np
 
 from recsim_env.checks import check_real, describe
 from recsim_env.errors import ArgumentError
-from recsim_env.policies.baselines import Policy, top_k
+from recsim_env.policies.baselines import Policy, one_hot, top_k
 from recsim_env.policies.belief import BeliefConfig, WorldFilter, check_world
 from recsim_env.policies.oracles import FarsightedOracle, MyopicOracle
 from recsim_env.world import UserWorld
@@ -61,10 +61,7 @@ class FilterMyopicPolicy(Policy):
 
     def action_distribution(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """[N, n_items] one-hot on the item the policy puts first."""
-        first = self.act(obs)[:, 0]
-        out = np.zeros((len(first), self.n_items))
-        out[np.arange(len(first)), first] = 1.0
-        return out
+        return one_hot(self.act(obs)[:, 0], self.n_items)
 
     def click_probabilities(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """[N, n_items] posterior probability that each item, shown alone, is clicked."""
