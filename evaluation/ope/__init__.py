@@ -2,7 +2,8 @@
 
 Bandit: `DirectMethod`, `InverseProbabilityWeighting`, `SelfNormalizedInverseProbabilityWeighting`,
 `DoublyRobust`, `SelfNormalizedDoublyRobust`, `SwitchDoublyRobust`, `DoublyRobustWithShrinkage`, with
-`RegressionModel` for the reward predictions. Each has `estimate_policy_value`, `estimate_interval` and
+`RegressionModel` for the reward predictions; for large action spaces, `MarginalizedInverseProbabilityWeighting`
+(MIPS) and its self-normalised form over action embeddings. Each has `estimate_policy_value`, `estimate_interval` and
 `estimate` (an `Estimate`). Sequential: `PerDecisionImportanceSampling`, `WeightedPerDecisionImportanceSampling`,
 `SequentialDoublyRobust`, `WeightedDoublyRobust`; fitted Q evaluation lives in `evaluation.ope.fqe` (torch).
 Importing this package does not import torch or scikit-learn.
@@ -18,6 +19,12 @@ from evaluation.ope.doubly_robust import (
     SwitchDoublyRobust,
 )
 from evaluation.ope.ips import InverseProbabilityWeighting, SelfNormalizedInverseProbabilityWeighting
+from evaluation.ope.mips import (
+    MarginalizedInverseProbabilityWeighting,
+    SelfNormalizedMarginalizedInverseProbabilityWeighting,
+    deterministic_p_e_a,
+    embedding_marginal,
+)
 from evaluation.ope.sequential import (
     PerDecisionImportanceSampling,
     SequentialDoublyRobust,
@@ -29,6 +36,9 @@ from evaluation.ope.sequential import (
 
 def bandit_estimators(lambda_: float = 100.0) -> list[BanditEstimator]:
     """The seven bandit estimators a report runs: DM, IPS, SNIPS, DR, SNDR, Switch-DR and DRos.
+
+    MIPS is not among them: it needs action embeddings and the logger's embedding marginal (`pi_b` or
+    `embed_pscore`), which a log with one propensity per row does not carry.
 
     Args:
         lambda_: Switch-DR's weight threshold and DRos's shrinkage.
@@ -55,13 +65,17 @@ __all__ = [
     "Estimator",
     "FeedbackError",
     "InverseProbabilityWeighting",
+    "MarginalizedInverseProbabilityWeighting",
     "PerDecisionImportanceSampling",
     "SelfNormalizedDoublyRobust",
     "SelfNormalizedInverseProbabilityWeighting",
+    "SelfNormalizedMarginalizedInverseProbabilityWeighting",
     "SequentialDoublyRobust",
     "SequentialEstimator",
     "SwitchDoublyRobust",
     "WeightedDoublyRobust",
     "WeightedPerDecisionImportanceSampling",
+    "deterministic_p_e_a",
+    "embedding_marginal",
     "validate_bandit_inputs",
 ]
