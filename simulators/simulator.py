@@ -143,7 +143,7 @@ class LearnedSimulator:
         self._low = np.asarray(schema.low, dtype=np.float32)
         self._high = np.asarray(schema.high, dtype=np.float32)
         self._shared_cache: dict = {}  # what views of the same members and start pool share (filter checkpoints)
-        self._caches_tokens = hasattr(members[0].encoder, "encode_last")
+        self._caches_tokens = getattr(members[0].encoder, "encode_last", None) is not None
         with torch.no_grad():
             table = members[0].item_vectors(torch.arange(self.n_items))
             self._unit_items = (table / table.norm(dim=1, keepdim=True).clamp_min(1e-8)).numpy().copy()

@@ -113,9 +113,14 @@ def recommend_command(
             device=device,
         )
         _write_parquet_atomic(frame, out)
+        summary = {"out": str(out), "users": int(frame["user_id"].nunique()), "rows": len(frame)}
+        if holdout_last > 0:  # RecSys Challenge 2018 measures of the lists against the held-out events
+            from recsim_env.encoders.metrics import held_out_list_metrics
+
+            summary["held_out"] = held_out_list_metrics(frame, logs, holdout_last)
     except (ValueError, OSError, RuntimeError) as err:
         _fail(err)
-    typer.echo(json.dumps({"out": str(out), "users": int(frame["user_id"].nunique()), "rows": len(frame)}))
+    typer.echo(json.dumps(summary))
 
 
 def _write_parquet_atomic(frame, out: Path) -> None:

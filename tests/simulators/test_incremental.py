@@ -48,7 +48,13 @@ def _model(world_logs, **options):
 
 @pytest.mark.parametrize(
     ("click_pooling", "interest_filter", "encoder"),
-    [(False, False, "sasrec"), (True, False, "sasrec"), (True, True, "sasrec"), (True, True, "gru4rec")],
+    [
+        (False, False, "sasrec"),
+        (True, False, "sasrec"),
+        (True, True, "sasrec"),
+        (True, True, "gru4rec"),
+        (True, True, "rearec"),  # a SASRec subclass whose reasoning steps the SASRec shortcut would skip
+    ],
 )
 def test_response_model_last_state_matches_its_states(world_logs, click_pooling, interest_filter, encoder):
     """A simulator step's state (from the embedded history it keeps and the item table, item features,

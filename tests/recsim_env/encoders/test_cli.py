@@ -93,6 +93,13 @@ def test_recommend_writes_top_k_per_user_excluding_the_history(trained, cyclic_c
     # the held-out item is the cycle's next item, which the model learned: it is ranked first for most users
     top1 = recs[recs["rank"] == 1].set_index("user_id")["item_id"]
     assert (top1 == held_out[top1.index]).mean() > 0.8
+    # the summary's RecSys Challenge 2018 measures: with one held-out item R-precision is HR@1, and the
+    # clicks are known only when every list of k = 5 < 500 items holds its held-out item (0 pages then)
+    summary = last_json_line(result.output)["held_out"]
+    assert summary["rows"] == raw["user_id"].nunique()
+    assert summary["r_precision"] == pytest.approx((top1 == held_out[top1.index]).mean())
+    hit = recs.merge(held_out.rename("held").reset_index(), on="user_id").query("item_id == held")
+    assert summary["clicks"] == (0.0 if hit["user_id"].nunique() == len(held_out) else None)
 
     with_seen = tmp_path / "with_seen.parquet"
     result = runner.invoke(app(), [*args, "--out", str(with_seen), "--include-seen", "--device", "cpu"])

@@ -5,10 +5,21 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from recsim_env.encoders.metrics import hit_rate, mrr, ndcg, ranking_metrics, target_ranks
+from recsim_env.encoders.metrics import (
+    held_out_list_metrics,
+    hit_rate,
+    list_metrics,
+    mrr,
+    ndcg,
+    r_precision,
+    ranking_metrics,
+    recommended_songs_clicks,
+    target_ranks,
+)
 from recsim_env.encoders.trainer import EvalSet, evaluate_full_ranking, seen_mask
 
 
@@ -46,6 +57,57 @@ def test_metric_values_by_hand():
     assert m["mrr@20"] == pytest.approx((1 + 1 / 3 + 1 / 10 + 1 / 11) / 5)
     with pytest.raises(ValueError):
         ranking_metrics(torch.tensor([], dtype=torch.long))
+
+
+def test_recsys_challenge_2018_measures_by_hand():
+    ranks = torch.tensor([0, 1, 9, 10, 19, 20, 499, 500, 1600])  # 0-based: 1-based rank is r + 1
+    # one relevant item: R-precision = 1 only at the top (HR@1)
+    assert r_precision(ranks).tolist() == [1, 0, 0, 0, 0, 0, 0, 0, 0]
+    torch.testing.assert_close(r_precision(ranks), hit_rate(ranks, 1))
+    # clicks = floor((rank - 1) / 10) inside the top 500, else 51
+    assert recommended_songs_clicks(ranks).tolist() == [0, 0, 0, 1, 1, 2, 49, 51, 51]
+    m = ranking_metrics(ranks)
+    assert m["r_precision"] == pytest.approx(1 / 9)
+    assert m["clicks"] == pytest.approx((0 + 0 + 0 + 1 + 1 + 2 + 49 + 51 + 51) / 9)
+
+
+def test_list_metrics_with_several_relevant_items_by_hand():
+    lists = [["a", "b", "c", "d"], ["x", "y", "z", "w"], list(range(600))]
+    relevant = [{"b", "d", "q"}, {"w"}, {555}]
+    # row 0: |G| = 3, top 3 = a, b, c holds b -> 1/3; first relevant (b) at rank 2 -> 0 clicks
+    # row 1: |G| = 1, top 1 = x -> 0; w at rank 4 -> 0 clicks; row 2: 555 is beyond the 500 -> 51 clicks
+    m = list_metrics(lists, relevant)
+    assert m["r_precision"] == pytest.approx((1 / 3 + 0 + 0) / 3)
+    assert m["clicks"] == pytest.approx((0 + 0 + 51) / 3)
+    assert m["rows"] == 3
+    # a short list that misses: its clicks are unknown, so the mean is not reported
+    short = list_metrics([["a"], ["b"]], [{"a"}, {"c"}])
+    assert short["r_precision"] == pytest.approx(0.5) and short["clicks"] is None
+    assert list_metrics([["a"], ["b"]], [{"a"}, set()])["rows"] == 1  # no relevant item: skipped
+    with pytest.raises(ValueError, match="relevant"):
+        list_metrics([["a"]], [set()])
+
+
+def test_held_out_list_metrics_reads_the_last_events():
+    from recsim_env.data import LoggedInteractions
+
+    frame = pd.DataFrame(
+        {"user_id": ["u", "u", "u", "v", "v", "w"], "item_id": [1, 2, 3, 4, 5, 6], "timestamp": range(6)}
+    )
+    logs = LoggedInteractions.from_frame(frame)
+    recs = pd.DataFrame({"user_id": ["u", "u", "v"], "rank": [2, 1, 1], "item_id": [3, 9, 5]})
+    # holdout 1: u's held-out {3}, list [9, 3]: top 1 misses -> 0, first hit at rank 2 -> 0 clicks;
+    # v's held-out {5}, list [5] -> 1, 0 clicks; w has no event before its held-out one: skipped
+    m = held_out_list_metrics(recs, logs, 1)
+    assert m == {"r_precision": pytest.approx(0.5), "clicks": pytest.approx(0.0), "rows": 2}
+    # holdout 2: only u has an event left before them; held-out {2, 3}, top 2 = [9, 3] -> 1/2
+    m = held_out_list_metrics(recs, logs, 2)
+    assert m == {"r_precision": pytest.approx(0.5), "clicks": pytest.approx(0.0), "rows": 1}
+    # a list of fewer than 500 items without the held-out item: clicks unknown
+    m = held_out_list_metrics(recs.assign(item_id=[3, 9, 7]), logs, 1)
+    assert m["r_precision"] == pytest.approx(0.0) and m["clicks"] is None
+    with pytest.raises(ValueError, match="holdout_last"):
+        held_out_list_metrics(recs, logs, 0)
 
 
 def test_seen_mask_from_csr():
@@ -88,3 +150,6 @@ def test_evaluate_full_ranking_both_protocols():
     assert result["seen_included"]["hr@2"] == pytest.approx(0.5)
     assert result["seen_excluded"]["hr@1"] == pytest.approx(1.0)
     assert result["seen_excluded"]["mrr@2"] == pytest.approx(1.0)
+    # RecSys Challenge 2018 measures beside them: R-precision = HR@1, clicks = floor(rank / 10)
+    assert result["seen_included"]["r_precision"] == pytest.approx(0.5)
+    assert result["seen_included"]["clicks"] == pytest.approx(0.0)

@@ -12,16 +12,16 @@ from recsim_env.encoders.base import IGNORE_TARGET
 
 N_ITEMS = 30
 MAX_LEN = 12
-ALL = [*sorted(encoders.ENCODERS), "sasrec:reference"]  # name[:SASRec block layout]
-CAUSAL = ("sasrec", "sasrec:reference", "hstu", "gru4rec")
+VARIANTS = {"sasrec:reference": {"block": "reference"}, "rearec:prl": {"method": "prl"}}
+"""Extra configurations of a registered encoder: SASRec's block layout, ReaRec's PRL objective."""
+ALL = [*sorted(encoders.ENCODERS), *VARIANTS]
+CAUSAL = ("sasrec", "sasrec:reference", "hstu", "gru4rec", "rearec", "rearec:prl")
 
 
 def make(name: str, **overrides) -> encoders.SequenceEncoder:
     torch.manual_seed(0)
-    name, _, block = name.partition(":")
-    config = {"n_items": N_ITEMS, "max_len": MAX_LEN, "d_model": 16, **overrides}
-    if block:
-        config["block"] = block
+    config = {"n_items": N_ITEMS, "max_len": MAX_LEN, "d_model": 16, **VARIANTS.get(name, {}), **overrides}
+    name = name.partition(":")[0]
     if name in ("hstu",):
         config.update(attention_dim=8, linear_dim=8)
     return encoders.build(name, config).eval()
@@ -130,7 +130,7 @@ def test_bert4rec_last_item_only_rows_and_inference_mask():
     torch.testing.assert_close(enc.user_state(ids), enc(explicit)[:, -1])
 
 
-@pytest.mark.parametrize("name", ("sasrec", "hstu", "gru4rec"))
+@pytest.mark.parametrize("name", ("sasrec", "hstu", "gru4rec", "rearec"))
 def test_next_item_training_targets(name):
     enc = make(name)
     windows = left_padded([[1, 2, 3, 4]], length=MAX_LEN + 1)
