@@ -256,6 +256,12 @@ class SequenceEncoder(nn.Module, abc.ABC):
         states, targets = hidden[selected], batch.targets[selected]  # [M, D], [M]
         if targets.numel() == 0:
             return hidden.sum() * 0.0
+        return self.next_item_loss(states, targets, generator=generator)
+
+    def next_item_loss(
+        self, states: torch.Tensor, targets: torch.Tensor, *, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """`config.loss` of `[M, D]` states against their `[M]` target items."""
         if self.config.loss == "ce":
             return losses.full_softmax_cross_entropy(self.score(states), targets)
         if self.config.loss == "bce":

@@ -40,7 +40,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real
-from recsim_env.encoders import losses
 from recsim_env.encoders.base import IGNORE_TARGET, TrainingBatch, attention_mask
 from recsim_env.encoders.sasrec import MultiHeadSelfAttention, SASRec, SASRecBlock, SASRecConfig
 
@@ -164,7 +163,7 @@ class ReaRec(SASRec):
         steps, targets = states[selected], batch.targets[selected]  # [M, K + 1, D], [M]
         if targets.numel() == 0:
             return states.sum() * 0.0
-        value = self._next_item_loss(self.combine(steps), targets, generator)
+        value = self.next_item_loss(self.combine(steps), targets, generator=generator)
         if cfg.reasoning_steps == 0:
             return value
         if cfg.method == "erl":
@@ -181,23 +180,6 @@ class ReaRec(SASRec):
                 steps[:, 1:], noisy[selected][:, 1:], cfg.contrastive_temperature
             )
         return value
-
-    def _next_item_loss(
-        self, states: torch.Tensor, targets: torch.Tensor, generator: torch.Generator | None
-    ) -> torch.Tensor:
-        """`config.loss` of `[M, D]` states against `[M]` targets (as `SequenceEncoder.loss` applies it)."""
-        if self.config.loss == "ce":
-            return losses.full_softmax_cross_entropy(self.score(states), targets)
-        if self.config.loss == "bce":
-            return losses.sampled_bce(self.score, states, targets, n_items=self.n_items, generator=generator)
-        return losses.sampled_softmax(
-            self.score,
-            states,
-            targets,
-            n_items=self.n_items,
-            n_negatives=self.config.n_negatives,
-            generator=generator,
-        )
 
 
 def _cached_block(
