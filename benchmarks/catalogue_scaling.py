@@ -91,24 +91,9 @@ def measure_vector_env(world_config: dict[str, Any], seconds: float) -> dict[str
 
 def measure_single_env(world_config: dict[str, Any], seconds: float) -> dict[str, Any]:
     """Steps/s of one `SeqRec-v0` through `gym.make` (wrappers included, resets included)."""
-    import gymnasium as gym
+    from env_throughput import single_env_steps_per_second  # this folder is on sys.path when run as a script
 
-    env = gym.make("SeqRec-v0", world_config=world_config)
-    rng = np.random.default_rng(0)
-    actions = [int(a) for a in rng.integers(0, world_config["n_items"], size=10_000)]
-    env.reset(seed=0)
-    for action in actions[:1000]:
-        _, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
-            env.reset()
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        for action in actions:
-            _, _, terminated, truncated, _ = env.step(action)
-            if terminated or truncated:
-                env.reset()
-        steps += len(actions)
-    return {"single_env_steps_per_s": round(steps / (time.perf_counter() - start))}
+    return {"single_env_steps_per_s": round(single_env_steps_per_second(seconds, world_config=world_config))}
 
 
 MEASUREMENTS: dict[str, Callable[[dict[str, Any], float], dict[str, Any]]] = {

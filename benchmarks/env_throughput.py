@@ -18,8 +18,14 @@ import numpy as np
 import recsim_env  # noqa: F401  (registers SeqRec-v0)
 
 
-def single_env_steps_per_second(seconds: float, slate_size: int = 1, n_items: int = 500) -> float:
-    env = gym.make("SeqRec-v0", slate_size=slate_size, world_config={"n_items": n_items})
+def single_env_steps_per_second(
+    seconds: float, slate_size: int = 1, n_items: int = 500, world_config: dict | None = None
+) -> float:
+    """Steps/s of one `SeqRec-v0` through `gym.make` (wrappers and resets included); `world_config`
+    (a dict of `WorldConfig` fields, its `n_items` included) replaces `n_items` when given."""
+    world_config = world_config if world_config is not None else {"n_items": n_items}
+    n_items = int(world_config.get("n_items", 500))
+    env = gym.make("SeqRec-v0", slate_size=slate_size, world_config=world_config)
     rng = np.random.default_rng(0)
     if slate_size == 1:
         actions = [int(a) for a in rng.integers(0, n_items, size=10_000)]
