@@ -1,10 +1,11 @@
-"""`seqrec ope-report`: off-policy evaluation report of a policy on a log.
+"""`seqrec ope-report`: off-policy evaluation report of one or several candidate policies on a log.
 
 Heavy libraries (scikit-learn, matplotlib) are imported inside the command, never at module import.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated
 
@@ -209,11 +210,13 @@ def _session_position(log) -> tuple[np.ndarray, np.ndarray]:
 
 MAX_ROUNDS = 10_000_000
 """Largest `--max-rounds`: the scored arrays are n * N * K floats."""
+MAX_HORIZON = 10_000
+"""Largest `--horizon` (steps of a session evaluated)."""
 
 
 def check_options(
     *,
-    policy: str,
+    policy: str | list[str],
     out: Path,
     max_rounds: int,
     n_folds: int,
@@ -223,15 +226,32 @@ def check_options(
     lambda_: float,
     seed: int,
     history_len: int,
+    horizon: int = 20,
+    gamma: float = 1.0,
+    fqe_iterations: int | None = None,
+    fqe_steps: int = 200,
+    session_gap_hours: float | None = None,
+    cvar_alpha: list[float] | tuple[float, ...] = (0.1, 0.3),
+    rank_by: str | None = None,
 ) -> None:
     """Refuse bad `seqrec ope-report` options before any file is read; each message starts with the option."""
     from evaluation.ope.checks import MAX_BOOTSTRAP_SAMPLES
     from recsim_env.checks import check_integer, check_real
 
-    if policy != "uniform" and not Path(policy).is_dir() and Path(policy).suffix.lower() != ".npy":
-        raise ArgumentError(
-            f"--policy {policy!r}: expected 'uniform', a saved policy directory or a .npy action-distribution array"
-        )
+    policies = [policy] if isinstance(policy, str) else list(policy)
+    if not policies:
+        raise ArgumentError("--policy: give at least one policy to evaluate")
+    for p in policies:
+        if p != "uniform" and not Path(p).is_dir() and Path(p).suffix.lower() != ".npy":
+            raise ArgumentError(
+                f"--policy {p!r}: expected 'uniform', a saved policy directory or a .npy action-distribution array"
+            )
+    seen: set[str] = set()
+    for p in policies:
+        key = p if p == "uniform" else str(Path(p).resolve())
+        if key in seen:
+            raise ArgumentError(f"--policy {p!r} is given twice: each candidate once")
+        seen.add(key)
     if out.exists() and not out.is_dir():
         raise ArgumentError(f"--out: {out} exists and is not a directory")
     check_integer("--max-rounds", max_rounds, low=1, high=MAX_ROUNDS)
@@ -242,15 +262,274 @@ def check_options(
     check_real("--lambda", lambda_, low=0.0, allow_inf=True)
     check_integer("--seed", seed, low=0, high=2**32 - 1 - n_folds)
     check_integer("--history-len", history_len, low=1, high=1 << 20)
+    check_integer("--horizon", horizon, low=1, high=MAX_HORIZON)
+    check_real("--gamma", gamma, low=0.0, high=1.0)
+    if fqe_iterations is not None:
+        check_integer("--fqe-iterations", fqe_iterations, low=1, high=100_000)
+    check_integer("--fqe-steps", fqe_steps, low=1, high=1_000_000)
+    if session_gap_hours is not None:
+        check_real("--session-gap-hours", session_gap_hours, low=0.0, low_open=True)
+    if not cvar_alpha:
+        raise ArgumentError("--cvar-alpha: give at least one tail share in (0, 1]")
+    for a in cvar_alpha:
+        check_real("--cvar-alpha", a, low=0.0, high=1.0, low_open=True)
+    if rank_by is not None and rank_by not in RANKABLE:
+        raise ArgumentError(f"--rank-by {rank_by!r}: expected one of {', '.join(RANKABLE)}")
+
+
+def _bandit_names() -> tuple[str, ...]:
+    from evaluation.ope import bandit_estimators
+
+    return tuple(e.estimator_name for e in bandit_estimators())
+
+
+def _sequential_names() -> tuple[str, ...]:
+    from evaluation.session_ope import SEQUENTIAL_NAMES
+
+    return SEQUENTIAL_NAMES
+
+
+RANKABLE = _bandit_names() + _sequential_names()
+"""Estimators `--rank-by` may name: the bandit ones (per decision) and the sequential ones (per session)."""
+SEQUENTIAL_RANKER = "seq-Switch-DR"
+"""The ranking estimator of a log with sessions."""
+
+
+def ranking_reason(estimator: str, *, max_weight: float, chosen: bool) -> str:
+    """Why `estimator` ranks the candidates, for the report."""
+    if chosen:
+        why = "Chosen with --rank-by."
+    elif estimator == SEQUENTIAL_RANKER:
+        why = (
+            "It estimates the return of a whole session, which is what deploying a recommender changes (not only "
+            "the next click); its cumulative importance weights are capped at M = "
+            f"{max_weight:g} (beyond it a session's remaining value is FQE's), so a few sessions cannot swamp the "
+            "interval the way they swamp PDIS, and its importance-weighted correction limits FQE's bias."
+        )
+    else:
+        why = (
+            "The log has no sessions, so candidates are ranked by their value per decision; DR is unbiased with "
+            "correct propensities and its reward-model baseline narrows the interval compared with IPS."
+        )
+    return (
+        why
+        + " A candidate is recommended only when that lower bound is above the logged policy's value and its "
+        "diagnostics (effective sample size, support, propensities) hold."
+    )
+
+
+def _candidate_dist(
+    policy: str, log, feedback, rows: np.ndarray, n_log: int, *, history_len: int, console: Console
+) -> tuple[np.ndarray, str]:
+    """One candidate's `action_dist` `[len(rows), N, K]` (float64, contiguous) and display name."""
+    if Path(policy).is_dir():
+        with console.status(f"computing the action distribution of {policy}"):
+            dist, name = saved_policy_action_dist(
+                Path(policy), log, rows, history_len=history_len, n_positions=feedback.n_positions
+            )
+    else:
+        dist, name = policy_action_dist(
+            policy, n_rounds=n_log, n_actions=feedback.n_actions, n_positions=feedback.n_positions
+        )
+        dist = dist[rows]
+    return np.ascontiguousarray(dist, dtype=np.float64), name
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """`names` with a repeated one numbered: ["a", "a"] -> ["a", "a (2)"]."""
+    out: list[str] = []
+    for name in names:
+        candidate, k = name, 1
+        while candidate in out:
+            k += 1
+            candidate = f"{name} ({k})"
+        out.append(candidate)
+    return out
+
+
+def build_ope_report(
+    *,
+    logs: Path,
+    policy: list[str],
+    out: Path,
+    reward: str | None = None,
+    estimate_pscore: bool = False,
+    max_rounds: int = 20_000,
+    n_folds: int = 3,
+    alpha: float = 0.05,
+    n_bootstrap: int = 1000,
+    min_ess: float = 100.0,
+    lambda_: float = 100.0,
+    seed: int = 0,
+    history_len: int = 20,
+    sequential: bool = True,
+    horizon: int = 20,
+    gamma: float = 1.0,
+    fqe_iterations: int | None = None,
+    fqe_steps: int = 200,
+    session_gap_hours: float | None = None,
+    cvar_alpha: list[float] | None = None,
+    rank_by: str | None = None,
+    console: Console | None = None,
+):
+    """What `seqrec ope-report` computes, without writing it: `(report, per-candidate reports)`.
+
+    The report is the candidate's `OPEReport` for one `--policy`, else a `ComparisonReport` ranking them.
+    Arguments are the command's options (see `ope_report_command`); `out` is only checked.
+
+    Raises:
+        ArgumentError, DataError: for a bad option, log or policy, naming it.
+    """
+    from evaluation.ope import bandit_estimators
+    from evaluation.ope.logged import bandit_feedback
+    from evaluation.ope.regression import RegressionModel
+    from evaluation.report import build_report
+
+    console = console or Console(stderr=True)
+    cvar_alphas = tuple(cvar_alpha) if cvar_alpha else (0.1, 0.3)
+    check_options(
+        policy=policy,
+        out=out,
+        max_rounds=max_rounds,
+        n_folds=n_folds,
+        alpha=alpha,
+        n_bootstrap=n_bootstrap,
+        min_ess=min_ess,
+        lambda_=lambda_,
+        seed=seed,
+        history_len=history_len,
+        horizon=horizon,
+        gamma=gamma,
+        fqe_iterations=fqe_iterations,
+        fqe_steps=fqe_steps,
+        session_gap_hours=session_gap_hours,
+        cvar_alpha=cvar_alphas,
+        rank_by=rank_by,
+    )
+    with console.status("loading the log"):
+        log = load_logs(logs)
+        # Every row is checked here, before any subsample is drawn.
+        feedback = bandit_feedback(
+            log, reward_column=reward, estimate_missing_pscore=estimate_pscore, source=str(logs)
+        )
+    n_log = len(feedback.reward)
+    warnings = []
+    if feedback.pscore_estimated:
+        warnings.append(
+            "The log records no propensities: pscore is the empirical (item, position) frequency, a "
+            "non-contextual proxy for the logging policy, so every importance-weighted estimate is approximate."
+        )
+    session = None
+    if sequential:
+        from evaluation.sessions import session_index
+        from recsim_env.data.sessions import SECONDS_PER_HOUR
+
+        gap_s = None if session_gap_hours is None else session_gap_hours * SECONDS_PER_HOUR
+        session = session_index(log, gap_s=gap_s)
+        if session is not None and feedback.n_positions > 1:
+            warnings.append(
+                "The log has sessions but shows slates: the sequential estimators need one item per step, so "
+                "the report has no sequential or risk section."
+            )
+            session = None
+    rows = np.arange(n_log)
+    if n_log > max_rounds:
+        if session is not None:
+            from evaluation.sessions import sample_sessions
+
+            rows = sample_sessions(session, max_rounds, seed)
+            what = (
+                f"{len(np.unique(session[rows])):,} whole sessions ({len(rows):,} of {n_log:,} logged rows)"
+            )
+        else:
+            rows = np.sort(np.random.default_rng(seed).choice(n_log, size=max_rounds, replace=False))
+            what = f"{max_rounds:,} of {n_log:,} logged rows"
+        warnings.append(f"Evaluated on a random subsample of {what}.")
+    if n_folds > len(rows):
+        raise ArgumentError(f"--n-folds must be at most the {len(rows)} rows scored, got {n_folds}")
+    scored = feedback.take(rows)
+    if rank_by in _sequential_names() and session is None:
+        raise ArgumentError(
+            f"--rank-by {rank_by!r}: a sequential estimator, but the log has no sessions here (no session_id "
+            "column, no --session-gap-hours, slates, or --no-sequential); rank by a bandit estimator"
+        )
+
+    # Every candidate's action distribution is read and checked before anything is fitted.
+    dists, names = [], []
+    for p in policy:
+        dist, name = _candidate_dist(p, log, feedback, rows, n_log, history_len=history_len, console=console)
+        dists.append(dist)
+        names.append(name)
+    names = _unique_names(names)
+
+    from sklearn.linear_model import Ridge
+
+    # Logs carry no context here, so the reward model is a function of (item, position) alone; ridge on
+    # their one-hot codes gives shrunken per-item means (trees would never split on rare items).
+    regression = RegressionModel(
+        n_actions=scored.n_actions, len_list=scored.n_positions, base_model=Ridge(alpha=1.0)
+    )
+    with console.status("fitting the reward model"):
+        q_hat = regression.fit_predict(
+            action=scored.action,
+            reward=scored.reward,
+            position=scored.position,
+            n_folds=n_folds,
+            random_state=seed,
+        )
+
+    episodes = layout = None
+    if session is not None:
+        layout, episodes = _episode_inputs(log, feedback, session, rows, horizon=horizon, console=console)
+
+    single = len(policy) == 1
+    reports = []
+    for dist, name in zip(dists, names, strict=True):
+        report = build_report(
+            bandit_estimators(lambda_),
+            **scored.as_kwargs(),
+            action_dist=dist,
+            estimated_rewards_by_reg_model=q_hat,
+            policy_name=f"{name} on {logs.name}" if single else name,
+            alpha=alpha,
+            n_bootstrap_samples=n_bootstrap,
+            random_state=seed,
+            min_ess=min_ess,
+            extra_warnings=warnings,
+            progress=True,
+        )
+        if episodes is not None:
+            from evaluation.session_ope import evaluate_sessions
+
+            with console.status(f"sequential estimators and FQE for {name}"):
+                seq = evaluate_sessions(
+                    **episodes,
+                    action_dist=layout.gather(dist[:, :, 0]),
+                    gamma=gamma,
+                    max_weight=lambda_,
+                    fqe_iterations=fqe_iterations,
+                    fqe_steps=fqe_steps,
+                    cvar_alphas=cvar_alphas,
+                    alpha=alpha,
+                    n_bootstrap_samples=n_bootstrap,
+                    random_state=seed,
+                    min_ess=min_ess,
+                )
+            report = dataclasses.replace(report, sequential=seq)
+        reports.append(report)
+
+    final = reports[0] if single else _comparison(reports, logs=logs, rank_by=rank_by, max_weight=lambda_)
+    return final, tuple(reports)
 
 
 def ope_report_command(
     logs: Annotated[Path, typer.Option("--logs", help="Log file or directory (CSV, TSV, Parquet, RecBole).")],
     policy: Annotated[
-        str,
+        list[str],
         typer.Option(
             "--policy",
-            help="'uniform', a saved agents.Policy directory (seqrec train ...) or a .npy action distribution.",
+            help="'uniform', a saved agents.Policy directory (seqrec train ...) or a .npy action distribution; "
+            "repeat to compare and rank several candidates.",
         ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output directory for report.md, report.html, PNGs.")],
@@ -264,31 +543,61 @@ def ope_report_command(
     ] = False,
     max_rounds: Annotated[
         int,
-        typer.Option(help="Evaluate on a seeded random subsample of at most this many rows (memory: n*N*K)."),
+        typer.Option(
+            help="Evaluate on a seeded random subsample of at most this many rows, whole sessions when the log "
+            "has them (memory: n*N*K)."
+        ),
     ] = 20_000,
     n_folds: Annotated[int, typer.Option(help="Cross-fitting folds of the reward model.")] = 3,
     alpha: Annotated[float, typer.Option(help="Significance level (0.05: 95% intervals).")] = 0.05,
     n_bootstrap: Annotated[int, typer.Option(help="Bootstrap replicates per interval.")] = 1000,
     min_ess: Annotated[float, typer.Option(help="Warn below this effective sample size.")] = 100.0,
     lambda_: Annotated[
-        float, typer.Option("--lambda", help="Switch-DR threshold and DRos shrinkage.")
+        float,
+        typer.Option("--lambda", help="Switch-DR threshold (bandit and sequential) and DRos shrinkage."),
     ] = 100.0,
-    seed: Annotated[int, typer.Option(help="Seed of the subsample, folds, reward model and bootstrap.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the subsample, folds, reward model, FQE and bootstrap.")
+    ] = 0,
     history_len: Annotated[
         int, typer.Option(help="Observation history length a saved policy was trained with (SeqRec-v0: 20).")
     ] = 20,
+    sequential: Annotated[
+        bool,
+        typer.Option(help="With sessions in the log: sequential estimators, FQE and the risk section."),
+    ] = True,
+    horizon: Annotated[int, typer.Option(help="Steps of each session evaluated (its first H).")] = 20,
+    gamma: Annotated[float, typer.Option(help="Discount factor of the session return.")] = 1.0,
+    fqe_iterations: Annotated[
+        int | None, typer.Option(help="FQE's Bellman backups (default: the horizon).")
+    ] = None,
+    fqe_steps: Annotated[int, typer.Option(help="FQE's gradient steps per backup.")] = 200,
+    session_gap_hours: Annotated[
+        float | None,
+        typer.Option(
+            help="Without a session_id column: a gap of more than this many hours starts a session."
+        ),
+    ] = None,
+    cvar_alpha: Annotated[
+        list[float] | None,
+        typer.Option("--cvar-alpha", help="Tail share of a CVaR row (repeatable; default 0.1 and 0.3)."),
+    ] = None,
+    rank_by: Annotated[
+        str | None,
+        typer.Option(
+            help="Estimator whose lower bound ranks the candidates (default: seq-Switch-DR with sessions, else DR)."
+        ),
+    ] = None,
 ) -> None:
-    """Estimate a policy's value on a log with DM, IPS, SNIPS, DR, SNDR, Switch-DR and DRos; write a report."""
-    from evaluation.ope import bandit_estimators
-    from evaluation.ope.logged import bandit_feedback
-    from evaluation.ope.regression import RegressionModel
-    from evaluation.report import build_report
-
-    console = Console(stderr=True)
+    """Estimate policies' values on a log (bandit estimators; with sessions also PDIS, WPDIS, DR, WDR,
+    Switch-DR, FQE and the return's risk), rank several candidates and write a report."""
     try:
-        check_options(
+        final, reports = build_ope_report(
+            logs=logs,
             policy=policy,
             out=out,
+            reward=reward,
+            estimate_pscore=estimate_pscore,
             max_rounds=max_rounds,
             n_folds=n_folds,
             alpha=alpha,
@@ -297,75 +606,75 @@ def ope_report_command(
             lambda_=lambda_,
             seed=seed,
             history_len=history_len,
+            sequential=sequential,
+            horizon=horizon,
+            gamma=gamma,
+            fqe_iterations=fqe_iterations,
+            fqe_steps=fqe_steps,
+            session_gap_hours=session_gap_hours,
+            cvar_alpha=cvar_alpha,
+            rank_by=rank_by,
         )
-        with console.status("loading the log"):
-            log = load_logs(logs)
-            # Every row is checked here, before any subsample is drawn.
-            feedback = bandit_feedback(
-                log, reward_column=reward, estimate_missing_pscore=estimate_pscore, source=str(logs)
-            )
-        n_log = len(feedback.reward)
-        if n_folds > min(n_log, max_rounds):
-            raise ArgumentError(
-                f"--n-folds must be at most the {min(n_log, max_rounds)} rows scored, got {n_folds}"
-            )
-        warnings = []
-        if feedback.pscore_estimated:
-            warnings.append(
-                "The log records no propensities: pscore is the empirical (item, position) frequency, a "
-                "non-contextual proxy for the logging policy, so every importance-weighted estimate is approximate."
-            )
-        rows = np.arange(n_log)
-        if n_log > max_rounds:
-            rows = np.sort(np.random.default_rng(seed).choice(n_log, size=max_rounds, replace=False))
-            feedback = feedback.take(rows)
-            warnings.append(f"Evaluated on a random subsample of {max_rounds:,} of {n_log:,} logged rows.")
-        if Path(policy).is_dir():
-            with console.status("computing the policy's action distribution"):
-                dist, policy_name = saved_policy_action_dist(
-                    Path(policy), log, rows, history_len=history_len, n_positions=feedback.n_positions
-                )
-        else:
-            dist, policy_name = policy_action_dist(
-                policy, n_rounds=n_log, n_actions=feedback.n_actions, n_positions=feedback.n_positions
-            )
-            dist = dist[rows]
-        dist = np.ascontiguousarray(dist, dtype=np.float64)
-
-        from sklearn.linear_model import Ridge
-
-        # Logs carry no context here, so the reward model is a function of (item, position) alone; ridge on
-        # their one-hot codes gives shrunken per-item means (trees would never split on rare items).
-        regression = RegressionModel(
-            n_actions=feedback.n_actions, len_list=feedback.n_positions, base_model=Ridge(alpha=1.0)
-        )
-        with console.status("fitting the reward model"):
-            q_hat = regression.fit_predict(
-                action=feedback.action,
-                reward=feedback.reward,
-                position=feedback.position,
-                n_folds=n_folds,
-                random_state=seed,
-            )
-        estimators = bandit_estimators(lambda_)
-        report = build_report(
-            estimators,
-            **feedback.as_kwargs(),
-            action_dist=dist,
-            estimated_rewards_by_reg_model=q_hat,
-            policy_name=f"{policy_name} on {logs.name}",
-            alpha=alpha,
-            n_bootstrap_samples=n_bootstrap,
-            random_state=seed,
-            min_ess=min_ess,
-            extra_warnings=warnings,
-            progress=True,
-        )
-        written = report.save(out)
+        written = final.save(out)
     except (ValueError, OSError) as err:  # DataError is a ValueError
         Console(stderr=True).print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
-    typer.echo(f"verdict: {report.verdict}. {report.verdict_line}")
-    for warning in report.warnings:
+    single = len(reports) == 1
+    for report in reports:
+        prefix = "" if single else f"{report.policy_name}: "
+        typer.echo(f"{prefix}verdict: {report.verdict}. {report.verdict_line}")
+    if not single:
+        typer.echo(f"recommendation: {final.ranking.recommendation}")
+    for warning in dict.fromkeys(w for r in reports for w in r.all_warnings):
         typer.echo(f"warning: {warning}")
     typer.echo(f"wrote {', '.join(str(p) for p in written.values())}")
+
+
+def _episode_inputs(log, feedback, session: np.ndarray, rows: np.ndarray, *, horizon: int, console: Console):
+    """The scored rows as episodes: their `SessionEpisodes` layout, and the state, reward, action, pscore,
+    mask, item features and truncated share as keyword arguments of `evaluate_sessions`."""
+    from evaluation.sessions import item_features, session_episodes, session_state_features
+
+    with console.status("building session episodes and their states"):
+        layout = session_episodes(session[rows], horizon=horizon)
+        state = session_state_features(log, feedback.reward, session)[rows]
+        return layout, {
+            "state": layout.gather(state),
+            "reward": layout.gather(feedback.reward[rows]),
+            "action": layout.gather(feedback.action[rows]).astype(np.int64),
+            "pscore": layout.gather(feedback.pscore[rows], fill=1.0),
+            "mask": layout.mask,
+            "item_features": item_features(log, feedback.reward),
+            "truncated_share": float(np.mean(layout.length > horizon)),
+        }
+
+
+def _comparison(reports: list, *, logs: Path, rank_by: str | None, max_weight: float):
+    """Rank the candidates' reports by `rank_by` (default: seq-Switch-DR with sessions, else the bandit
+    verdict's estimator) and wrap them in a `ComparisonReport`."""
+    from evaluation.ranking import Candidate, rank_candidates
+    from evaluation.report import ComparisonReport
+
+    has_sessions = all(r.sequential is not None for r in reports)
+    estimator = rank_by or (SEQUENTIAL_RANKER if has_sessions else reports[0].primary)
+    sequential_scale = estimator in _sequential_names()
+    candidates = []
+    for r in reports:
+        pool = r.sequential.estimates if sequential_scale else r.estimates
+        found = next((e for e in pool if e.name == estimator), None)
+        if found is None:
+            available = [e.name for e in pool]
+            raise ArgumentError(
+                f"--rank-by {estimator!r}: no such estimate for {r.policy_name} (it has {available}); "
+                "choose another --rank-by"
+            )
+        candidates.append(Candidate(name=r.policy_name, estimate=found, issues=r.reliability_issues))
+    logged = reports[0].sequential.behaviour if sequential_scale else reports[0].behaviour
+    ranking = rank_candidates(
+        candidates,
+        logged=logged,
+        estimator=estimator,
+        reason=ranking_reason(estimator, max_weight=max_weight, chosen=rank_by is not None),
+    )
+    title = f"Off-policy evaluation of {len(reports)} candidates on {logs.name}"
+    return ComparisonReport(title=title, reports=tuple(reports), ranking=ranking)

@@ -1,8 +1,11 @@
 """OPE reports: estimates with intervals, the logged value, importance-weight diagnostics and a verdict.
 
-`build_report` runs a list of bandit estimators on one data set and returns an `OPEReport`; the report
-renders itself to Markdown, to a self-contained HTML page (plots embedded as base64 PNGs) and to a folder
-(`save`: report.md, report.html, estimates.png, weights.png, written atomically).
+`build_report` runs a list of bandit estimators on one data set and returns an `OPEReport`; with a log of
+sessions the caller attaches the sequential estimates, FQE and the risk section (`evaluation.session_ope`,
+`dataclasses.replace(report, sequential=...)`). A report renders itself to Markdown, to a self-contained HTML
+page (plots embedded as base64 PNGs) and to a folder (`save`: report.md, report.html, estimates.png,
+weights.png and, with sessions, sequential.png and risk.png, written atomically). `ComparisonReport` holds
+several candidates' reports with their ranking (`evaluation.ranking`) and renders them as one page.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from evaluation.ope.checks import (
     check_bootstrap_arguments,
     numeric_array,
 )
+from evaluation.ope.risk import ReturnDistribution, RiskResult
+from evaluation.ranking import Ranking
+from evaluation.session_ope import SequentialResult
 from recsim_env.checks import check_bool, check_real
 from recsim_env.errors import ArgumentError
 
@@ -72,82 +78,78 @@ class OPEReport:
     """Significance level of every interval."""
     weights: np.ndarray = field(repr=False)
     """The importance weights `[n]`, kept for the histogram."""
+    reliability_issues: tuple[str, ...] = ()
+    """Why the estimates are not trusted enough for a verdict (low ESS, missing support, bad propensities)."""
+    sequential: SequentialResult | None = None
+    """Sequential estimates, FQE and the risk section on the log's sessions; None for a log without sessions."""
 
     def __post_init__(self) -> None:
         if self.verdict not in VERDICTS:
             raise ArgumentError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
 
-    # ------------------------------------------------------------------------------------------- plots
-    def plots(self) -> dict[str, bytes]:
-        """The report's figures as PNG bytes, keyed by file name (`estimates.png`, `weights.png`)."""
-        # Figures drawn on an Agg canvas directly (no pyplot): headless and no global backend switch.
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
-        out: dict[str, bytes] = {}
-        fig = Figure(figsize=(7, 0.5 * len(self.estimates) + 2))
-        FigureCanvasAgg(fig)
-        ax = fig.subplots()
-        names = [e.name for e in self.estimates]
-        values = np.array([e.value for e in self.estimates])
-        lower = values - np.array([e.lower for e in self.estimates])
-        upper = np.array([e.upper for e in self.estimates]) - values
-        y = np.arange(len(names))
-        ax.errorbar(values, y, xerr=[lower, upper], fmt="o", capsize=4, color="tab:blue")
-        ax.axvspan(self.behaviour.lower, self.behaviour.upper, color="tab:gray", alpha=0.2)
-        ax.axvline(self.behaviour.value, color="tab:gray", linestyle="--", label="logged policy")
-        ax.set_yticks(y, names)
-        ax.invert_yaxis()
-        ax.set_xlabel(f"policy value ({self.behaviour_confidence_pct}% bootstrap interval)")
-        ax.set_title(f"Estimated value of {self.policy_name}")
-        ax.legend(loc="best")
-        fig.tight_layout()
-        out["estimates.png"] = _png(fig)
-
-        fig = Figure(figsize=(7, 3.5))
-        FigureCanvasAgg(fig)
-        ax = fig.subplots()
-        positive = self.weights[self.weights > 0]
-        if positive.size:
-            # Weights span orders of magnitude when the policies differ; a log axis keeps the tail visible.
-            bins = (
-                np.geomspace(positive.min(), positive.max() * 1.0001, 50)
-                if positive.max() > positive.min()
-                else 10
-            )
-            ax.hist(positive, bins=bins, color="tab:orange")
-            if positive.max() > positive.min():
-                ax.set_xscale("log")
-        ax.set_xlabel("importance weight w = action_dist / pscore (w > 0)")
-        ax.set_ylabel("rounds")
-        ax.set_title(
-            f"ESS = {self.ess:,.0f} of {self.n_rounds:,} rounds; {self.weight_stats['share_zero']:.1%} with w = 0"
-        )
-        fig.tight_layout()
-        out["weights.png"] = _png(fig)
-        return out
-
     @property
     def behaviour_confidence_pct(self) -> str:
         return f"{100 * (1 - self.alpha):g}"
 
-    # ------------------------------------------------------------------------------------------- text
-    def _rows(self) -> list[tuple[str, str, str, str, str]]:
-        rows = []
-        for e in self.estimates:
-            relative = (
-                (e.value - self.behaviour.value) / abs(self.behaviour.value)
-                if self.behaviour.value
-                else math.nan
-            )
-            rows.append((e.name, f"{e.value:.4f}", f"{e.lower:.4f}", f"{e.upper:.4f}", f"{relative:+.1%}"))
-        return rows
+    @property
+    def all_estimates(self) -> tuple[Estimate, ...]:
+        """The bandit estimates, then the sequential ones."""
+        return self.estimates + (self.sequential.estimates if self.sequential is not None else ())
 
+    @property
+    def all_warnings(self) -> tuple[str, ...]:
+        """The bandit diagnostics, then the sequential ones."""
+        return self.warnings + (self.sequential.warnings if self.sequential is not None else ())
+
+    def plot_names(self) -> tuple[str, ...]:
+        """File names of the report's figures, in the order they are shown."""
+        names = PLOT_FILES
+        if self.sequential is not None:
+            names += ("sequential.png",)
+            if self.sequential.risk is not None:
+                names += ("risk.png",)
+        return names
+
+    # ------------------------------------------------------------------------------------------- plots
+    def plots(self) -> dict[str, bytes]:
+        """The report's figures as PNG bytes, keyed by file name (`plot_names`)."""
+        out = {
+            "estimates.png": _interval_png(
+                self.estimates,
+                self.behaviour,
+                title=f"Estimated value of {self.policy_name}",
+                xlabel=f"policy value per decision ({self.behaviour_confidence_pct}% bootstrap interval)",
+            ),
+            "weights.png": _weights_png(
+                self.weights, self.ess, self.n_rounds, self.weight_stats["share_zero"]
+            ),
+        }
+        seq = self.sequential
+        if seq is not None:
+            out["sequential.png"] = _interval_png(
+                seq.estimates,
+                seq.behaviour,
+                title=f"Session return of {self.policy_name} (first {seq.horizon} steps)",
+                xlabel=f"expected session return ({self.behaviour_confidence_pct}% bootstrap interval)",
+            )
+            if seq.risk is not None:
+                out["risk.png"] = _risk_png([(self.policy_name, seq.risk.policy)], seq.risk.logged, seq.risk)
+        return out
+
+    # ------------------------------------------------------------------------------------------- text
     def to_markdown(self, image_dir: str | None = ".") -> str:
         """The report as Markdown; images are linked from `image_dir` (omitted when None)."""
+        images = None if image_dir is None else [f"{image_dir}/{name}" for name in self.plot_names()]
+        return "\n".join(self.markdown_lines(level=1, images=images)) + "\n"
+
+    def markdown_lines(
+        self, *, level: int, images: Sequence[str] | None, title: str | None = None
+    ) -> list[str]:
+        """The report's Markdown lines with its title at heading `level`; `images` are the plots' links."""
         pct = self.behaviour_confidence_pct
+        h = "#" * level
         lines = [
-            f"# Off-policy evaluation: {markdown_text(self.policy_name)}",
+            f"{h} {markdown_text(title or f'Off-policy evaluation: {self.policy_name}')}",
             "",
             f"**Verdict: {self.verdict}.** {self.verdict_line}",
             "",
@@ -157,72 +159,96 @@ class OPEReport:
             f"| estimator | value | {pct}% lower | {pct}% upper | vs logged |",
             "|---|---:|---:|---:|---:|",
         ]
-        lines += [f"| {' | '.join(row)} |" for row in self._rows()]
-        lines += ["", "## Importance weights", ""]
+        lines += [f"| {' | '.join(row)} |" for row in _estimate_rows(self.estimates, self.behaviour.value)]
+        seq = self.sequential
+        if seq is not None:
+            lines += ["", f"{h}# Sequential estimators (per session)", "", _sequential_intro(seq), ""]
+            lines += [
+                f"| estimator | value | {pct}% lower | {pct}% upper | vs logged |",
+                "|---|---:|---:|---:|---:|",
+            ]
+            lines += [f"| {' | '.join(row)} |" for row in _estimate_rows(seq.estimates, seq.behaviour.value)]
+            lines += ["", *[f"- {note}" for note in _sequential_notes(seq)]]
+            lines += ["", f"{h}# Risk: the distribution of the session return", ""]
+            if seq.risk is None:
+                lines += ["Not estimated (see the warnings)."]
+            else:
+                lines += [_risk_intro(seq.risk), ""]
+                lines += [
+                    f"| measure | policy | {pct}% lower | {pct}% upper | logged | {pct}% lower | {pct}% upper |",
+                    "|---|---:|---:|---:|---:|---:|---:|",
+                ]
+                lines += [f"| {' | '.join(row)} |" for row in _risk_rows(seq.risk)]
+        lines += ["", f"{h}# Importance weights", ""]
         lines += [f"- effective sample size: {self.ess:,.1f} of {self.n_rounds:,} rounds"]
         lines += [f"- {key}: {value:.4g}" for key, value in self.weight_stats.items()]
         lines += [f"- evaluation-policy mass outside the logger's support: {self.support_deficit:.4g}"]
-        lines += ["", "## Warnings", ""]
-        lines += [f"- WARNING: {markdown_text(w)}" for w in self.warnings] or ["- none"]
-        if image_dir is not None:
-            lines += ["", "## Plots", ""]
-            lines += [f"![{name}]({image_dir}/{name})" for name in PLOT_FILES]
-        return "\n".join(lines) + "\n"
+        lines += ["", f"{h}# Warnings", ""]
+        lines += [f"- WARNING: {markdown_text(w)}" for w in self.all_warnings] or ["- none"]
+        if images is not None:
+            lines += ["", f"{h}# Plots", ""]
+            lines += [f"![{Path(link).name}]({link})" for link in images]
+        return lines
 
     def to_html(self, plots: dict[str, bytes] | None = None) -> str:
         """A self-contained HTML page: the plots are embedded as `data:image/png;base64,` URIs."""
         plots = self.plots() if plots is None else plots
+        title = f"Off-policy evaluation: {self.policy_name}"
+        return _html_page(title, self.html_body(level=1, plots=plots, title=title))
+
+    def html_body(
+        self, *, level: int, plots: dict[str, bytes], title: str | None = None, anchor: str = ""
+    ) -> str:
+        """The report's HTML (no page around it) with its title at heading `level`."""
         esc = html.escape
         pct = self.behaviour_confidence_pct
-        table_rows = "\n".join(
-            "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in self._rows()
-        )
+        h1, h2 = f"h{level}", f"h{level + 1}"
+        header = f"<tr><th>estimator</th><th>value</th><th>{pct}% lower</th><th>{pct}% upper</th><th>vs logged</th></tr>"
+        parts = [
+            f'<{h1} id="{anchor}title">{esc(title or f"Off-policy evaluation: {self.policy_name}")}</{h1}>',
+            f'<p class="verdict"><strong>Verdict: {esc(self.verdict)}.</strong> {esc(self.verdict_line)}</p>',
+            f"<p>Logged (behaviour) policy value: {self.behaviour.value:.4f} ({pct}% interval "
+            f"{self.behaviour.lower:.4f} to\n{self.behaviour.upper:.4f}), {self.n_rounds:,} rounds.</p>",
+            f'<table id="{anchor}bandit">\n{header}\n{_html_rows(_estimate_rows(self.estimates, self.behaviour.value))}\n</table>',
+        ]
+        seq = self.sequential
+        if seq is not None:
+            parts += [
+                f'<section id="{anchor}sequential">',
+                f"<{h2}>Sequential estimators (per session)</{h2}>",
+                f"<p>{esc(_sequential_intro(seq))}</p>",
+                f"<table>\n{header}\n{_html_rows(_estimate_rows(seq.estimates, seq.behaviour.value))}\n</table>",
+                "<ul>" + "".join(f"<li>{esc(note)}</li>" for note in _sequential_notes(seq)) + "</ul>",
+                "</section>",
+                f'<section id="{anchor}risk">',
+                f"<{h2}>Risk: the distribution of the session return</{h2}>",
+            ]
+            if seq.risk is None:
+                parts.append("<p>Not estimated (see the warnings).</p>")
+            else:
+                risk_header = (
+                    f"<tr><th>measure</th><th>policy</th><th>{pct}% lower</th><th>{pct}% upper</th>"
+                    f"<th>logged</th><th>{pct}% lower</th><th>{pct}% upper</th></tr>"
+                )
+                parts += [
+                    f"<p>{esc(_risk_intro(seq.risk))}</p>",
+                    f"<table>\n{risk_header}\n{_html_rows(_risk_rows(seq.risk))}\n</table>",
+                ]
+            parts.append("</section>")
         stats = "\n".join(f"<li>{esc(k)}: {v:.4g}</li>" for k, v in self.weight_stats.items())
-        warnings = "\n".join(f'<li class="warning">{esc(w)}</li>' for w in self.warnings) or "<li>none</li>"
-        images = "\n".join(
-            f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
-            f"<figcaption>{esc(name)}</figcaption></figure>"
-            for name, png in plots.items()
+        warnings = (
+            "\n".join(f'<li class="warning">{esc(w)}</li>' for w in self.all_warnings) or "<li>none</li>"
         )
-        return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>Off-policy evaluation: {esc(self.policy_name)}</title>
-<style>
-body {{ font-family: sans-serif; max-width: 60em; margin: 2em auto; }}
-table {{ border-collapse: collapse; }}
-td, th {{ border: 1px solid #ccc; padding: 0.3em 0.8em; text-align: right; }}
-td:first-child {{ text-align: left; }}
-.warning {{ color: #a40000; }}
-.verdict {{ font-size: 1.2em; }}
-img {{ max-width: 100%; }}
-</style>
-</head>
-<body>
-<h1>Off-policy evaluation: {esc(self.policy_name)}</h1>
-<p class="verdict"><strong>Verdict: {esc(self.verdict)}.</strong> {esc(self.verdict_line)}</p>
-<p>Logged (behaviour) policy value: {self.behaviour.value:.4f} ({pct}% interval {self.behaviour.lower:.4f} to
-{self.behaviour.upper:.4f}), {self.n_rounds:,} rounds.</p>
-<table>
-<tr><th>estimator</th><th>value</th><th>{pct}% lower</th><th>{pct}% upper</th><th>vs logged</th></tr>
-{table_rows}
-</table>
-<h2>Importance weights</h2>
-<ul>
-<li>effective sample size: {self.ess:,.1f} of {self.n_rounds:,} rounds</li>
-{stats}
-<li>evaluation-policy mass outside the logger's support: {self.support_deficit:.4g}</li>
-</ul>
-<h2>Warnings</h2>
-<ul>
-{warnings}
-</ul>
-<h2>Plots</h2>
-{images}
-</body>
-</html>
-"""
+        parts += [
+            f"<{h2}>Importance weights</{h2}>",
+            f"<ul>\n<li>effective sample size: {self.ess:,.1f} of {self.n_rounds:,} rounds</li>\n{stats}\n"
+            f"<li>evaluation-policy mass outside the logger's support: {self.support_deficit:.4g}</li>\n</ul>",
+            f"<{h2}>Warnings</{h2}>",
+            f"<ul>\n{warnings}\n</ul>",
+            f"<{h2}>Plots</{h2}>",
+            _html_images(plots),
+        ]
+        return "\n".join(parts)
 
     def save(self, out_dir: str | Path) -> dict[str, Path]:
         """Write report.md, report.html and the PNG plots into `out_dir`; return the paths.
@@ -231,11 +257,7 @@ img {{ max-width: 100%; }}
         target and only then are all renamed into place: an interrupted or failed save leaves whole files
         (old or new), never a half-written one, and no temporaries; a directory it created is removed again.
         """
-        if not isinstance(out_dir, str | os.PathLike):
-            raise ArgumentError(f"out_dir: expected a path, got {type(out_dir).__name__}")
-        out_dir = Path(out_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise ArgumentError(f"out_dir: {out_dir} exists and is not a directory")
+        out_dir = _check_out_dir(out_dir)
         plots = self.plots()
         files = {
             **plots,
@@ -243,6 +265,373 @@ img {{ max-width: 100%; }}
             "report.html": self.to_html(plots).encode("utf-8"),
         }
         return write_files_atomically(out_dir, files)
+
+
+@dataclass(frozen=True, kw_only=True, eq=False)
+class ComparisonReport:
+    """Several candidate policies evaluated on one log, ranked, with a deployment recommendation."""
+
+    title: str
+    """What was compared, shown in the title."""
+    reports: tuple[OPEReport, ...]
+    """One report per candidate, in the order the candidates were given."""
+    ranking: Ranking
+    """The candidates ranked by the ranking estimator's lower bound, and the recommendation."""
+
+    def _prefix(self, k: int) -> str:
+        return f"candidate{k + 1}-"
+
+    def plots(self) -> dict[str, bytes]:
+        """`ranking.png`, `risk.png` (every candidate's return CDF, when estimated) and each candidate's plots
+        prefixed `candidate<k>-` (k from 1, in the given order)."""
+        by_name = {r.policy_name: r for r in self.reports}
+        ranked = [by_name[c.name] for c in self.ranking.candidates]
+        out = {"ranking.png": _ranking_png(self.ranking)}
+        risks = [
+            r.sequential.risk for r in ranked if r.sequential is not None and r.sequential.risk is not None
+        ]
+        if risks and len(risks) == len(ranked):
+            out["risk.png"] = _risk_png(
+                [(r.policy_name, r.sequential.risk.policy) for r in ranked], risks[0].logged
+            )
+        for k, report in enumerate(self.reports):
+            out.update({self._prefix(k) + name: png for name, png in report.plots().items()})
+        return out
+
+    def _ranking_rows(self) -> list[tuple[str, ...]]:
+        logged = self.ranking.logged.value
+        return [
+            (
+                str(rank + 1),
+                c.name,
+                f"{c.estimate.value:.4f}",
+                f"{c.estimate.lower:.4f}",
+                f"{c.estimate.upper:.4f}",
+                f"{c.estimate.lower - logged:+.4f}",
+                "yes" if c.eligible else "no: " + "; ".join(c.issues),
+            )
+            for rank, c in enumerate(self.ranking.candidates)
+        ]
+
+    def _ranking_header(self) -> tuple[str, ...]:
+        pct = f"{100 * (1 - self.ranking.logged.alpha):g}%"
+        return ("rank", "candidate", "value", f"{pct} lower", f"{pct} upper", "lower - logged", "trusted")
+
+    def _logged_line(self) -> str:
+        logged = self.ranking.logged
+        return (
+            f"Logged policy's value on this scale (the on-policy mean of the log): {logged.value:.4f} "
+            f"({100 * (1 - logged.alpha):g}% interval {logged.lower:.4f} to {logged.upper:.4f})."
+        )
+
+    def to_markdown(self, image_dir: str | None = ".") -> str:
+        """The comparison as Markdown; images are linked from `image_dir` (omitted when None)."""
+        ranking = self.ranking
+        lines = [
+            f"# {markdown_text(self.title)}",
+            "",
+            f"**Recommendation: {markdown_text(ranking.recommendation)}**",
+            "",
+            "## Ranking",
+            "",
+            f"Ranked by {ranking.estimator}'s lower confidence bound. {ranking.reason}",
+            "",
+            self._logged_line(),
+            "",
+            f"| {' | '.join(self._ranking_header())} |",
+            "|---:|---|---:|---:|---:|---:|---|",
+        ]
+        for row in self._ranking_rows():
+            lines.append(
+                f"| {' | '.join((row[0], markdown_text(row[1]), *row[2:6], markdown_text(row[6])))} |"
+            )
+        plots = self.plots()
+        if image_dir is not None:
+            lines += ["", f"![ranking.png]({image_dir}/ranking.png)"]
+            if "risk.png" in plots:
+                lines += ["", f"![risk.png]({image_dir}/risk.png)"]
+        for k, report in enumerate(self.reports):
+            images = (
+                None
+                if image_dir is None
+                else [f"{image_dir}/{self._prefix(k)}{name}" for name in report.plot_names()]
+            )
+            lines += [
+                "",
+                *report.markdown_lines(
+                    level=2, images=images, title=f"Candidate {k + 1}: {report.policy_name}"
+                ),
+            ]
+        return "\n".join(lines) + "\n"
+
+    def to_html(self, plots: dict[str, bytes] | None = None) -> str:
+        """A self-contained HTML page: the plots are embedded as `data:image/png;base64,` URIs."""
+        plots = self.plots() if plots is None else plots
+        esc = html.escape
+        ranking = self.ranking
+        header = "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in self._ranking_header()) + "</tr>"
+        parts = [
+            f'<h1 id="title">{esc(self.title)}</h1>',
+            f'<p class="verdict" id="recommendation"><strong>Recommendation:</strong> {esc(ranking.recommendation)}</p>',
+            '<section id="ranking">',
+            "<h2>Ranking</h2>",
+            f"<p>Ranked by {esc(ranking.estimator)}'s lower confidence bound. {esc(ranking.reason)}</p>",
+            f"<p>{esc(self._logged_line())}</p>",
+            f"<table>\n{header}\n{_html_rows(self._ranking_rows())}\n</table>",
+            _html_images({k: v for k, v in plots.items() if k in ("ranking.png", "risk.png")}),
+            "</section>",
+        ]
+        for k, report in enumerate(self.reports):
+            prefix = self._prefix(k)
+            own = {name[len(prefix) :]: png for name, png in plots.items() if name.startswith(prefix)}
+            parts += [
+                f'<section id="{prefix}report" class="candidate">',
+                report.html_body(
+                    level=2, plots=own, title=f"Candidate {k + 1}: {report.policy_name}", anchor=prefix
+                ),
+                "</section>",
+            ]
+        return _html_page(self.title, "\n".join(parts))
+
+    def save(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write report.md, report.html and every plot into `out_dir` atomically (see `OPEReport.save`)."""
+        out_dir = _check_out_dir(out_dir)
+        plots = self.plots()
+        files = {
+            **plots,
+            "report.md": self.to_markdown(".").encode("utf-8"),
+            "report.html": self.to_html(plots).encode("utf-8"),
+        }
+        return write_files_atomically(out_dir, files)
+
+
+def _check_out_dir(out_dir: object) -> Path:
+    if not isinstance(out_dir, str | os.PathLike):
+        raise ArgumentError(f"out_dir: expected a path, got {type(out_dir).__name__}")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArgumentError(f"out_dir: {out_dir} exists and is not a directory")
+    return out_dir
+
+
+# ------------------------------------------------------------------------------------------------ rendering
+HTML_STYLE = """body { font-family: sans-serif; max-width: 60em; margin: 2em auto; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+td, th { border: 1px solid #ccc; padding: 0.3em 0.8em; text-align: right; }
+td:first-child { text-align: left; }
+.warning { color: #a40000; }
+.verdict { font-size: 1.2em; }
+section.candidate { border-top: 2px solid #888; margin-top: 2em; }
+img { max-width: 100%; }"""
+
+
+def _html_page(title: str, body: str) -> str:
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{html.escape(title)}</title>
+<link rel="icon" href="data:,">
+<style>
+{HTML_STYLE}
+</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""
+
+
+def _html_rows(rows: Sequence[Sequence[str]]) -> str:
+    return "\n".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+
+
+def _html_images(plots: dict[str, bytes]) -> str:
+    esc = html.escape
+    return "\n".join(
+        f'<figure><img alt="{esc(name)}" src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}">'
+        f"<figcaption>{esc(name)}</figcaption></figure>"
+        for name, png in plots.items()
+    )
+
+
+def _estimate_rows(estimates: Sequence[Estimate], logged: float) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for e in estimates:
+        relative = (e.value - logged) / abs(logged) if logged else math.nan
+        rows.append((e.name, f"{e.value:.4f}", f"{e.lower:.4f}", f"{e.upper:.4f}", f"{relative:+.1%}"))
+    return rows
+
+
+def _sequential_intro(seq: SequentialResult) -> str:
+    discount = "undiscounted" if seq.gamma == 1.0 else f"discounted by gamma = {seq.gamma:g}"
+    return (
+        f"Value = the expected return of a session's first {seq.horizon} steps ({discount}), over "
+        f"{seq.n_episodes:,} logged sessions as episodes. Logged policy's session return: "
+        f"{seq.behaviour.value:.4f} ({100 * (1 - seq.behaviour.alpha):g}% interval {seq.behaviour.lower:.4f} "
+        f"to {seq.behaviour.upper:.4f})."
+    )
+
+
+def _sequential_verdict(seq: SequentialResult, name: str = "seq-Switch-DR") -> str | None:
+    """How `name`'s interval sits against the logged session return, or None without that estimate."""
+    est = seq.estimate(name)
+    if est is None:
+        return None
+    logged = seq.behaviour.value
+    where = "lies above" if est.lower > logged else "lies below" if est.upper < logged else "contains"
+    return (
+        f"{name}'s {100 * (1 - est.alpha):g}% interval [{est.lower:.4f}, {est.upper:.4f}] {where} the logged "
+        f"session return {logged:.4f}."
+    )
+
+
+def _sequential_notes(seq: SequentialResult) -> list[str]:
+    verdict = _sequential_verdict(seq)
+    notes = [] if verdict is None else [verdict]
+    notes += [
+        "PDIS / WPDIS: per-decision importance sampling (Precup et al. 2000), plain and self-normalised; "
+        "seq-DR / WDR: sequential doubly robust (Jiang & Li 2016) and weighted DR (Thomas & Brunskill 2016) "
+        "with FQE's Q as the model; seq-Switch-DR: seq-DR that hands a session to FQE's value once its "
+        f"cumulative importance weight exceeds M = {seq.max_weight:g}; FQE: fitted Q evaluation (Le et al. 2019).",
+        "FQE's interval resamples start states with the fitted Q held fixed: it omits the Q-network's fitting "
+        "error and is narrower than the others"
+        + (
+            "; here every session starts in the same state features, so it is a single point."
+            if (fqe := seq.estimate("FQE")) is not None and fqe.lower == fqe.upper
+            else "."
+        ),
+        f"Effective sample size of the trajectory-wise importance weights: {seq.ess:,.1f} of {seq.n_episodes:,} "
+        "sessions.",
+    ]
+    if seq.truncated_share > 0:
+        notes.append(
+            f"{seq.truncated_share:.1%} of the sessions are longer than {seq.horizon} steps; their later steps are "
+            "not evaluated."
+        )
+    return notes
+
+
+def _risk_intro(risk: RiskResult) -> str:
+    return (
+        "The evaluation policy's distribution of the session return, estimated by self-normalised "
+        "trajectory-wise importance sampling (SCOPE-RL's CumulativeDistributionSNTIS): F(m) = sum_i w_i "
+        "1{G_i <= m} / sum_i w_i over the logged returns G_i with trajectory weights w_i. CVaR a% is the mean "
+        "of the worst a% of returns; the lower quartile is the 25% quantile. The logged columns are the log's "
+        f"own distribution. Effective sample size of the weights: {risk.ess:,.1f} of {risk.n_trajectories:,} "
+        f"sessions; the largest weight is {risk.max_weight_share:.1%} of the total."
+    )
+
+
+def _risk_rows(risk: RiskResult) -> list[tuple[str, ...]]:
+    return [
+        (
+            m.name,
+            f"{m.policy.value:.4f}",
+            f"{m.policy.lower:.4f}",
+            f"{m.policy.upper:.4f}",
+            f"{m.logged.value:.4f}",
+            f"{m.logged.lower:.4f}",
+            f"{m.logged.upper:.4f}",
+        )
+        for m in risk.measures
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ figures
+def _figure(width: float, height: float):
+    # Figures drawn on an Agg canvas directly (no pyplot): headless and no global backend switch.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height))
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _interval_png(estimates: Sequence[Estimate], logged: Estimate, *, title: str, xlabel: str) -> bytes:
+    fig = _figure(7, 0.5 * len(estimates) + 2)
+    ax = fig.subplots()
+    values = np.array([e.value for e in estimates])
+    lower = values - np.array([e.lower for e in estimates])
+    upper = np.array([e.upper for e in estimates]) - values
+    y = np.arange(len(estimates))
+    ax.errorbar(values, y, xerr=[lower, upper], fmt="o", capsize=4, color="tab:blue")
+    ax.axvspan(logged.lower, logged.upper, color="tab:gray", alpha=0.2)
+    ax.axvline(logged.value, color="tab:gray", linestyle="--", label="logged policy")
+    ax.set_yticks(y, [e.name for e in estimates])
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _weights_png(weights: np.ndarray, ess: float, n_rounds: int, share_zero: float) -> bytes:
+    fig = _figure(7, 3.5)
+    ax = fig.subplots()
+    positive = weights[weights > 0]
+    if positive.size:
+        # Weights span orders of magnitude when the policies differ; a log axis keeps the tail visible.
+        spread = positive.max() > positive.min()
+        bins = np.geomspace(positive.min(), positive.max() * 1.0001, 50) if spread else 10
+        ax.hist(positive, bins=bins, color="tab:orange")
+        if spread:
+            ax.set_xscale("log")
+    ax.set_xlabel("importance weight w = action_dist / pscore (w > 0)")
+    ax.set_ylabel("rounds")
+    ax.set_title(f"ESS = {ess:,.0f} of {n_rounds:,} rounds; {share_zero:.1%} with w = 0")
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _risk_png(
+    policies: Sequence[tuple[str, ReturnDistribution]],
+    logged: ReturnDistribution,
+    risk: RiskResult | None = None,
+) -> bytes:
+    """Step plots of the estimated return CDFs (and the logged one); with `risk`, its CVaR and quartile marks."""
+    fig = _figure(7, 4)
+    ax = fig.subplots()
+    ax.step(logged.support, logged.cdf, where="post", color="tab:gray", linestyle="--", label="logged policy")
+    for k, (name, dist) in enumerate(policies):
+        label = name if len(name) <= 40 else name[:37] + "..."
+        ax.step(dist.support, dist.cdf, where="post", color=f"C{k}", label=label)
+    if risk is not None:
+        for m in risk.measures:
+            if m.name.startswith("CVaR") or m.name == "lower quartile":
+                ax.axvline(m.policy.value, color="C0", linestyle=":", alpha=0.7)
+                ax.annotate(m.name, (m.policy.value, 0.02), rotation=90, fontsize=7, color="C0")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("session return")
+    ax.set_ylabel("estimated P(return <= x)")
+    ax.set_title("Distribution of the session return (SNTIS)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return _png(fig)
+
+
+def _ranking_png(ranking: Ranking) -> bytes:
+    candidates = ranking.candidates
+    fig = _figure(7, 0.5 * len(candidates) + 2)
+    ax = fig.subplots()
+    values = np.array([c.estimate.value for c in candidates])
+    lower = values - np.array([c.estimate.lower for c in candidates])
+    upper = np.array([c.estimate.upper for c in candidates]) - values
+    y = np.arange(len(candidates))
+    colors = ["tab:green" if c.name == ranking.recommended else "tab:blue" for c in candidates]
+    for k in range(len(candidates)):
+        ax.errorbar(values[k], y[k], xerr=[[lower[k]], [upper[k]]], fmt="o", capsize=4, color=colors[k])
+    ax.axvline(ranking.logged.value, color="tab:gray", linestyle="--", label="logged policy")
+    ax.set_yticks(y, [c.name if len(c.name) <= 30 else c.name[:27] + "..." for c in candidates])
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{ranking.estimator} ({100 * (1 - ranking.logged.alpha):g}% interval)")
+    ax.set_title("Candidates ranked by the lower bound")
+    ax.legend(loc="best")
+    fig.tight_layout()
+    return _png(fig)
 
 
 def write_files_atomically(out_dir: Path, files: dict[str, bytes]) -> dict[str, Path]:
@@ -495,4 +884,5 @@ def build_report(
         primary=primary,
         alpha=alpha,
         weights=weights,
+        reliability_issues=tuple(unreliable),
     )

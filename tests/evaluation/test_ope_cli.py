@@ -50,11 +50,11 @@ def _run(*args: str):
     return CliRunner().invoke(_app(), ["ope-report", *args])
 
 
-def _check_report(out: Path) -> str:
+def _check_report(out: Path, n_images: int = 2) -> str:
     html = (out / "report.html").read_text(encoding="utf-8")
     for name in ESTIMATOR_NAMES:
         assert f"<td>{name}</td>" in html
-    assert html.count("data:image/png;base64,") == 2
+    assert html.count("data:image/png;base64,") == n_images
     assert (
         (out / "report.md").is_file()
         and (out / "estimates.png").is_file()
@@ -132,11 +132,16 @@ def test_world_logs_produce_a_report(tmp_path):
     path = tmp_path / "world.parquet"
     logs.to_parquet(path)
     result = _run(
-        "--logs", str(path), "--policy", "uniform", "--out", str(tmp_path / "out"), "--n-bootstrap", "100"
-    )
+        "--logs", str(path), "--policy", "uniform", "--out", str(tmp_path / "out"), "--n-bootstrap", "100",
+        "--fqe-steps", "20",
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
-    html = _check_report(tmp_path / "out")
+    # World logs have sessions: the sequential estimators, FQE and the risk section join the bandit ones.
+    html = _check_report(tmp_path / "out", n_images=4)
     assert "uniform policy on world.parquet" in html
+    for name in ("PDIS", "WPDIS", "seq-DR", "WDR", "seq-Switch-DR", "FQE", "CVaR 10%", "lower quartile"):
+        assert f"<td>{name}</td>" in html
+    assert "Risk: the distribution of the session return" in html
     # The logger shows its greedy item 70% of the time: the uniform policy's clicks are far fewer.
     assert "verdict: worse" in result.output
 
@@ -172,7 +177,7 @@ def test_ope_report_evaluates_a_saved_policy_directory(tmp_path):
     ):
         out = tmp_path / f"report-{name}"
         args = ["ope-report", "--logs", str(logs_path), "--policy", policy, "--out", str(out)]
-        result = CliRunner().invoke(_app(), [*args, "--n-bootstrap", "50"])
+        result = CliRunner().invoke(_app(), [*args, "--n-bootstrap", "50", "--no-sequential"])
         assert result.exit_code == 0, result.output
         outputs[name] = (out / "report.md").read_text()
     ips = re.compile(r"\| IPS \| ([-0-9.]+) ")
