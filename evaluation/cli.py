@@ -1,6 +1,8 @@
 """`seqrec ope-report`: off-policy evaluation report of one or several candidate policies on a log.
 
-Heavy libraries (scikit-learn, matplotlib) are imported inside the command, never at module import.
+The log and the candidates' action distributions are read by `evaluation.cli_inputs`, the options checked by
+`evaluation.cli_options`; their public names are importable from here too. Heavy libraries (scikit-learn,
+matplotlib) are imported inside the command, never at module import.
 """
 
 from __future__ import annotations
@@ -13,284 +15,36 @@ import numpy as np
 import typer
 from rich.console import Console
 
-from recsim_env.errors import ArgumentError, DataError
+from evaluation.cli_inputs import (
+    NPY_CHECK_ELEMENTS,
+    candidate_action_dist,
+    check_policy_rows,
+    load_logs,
+    policy_action_dist,
+    read_npy,
+    saved_policy_action_dist,
+    unique_names,
+)
+from evaluation.cli_options import MAX_HORIZON, MAX_ROUNDS, RANKABLE, check_options, sequential_names
+from recsim_env.errors import ArgumentError
 
-_TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
-_OPTIONAL_COLUMNS = {
-    "position": "position",
-    "propensity": "propensity",
-    "session_id": "session",
-    "slate_id": "slate",
-}
+__all__ = [
+    "MAX_HORIZON",
+    "MAX_ROUNDS",
+    "NPY_CHECK_ELEMENTS",
+    "RANKABLE",
+    "SEQUENTIAL_RANKER",
+    "build_ope_report",
+    "check_options",
+    "check_policy_rows",
+    "load_logs",
+    "ope_report_command",
+    "policy_action_dist",
+    "ranking_reason",
+    "read_npy",
+    "saved_policy_action_dist",
+]
 
-
-def load_logs(path: Path):
-    """Load a log: a `LoggedInteractions` parquet or data-set directory via `recsim_env.data.load`, or a
-    CSV / TSV / Parquet table with `user_id`, `item_id`, `timestamp`, feedback columns and any of
-    `position`, `propensity`, `session_id`, `slate_id`."""
-    import pandas as pd
-
-    from recsim_env.data.interactions import has_logged_interactions_metadata
-    from recsim_env.data.loaders import ColumnMapping, load
-
-    if (
-        path.is_file()
-        and path.suffix.lower() in _TABLE_SUFFIXES
-        and not has_logged_interactions_metadata(path)
-    ):
-        if path.suffix.lower() == ".parquet":
-            import pyarrow.parquet as pq
-
-            columns = pq.read_schema(path).names
-        else:
-            columns = list(
-                pd.read_csv(path, nrows=0, sep="\t" if path.suffix.lower() == ".tsv" else ",").columns
-            )
-        # Reserved columns are only kept when mapped explicitly; map the ones the file has.
-        mapping = ColumnMapping(**{field: col for col, field in _OPTIONAL_COLUMNS.items() if col in columns})
-        return load(path, mapping=mapping)
-    return load(path)
-
-
-NPY_CHECK_ELEMENTS = 4_000_000
-"""Elements of a `.npy` policy array checked at once (its rows are all checked, in bounded memory)."""
-
-
-def read_npy(path: Path) -> np.ndarray:
-    """A `.npy` file of plain numbers, memory-mapped read-only; never unpickles anything.
-
-    The header is read and checked before any data: an object array (which only pickle could restore),
-    a structured, string, boolean or complex dtype, or a corrupt header is refused with a `DataError`
-    naming the file, and the data is then mapped with `allow_pickle=False`.
-    """
-    try:
-        with path.open("rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-            elif version == (2, 0):
-                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-            else:
-                raise DataError(f"{path}: unsupported .npy format version {version}")
-    except DataError:
-        raise
-    except (ValueError, OSError, EOFError, SyntaxError) as err:
-        raise DataError(f"{path}: not a readable .npy array ({type(err).__name__}: {err})") from None
-    if dtype.hasobject:
-        raise DataError(
-            f"{path}: the array holds Python objects (dtype {dtype}), which only unpickling could read; "
-            "refused: save the action distribution as plain floats"
-        )
-    if dtype.kind not in "fiu":
-        raise DataError(f"{path}: expected an array of probabilities (floats), got dtype {dtype}")
-    try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise DataError(f"{path}: not a readable .npy array ({type(err).__name__}: {err})") from None
-
-
-def check_policy_rows(where: str | Path, dist: np.ndarray) -> None:
-    """Check every row of an action distribution `[n, N]` or `[n, N, K]`: finite, non-negative, and summing
-    to 1 over actions within `ACTION_DIST_ATOL`. Rows are read in bounded chunks (a memory map stays one).
-
-    Raises:
-        DataError: naming `where`, the array and its first bad row (0-based, = log data row - 1).
-    """
-    from evaluation.ope.checks import ACTION_DIST_ATOL
-
-    def located(index: tuple[int, ...]) -> str:
-        row = index[0]
-        text = f"{where}: action_dist row {row} (0-based; log data row {row + 1} in (user, timestamp) order)"
-        labels = ("action", "position") if len(index) == dist.ndim else ("position",)
-        return text + "".join(f", {label} {i}" for label, i in zip(labels, index[1:], strict=False))
-
-    per_row = max(1, int(np.prod(dist.shape[1:], dtype=np.int64)))
-    chunk = max(1, NPY_CHECK_ELEMENTS // per_row)
-    for start in range(0, dist.shape[0], chunk):
-        block = np.asarray(dist[start : start + chunk], dtype=np.float64)
-        bad = ~(block >= 0.0)  # NaN included
-        if bad.any() or not np.isfinite(block).all():
-            bad |= ~np.isfinite(block)
-            idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), block.shape))
-            value = float(block[idx])
-            why = "is not finite" if not np.isfinite(value) else "is negative"
-            raise DataError(f"{located((start + idx[0], *idx[1:]))}: probability {value!r} {why}")
-        sums = block.sum(axis=1)  # [c] or [c, K]
-        off = ~(np.abs(sums - 1.0) <= ACTION_DIST_ATOL)
-        if off.any():
-            idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(off)), off.shape))
-            raise DataError(
-                f"{located((start + idx[0], *idx[1:]))}: probabilities sum to {float(sums[idx]):.6g}, not 1"
-            )
-
-
-def policy_action_dist(
-    policy: str, *, n_rounds: int, n_actions: int, n_positions: int
-) -> tuple[np.ndarray, str]:
-    """The evaluation policy's `action_dist` `[n, N, K]` and a display name.
-
-    `policy` is "uniform", or a `.npy` file holding `[n, N]` (the same distribution at every position) or
-    `[n, N, K]`, one row per log row in `LoggedInteractions.frame` order. Every row of the file is checked
-    (`check_policy_rows`), not only the rows a subsample later scores.
-    """
-    if policy == "uniform":
-        dist = np.full((1, n_actions, n_positions), 1.0 / n_actions)
-        return np.broadcast_to(dist, (n_rounds, n_actions, n_positions)), "uniform policy"
-    path = Path(policy)
-    if path.suffix.lower() != ".npy":
-        raise ArgumentError(
-            f"--policy {policy!r}: expected 'uniform', a saved policy directory or a .npy action-distribution array"
-        )
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    dist = read_npy(path)
-    if dist.shape not in ((n_rounds, n_actions), (n_rounds, n_actions, n_positions)):
-        raise DataError(
-            f"{path}: action distribution has shape {dist.shape}, expected "
-            f"({n_rounds}, {n_actions}[, {n_positions}]) (log rows, catalogue, positions)"
-        )
-    check_policy_rows(path, dist)
-    if dist.ndim == 2:
-        dist = np.broadcast_to(dist[:, :, None], (*dist.shape, n_positions))
-    return dist, path.stem
-
-
-def saved_policy_action_dist(
-    policy_dir: Path, log, rows: np.ndarray, *, history_len: int, n_positions: int
-) -> tuple[np.ndarray, str]:
-    """`action_dist` `[len(rows), N, K]` of a saved `agents.Policy` on the log's rows.
-
-    Each row's observation is what `SeqRec-v0` would have shown before that step: the user's last
-    `history_len` logged items and their feedback (`recsim_env.data.history_windows`), the step within
-    the session and the days since the previous session (both 0 when the log has no sessions). The
-    policy's first-position distribution is used at every position.
-    """
-    from agents.policy import load_policy
-    from recsim_env.data.batching import history_windows
-
-    loaded = load_policy(policy_dir)
-    if getattr(loaded, "n_items", log.n_items) != log.n_items:
-        raise DataError(
-            f"{policy_dir}: the policy recommends {loaded.n_items} items, the log's catalogue has {log.n_items}"
-        )
-    tokens = getattr(loaded, "item_tokens", None)  # policies that know their catalogue by raw item id
-    if tokens is not None:
-        from recsim_env.encoders.checkpoint import check_catalogue
-
-        check_catalogue(tokens, np.asarray(log.item_ids.tokens).tolist(), where=str(policy_dir))
-    windows = history_windows(log, history_len=history_len)
-    session_step, gap_days = _session_position(log)
-    obs = {
-        "item_ids": windows.item_ids[windows.before[rows]],
-        "feedback": windows.feedback[windows.before[rows]],
-        "session_step": session_step[rows, None],
-        "gap_days": gap_days[rows, None],
-    }
-    dist = np.asarray(loaded.action_distribution(obs))
-    if dist.dtype.kind not in "fiu" or dist.shape != (len(rows), log.n_items):
-        raise DataError(
-            f"{policy_dir}: the policy's action_distribution returned {dist.dtype} of shape {dist.shape}, "
-            f"expected floats of shape ({len(rows)}, {log.n_items})"
-        )
-    check_policy_rows(f"{policy_dir} (the policy's output)", dist)
-    dist = dist.astype(np.float64, copy=False)
-    return np.broadcast_to(dist[:, :, None], (*dist.shape, n_positions)), policy_dir.name
-
-
-def _session_position(log) -> tuple[np.ndarray, np.ndarray]:
-    """[n] step within the session and [n] days since the user's previous session (0 without `session_id`)."""
-    from recsim_env.data.sessions import session_position, session_starts
-
-    n = len(log.frame)
-    starts = session_starts(log, gap_s=None) if n else None
-    if starts is None:
-        return np.zeros(n, np.int64), np.zeros(n, np.float32)
-    return session_position(log, starts)
-
-
-MAX_ROUNDS = 10_000_000
-"""Largest `--max-rounds`: the scored arrays are n * N * K floats."""
-MAX_HORIZON = 10_000
-"""Largest `--horizon` (steps of a session evaluated)."""
-
-
-def check_options(
-    *,
-    policy: str | list[str],
-    out: Path,
-    max_rounds: int,
-    n_folds: int,
-    alpha: float,
-    n_bootstrap: int,
-    min_ess: float,
-    lambda_: float,
-    seed: int,
-    history_len: int,
-    horizon: int = 20,
-    gamma: float = 1.0,
-    fqe_iterations: int | None = None,
-    fqe_steps: int = 200,
-    session_gap_hours: float | None = None,
-    cvar_alpha: list[float] | tuple[float, ...] = (0.1, 0.3),
-    rank_by: str | None = None,
-) -> None:
-    """Refuse bad `seqrec ope-report` options before any file is read; each message starts with the option."""
-    from evaluation.ope.checks import MAX_BOOTSTRAP_SAMPLES
-    from recsim_env.checks import check_integer, check_real
-
-    policies = [policy] if isinstance(policy, str) else list(policy)
-    if not policies:
-        raise ArgumentError("--policy: give at least one policy to evaluate")
-    for p in policies:
-        if p != "uniform" and not Path(p).is_dir() and Path(p).suffix.lower() != ".npy":
-            raise ArgumentError(
-                f"--policy {p!r}: expected 'uniform', a saved policy directory or a .npy action-distribution array"
-            )
-    seen: set[str] = set()
-    for p in policies:
-        key = p if p == "uniform" else str(Path(p).resolve())
-        if key in seen:
-            raise ArgumentError(f"--policy {p!r} is given twice: each candidate once")
-        seen.add(key)
-    if out.exists() and not out.is_dir():
-        raise ArgumentError(f"--out: {out} exists and is not a directory")
-    check_integer("--max-rounds", max_rounds, low=1, high=MAX_ROUNDS)
-    check_integer("--n-folds", n_folds, low=1)
-    check_real("--alpha", alpha, low=0.0, high=1.0, low_open=True, high_open=True)
-    check_integer("--n-bootstrap", n_bootstrap, low=1, high=MAX_BOOTSTRAP_SAMPLES)
-    check_real("--min-ess", min_ess, low=0.0)
-    check_real("--lambda", lambda_, low=0.0, allow_inf=True)
-    check_integer("--seed", seed, low=0, high=2**32 - 1 - n_folds)
-    check_integer("--history-len", history_len, low=1, high=1 << 20)
-    check_integer("--horizon", horizon, low=1, high=MAX_HORIZON)
-    check_real("--gamma", gamma, low=0.0, high=1.0)
-    if fqe_iterations is not None:
-        check_integer("--fqe-iterations", fqe_iterations, low=1, high=100_000)
-    check_integer("--fqe-steps", fqe_steps, low=1, high=1_000_000)
-    if session_gap_hours is not None:
-        check_real("--session-gap-hours", session_gap_hours, low=0.0, low_open=True)
-    if not cvar_alpha:
-        raise ArgumentError("--cvar-alpha: give at least one tail share in (0, 1]")
-    for a in cvar_alpha:
-        check_real("--cvar-alpha", a, low=0.0, high=1.0, low_open=True)
-    if rank_by is not None and rank_by not in RANKABLE:
-        raise ArgumentError(f"--rank-by {rank_by!r}: expected one of {', '.join(RANKABLE)}")
-
-
-def _bandit_names() -> tuple[str, ...]:
-    from evaluation.ope import bandit_estimators
-
-    return tuple(e.estimator_name for e in bandit_estimators())
-
-
-def _sequential_names() -> tuple[str, ...]:
-    from evaluation.session_ope import SEQUENTIAL_NAMES
-
-    return SEQUENTIAL_NAMES
-
-
-RANKABLE = _bandit_names() + _sequential_names()
-"""Estimators `--rank-by` may name: the bandit ones (per decision) and the sequential ones (per session)."""
 SEQUENTIAL_RANKER = "seq-Switch-DR"
 """The ranking estimator of a log with sessions."""
 
@@ -316,35 +70,6 @@ def ranking_reason(estimator: str, *, max_weight: float, chosen: bool) -> str:
         + " A candidate is recommended only when that lower bound is above the logged policy's value and its "
         "diagnostics (effective sample size, support, propensities) hold."
     )
-
-
-def _candidate_dist(
-    policy: str, log, feedback, rows: np.ndarray, n_log: int, *, history_len: int, console: Console
-) -> tuple[np.ndarray, str]:
-    """One candidate's `action_dist` `[len(rows), N, K]` (float64, contiguous) and display name."""
-    if Path(policy).is_dir():
-        with console.status(f"computing the action distribution of {policy}"):
-            dist, name = saved_policy_action_dist(
-                Path(policy), log, rows, history_len=history_len, n_positions=feedback.n_positions
-            )
-    else:
-        dist, name = policy_action_dist(
-            policy, n_rounds=n_log, n_actions=feedback.n_actions, n_positions=feedback.n_positions
-        )
-        dist = dist[rows]
-    return np.ascontiguousarray(dist, dtype=np.float64), name
-
-
-def _unique_names(names: list[str]) -> list[str]:
-    """`names` with a repeated one numbered: ["a", "a"] -> ["a", "a (2)"]."""
-    out: list[str] = []
-    for name in names:
-        candidate, k = name, 1
-        while candidate in out:
-            k += 1
-            candidate = f"{name} ({k})"
-        out.append(candidate)
-    return out
 
 
 def build_ope_report(
@@ -448,7 +173,7 @@ def build_ope_report(
     if n_folds > len(rows):
         raise ArgumentError(f"--n-folds must be at most the {len(rows)} rows scored, got {n_folds}")
     scored = feedback.take(rows)
-    if rank_by in _sequential_names() and session is None:
+    if rank_by in sequential_names() and session is None:
         raise ArgumentError(
             f"--rank-by {rank_by!r}: a sequential estimator, but the log has no sessions here (no session_id "
             "column, no --session-gap-hours, slates, or --no-sequential); rank by a bandit estimator"
@@ -457,10 +182,12 @@ def build_ope_report(
     # Every candidate's action distribution is read and checked before anything is fitted.
     dists, names = [], []
     for p in policy:
-        dist, name = _candidate_dist(p, log, feedback, rows, n_log, history_len=history_len, console=console)
+        dist, name = candidate_action_dist(
+            p, log, feedback, rows, n_log, history_len=history_len, console=console
+        )
         dists.append(dist)
         names.append(name)
-    names = _unique_names(names)
+    names = unique_names(names)
 
     from sklearn.linear_model import Ridge
 
@@ -657,7 +384,7 @@ def _comparison(reports: list, *, logs: Path, rank_by: str | None, max_weight: f
 
     has_sessions = all(r.sequential is not None for r in reports)
     estimator = rank_by or (SEQUENTIAL_RANKER if has_sessions else reports[0].primary)
-    sequential_scale = estimator in _sequential_names()
+    sequential_scale = estimator in sequential_names()
     candidates = []
     for r in reports:
         pool = r.sequential.estimates if sequential_scale else r.estimates

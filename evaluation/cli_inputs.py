@@ -1,0 +1,235 @@
+"""The inputs of `seqrec ope-report`: the log, and each candidate policy's action distribution (uniform, a
+`.npy` array read without unpickling, or a saved `agents.Policy` run on the log's histories).
+
+Heavy libraries are imported inside the functions, never at module import.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+
+from recsim_env.errors import ArgumentError, DataError
+
+_TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
+_OPTIONAL_COLUMNS = {
+    "position": "position",
+    "propensity": "propensity",
+    "session_id": "session",
+    "slate_id": "slate",
+}
+
+
+def load_logs(path: Path):
+    """Load a log: a `LoggedInteractions` parquet or data-set directory via `recsim_env.data.load`, or a
+    CSV / TSV / Parquet table with `user_id`, `item_id`, `timestamp`, feedback columns and any of
+    `position`, `propensity`, `session_id`, `slate_id`."""
+    import pandas as pd
+
+    from recsim_env.data.interactions import has_logged_interactions_metadata
+    from recsim_env.data.loaders import ColumnMapping, load
+
+    if (
+        path.is_file()
+        and path.suffix.lower() in _TABLE_SUFFIXES
+        and not has_logged_interactions_metadata(path)
+    ):
+        if path.suffix.lower() == ".parquet":
+            import pyarrow.parquet as pq
+
+            columns = pq.read_schema(path).names
+        else:
+            columns = list(
+                pd.read_csv(path, nrows=0, sep="\t" if path.suffix.lower() == ".tsv" else ",").columns
+            )
+        # Reserved columns are only kept when mapped explicitly; map the ones the file has.
+        mapping = ColumnMapping(**{field: col for col, field in _OPTIONAL_COLUMNS.items() if col in columns})
+        return load(path, mapping=mapping)
+    return load(path)
+
+
+NPY_CHECK_ELEMENTS = 4_000_000
+"""Elements of a `.npy` policy array checked at once (its rows are all checked, in bounded memory)."""
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """A `.npy` file of plain numbers, memory-mapped read-only; never unpickles anything.
+
+    The header is read and checked before any data: an object array (which only pickle could restore),
+    a structured, string, boolean or complex dtype, or a corrupt header is refused with a `DataError`
+    naming the file, and the data is then mapped with `allow_pickle=False`.
+    """
+    try:
+        with path.open("rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+            elif version == (2, 0):
+                shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+            else:
+                raise DataError(f"{path}: unsupported .npy format version {version}")
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, SyntaxError) as err:
+        raise DataError(f"{path}: not a readable .npy array ({type(err).__name__}: {err})") from None
+    if dtype.hasobject:
+        raise DataError(
+            f"{path}: the array holds Python objects (dtype {dtype}), which only unpickling could read; "
+            "refused: save the action distribution as plain floats"
+        )
+    if dtype.kind not in "fiu":
+        raise DataError(f"{path}: expected an array of probabilities (floats), got dtype {dtype}")
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise DataError(f"{path}: not a readable .npy array ({type(err).__name__}: {err})") from None
+
+
+def check_policy_rows(where: str | Path, dist: np.ndarray) -> None:
+    """Check every row of an action distribution `[n, N]` or `[n, N, K]`: finite, non-negative, and summing
+    to 1 over actions within `ACTION_DIST_ATOL`. Rows are read in bounded chunks (a memory map stays one).
+
+    Raises:
+        DataError: naming `where`, the array and its first bad row (0-based, = log data row - 1).
+    """
+    from evaluation.ope.checks import ACTION_DIST_ATOL
+
+    def located(index: tuple[int, ...]) -> str:
+        row = index[0]
+        text = f"{where}: action_dist row {row} (0-based; log data row {row + 1} in (user, timestamp) order)"
+        labels = ("action", "position") if len(index) == dist.ndim else ("position",)
+        return text + "".join(f", {label} {i}" for label, i in zip(labels, index[1:], strict=False))
+
+    per_row = max(1, int(np.prod(dist.shape[1:], dtype=np.int64)))
+    chunk = max(1, NPY_CHECK_ELEMENTS // per_row)
+    for start in range(0, dist.shape[0], chunk):
+        block = np.asarray(dist[start : start + chunk], dtype=np.float64)
+        bad = ~(block >= 0.0)  # NaN included
+        if bad.any() or not np.isfinite(block).all():
+            bad |= ~np.isfinite(block)
+            idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), block.shape))
+            value = float(block[idx])
+            why = "is not finite" if not np.isfinite(value) else "is negative"
+            raise DataError(f"{located((start + idx[0], *idx[1:]))}: probability {value!r} {why}")
+        sums = block.sum(axis=1)  # [c] or [c, K]
+        off = ~(np.abs(sums - 1.0) <= ACTION_DIST_ATOL)
+        if off.any():
+            idx = tuple(int(i) for i in np.unravel_index(int(np.argmax(off)), off.shape))
+            raise DataError(
+                f"{located((start + idx[0], *idx[1:]))}: probabilities sum to {float(sums[idx]):.6g}, not 1"
+            )
+
+
+def policy_action_dist(
+    policy: str, *, n_rounds: int, n_actions: int, n_positions: int
+) -> tuple[np.ndarray, str]:
+    """The evaluation policy's `action_dist` `[n, N, K]` and a display name.
+
+    `policy` is "uniform", or a `.npy` file holding `[n, N]` (the same distribution at every position) or
+    `[n, N, K]`, one row per log row in `LoggedInteractions.frame` order. Every row of the file is checked
+    (`check_policy_rows`), not only the rows a subsample later scores.
+    """
+    if policy == "uniform":
+        dist = np.full((1, n_actions, n_positions), 1.0 / n_actions)
+        return np.broadcast_to(dist, (n_rounds, n_actions, n_positions)), "uniform policy"
+    path = Path(policy)
+    if path.suffix.lower() != ".npy":
+        raise ArgumentError(
+            f"--policy {policy!r}: expected 'uniform', a saved policy directory or a .npy action-distribution array"
+        )
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    dist = read_npy(path)
+    if dist.shape not in ((n_rounds, n_actions), (n_rounds, n_actions, n_positions)):
+        raise DataError(
+            f"{path}: action distribution has shape {dist.shape}, expected "
+            f"({n_rounds}, {n_actions}[, {n_positions}]) (log rows, catalogue, positions)"
+        )
+    check_policy_rows(path, dist)
+    if dist.ndim == 2:
+        dist = np.broadcast_to(dist[:, :, None], (*dist.shape, n_positions))
+    return dist, path.stem
+
+
+def saved_policy_action_dist(
+    policy_dir: Path, log, rows: np.ndarray, *, history_len: int, n_positions: int
+) -> tuple[np.ndarray, str]:
+    """`action_dist` `[len(rows), N, K]` of a saved `agents.Policy` on the log's rows.
+
+    Each row's observation is what `SeqRec-v0` would have shown before that step: the user's last
+    `history_len` logged items and their feedback (`recsim_env.data.history_windows`), the step within
+    the session and the days since the previous session (both 0 when the log has no sessions). The
+    policy's first-position distribution is used at every position.
+    """
+    from agents.policy import load_policy
+    from recsim_env.data.batching import history_windows
+
+    loaded = load_policy(policy_dir)
+    if getattr(loaded, "n_items", log.n_items) != log.n_items:
+        raise DataError(
+            f"{policy_dir}: the policy recommends {loaded.n_items} items, the log's catalogue has {log.n_items}"
+        )
+    tokens = getattr(loaded, "item_tokens", None)  # policies that know their catalogue by raw item id
+    if tokens is not None:
+        from recsim_env.encoders.checkpoint import check_catalogue
+
+        check_catalogue(tokens, np.asarray(log.item_ids.tokens).tolist(), where=str(policy_dir))
+    windows = history_windows(log, history_len=history_len)
+    session_step, gap_days = _session_position(log)
+    obs = {
+        "item_ids": windows.item_ids[windows.before[rows]],
+        "feedback": windows.feedback[windows.before[rows]],
+        "session_step": session_step[rows, None],
+        "gap_days": gap_days[rows, None],
+    }
+    dist = np.asarray(loaded.action_distribution(obs))
+    if dist.dtype.kind not in "fiu" or dist.shape != (len(rows), log.n_items):
+        raise DataError(
+            f"{policy_dir}: the policy's action_distribution returned {dist.dtype} of shape {dist.shape}, "
+            f"expected floats of shape ({len(rows)}, {log.n_items})"
+        )
+    check_policy_rows(f"{policy_dir} (the policy's output)", dist)
+    dist = dist.astype(np.float64, copy=False)
+    return np.broadcast_to(dist[:, :, None], (*dist.shape, n_positions)), policy_dir.name
+
+
+def _session_position(log) -> tuple[np.ndarray, np.ndarray]:
+    """[n] step within the session and [n] days since the user's previous session (0 without `session_id`)."""
+    from recsim_env.data.sessions import session_position, session_starts
+
+    n = len(log.frame)
+    starts = session_starts(log, gap_s=None) if n else None
+    if starts is None:
+        return np.zeros(n, np.int64), np.zeros(n, np.float32)
+    return session_position(log, starts)
+
+
+def candidate_action_dist(
+    policy: str, log, feedback, rows: np.ndarray, n_log: int, *, history_len: int, console: Console
+) -> tuple[np.ndarray, str]:
+    """One candidate's `action_dist` `[len(rows), N, K]` (float64, contiguous) and display name."""
+    if Path(policy).is_dir():
+        with console.status(f"computing the action distribution of {policy}"):
+            dist, name = saved_policy_action_dist(
+                Path(policy), log, rows, history_len=history_len, n_positions=feedback.n_positions
+            )
+    else:
+        dist, name = policy_action_dist(
+            policy, n_rounds=n_log, n_actions=feedback.n_actions, n_positions=feedback.n_positions
+        )
+        dist = dist[rows]
+    return np.ascontiguousarray(dist, dtype=np.float64), name
+
+
+def unique_names(names: list[str]) -> list[str]:
+    """`names` with a repeated one numbered: ["a", "a"] -> ["a", "a (2)"]."""
+    out: list[str] = []
+    for name in names:
+        candidate, k = name, 1
+        while candidate in out:
+            k += 1
+            candidate = f"{name} ({k})"
+        out.append(candidate)
+    return out
