@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -54,8 +53,9 @@ from agents.training.config import (
     save_training_state,
 )
 from recsim_env.checkpoint import Artifact, write_tensors
-from recsim_env.errors import ArgumentError, CheckpointError
+from recsim_env.errors import CheckpointError
 from recsim_env.io import write_atomic
+from recsim_env.ray_address import check_ray_address
 
 CHECKPOINT_DIR = "checkpoint"
 MODULE_STATE_FILE = "module_state.safetensors"
@@ -80,26 +80,6 @@ DEFAULT_TRAINING: dict[str, dict[str, Any]] = {
         "dueling": False,
     },
 }
-
-
-def check_ray_address(address: str, *, timeout_s: float = 5.0) -> None:
-    """Refuse a `RAY_ADDRESS` of the form `host:port` at which nothing accepts a connection.
-
-    `ray.init` would retry such an address for minutes; `auto`, `local` and `ray://` addresses are left
-    to Ray. Raises an `ArgumentError` naming the address.
-    """
-    if address in ("auto", "local") or "://" in address or ":" not in address:
-        return
-    host, _, port = address.rpartition(":")
-    if not port.isdigit():
-        raise ArgumentError(f"RAY_ADDRESS={address!r}: expected HOST:PORT (the head node's GCS address)")
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
-    except OSError as error:
-        raise ArgumentError(
-            f"RAY_ADDRESS={address!r}: no Ray cluster answers there ({error}); start one with "
-            "`ray start --head` or unset RAY_ADDRESS to train on a local Ray"
-        ) from None
 
 
 def init_ray(config: TrainConfig) -> None:

@@ -131,6 +131,48 @@ def read_parquet(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     }
 
 
+def read_parquet_parts(path: str | os.PathLike) -> dict:
+    """The keyword arguments of `LoggedInteractions` (id maps, feedback columns, side tables, name) of a
+    file written by `write_parquet`, read from its schema metadata alone: no row is read (for readers
+    that stream the rows themselves, e.g. Ray Data, and check them with `check_stored_rows`)."""
+    if not isinstance(path, str | os.PathLike):
+        raise ArgumentError(f"path: expected a path, got {type(path).__name__}")
+    path = Path(path)
+    try:
+        schema = pq.read_schema(path)
+    except Exception as err:  # pyarrow raises several unrelated types for corrupt files
+        raise DataError(f"{path}: cannot read Parquet file ({type(err).__name__}: {err})") from None
+    raw = (schema.metadata or {}).get(_PARQUET_META_KEY)
+    if raw is None:
+        raise DataError(
+            f"{path}: not written by LoggedInteractions.to_parquet (no {_PARQUET_META_KEY.decode()})"
+        )
+    meta = _read_meta(raw, path)
+    where = str(path)
+    user_ids = _idmap_from_json(meta["user_ids"], where=f"{where}: metadata 'user_ids'")
+    item_ids = _idmap_from_json(meta["item_ids"], where=f"{where}: metadata 'item_ids'")
+    return {
+        "user_ids": user_ids,
+        "item_ids": item_ids,
+        "feedback_columns": tuple(meta["feedback_columns"]),
+        "items": _table_from_b64(meta["items"], n=len(item_ids), where=f"{where}: metadata 'items'"),
+        "users": _table_from_b64(meta["users"], n=len(user_ids), where=f"{where}: metadata 'users'"),
+        "name": meta["name"],
+    }
+
+
+def check_stored_rows(
+    frame: pd.DataFrame, feedback_columns: Sequence[str], *, n_users: int, n_items: int, source: str
+) -> pd.DataFrame:
+    """Rows of a `write_parquet` file read by another reader (all of them, or every row of some users,
+    in file order), widened in place to the documented dtypes and checked as `read_parquet` checks a
+    whole file; raises DataError naming `source`, the column and the row within `frame`."""
+    feedback_columns = tuple(feedback_columns)
+    _widen(frame, feedback_columns)
+    _check_stored_frame(frame, feedback_columns, n_users=n_users, n_items=n_items, source=source)
+    return frame
+
+
 def _widen(frame: pd.DataFrame, feedback_columns: Sequence[str]) -> None:
     """Back to the documented dtypes, in place: int32 index / integer columns to int64, float32
     timestamps, feedback and propensities to float64 (exact); anything else is left for the checks."""

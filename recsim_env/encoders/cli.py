@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -39,6 +40,20 @@ def train_encoder_command(
     use_feedback: Annotated[
         bool, typer.Option(help="Feed the per-event feedback columns to the encoder.")
     ] = False,
+    num_workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Train data-parallel on N Ray Train workers (needs ray, the rllib extra), on the cluster "
+            "at RAY_ADDRESS when set, else on a local Ray. Absent, or 1 without RAY_ADDRESS: one process."
+        ),
+    ] = None,
+    ray_storage_path: Annotated[
+        str | None,
+        typer.Option(
+            help="Where Ray Train keeps the workers' checkpoint (default: a temporary directory); on a "
+            "cluster of several machines, a path or bucket every node reaches."
+        ),
+    ] = None,
 ) -> None:
     """Train a sequential encoder on next-item prediction (leave-one-out split, full-ranking metrics).
 
@@ -50,26 +65,39 @@ def train_encoder_command(
         from recsim_env.checkpoint import check_replaceable
         from recsim_env.encoders.trainer import seed_everything, train
 
+        if num_workers is not None and num_workers < 1:
+            raise ValueError(f"--num-workers must be >= 1, got {num_workers}")
+        ray_address = os.environ.get("RAY_ADDRESS") or None
         check_replaceable(out)  # before training, not after
-        logs = data_module.load(data)
-        sequences = logs.sequences()
-        base = {"n_items": logs.n_items, "max_len": max_len, "d_model": d_model, "loss": loss}
-        if use_feedback:
-            base["feedback_dim"] = int(sequences.feedback.shape[1])
         if "lr" not in given_options(context, TrainerConfig):  # each encoder's own default
             trainer_config = dataclasses.replace(
                 trainer_config, lr=encoders.encoder_class(model).learning_rate
             )
-        seed = trainer_config.seed
-        seed_everything(seed)
-        encoder = encoders.build(model, base)
-        result = train(encoder, sequences, trainer_config)
+        base = {"max_len": max_len, "d_model": d_model, "loss": loss}
+        workers = None
+        if num_workers is not None and (num_workers > 1 or ray_address):
+            encoder, result, item_ids, user_ids, workers = _train_on_ray(
+                model, base, data, trainer_config, num_workers, ray_address, use_feedback, ray_storage_path
+            )
+        else:
+            logs = data_module.load(data)
+            sequences = logs.sequences()
+            base["n_items"] = logs.n_items
+            if use_feedback:
+                base["feedback_dim"] = int(sequences.feedback.shape[1])
+            seed = trainer_config.seed
+            seed_everything(seed)
+            encoder = encoders.build(model, base)
+            result = train(encoder, sequences, trainer_config)
+            item_ids, user_ids = logs.item_ids, logs.user_ids
         metadata = {
             "data": str(data),
             "trainer": {k: v for k, v in vars(trainer_config).items()},
             "result": {k: v for k, v in result.to_dict().items() if k != "history"},
         }
-        encoders.save(out, encoder, item_ids=logs.item_ids, user_ids=logs.user_ids, metadata=metadata)
+        if workers is not None:
+            metadata["ray_train_workers"] = workers
+        encoders.save(out, encoder, item_ids=item_ids, user_ids=user_ids, metadata=metadata)
     except (ValueError, OSError, RuntimeError) as err:
         _fail(err)
     summary = {
@@ -81,6 +109,29 @@ def train_encoder_command(
         "seconds_per_epoch": round(result.seconds_per_epoch, 3),
     }
     typer.echo(json.dumps(summary))
+
+
+def _train_on_ray(model, base, data, trainer_config, num_workers, ray_address, use_feedback, storage_path):
+    """`train_distributed`'s encoder, result, id maps and workers; a missing ray is a clear error."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ValueError(
+            "--num-workers trains on Ray Train, which needs ray: pip install 'recsim-env[rllib]'"
+        ) from None
+    from recsim_env.encoders.distributed import train_distributed
+
+    run = train_distributed(
+        model,
+        base,
+        data,
+        trainer_config,
+        num_workers=num_workers,
+        ray_address=ray_address,
+        use_feedback=use_feedback,
+        storage_path=storage_path,
+    )
+    return run.encoder, run.result, run.item_ids, run.user_ids, run.workers
 
 
 def recommend_command(

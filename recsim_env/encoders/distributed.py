@@ -1,0 +1,570 @@
+"""Data-parallel encoder training on a Ray cluster: the trainer's loop under Ray Train, logs read by Ray Data.
+
+`train_distributed` runs `N` Ray Train workers (`ray.train.torch.TorchTrainer`, gloo on CPU, NCCL on CUDA).
+The protocol is the one of `recsim_env.encoders.trainer.train` (leave-one-out split, full-ranking
+validation, early stopping on validation NDCG@10, best epoch's weights restored before the test), spread
+over the workers as follows:
+
+* **Data.** The driver opens the logs as a Ray Data dataset (`ray.data.read_parquet` for a Parquet file
+  written by `LoggedInteractions.to_parquet` / `seqrec data`, whose id maps it reads from the file's
+  metadata without reading a row; any other source is loaded on the driver and handed over with
+  `ray.data.from_pandas`). Each worker streams the rows in file order and keeps those of its users
+  (`user_id % N == rank`), so a user's sequence, its windows and its validation and test targets live on
+  one worker, and a log larger than one machine's memory is held only in shards.
+* **Batches.** `batch_size` is the global batch. An epoch has `ceil(W / batch_size)` steps for `W`
+  training windows over all workers; at step `s` worker `r`, holding `W_r` windows in its own shuffled
+  order, takes rows `floor(s * batch_size * W_r / W)` up to the next step's bound (its last step takes the
+  rest), so each window is used once an epoch and a step's windows number `batch_size` give or take one
+  per worker.
+* **Gradients.** Each worker scales its mean loss by its share `n_r / n` of the step's target positions
+  (`n` summed over the workers) and the gradients are summed across workers (one all-reduce of the
+  flattened gradients per step): the update is the gradient of the mean loss over every target of the
+  global batch, as one process would compute it on the union of the workers' rows (exactly so for
+  losses that are a mean over target positions, which every built-in encoder's is). Every worker starts
+  from the same seeded weights and applies the same update, so the replicas stay identical.
+* **Validation and early stopping.** Each worker ranks its own users; the metrics are combined as
+  user-weighted means of the workers' means (all-gathered, so every worker holds the same numbers and
+  takes the same early-stopping and time-limit decisions: the time limit reads the slowest worker's clock).
+* **Result.** Worker 0 reports the best epoch's `state_dict` as safetensors, with the `TrainResult` and
+  the workers' node ids as JSON, in a `ray.train.Checkpoint`; the driver loads the weights into an
+  encoder built from the same config (`DistributedRun`), which the caller saves with
+  `recsim_env.encoders.save`.
+
+One worker gives the single-process result: the same windows in the same order, the same random streams
+(worker 0 draws from the seeds `train` uses; worker `r > 0` from `seed + r * 2**32`) and the same
+arithmetic, so on the CPU with the same `num_threads` the weights and metrics are bit for bit those of
+`train`. Several workers shuffle, mask and drop out with different streams and sum per-worker gradients
+in another order, so their result agrees with a single process's within seed noise, not bit for bit.
+
+Every node needs this package (the same version) and torch; the workers import it by name. On a cluster
+of several machines, `storage_path` must be a location every node and the driver can reach (a shared
+file system or a bucket): Ray Train persists the reported checkpoint there.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from recsim_env.checkpoint import tensors_from_bytes, write_json, write_tensors
+from recsim_env.data import IdMap, LoggedInteractions, UserSequences
+from recsim_env.encoders.base import IGNORE_TARGET, SequenceEncoder
+from recsim_env.encoders.ray_logs import open_logs, user_shard
+from recsim_env.encoders.trainer import (
+    PROTOCOLS,
+    SELECTION_METRIC,
+    TrainResult,
+    autocast,
+    evaluate_full_ranking,
+    leave_one_out_split,
+    peak_memory_mb,
+    resolve_device,
+    seed_everything,
+    torch_threads,
+    training_windows,
+)
+from recsim_env.encoders.trainer_config import TrainerConfig
+from recsim_env.errors import ArgumentError
+from recsim_env.ray_address import check_ray_address
+
+LOGS_DATASET = "logs"
+"""The name of the logs dataset handed to the Ray Train workers."""
+WORKER_SEED_STRIDE = 2**32
+"""Worker `r` seeds its generators with `seed + r * WORKER_SEED_STRIDE` (worker 0 with `seed` itself)."""
+WEIGHTS_FILE = "weights.safetensors"
+RESULT_FILE = "result.json"
+READ_BATCH_ROWS = 2**16
+"""Rows per batch a worker reads from the logs dataset while keeping its users' rows."""
+
+
+# -- the pieces of the data-parallel step ------------------------------------------------------------
+
+
+def worker_seed(seed: int, rank: int) -> int:
+    """The seed of worker `rank`'s generators: `seed` for worker 0 (the single-process streams)."""
+    return seed + rank * WORKER_SEED_STRIDE
+
+
+def shard_batch_bounds(
+    step: int, n_steps: int, batch_size: int, n_local: int, n_total: int
+) -> tuple[int, int]:
+    """Rows `[lo, hi)` of this worker's shuffled windows in global step `step` (see the module docstring).
+
+    With one worker (`n_local == n_total`) these are the single-process batches `[step * B, (step + 1) * B)`.
+    """
+    lo = step * batch_size * n_local // n_total
+    hi = n_local if step == n_steps - 1 else (step + 1) * batch_size * n_local // n_total
+    return lo, hi
+
+
+def backward_share(loss: torch.Tensor, n_targets: int, device: torch.device) -> float:
+    """Backpropagate this worker's share of the global batch's mean loss: `loss * n_r / n`, with `n_r`
+    this worker's target positions and `n` the sum over the workers; returns the share.
+
+    With `all_reduce_gradients` after it, the gradient is that of the mean loss over every target of the
+    global batch. With one worker the share is exactly 1.0 (the single-process gradient, bit for bit).
+    """
+    step_targets = _summed(n_targets, device)
+    share = n_targets / step_targets if step_targets else 1.0
+    (loss * share).backward()
+    return share
+
+
+def all_reduce_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
+    """Sum every parameter's gradient over the workers, in one all-reduce of the flattened gradients.
+
+    A parameter that has no gradient on any worker keeps none (the optimiser skips it, as it would in one
+    process); one that has a gradient on some worker only gets the sum on every worker.
+    """
+    import torch.distributed as dist
+
+    device = parameters[0].device
+    flat = torch.cat(
+        [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float() for p in parameters]
+        + [torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32, device=device)]
+    )
+    dist.all_reduce(flat)
+    present = flat[-len(parameters) :] > 0
+    offset = 0
+    for p, has_grad in zip(parameters, present.tolist(), strict=True):
+        n = p.numel()
+        if has_grad:
+            summed = flat[offset : offset + n].view_as(p).to(p.dtype)
+            if p.grad is None:
+                p.grad = summed.clone()
+            else:
+                p.grad.copy_(summed)
+        offset += n
+
+
+def combine_metrics(parts: Sequence[tuple[int, dict[str, dict[str, float]]]]) -> dict[str, dict[str, float]]:
+    """Metrics over all users from each worker's `(users evaluated, evaluate_full_ranking result)`.
+
+    Every metric is a mean over users, so the whole's is the user-weighted mean of the workers' means; a
+    single part is returned as it is.
+    """
+    if len(parts) == 1:
+        return parts[0][1]
+    total = sum(n for n, _ in parts)
+    return {
+        protocol: {
+            name: sum(n * metrics[protocol][name] for n, metrics in parts) / total
+            for name in parts[0][1][protocol]
+        }
+        for protocol in parts[0][1]
+    }
+
+
+def _gathered(value: Any, world_size: int) -> list[Any]:
+    """`value` of every worker, in rank order (the same list on every worker)."""
+    import torch.distributed as dist
+
+    out: list[Any] = [None] * world_size
+    dist.all_gather_object(out, value)
+    return out
+
+
+def _summed(value: float | int, device: torch.device) -> float:
+    """`value` summed over the workers."""
+    import torch.distributed as dist
+
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return float(tensor.item())
+
+
+# -- the loop one worker runs ------------------------------------------------------------------------
+
+
+def train_shard(
+    encoder: SequenceEncoder,
+    sequences: UserSequences,
+    config: TrainerConfig,
+    device: torch.device,
+    *,
+    rank: int,
+    world_size: int,
+) -> tuple[TrainResult, dict[str, torch.Tensor]]:
+    """`trainer.train`'s loop on this worker's users, in step with the other workers (module docstring).
+
+    Needs an initialised `torch.distributed` process group of `world_size` workers.
+
+    Args:
+        encoder: the freshly built encoder, initialised from the same seed on every worker.
+        sequences: this worker's users (`user_shard`).
+        config: optimisation settings; `batch_size` is the global batch.
+        device: this worker's device.
+        rank, world_size: this worker and the number of workers.
+
+    Returns:
+        The `TrainResult` over all workers' users (the same on every worker) and the best epoch's
+        `state_dict` (on the CPU), which is also loaded into `encoder`.
+    """
+    cfg = encoder.config
+    split = leave_one_out_split(sequences, max_len=cfg.max_len, pad_id=cfg.pad_id)
+    windows = training_windows(
+        sequences,
+        split.train_lengths,
+        max_len=cfg.max_len,
+        pad_id=cfg.pad_id,
+        mode=config.windows,
+        stride=config.window_stride or max(1, cfg.max_len // 2),
+    )
+    use_time = encoder.uses_timestamps
+    use_feedback = cfg.feedback_dim > 0
+    all_items, all_times, all_feedback = (
+        torch.from_numpy(windows.item_ids),
+        torch.from_numpy(windows.timestamps),
+        torch.from_numpy(windows.feedback),
+    )
+    # [W, L] True at target positions another (later) window already trains on
+    counted_elsewhere = torch.arange(cfg.max_len)[None] < torch.from_numpy(windows.first_target)[:, None]
+    overlapping = bool(counted_elsewhere.any())
+
+    # ---- the global step count, from every worker's window count ----
+    n_local = all_items.shape[0]
+    shard_sizes = _gathered(n_local, world_size)
+    n_total = sum(shard_sizes)
+    if any(config.batch_size * n < n_total for n in shard_sizes):
+        raise ValueError(
+            f"batch_size={config.batch_size} leaves a worker an empty batch: the workers hold "
+            f"{shard_sizes} training windows; use a larger batch or fewer workers"
+        )
+    n_steps = math.ceil(n_total / config.batch_size)
+
+    encoder.to(device)
+    parameters = [p for p in encoder.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(
+        parameters, lr=config.lr, betas=(0.9, config.beta2), weight_decay=config.weight_decay
+    )
+    generator = torch.Generator().manual_seed(worker_seed(config.seed, rank))
+    loss_fn = torch.compile(encoder.loss) if config.compile else encoder.loss
+
+    best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(encoder.state_dict())
+    best_valid: dict[str, dict[str, float]] = {}
+    history: list[dict[str, float]] = []
+    train_seconds, elapsed, seconds_to_best = 0.0, 0.0, 0.0
+    bar = tqdm(
+        range(1, config.epochs + 1),
+        desc=f"train {encoder.name} ({world_size} workers)",
+        disable=not config.progress or rank != 0,
+        unit="epoch",
+    )
+    for epoch in bar:
+        # ---- one pass over every worker's shuffled windows, in global steps ----
+        start = time.perf_counter()
+        encoder.train()
+        order = torch.randperm(n_local, generator=generator)
+        total = 0.0
+        for step in range(n_steps):
+            lo, hi = shard_batch_bounds(step, n_steps, config.batch_size, n_local, n_total)
+            rows = order[lo:hi]
+            batch = encoder.training_batch(
+                all_items[rows].to(device),
+                all_times[rows].to(device) if use_time else None,
+                all_feedback[rows].to(device) if use_feedback else None,
+                generator=generator,
+            )
+            if overlapping:
+                batch.targets[counted_elsewhere[rows].to(device)] = IGNORE_TARGET
+            with autocast(device):
+                loss = loss_fn(batch, generator=generator)
+            optimiser.zero_grad(set_to_none=True)
+            share = backward_share(loss, int((batch.targets != IGNORE_TARGET).sum()), device)
+            all_reduce_gradients(parameters)
+            optimiser.step()
+            total += float(loss.detach()) * share
+        epoch_seconds = time.perf_counter() - start
+
+        # ---- validation over every worker's users, and early stopping ----
+        local_valid = evaluate_full_ranking(
+            encoder, split.valid, device=device, batch_size=config.eval_batch_size
+        )
+        local_elapsed = elapsed + time.perf_counter() - start
+        parts = _gathered(
+            (len(split.valid.users), local_valid, total, epoch_seconds, local_elapsed), world_size
+        )
+        valid = combine_metrics([(n, metrics) for n, metrics, *_ in parts])
+        epoch_loss = sum(part[2] for part in parts) / n_steps
+        epoch_seconds = max(part[3] for part in parts)
+        elapsed = max(part[4] for part in parts)  # the slowest worker's clock: the same on every worker
+        train_seconds += epoch_seconds
+        score = valid[config.selection_protocol][SELECTION_METRIC]
+        history.append(
+            {
+                "epoch": epoch,
+                "loss": epoch_loss,
+                "valid_ndcg@10": score,  # under the selection protocol
+                **{f"valid_{p}_ndcg@10": valid[p][SELECTION_METRIC] for p in PROTOCOLS},
+                "seconds": epoch_seconds,
+            }
+        )
+        if score > best_score:
+            best_score, best_epoch, best_valid = score, epoch, valid
+            best_state = copy.deepcopy(encoder.state_dict())
+            seconds_to_best = elapsed
+        bar.set_postfix(
+            loss=f"{epoch_loss:.4f}", ndcg10=f"{score:.4f}", best=f"{best_score:.4f}@{best_epoch}"
+        )
+        if epoch - best_epoch >= config.patience:
+            break
+        if config.max_seconds is not None and elapsed >= config.max_seconds:
+            break
+    bar.close()
+
+    encoder.load_state_dict(best_state)
+    local_test = evaluate_full_ranking(encoder, split.test, device=device, batch_size=config.eval_batch_size)
+    parts = _gathered((len(split.test.users), local_test, peak_memory_mb(device)), world_size)
+    result = TrainResult(
+        best_epoch=best_epoch,
+        epochs_run=len(history),
+        valid=best_valid,
+        test=combine_metrics([(n, metrics) for n, metrics, _ in parts]),
+        seconds_per_epoch=train_seconds / len(history),
+        seconds_to_best=seconds_to_best,
+        peak_memory_mb=max(memory for *_, memory in parts),  # the largest worker's
+        device=str(device),
+        history=history,
+    )
+    return result, {name: tensor.detach().cpu() for name, tensor in best_state.items()}
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """What every Ray Train worker needs to build its encoder and read its users."""
+
+    model: str
+    """Registered encoder name."""
+    encoder_config: dict[str, Any]
+    """The encoder config's fields (`n_items` included)."""
+    trainer: TrainerConfig
+    """Optimisation settings (`batch_size` is the global batch)."""
+    use_gpu: bool
+    """Whether each worker has a GPU (then it trains on `ray.train.torch.get_device()`)."""
+    columns: tuple[str, ...]
+    """`user_id`, `item_id`, `timestamp` and the feedback columns."""
+    n_users: int
+    """Users in the user map."""
+    n_items: int
+    """Items in the catalogue."""
+    source: str
+    """What errors about the rows name."""
+
+
+def run_worker(loop_config: dict[str, WorkerJob]) -> None:
+    """The Ray Train worker function: read this worker's users, train in step, report the result.
+
+    `loop_config["job"]` is the `WorkerJob`. Worker 0 reports a checkpoint directory holding `weights.safetensors` (the best `state_dict`) and
+    `result.json` (the `TrainResult` and every worker's rank, node id and process id).
+    """
+    import ray
+    import ray.train
+    import ray.train.torch
+
+    from recsim_env import encoders
+
+    job = loop_config["job"]
+    context = ray.train.get_context()
+    rank, world_size = context.get_world_rank(), context.get_world_size()
+    device = ray.train.torch.get_device() if job.use_gpu else torch.device("cpu")
+    with torch_threads(job.trainer.num_threads):
+        shard = ray.train.get_dataset_shard(LOGS_DATASET)
+        sequences = user_shard(
+            shard.iter_batches(batch_size=READ_BATCH_ROWS, batch_format="numpy"),
+            rank=rank,
+            world_size=world_size,
+            columns=job.columns,
+            n_users=job.n_users,
+            n_items=job.n_items,
+            source=job.source,
+        )
+        seed_everything(job.trainer.seed)
+        encoder = encoders.build(job.model, job.encoder_config)
+        if rank:  # dropout draws from torch's global RNG: a stream of its own on each other worker
+            torch.manual_seed(worker_seed(job.trainer.seed, rank))
+        result, best_state = train_shard(
+            encoder, sequences, job.trainer, device, rank=rank, world_size=world_size
+        )
+    worker = {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
+    workers = _gathered(worker, world_size)
+    metrics = {
+        "best_epoch": result.best_epoch,
+        "test_ndcg@10": result.test["seen_excluded"][SELECTION_METRIC],
+    }
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    with tempfile.TemporaryDirectory(prefix="encoder-") as directory:
+        write_tensors(Path(directory) / WEIGHTS_FILE, best_state)
+        record = {"result": result.to_dict(), "workers": workers}
+        write_json(Path(directory) / RESULT_FILE, record)
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+
+
+# -- the driver ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class DistributedRun:
+    """What `train_distributed` brings back to the driver."""
+
+    encoder: SequenceEncoder
+    """The encoder with the best epoch's weights (on the CPU)."""
+    result: TrainResult
+    """The metrics over all workers' users."""
+    item_ids: IdMap
+    """Item tokens (what `recsim_env.encoders.save` stores beside the weights)."""
+    user_ids: IdMap
+    """User tokens."""
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    """Each worker's `rank`, Ray `node_id` and `pid`."""
+
+
+def _uses_gpu(device: str, num_workers: int) -> bool:
+    """Whether the workers train on GPUs: "cuda*" asks for one each; "auto" takes them when the cluster
+    has one per worker."""
+    import ray
+
+    if device == "cpu":
+        return False
+    if device.startswith("cuda"):
+        return True
+    return ray.cluster_resources().get("GPU", 0) >= num_workers
+
+
+def train_distributed(
+    model_name: str,
+    base_config: Mapping[str, Any],
+    data: str | os.PathLike | LoggedInteractions,
+    trainer_config: TrainerConfig,
+    *,
+    num_workers: int,
+    ray_address: str | None = None,
+    use_feedback: bool = False,
+    storage_path: str | os.PathLike | None = None,
+) -> DistributedRun:
+    """Train encoder `model_name` data-parallel on `num_workers` Ray Train workers (see the module docstring).
+
+    Args:
+        model_name: a registered encoder (`recsim_env.encoders.ENCODERS`).
+        base_config: encoder config fields; `n_items` (and `feedback_dim` with `use_feedback`) come from
+            the data.
+        data: a Parquet file written by `LoggedInteractions.to_parquet` (streamed by Ray Data), any other
+            path or data set name `recsim_env.data.load` accepts, or a `LoggedInteractions`.
+        trainer_config: as for `trainer.train`; `batch_size` is the global batch, `num_threads` each
+            worker's, "auto" devices mean one GPU per worker when the cluster has them.
+        num_workers: Ray Train workers (1 gives the single-process result).
+        ray_address: the cluster to run on (a `RAY_ADDRESS`); None starts a local Ray with one CPU per
+            worker plus one for reading the logs, shut down afterwards.
+        use_feedback: feed the logs' feedback columns to the encoder.
+        storage_path: where Ray Train persists the reported checkpoint (None: a temporary directory,
+            removed afterwards; on a cluster of several machines, a location every node reaches).
+
+    Raises:
+        ArgumentError: bad arguments, or a `RAY_ADDRESS` at which no cluster answers.
+        RuntimeError: a worker failed (the worker's error is in the message).
+    """
+    import ray
+
+    from recsim_env import encoders
+
+    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
+        raise ArgumentError(f"num_workers: expected an integer >= 1, got {num_workers!r}")
+    if not isinstance(trainer_config, TrainerConfig):
+        raise ArgumentError(f"trainer_config: expected a TrainerConfig, got {type(trainer_config).__name__}")
+    encoders.encoder_class(model_name)  # an unknown name fails before Ray starts
+    if ray_address:
+        check_ray_address(ray_address)
+    elif trainer_config.device != "auto":
+        resolve_device(trainer_config.device)  # a local run needs the device here
+    started = not ray.is_initialized()
+    if started:
+        if ray_address:
+            ray.init(address=ray_address, log_to_driver=trainer_config.progress)
+        else:
+            ray.init(num_cpus=num_workers + 1, include_dashboard=False, log_to_driver=trainer_config.progress)
+    temporary = storage_path is None
+    storage = Path(tempfile.mkdtemp(prefix="seqrec-train-")) if temporary else Path(storage_path)
+    try:
+        logs = open_logs(data)
+        config = {**base_config, "n_items": logs.n_items}
+        if "n_items" in base_config and int(base_config["n_items"]) != logs.n_items:
+            raise ArgumentError(
+                f"base_config: n_items={base_config['n_items']} but {logs.source} has {logs.n_items} items"
+            )
+        if use_feedback:
+            config["feedback_dim"] = len(logs.feedback_columns)
+        encoders.build(model_name, config)  # a bad encoder config fails before the workers start
+        job = WorkerJob(
+            model=model_name,
+            encoder_config=config,
+            trainer=trainer_config,
+            use_gpu=_uses_gpu(trainer_config.device, num_workers),
+            columns=tuple(logs.columns),
+            n_users=logs.n_users,
+            n_items=logs.n_items,
+            source=logs.source,
+        )
+        state, record = _fit(job, logs.dataset, num_workers=num_workers, storage=storage)
+    finally:
+        if temporary:
+            shutil.rmtree(storage, ignore_errors=True)
+        if started:
+            ray.shutdown()
+    seed_everything(trainer_config.seed)
+    encoder = encoders.build(model_name, config)
+    encoder.load_state_dict(state)
+    encoder.eval()
+    return DistributedRun(
+        encoder=encoder,
+        result=TrainResult(**record["result"]),
+        item_ids=logs.item_ids,
+        user_ids=logs.user_ids,
+        workers=record["workers"],
+    )
+
+
+def _fit(
+    job: WorkerJob, dataset: Any, *, num_workers: int, storage: Path
+) -> tuple[dict[str, torch.Tensor], dict]:
+    """Run the workers; the reported weights (torch tensors) and `result.json` of worker 0's checkpoint."""
+    import json
+
+    from ray.data import ExecutionOptions
+    from ray.train import DataConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    dataset.context.enable_progress_bars = False  # the workers' reads would print over the epochs' bar
+    trainer = TorchTrainer(
+        run_worker,
+        train_loop_config={"job": job},
+        torch_config=TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=job.use_gpu),
+        run_config=RunConfig(name="train-encoder", storage_path=str(storage)),
+        datasets={LOGS_DATASET: dataset},
+        # Every worker streams all rows in file order and keeps its users' (`user_shard`).
+        dataset_config=DataConfig(
+            datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True)
+        ),
+    )
+    outcome = trainer.fit()
+    if outcome.error is not None:
+        raise RuntimeError(f"Ray Train run failed: {outcome.error}") from outcome.error
+    if outcome.checkpoint is None:
+        raise RuntimeError("Ray Train run ended without worker 0's checkpoint")
+    with outcome.checkpoint.as_directory() as directory:
+        weights = Path(directory) / WEIGHTS_FILE
+        state = tensors_from_bytes(weights.read_bytes(), framework="pt", where=str(weights))
+        record = json.loads((Path(directory) / RESULT_FILE).read_text())
+    return state, record
