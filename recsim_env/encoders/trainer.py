@@ -18,7 +18,7 @@ import math
 import resource
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from recsim_env.encoders.base import IGNORE_TARGET, SequenceEncoder
 from recsim_env.encoders.metrics import ranking_metrics, target_ranks
+from recsim_env.errors import ArgumentError
 
 SELECTION_METRIC = "ndcg@10"
 
@@ -42,6 +43,7 @@ class Windows(NamedTuple):
     timestamps: np.ndarray  # [W, L + 1] float64
     feedback: np.ndarray  # [W, L + 1, F] float32
     first_target: np.ndarray  # [W] int64: target positions (0..L-1) before this one are another window's
+    users: np.ndarray  # [W] int64 user of each window
 
 
 class EvalSet(NamedTuple):
@@ -172,6 +174,32 @@ def leave_one_out_split(sequences, *, max_len: int, pad_id: int) -> Split:
     return Split(train_lengths, valid, test)
 
 
+def select_eval_users(eval_set: EvalSet, users: np.ndarray) -> EvalSet:
+    """The rows of `eval_set` whose user is in `users` (indices), in their order in `eval_set`."""
+    keep = np.flatnonzero(np.isin(eval_set.users, users))
+    counts = np.diff(eval_set.seen_offsets)[keep]
+    seen = [eval_set.seen_items[eval_set.seen_offsets[r] : eval_set.seen_offsets[r + 1]] for r in keep]
+    return EvalSet(
+        eval_set.users[keep],
+        eval_set.item_ids[keep],
+        eval_set.timestamps[keep],
+        eval_set.feedback[keep],
+        eval_set.targets[keep],
+        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64),
+    )
+
+
+def window_copies(weights: np.ndarray, generator: torch.Generator) -> torch.Tensor:
+    """`[W]` int64 times each window enters an epoch for window weights `weights` `[W]` (>= 0):
+    `floor(w)`, plus one more with probability `w - floor(w)` (drawn from `generator`), so the expected
+    count is `w` and an integer weight is exact."""
+    weights = torch.from_numpy(np.asarray(weights, dtype=np.float64))
+    whole = torch.floor(weights)
+    extra = torch.rand(weights.shape, generator=generator, dtype=torch.float64) < (weights - whole)
+    return whole.to(torch.int64) + extra.to(torch.int64)
+
+
 def training_windows(
     sequences,
     train_lengths: np.ndarray,
@@ -202,7 +230,9 @@ def training_windows(
     items, times, feedback = left_pad(
         sequences, np.asarray(users), np.asarray(ends), max_len=max_len + 1, pad_id=pad_id
     )
-    return Windows(items, times, feedback, np.asarray(first, dtype=np.int64))
+    return Windows(
+        items, times, feedback, np.asarray(first, dtype=np.int64), np.asarray(users, dtype=np.int64)
+    )
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -265,17 +295,39 @@ def seen_mask(offsets: np.ndarray, items: np.ndarray, n_items: int, device: torc
 # -- training --------------------------------------------------------------------------------------
 
 
-def train(encoder: SequenceEncoder, sequences, config: TrainerConfig) -> TrainResult:
+Reweight = Callable[[int, SequenceEncoder], "np.ndarray | None"]
+
+
+def train(
+    encoder: SequenceEncoder,
+    sequences,
+    config: TrainerConfig,
+    *,
+    user_weights: np.ndarray | None = None,
+    eval_users: np.ndarray | None = None,
+    reweight: Reweight | None = None,
+) -> TrainResult:
     """Train `encoder` on the leave-one-out training part of `sequences`, early-stopping on validation NDCG@10.
 
     The best epoch's weights are restored into `encoder` before the test evaluation. CPU runs are
     bit-for-bit reproducible for a fixed `config.seed` (the encoder's initialisation is seeded by the
     caller, see `seed_everything`).
 
+    Per-user weights act by sampling: each epoch, a window of user u enters `floor(w_u)` times plus once
+    more with probability `w_u - floor(w_u)` (`window_copies`), drawn from a generator of its own, so the
+    shuffling, masking and negatives are those of an unweighted run, the expected weight of each of u's
+    targets in the epoch is `w_u`, and all-ones weights train exactly as `user_weights=None`.
+
     Args:
         encoder: a freshly built encoder whose `n_items` covers the item indices of `sequences`.
         sequences: `recsim_env.data.UserSequences` (per-user chronological events).
         config: optimisation and device settings.
+        user_weights: `[n_users]` float >= 0 training weight of each user; None: every window once an epoch.
+        eval_users: user indices, or a `[n_users]` bool mask, of the users whose validation and test
+            targets are ranked (None: every user with 3 events); early stopping watches only them.
+        reweight: called as `reweight(epoch, encoder)` after each epoch's validation; new `[n_users]`
+            weights it returns apply from the next epoch and restart early stopping (the best checkpoint
+            and the patience count start again), None keeps the weights.
     """
     cfg = encoder.config
     if sequences.item_ids.size and int(sequences.item_ids.max()) >= cfg.n_items:
@@ -286,16 +338,62 @@ def train(encoder: SequenceEncoder, sequences, config: TrainerConfig) -> TrainRe
         raise ValueError(
             f"encoder feedback_dim={cfg.feedback_dim} but the sequences have {_feedback_width(sequences)} feedback columns"
         )
+    n_users = len(sequences.offsets) - 1
+    if user_weights is not None:
+        user_weights = check_user_weights(user_weights, n_users)
+    eval_users = None if eval_users is None else user_indices("eval_users", eval_users, n_users)
     device = resolve_device(config.device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     with torch_threads(config.num_threads):
-        return _train(encoder, sequences, config, device)
+        return _train(encoder, sequences, config, device, user_weights, eval_users, reweight)
 
 
-def _train(encoder: SequenceEncoder, sequences, config: TrainerConfig, device: torch.device) -> TrainResult:
+def check_user_weights(weights, n_users: int) -> np.ndarray:
+    """`weights` as a `[n_users]` float64 array of finite values >= 0, not all zero; else ArgumentError."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.shape != (n_users,):
+        raise ArgumentError(f"user_weights: expected shape ({n_users},), got {weights.shape}")
+    if not np.all(np.isfinite(weights)) or (weights < 0).any():
+        raise ArgumentError("user_weights: every weight must be finite and >= 0")
+    if not (weights > 0).any():
+        raise ArgumentError("user_weights: every weight is 0, nothing would train")
+    return weights
+
+
+def user_indices(name: str, users, n_users: int) -> np.ndarray:
+    """int64 user indices from indices or a `[n_users]` bool mask; else ArgumentError naming `name`."""
+    users = np.asarray(users)
+    if users.dtype == bool:
+        if users.shape != (n_users,):
+            raise ArgumentError(f"{name}: a mask must have shape ({n_users},), got {users.shape}")
+        return np.flatnonzero(users)
+    if users.dtype.kind not in "iu" or users.ndim != 1:
+        raise ArgumentError(f"{name}: expected user indices or a bool mask, got dtype {users.dtype}")
+    if users.size and (users.min() < 0 or users.max() >= n_users):
+        raise ArgumentError(f"{name}: user index out of range 0..{n_users - 1}")
+    return users.astype(np.int64)
+
+
+def _train(
+    encoder: SequenceEncoder,
+    sequences,
+    config: TrainerConfig,
+    device: torch.device,
+    user_weights: np.ndarray | None,
+    eval_users: np.ndarray | None,
+    reweight: Reweight | None,
+) -> TrainResult:
     cfg = encoder.config
     split = leave_one_out_split(sequences, max_len=cfg.max_len, pad_id=cfg.pad_id)
+    if eval_users is not None:
+        split = Split(
+            split.train_lengths,
+            select_eval_users(split.valid, eval_users),
+            select_eval_users(split.test, eval_users),
+        )
+        if len(split.valid.users) == 0:
+            raise ArgumentError("eval_users: none of these users has the 3 events a validation needs")
     windows = training_windows(
         sequences,
         split.train_lengths,
@@ -320,6 +418,9 @@ def _train(encoder: SequenceEncoder, sequences, config: TrainerConfig, device: t
         encoder.parameters(), lr=config.lr, betas=(0.9, config.beta2), weight_decay=config.weight_decay
     )
     generator = torch.Generator().manual_seed(config.seed)
+    # The weighted sampling draws from its own stream, leaving the shuffling and negatives unchanged.
+    weight_generator = torch.Generator().manual_seed(config.seed + 1)
+    window_weights = None if user_weights is None else user_weights[windows.users]
     loss_fn = torch.compile(encoder.loss) if config.compile else encoder.loss
 
     best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(encoder.state_dict())
@@ -335,8 +436,10 @@ def _train(encoder: SequenceEncoder, sequences, config: TrainerConfig, device: t
         start = time.perf_counter()
         encoder.train()
         order = torch.randperm(n_windows, generator=generator)
+        if window_weights is not None:
+            order = torch.repeat_interleave(order, window_copies(window_weights, weight_generator)[order])
         total, steps = 0.0, 0
-        for lo in range(0, n_windows, config.batch_size):
+        for lo in range(0, len(order), config.batch_size):
             rows = order[lo : lo + config.batch_size]
             batch = encoder.training_batch(
                 all_items[rows].to(device),
@@ -363,7 +466,7 @@ def _train(encoder: SequenceEncoder, sequences, config: TrainerConfig, device: t
         history.append(
             {
                 "epoch": epoch,
-                "loss": total / steps,
+                "loss": total / steps if steps else math.nan,
                 "valid_ndcg@10": score,  # under the selection protocol
                 **{f"valid_{p}_ndcg@10": valid[p][SELECTION_METRIC] for p in PROTOCOLS},
                 "seconds": epoch_seconds,
@@ -374,8 +477,13 @@ def _train(encoder: SequenceEncoder, sequences, config: TrainerConfig, device: t
             best_state = copy.deepcopy(encoder.state_dict())
             seconds_to_best = elapsed
         bar.set_postfix(
-            loss=f"{total / steps:.4f}", ndcg10=f"{score:.4f}", best=f"{best_score:.4f}@{best_epoch}"
+            loss=f"{history[-1]['loss']:.4f}", ndcg10=f"{score:.4f}", best=f"{best_score:.4f}@{best_epoch}"
         )
+        if reweight is not None:
+            new_weights = reweight(epoch, encoder)
+            if new_weights is not None:
+                window_weights = check_user_weights(new_weights, len(split.train_lengths))[windows.users]
+                best_score, best_epoch = -math.inf, epoch  # epochs trained with the new weights compete
         if epoch - best_epoch >= config.patience:
             break
         if config.max_seconds is not None and elapsed >= config.max_seconds:

@@ -1,0 +1,113 @@
+"""LoRec's calibrator: it ranks planted fake users above real ones, its weight rule, its determinism."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evaluation.attacks import PoisonConfig, poison
+from evaluation.attacks.defence import (
+    Calibrator,
+    DefenceConfig,
+    LoRecWeights,
+    defend,
+    text_embeddings,
+    train_defended,
+)
+from evaluation.attacks.measure import detection_auc
+from recsim_env.data import LoggedInteractions
+from recsim_env.errors import ArgumentError
+
+
+def genre_logs(n_users: int = 80, seed: int = 0) -> LoggedInteractions:
+    """Users who each like one of four genres of 15 items (Zipf popularity within the genre), items
+    titled by genre: real sequences are coherent, random fillers are not."""
+    rng = np.random.default_rng(seed)
+    genres = ("space war", "love story", "funny animals", "dark crime")
+    p = 1.0 / np.arange(1, 16)
+    p /= p.sum()
+    rows = []
+    for u in range(n_users):
+        genre = u % 4
+        items = genre * 15 + rng.choice(15, size=int(rng.integers(8, 14)), replace=False, p=p)
+        rows += [(u, int(i), 1000.0 * t, float(rng.integers(3, 6))) for t, i in enumerate(items)]
+    frame = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
+    titles = pd.DataFrame({"item_id": np.arange(60), "title": [f"{genres[i // 15]} {i}" for i in range(60)]})
+    return LoggedInteractions.from_frame(frame, items=titles, name="genres")
+
+
+@pytest.fixture(scope="module")
+def attacked():
+    logs = genre_logs()
+    return poison(logs, PoisonConfig(kind="random", fraction=0.1, targets=(59,), target_share=0.2, seed=2))
+
+
+@pytest.mark.parametrize("use_text", [False, True])
+def test_the_calibrator_ranks_planted_fake_users_above_real_ones(attacked, use_text):
+    config = DefenceConfig(use_text=use_text, steps=100, folds=3, seed=0)
+    calibrator = Calibrator(attacked.data, config)
+    scores = calibrator.score()
+    assert detection_auc(scores, attacked.fake_users[calibrator.users]) > 0.8
+
+
+def test_defence_weights_fall_on_the_fake_users_and_repeat_per_seed(attacked):
+    config = DefenceConfig(steps=100, folds=3, updates=6, seed=0)
+    weights = defend(attacked.data, config)
+    assert weights.shape == (attacked.data.n_users,)
+    assert weights[attacked.fake_users].mean() < 0.5 < weights[~attacked.fake_users].mean()
+    assert np.array_equal(weights, defend(attacked.data, config))
+
+
+def test_lorec_weights_need_four_flags_and_skip_when_a_third_would_be_flagged():
+    weights = LoRecWeights(10, initial_weight=3.0)
+    users = np.arange(10)
+    suspicious = np.where(users == 0, 0.9, 0.01)
+    for flags in range(1, 5):
+        assert weights.update(suspicious, users)
+        below = weights.weights()[0] < 0.5
+        assert below == (flags >= 4)
+    assert np.all(weights.weights()[1:] >= 1.0)
+    before = weights.coefficients.copy()
+    assert not weights.update(np.where(users < 4, 0.9, 0.01), users)  # 4 of 10 >= a third: skipped
+    assert np.array_equal(weights.coefficients, before)
+
+
+def test_text_embeddings_are_unit_rows_and_the_same_in_every_call():
+    items = pd.DataFrame({"title": ["Toy Story", "GoldenEye", None], "year": [1995, 1995, 1996]})
+    table = text_embeddings(items, 4, 32)
+    assert table.shape == (4, 32)
+    assert np.allclose(np.linalg.norm(table[:2], axis=1), 1.0) and not table[2:].any()
+    assert np.array_equal(table, text_embeddings(items, 4, 32))
+
+
+def test_train_defended_alternates_and_retrains_with_the_final_weights(attacked):
+    from recsim_env import encoders
+    from recsim_env.encoders.trainer import TrainerConfig
+
+    data = attacked.data
+
+    def build():
+        return encoders.build("sasrec", {"n_items": data.n_items, "max_len": 8, "d_model": 16})
+
+    trainer = TrainerConfig(epochs=6, batch_size=64, seed=0, progress=False, num_threads=1)
+    config = DefenceConfig(steps=60, folds=2, start_epoch=1, update_every=1, updates=4, seed=0)
+    encoder, run = train_defended(data, build, trainer, config, eval_users=attacked.real_users)
+    assert [t["epoch"] for t in run.trace] == [1, 2, 3, 4]
+    assert run.calibration.epochs_run == config.calibration_epochs
+    assert run.weights[attacked.fake_users].mean() < run.weights[~attacked.fake_users].mean()
+    assert run.result is not run.calibration
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"simulated_fraction": 0.0}, "simulated_fraction"),
+        ({"simulated_kinds": ("random", "bogus")}, "simulated_kinds"),
+        ({"simulated_target_shares": (0.0,)}, "simulated_target_shares"),
+        ({"updates": 0}, "updates"),
+    ],
+)
+def test_bad_defence_configs_are_refused(kwargs, message):
+    with pytest.raises(ArgumentError, match=message):
+        DefenceConfig(**kwargs)
