@@ -54,6 +54,8 @@ class EpisodeRecords:
     """[S] days until the user came back at each of those session ends."""
     first_items: list[np.ndarray]
     """Per episode, `[steps]` the item at the first slate position of each step."""
+    first_consumed: list[np.ndarray]
+    """Per episode, `[steps]` bool: the user consumed (clicked) the item at the first slate position."""
     n_items: int
     """The catalogue's size."""
 
@@ -131,10 +133,12 @@ def rollout_episodes(
     # The running episode's sessions (length, gap) and first-position items, kept until it ends.
     open_sessions: list[list[tuple[int, float]]] = [[] for _ in range(num_envs)]
     open_items: list[list[int]] = [[] for _ in range(num_envs)]
+    open_consumed: list[list[bool]] = [[] for _ in range(num_envs)]
     finished: list[tuple[float, float, float, float, float]] = []
     session_lengths: list[int] = []
     return_gaps: list[float] = []
     first_items: list[np.ndarray] = []
+    first_consumed: list[np.ndarray] = []
     just_reset = np.zeros(num_envs, dtype=bool)
     while len(finished) < n_episodes:
         actions = policy.act(obs, rng, env.user_state if policy.needs_user_state else None)  # [N, K]
@@ -146,8 +150,10 @@ def rollout_episodes(
         episode_steps += live
         session_steps += live
         shown = np.asarray(actions).reshape(num_envs, -1)[:, 0]
+        consumed_first = np.asarray(info["chosen_position"]) == 0
         for i in np.flatnonzero(live):
             open_items[i].append(int(shown[i]))
+            open_consumed[i].append(bool(consumed_first[i]))
         if click is not None:
             episode_clicks += np.where(live, info["feedback"][:, click], 0.0)
         if "_return_gap" in info:
@@ -166,6 +172,7 @@ def rollout_episodes(
             session_lengths.extend(length for length, _ in open_sessions[i])
             return_gaps.extend(gap for _, gap in open_sessions[i])
             first_items.append(np.asarray(open_items[i], dtype=np.int64))
+            first_consumed.append(np.asarray(open_consumed[i], dtype=bool))
         quota[counted] -= 1
         if on_episode is not None and len(counted):
             on_episode(len(counted))
@@ -173,7 +180,7 @@ def rollout_episodes(
             array[done] = 0.0
         session_steps[done] = 0
         for i in np.flatnonzero(done):
-            open_sessions[i], open_items[i] = [], []
+            open_sessions[i], open_items[i], open_consumed[i] = [], [], []
         just_reset = done
     returns, steps, clicks, sessions, gaps = (np.array(column) for column in zip(*finished))
     return EpisodeRecords(
@@ -185,5 +192,6 @@ def rollout_episodes(
         session_lengths=np.asarray(session_lengths, dtype=np.int64),
         return_gaps=np.asarray(return_gaps, dtype=np.float64),
         first_items=first_items,
+        first_consumed=first_consumed,
         n_items=int(env.user_model.n_items),
     )

@@ -41,6 +41,7 @@ __all__ = [
     "exposures",
     "model_inputs",
     "split_users",
+    "window_users",
     "windows",
 ]
 
@@ -412,3 +413,9 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
         log.user_features[np.asarray(owner, dtype=np.int64)],
         index,
     )
+
+
+def window_users(log: ExposureLog, w: Windows) -> np.ndarray:
+    """[W] int64 the sequence of `log` (its user index) each window of `w` was cut from (`windows(log, ...)`)."""
+    first = np.argmax(w.rows >= 0, axis=1)  # every window holds at least two exposures
+    return np.searchsorted(log.offsets, w.rows[np.arange(len(w.rows)), first], side="right") - 1

@@ -1,7 +1,9 @@
-"""`seqrec attack poison` and `seqrec attack defend`.
+"""`seqrec attack`: `poison`, `defend`, `world` (evaluation/attacks/world_cli.py) and `extract`
+(evaluation/attacks/extraction_cli.py).
 
     seqrec attack poison --data PATH --kind sequential --fraction 0.01 --target 1272 --out DIR
     seqrec attack defend --data PATH --poisoned DIR --out DIR2
+    seqrec attack world --out DIR --fraction 0.01
 
 `poison` writes DIR/poisoned.parquet (the logs with the fake users appended), DIR/fake_users.json (who
 they are: the attacker's knowledge) and a report; `defend` trains an encoder on the clean logs, on the
@@ -23,6 +25,7 @@ import typer
 
 from evaluation.attacks.defence import DefenceConfig
 from evaluation.attacks.poisoning import PoisonConfig
+from evaluation.attacks.world_cli import world_command
 from recsim_env.config_cli import config_options
 from recsim_env.encoders.trainer_config import TrainerConfig
 from recsim_env.errors import ArgumentError, RecsimError
@@ -205,3 +208,6 @@ def defend_command(
         "ndcg10_defended",
     )
     typer.echo(json.dumps({"out": str(out), **{k: result[k] for k in keys}}))
+
+
+app.command("world")(world_command)
