@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+from recsim_env.checkpoint import decode_tree
 from recsim_env.checks import check_bool, check_choice, check_config_fields, check_integer, check_real
 
 CALIBRATIONS = ("platt", "temperature", "none")
@@ -110,7 +112,12 @@ class SimulatorConfig:
             raise ValueError(f"SimulatorConfig.n_heads ({self.n_heads}) must divide d_model ({self.d_model})")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as JSON-ready values; a non-finite float (e.g. `max_train_minutes=inf`) is written as
+        `{"__float__": "inf"}`, the form `recsim_env.checkpoint.decode_tree` reads (JSON has no inf)."""
+        return {
+            key: value if not isinstance(value, float) or math.isfinite(value) else {"__float__": repr(value)}
+            for key, value in asdict(self).items()
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SimulatorConfig:
@@ -118,4 +125,4 @@ class SimulatorConfig:
         unknown = sorted(set(d) - {f.name for f in fields(cls)})
         if unknown:
             raise ValueError(f"SimulatorConfig: unknown field(s) {unknown}")
-        return cls(**d)
+        return cls(**decode_tree(d, {}, where="SimulatorConfig"))

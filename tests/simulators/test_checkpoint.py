@@ -218,3 +218,20 @@ def test_a_newer_simulator_format_and_a_missing_schema_field_are_refused(tiny_fi
     _rewrite(partial, {"simulator_format": 2, "ensemble_size": 2}, schema_drop=("item_features",))
     with pytest.raises(CheckpointError, match=r"schema\.json: missing field 'item_features'"):
         simulators.load(partial)
+
+
+def test_a_config_without_a_time_limit_saves_and_loads(tiny_fit, tmp_path):
+    """`max_train_minutes=inf` (no limit) is valid; JSON has no inf, so it must still round-trip."""
+    import dataclasses
+
+    import simulators
+
+    unlimited = dataclasses.replace(tiny_fit.simulator.config, max_train_minutes=float("inf"))
+    original = tiny_fit.simulator.config
+    tiny_fit.simulator.config = unlimited
+    try:
+        path = simulators.save(tiny_fit.simulator, tmp_path / "sim")
+    finally:
+        tiny_fit.simulator.config = original
+    assert json.loads((path / "config.json").read_text())["max_train_minutes"] == {"__float__": "inf"}
+    assert simulators.load(path).config.max_train_minutes == float("inf")
