@@ -45,8 +45,6 @@ __all__ = [
     "write_files_atomically",
 ]
 
-_png = figure_png
-"""`figure_png` under the name `evaluation.attacks` imports."""
 
 
 def effective_sample_size(weights: np.ndarray) -> float:

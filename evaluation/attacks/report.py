@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from typing import Any
@@ -10,13 +9,8 @@ from typing import Any
 import numpy as np
 
 from evaluation.attacks.poisoning import PoisonedLogs
+from evaluation.report_plots import figure_png
 from recsim_env.data import LoggedInteractions
-
-
-def _png(fig) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, metadata={"Software": None})  # reproducible bytes
-    return buffer.getvalue()
 
 
 def _figure():
@@ -92,7 +86,7 @@ def poison_files(
         ax.set_xlabel(label)
         ax.legend()
     fig.tight_layout()
-    profile = _png(fig)
+    profile = figure_png(fig)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     names = [str(t["item"]) for t in summary["targets"]]
@@ -104,7 +98,7 @@ def poison_files(
     ax.set_ylabel("interactions")
     ax.legend()
     fig.tight_layout()
-    targets = _png(fig)
+    targets = figure_png(fig)
     plt.close(fig)
     rows = "\n".join(
         f"| {t['item']} | {t['count_clean']} | {t['count_poisoned']} |" for t in summary["targets"]
@@ -143,7 +137,7 @@ def defence_files(result: dict[str, Any], weights: np.ndarray, fake: np.ndarray)
     axes[1].bar(runs, [result[f"ndcg10_{r}"] for r in runs], color=["C0", "C3", "C2"][: len(runs)])
     axes[1].set_ylabel("test NDCG@10 (real users)")
     fig.tight_layout()
-    bars = _png(fig)
+    bars = figure_png(fig)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.2))
     bins = np.linspace(0.0, max(1.05, float(weights.max()) + 0.05), 30)
@@ -153,7 +147,7 @@ def defence_files(result: dict[str, Any], weights: np.ndarray, fake: np.ndarray)
     ax.set_xlabel("training weight after the defence")
     ax.legend()
     fig.tight_layout()
-    hist = _png(fig)
+    hist = figure_png(fig)
     plt.close(fig)
     table = "\n".join(
         f"| {r} | {result[f'target_hr10_{r}']:.4f} | {result[f'target_ndcg10_{r}']:.4f} | {result[f'ndcg10_{r}']:.4f} |"

@@ -424,7 +424,7 @@ def _plot(result: WorldAttackResult) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from evaluation.report import _png
+    from evaluation.report_plots import figure_png
 
     arms = list(result.arms)
     fig = Figure(figsize=(10, 3.8))
@@ -452,7 +452,7 @@ def _plot(result: WorldAttackResult) -> bytes:
     right.set_title("(b) each simulator's policy in the world")
     right.legend(loc="best")
     fig.tight_layout()
-    return _png(fig)
+    return figure_png(fig)
 
 
 def _rate(value: float | None) -> str:
