@@ -24,8 +24,8 @@ from typing import Annotated
 import typer
 
 from evaluation.attacks.defence import DefenceConfig
-from evaluation.attacks.poisoning import PoisonConfig
 from evaluation.attacks.extraction_cli import extract_command
+from evaluation.attacks.poisoning import PoisonConfig
 from evaluation.attacks.world_cli import world_command
 from recsim_env.config_cli import config_options
 from recsim_env.encoders.trainer_config import TrainerConfig

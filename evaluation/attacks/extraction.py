@@ -33,7 +33,6 @@ Lists and histories are NumPy int64 arrays; histories are chronological, most re
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,386 +40,38 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from evaluation.attacks.extraction_augment import (
+    fit_determinant,
+    generate_augmented,
+    sampler_states,
+    train_sampler,
+)
 from evaluation.attacks.extraction_config import EVAL_K, ExtractionConfig
-from recsim_env.checks import check_integer, check_real
+from evaluation.attacks.extraction_losses import bidirectional_repair_loss, ranking_distillation_loss
+from evaluation.attacks.extraction_victim import (
+    QueryRecords,
+    VictimOracle,
+    history_scores,
+    random_sequences,
+    real_prefixes,
+    seen_items,
+    top_k_lists,
+)
+from recsim_env.checks import check_real
 from recsim_env.encoders.base import SequenceEncoder
 from recsim_env.encoders.metrics import hit_rate, ndcg, target_ranks
 from recsim_env.encoders.trainer import (
-    TrainerConfig,
     autocast,
     resolve_device,
     torch_threads,
-    train,
     training_windows,
 )
-from recsim_env.errors import ArgumentError, DataError, RecsimError
+from recsim_env.errors import ArgumentError, DataError
 
 METHODS = ("few_shot", "distillation")
-
-
-class QueryBudgetError(RecsimError, RuntimeError):
-    """A query past the victim's budget: the oracle answers none of the batch."""
-
-
-# ------------------------------------------------------------------------------------------ histories
-def _padded(histories: Sequence[np.ndarray], max_len: int, pad_id: int) -> np.ndarray:
-    """`[B, max_len]` left-padded last `max_len` items of each history."""
-    items = np.full((len(histories), max_len), pad_id, dtype=np.int64)
-    for row, history in enumerate(histories):
-        tail = history[-max_len:]
-        if tail.size:
-            items[row, max_len - tail.size :] = tail
-    return items
-
-
-def _seen(histories: Sequence[np.ndarray], n_items: int, device: torch.device) -> torch.Tensor:
-    """`[B, N]` bool, True at every item of each full history."""
-    rows = np.repeat(np.arange(len(histories)), [h.size for h in histories])
-    items = np.concatenate([*histories, np.zeros(0, dtype=np.int64)]).astype(np.int64)
-    mask = torch.zeros(len(histories), n_items, dtype=torch.bool, device=device)
-    mask[torch.from_numpy(rows).to(device), torch.from_numpy(items).to(device)] = True
-    return mask
-
-
-def _scores(encoder: SequenceEncoder, histories: Sequence[np.ndarray], device: torch.device) -> torch.Tensor:
-    """`[B, N]` fp32 next-item scores of `histories` (the encoder's mode is the caller's)."""
-    items = torch.from_numpy(_padded(histories, encoder.config.max_len, encoder.pad_id)).to(device)
-    with autocast(device):
-        state = encoder.user_state(items)
-    return encoder.score(state.float()).float()
-
-
-@torch.no_grad()
-def top_k_lists(
-    encoder: SequenceEncoder,
-    histories: Sequence[np.ndarray],
-    *,
-    k: int,
-    device: torch.device | str = "cpu",
-    batch_size: int = 512,
-) -> np.ndarray:
-    """`[B, k]` int64 top-k next items of each history, best first, items of the history excluded
-    (how `seqrec recommend` serves them).
-
-    Raises:
-        ArgumentError: when a history leaves fewer than `k` unseen items in the catalogue.
-    """
-    device = torch.device(device)
-    was_training = encoder.training
-    encoder.eval()
-    out = np.zeros((len(histories), k), dtype=np.int64)
-    for lo in range(0, len(histories), batch_size):
-        chunk = histories[lo : lo + batch_size]
-        seen = _seen(chunk, encoder.n_items, device)
-        short = (encoder.n_items - seen.sum(1)) < k
-        if bool(short.any()):
-            row = lo + int(short.nonzero()[0, 0])
-            raise ArgumentError(
-                f"history {row} leaves {encoder.n_items - int(seen[row - lo].sum())} unseen items, fewer "
-                f"than a list of {k}"
-            )
-        scores = _scores(encoder, chunk, device).masked_fill(seen, float("-inf"))
-        out[lo : lo + len(chunk)] = scores.topk(k, dim=1).indices.cpu().numpy()
-    encoder.train(was_training)
-    return out
-
-
-# ------------------------------------------------------------------------------------------ the victim
-class VictimOracle:
-    """Black-box access to a served recommender: a history in, its top-`list_k` list out, `budget` times.
-
-    The oracle holds the victim's encoder privately and exposes only `query`; a batch that would pass
-    the budget raises `QueryBudgetError` and is answered not at all (the count stays as it was).
-    """
-
-    def __init__(
-        self, encoder: SequenceEncoder, *, budget: int, list_k: int = 100, device: str | torch.device = "cpu"
-    ) -> None:
-        self._encoder = encoder.eval()
-        self._device = torch.device(device) if isinstance(device, torch.device) else resolve_device(device)
-        self._encoder.to(self._device)
-        self.budget = check_integer("budget", budget, low=1)
-        self.list_k = check_integer("list_k", list_k, low=1, high=encoder.n_items)
-        self.queries_used = 0
-
-    @property
-    def n_items(self) -> int:
-        """Catalogue size N (public: a served recommender's catalogue is visible to its users)."""
-        return self._encoder.n_items
-
-    @property
-    def queries_left(self) -> int:
-        return self.budget - self.queries_used
-
-    def query(self, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """`[B, list_k]` int64 lists of the victim for `B` histories (each counts as one query).
-
-        Raises:
-            QueryBudgetError: when `B` exceeds the queries left.
-            ArgumentError: for an item outside the catalogue.
-        """
-        histories = [np.asarray(h, dtype=np.int64) for h in histories]
-        if len(histories) > self.queries_left:
-            raise QueryBudgetError(
-                f"query budget spent: {len(histories)} queries asked, {self.queries_left} of {self.budget} left"
-            )
-        for row, history in enumerate(histories):
-            if history.size and (history.min() < 0 or history.max() >= self.n_items):
-                raise ArgumentError(f"history {row}: item index outside the catalogue 0..{self.n_items - 1}")
-        lists = top_k_lists(self._encoder, histories, k=self.list_k, device=self._device)
-        self.queries_used += len(histories)
-        return lists
-
-
-# ------------------------------------------------------------------------------------------ query records
-@dataclass(frozen=True)
-class QueryRecords:
-    """What an adversary's queries returned: each queried history (CSR) and the victim's list for it."""
-
-    offsets: np.ndarray  # [R + 1] int64
-    items: np.ndarray  # [S] int64, the histories end to end
-    lists: np.ndarray  # [R, k] int64, best first
-
-    @classmethod
-    def from_histories(cls, histories: Sequence[np.ndarray], lists: np.ndarray) -> QueryRecords:
-        offsets = np.concatenate([[0], np.cumsum([h.size for h in histories])]).astype(np.int64)
-        items = np.concatenate([*histories, np.zeros(0, dtype=np.int64)]).astype(np.int64)
-        return cls(offsets, items, np.asarray(lists, dtype=np.int64).reshape(len(histories), -1))
-
-    @classmethod
-    def concat(cls, parts: Sequence[QueryRecords]) -> QueryRecords:
-        parts = [p for p in parts if len(p)]
-        if not parts:
-            raise ArgumentError("no query records")
-        return cls.from_histories(
-            [h for p in parts for h in p.histories()], np.concatenate([p.lists for p in parts])
-        )
-
-    def __len__(self) -> int:
-        return len(self.offsets) - 1
-
-    def histories(self, rows: Sequence[int] | np.ndarray | None = None) -> list[np.ndarray]:
-        rows = range(len(self)) if rows is None else rows
-        return [self.items[self.offsets[r] : self.offsets[r + 1]] for r in rows]
-
-
-def real_prefixes(
-    sequences: Sequence[np.ndarray], n: int, rng: np.random.Generator
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Up to `n` distinct prefixes `s[:t]` (1 <= t < len(s)) drawn uniformly from the sequences, and the
-    real next item `s[t]` of each."""
-    users = np.repeat(np.arange(len(sequences)), [max(len(s) - 1, 0) for s in sequences])
-    cuts = np.concatenate([np.arange(1, len(s)) for s in sequences if len(s) > 1] or [np.zeros(0, np.int64)])
-    pick = rng.permutation(users.size)[: min(n, users.size)]
-    prefixes = [sequences[users[i]][: cuts[i]] for i in pick]
-    following = np.asarray([sequences[users[i]][cuts[i]] for i in pick], dtype=np.int64)
-    return prefixes, following
-
-
-def random_sequences(n: int, n_items: int, lengths: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-    """`n` sequences of distinct uniform items with lengths drawn from `lengths` (Yue et al.'s random queries)."""
-    drawn = rng.choice(lengths, size=n)
-    return [rng.choice(n_items, size=int(t), replace=False).astype(np.int64) for t in drawn]
-
-
-# ------------------------------------------------------------------------------------------ losses
-def ranking_distillation_loss(
-    scores: torch.Tensor,
-    lists: torch.Tensor,
-    negatives: torch.Tensor,
-    *,
-    margin_topk: float,
-    margin_negative: float,
-) -> torch.Tensor:
-    """Yue et al. (2021)'s ranking loss: the surrogate keeps the victim's order and puts it above the rest.
-
-    With the victim's list `v_1..v_k` (best first), surrogate scores `s` and uniform unlisted negatives
-    `n_1..n_k`:
-    `mean_i max(0, s(v_{i+1}) - s(v_i) + lambda_1) + mean_i max(0, s(n_i) - s(v_i) + lambda_2)`
-    (their code's two `MarginRankingLoss` terms).
-
-    Args:
-        scores: `[B, N]` surrogate scores.
-        lists: `[B, k]` victim lists, best first.
-        negatives: `[B, k]` items outside each row's list.
-    """
-    listed = scores.gather(1, lists)  # [B, k]
-    order = (
-        F.relu(listed[:, 1:] - listed[:, :-1] + margin_topk).mean()
-        if lists.shape[1] > 1
-        else listed.sum() * 0
-    )
-    against = F.relu(scores.gather(1, negatives) - listed + margin_negative).mean()
-    return order + against
-
-
-def bidirectional_repair_loss(
-    scores: torch.Tensor, lists: torch.Tensor, seen: torch.Tensor, *, k: int, margin: float
-) -> torch.Tensor:
-    """Repair the surrogate's top-k where it disagrees with the victim's list, in both directions.
-
-    With `V` the victim's top-k, `W` its whole list, `S` the surrogate's top-k (items of the history
-    excluded, as the victim serves), `t_S` the surrogate's k-th best score and `t_V` the surrogate's
-    lowest score over `V` (both held constant):
-
-    * victim -> surrogate, items the surrogate misses, `v in V \\ S`: `max(0, t_S - s(v) + m)`, raises them;
-    * surrogate -> victim, items the victim does not list, `u in S \\ W`: `max(0, s(u) - t_V + m)`,
-      lowers them below every item of `V`.
-
-    The sum of both over the flagged items, divided by k, averaged over rows; 0 when `S = V`.
-
-    Args:
-        scores: `[B, N]` surrogate scores.
-        lists: `[B, k_list]` victim lists, best first (`k_list >= k`).
-        seen: `[B, N]` bool, True at the history's items.
-    """
-    visible = scores.masked_fill(seen, float("-inf"))
-    surrogate_top = visible.topk(k, dim=1).indices  # [B, k]
-    victim_top = lists[:, :k]
-    in_victim_top = torch.zeros_like(seen).scatter_(1, victim_top, True)
-    in_victim_list = torch.zeros_like(seen).scatter_(1, lists, True)
-    in_surrogate_top = torch.zeros_like(seen).scatter_(1, surrogate_top, True)
-    surrogate_threshold = visible.gather(1, surrogate_top[:, -1:]).detach()  # [B, 1]
-    victim_threshold = scores.gather(1, victim_top).min(1, keepdim=True).values.detach()  # [B, 1]
-    missed = in_victim_top & ~in_surrogate_top
-    intruding = in_surrogate_top & ~in_victim_list
-    raise_missed = F.relu(surrogate_threshold - scores + margin) * missed
-    lower_intruding = F.relu(scores - victim_threshold + margin) * intruding
-    return (raise_missed + lower_intruding).sum(1).mean() / k
-
-
-# ------------------------------------------------------------------------------------------ augmentation
-class SynthesisDeterminant(nn.Module):
-    """The synthesis determinant signifier: `p(follow | h) = sigmoid(w . h + b)`, the probability that a
-    user with sampler state `h` takes the next item from the served list."""
-
-    def __init__(self, d_model: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(d_model, 1)
-
-    def forward(self, state: torch.Tensor) -> torch.Tensor:
-        """`[B]` probabilities from `[B, D]` states."""
-        return torch.sigmoid(self.linear(state)).squeeze(-1)
-
-
-def fit_determinant(
-    states: torch.Tensor, follows: torch.Tensor, *, steps: int = 300, lr: float = 0.05
-) -> SynthesisDeterminant:
-    """Fit the signifier by logistic regression of `follows` `[R]` (1 when the real next item was in the
-    victim's list for that prefix) on the sampler's states `[R, D]` (full-batch Adam, deterministic)."""
-    determinant = SynthesisDeterminant(states.shape[1]).to(states.device)
-    with torch.no_grad():  # start at the base rate
-        rate = float(follows.float().mean().clamp(1e-3, 1 - 1e-3))
-        determinant.linear.weight.zero_()
-        determinant.linear.bias.fill_(math.log(rate / (1 - rate)))
-    optimiser = torch.optim.Adam(determinant.parameters(), lr=lr, weight_decay=1e-4)
-    for _ in range(steps):
-        loss = F.binary_cross_entropy(determinant(states), follows.float())
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-    return determinant.eval()
-
-
-def train_sampler(sequences, n_items: int, config: ExtractionConfig, device: torch.device) -> SequenceEncoder:
-    """The probabilistic interaction sampler: a `config.model` encoder trained on next-item prediction
-    (the trainer's leave-one-out early stopping) over the few-shot `UserSequences`."""
-    from recsim_env import encoders
-
-    torch.manual_seed(config.seed)
-    sampler = encoders.build(
-        config.model, {"n_items": n_items, "max_len": config.max_len, "d_model": config.d_model}
-    )
-    train(
-        sampler,
-        sequences,
-        TrainerConfig(
-            epochs=config.sampler_epochs,
-            patience=config.patience,
-            lr=type(sampler).learning_rate,
-            seed=config.seed,
-            device=str(device),
-            num_threads=config.num_threads,
-            progress=False,
-        ),
-    )
-    return sampler.eval()
-
-
-@torch.no_grad()
-def sampler_states(
-    sampler: SequenceEncoder, histories: Sequence[np.ndarray], device: torch.device
-) -> torch.Tensor:
-    """`[B, D]` fp32 sampler states of `histories`."""
-    items = torch.from_numpy(_padded(histories, sampler.config.max_len, sampler.pad_id)).to(device)
-    with autocast(device):
-        return sampler.user_state(items).float()
-
-
-@torch.no_grad()
-def generate_augmented(
-    oracle: VictimOracle,
-    sampler: SequenceEncoder,
-    determinant: SynthesisDeterminant,
-    sequences: Sequence[np.ndarray],
-    *,
-    n_queries: int,
-    steps: int,
-    temperature: float,
-    rng: np.random.Generator,
-    generator: torch.Generator,
-    device: torch.device,
-    batch: int = 256,
-) -> QueryRecords:
-    """Autoregressive augmentation generation: grow synthetic continuations of real prefixes, one victim
-    query per step, until `n_queries` queries are spent.
-
-    Each branch starts from a real prefix `s[:t]` of a few-shot sequence (`1 <= t < len(s)`, drawn
-    uniformly over all such prefixes; its oldest items are dropped if it would leave fewer than a list
-    of unseen items) and grows `1..steps` items. At each step the victim's list for the current history
-    is read; the signifier's `p(follow)` decides whether the next item comes from that list or from the
-    unseen items off it; the sampler's softmax (at `temperature`) over the allowed items draws it. Every
-    (history, list) pair is kept as a distillation record.
-    """
-    n_items = oracle.n_items
-    longest = n_items - oracle.list_k - steps - 1  # a grown history must leave a full list of unseen items
-    if longest < 1:
-        raise ArgumentError(
-            f"a catalogue of {n_items} items cannot serve lists of {oracle.list_k} to histories grown by {steps}"
-        )
-    users = np.repeat(np.arange(len(sequences)), [max(len(s) - 1, 0) for s in sequences])
-    cuts = np.concatenate([np.arange(1, len(s)) for s in sequences if len(s) > 1] or [np.zeros(0, np.int64)])
-    if users.size == 0:
-        raise DataError("augmentation needs a few-shot sequence of at least 2 events")
-    histories: list[np.ndarray] = []
-    lists: list[np.ndarray] = []
-    while len(histories) < n_queries:
-        picked = rng.integers(users.size, size=batch)
-        grown = [np.asarray(sequences[users[i]][: cuts[i]][-longest:], dtype=np.int64) for i in picked]
-        targets = [g.size + int(rng.integers(1, steps + 1)) for g in grown]
-        while True:
-            active = [i for i, g in enumerate(grown) if g.size < targets[i]][: n_queries - len(histories)]
-            if not active:
-                break
-            prefixes = [grown[i] for i in active]
-            served = oracle.query(prefixes)  # [b, k]
-            histories.extend(prefixes)
-            lists.extend(served)
-            state = sampler_states(sampler, prefixes, device)
-            follow = torch.rand(len(active), generator=generator).to(device) < determinant(state)
-            logits = sampler.score(state).float() / temperature  # [b, N]
-            on_list = torch.zeros(len(active), n_items, dtype=torch.bool, device=device)
-            on_list.scatter_(1, torch.from_numpy(served).to(device), True)
-            allowed = torch.where(follow[:, None], on_list, ~on_list & ~_seen(prefixes, n_items, device))
-            probs = torch.softmax(logits.masked_fill(~allowed, float("-inf")), dim=1)
-            chosen = torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].numpy()
-            for row, i in enumerate(active):
-                grown[i] = np.append(grown[i], chosen[row])
-    return QueryRecords.from_histories(histories, np.stack(lists))
 
 
 # ------------------------------------------------------------------------------------------ the surrogate
@@ -519,9 +170,9 @@ def train_surrogate(
         for lo in range(0, len(shuffled), config.batch_size):
             rows = shuffled[lo : lo + config.batch_size]
             batch_histories = [histories[r] for r in rows]
-            seen = _seen(batch_histories, n_items, device)
+            seen = seen_items(batch_histories, n_items, device)
             batch_lists = lists[rows].to(device)
-            scores = _scores(encoder, batch_histories, device)
+            scores = history_scores(encoder, batch_histories, device)
             loss = ranking_distillation_loss(
                 scores,
                 batch_lists,
@@ -669,8 +320,8 @@ def leave_one_out_accuracy(
         chunk = sequences[lo : lo + batch_size]
         histories = [s[:-1] for s in chunk]
         targets = torch.as_tensor([int(s[-1]) for s in chunk], device=device)
-        scores = _scores(encoder, histories, device)
-        ranks.append(target_ranks(scores, targets, excluded=_seen(histories, encoder.n_items, device)))
+        scores = history_scores(encoder, histories, device)
+        ranks.append(target_ranks(scores, targets, excluded=seen_items(histories, encoder.n_items, device)))
     rank = torch.cat(ranks)
     return {"ndcg@10": float(ndcg(rank, EVAL_K).mean()), "hr@10": float(hit_rate(rank, EVAL_K).mean())}
 

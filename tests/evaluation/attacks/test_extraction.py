@@ -11,21 +11,12 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from evaluation.attacks.extraction import (
-    QueryBudgetError,
-    QueryRecords,
-    VictimOracle,
-    bidirectional_repair_loss,
-    distillation_extraction,
-    generate_augmented,
-    overlap_at_k,
-    ranking_distillation_loss,
-    run_extraction,
-    split_users,
-    top_k_lists,
-)
+from evaluation.attacks.extraction import distillation_extraction, overlap_at_k, run_extraction, split_users
+from evaluation.attacks.extraction_augment import generate_augmented
 from evaluation.attacks.extraction_cli import extract_command
 from evaluation.attacks.extraction_config import ExtractionConfig
+from evaluation.attacks.extraction_losses import bidirectional_repair_loss, ranking_distillation_loss
+from evaluation.attacks.extraction_victim import QueryBudgetError, QueryRecords, VictimOracle, top_k_lists
 from recsim_env import encoders
 from recsim_env.data import LoggedInteractions
 from recsim_env.encoders.trainer import TrainerConfig, seed_everything, train
@@ -111,7 +102,7 @@ def test_oracle_counts_queries_and_refuses_past_the_budget(victim):
 
 
 def test_augmentation_spends_the_budget_and_keeps_every_pair(victim, logs):
-    from evaluation.attacks.extraction import fit_determinant, sampler_states, train_sampler
+    from evaluation.attacks.extraction_augment import fit_determinant, sampler_states, train_sampler
 
     config = ExtractionConfig(fraction=0.2, **TINY)
     data = split_users(logs, config.fraction, seed=0)
@@ -210,7 +201,7 @@ def test_ranking_distillation_loss_on_a_hand_case():
 
 
 def test_the_signifier_learns_when_users_follow_the_list():
-    from evaluation.attacks.extraction import fit_determinant
+    from evaluation.attacks.extraction_augment import fit_determinant
 
     states = torch.randn(400, 4, generator=torch.Generator().manual_seed(0))
     follows = states[:, 0] > 0.3  # users with a high first feature follow the served list
