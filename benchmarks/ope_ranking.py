@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from evaluation.cli import build_ope_report
+from evaluation.cli import OPEReportOptions, build_ope_report
 from recsim_env.data import LoggedInteractions
 from recsim_env.envs import SeqRecVectorEnv
 from recsim_env.world import UserWorld, WorldConfig
-from recsim_env.world.logging import LoggedStep, LoggingPolicy, generate_logs
+from recsim_env.world.logging import LoggedStep, LoggingPolicy, generate_logs, world_logs
 
 CANDIDATE_EPSILONS = (0.1, 0.5, 0.8)
 LOGGER_EPSILON = 0.3
@@ -66,15 +66,7 @@ def log_complete_sessions(world: UserWorld, *, steps: int, seed: int, num_envs: 
     running = final.episode[~(final.terminated | final.truncated) | unlogged]
     interactions = interactions[~interactions["user_id"].isin(running)]
     users = users[users["user_id"].isin(interactions["user_id"].unique())]
-    return LoggedInteractions.from_frame(
-        interactions,
-        feedback_cols=world.signals,
-        item_catalogue=np.arange(world.n_items),
-        items=items,
-        users=users,
-        name="world-epsilon-greedy",
-        source="world log (epsilon-greedy)",
-    )
+    return world_logs(world, interactions, items, users, policy="epsilon-greedy")
 
 
 def rollout_value(
@@ -167,8 +159,10 @@ def main() -> None:
             policies.append(str(path))
         start = time.perf_counter()
         report, _ = build_ope_report(
-            logs=log_path, policy=policies, out=tmp / "report", max_rounds=n_rows, n_bootstrap=args.n_bootstrap,
-            horizon=args.horizon, gamma=args.gamma, fqe_steps=args.fqe_steps, seed=args.seed,
+            OPEReportOptions(
+                logs=log_path, policy=policies, out=tmp / "report", max_rounds=n_rows, n_bootstrap=args.n_bootstrap,
+                horizon=args.horizon, gamma=args.gamma, fqe_steps=args.fqe_steps, seed=args.seed,
+            )
         )  # fmt: skip
         report_s = time.perf_counter() - start
         if args.out is not None:

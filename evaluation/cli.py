@@ -25,17 +25,23 @@ from evaluation.cli_inputs import (
     saved_policy_action_dist,
     unique_names,
 )
-from evaluation.cli_options import MAX_HORIZON, MAX_ROUNDS, RANKABLE, check_options, sequential_names
+from evaluation.cli_options import (
+    MAX_HORIZON,
+    MAX_ROUNDS,
+    RANKABLE,
+    OPEReportOptions,
+    sequential_names,
+)
 from recsim_env.errors import ArgumentError
 
 __all__ = [
     "MAX_HORIZON",
     "MAX_ROUNDS",
     "NPY_CHECK_ELEMENTS",
+    "OPEReportOptions",
     "RANKABLE",
     "SEQUENTIAL_RANKER",
     "build_ope_report",
-    "check_options",
     "check_policy_rows",
     "load_logs",
     "ope_report_command",
@@ -72,38 +78,14 @@ def ranking_reason(estimator: str, *, max_weight: float, chosen: bool) -> str:
     )
 
 
-def build_ope_report(
-    *,
-    logs: Path,
-    policy: list[str],
-    out: Path,
-    reward: str | None = None,
-    estimate_pscore: bool = False,
-    max_rounds: int = 20_000,
-    n_folds: int = 3,
-    alpha: float = 0.05,
-    n_bootstrap: int = 1000,
-    min_ess: float = 100.0,
-    lambda_: float = 100.0,
-    seed: int = 0,
-    history_len: int = 20,
-    sequential: bool = True,
-    horizon: int = 20,
-    gamma: float = 1.0,
-    fqe_iterations: int | None = None,
-    fqe_steps: int = 200,
-    session_gap_hours: float | None = None,
-    cvar_alpha: list[float] | None = None,
-    rank_by: str | None = None,
-    console: Console | None = None,
-):
-    """What `seqrec ope-report` computes, without writing it: `(report, per-candidate reports)`.
+def build_ope_report(options: OPEReportOptions, *, console: Console | None = None):
+    """What `seqrec ope-report` computes with `options`, without writing it: `(report, per-candidate reports)`.
 
-    The report is the candidate's `OPEReport` for one `--policy`, else a `ComparisonReport` ranking them.
-    Arguments are the command's options (see `ope_report_command`); `out` is only checked.
+    The report is the candidate's `OPEReport` for one policy, else a `ComparisonReport` ranking them;
+    `options.out` is not written. `console` shows the progress (default: stderr).
 
     Raises:
-        ArgumentError, DataError: for a bad option, log or policy, naming it.
+        ArgumentError, DataError: for a bad log or policy, naming it.
     """
     from evaluation.ope import bandit_estimators
     from evaluation.ope.logged import bandit_feedback
@@ -111,31 +93,14 @@ def build_ope_report(
     from evaluation.report import build_report
 
     console = console or Console(stderr=True)
-    cvar_alphas = tuple(cvar_alpha) if cvar_alpha else (0.1, 0.3)
-    check_options(
-        policy=policy,
-        out=out,
-        max_rounds=max_rounds,
-        n_folds=n_folds,
-        alpha=alpha,
-        n_bootstrap=n_bootstrap,
-        min_ess=min_ess,
-        lambda_=lambda_,
-        seed=seed,
-        history_len=history_len,
-        horizon=horizon,
-        gamma=gamma,
-        fqe_iterations=fqe_iterations,
-        fqe_steps=fqe_steps,
-        session_gap_hours=session_gap_hours,
-        cvar_alpha=cvar_alphas,
-        rank_by=rank_by,
-    )
     with console.status("loading the log"):
-        log = load_logs(logs)
+        log = load_logs(options.logs)
         # Every row is checked here, before any subsample is drawn.
         feedback = bandit_feedback(
-            log, reward_column=reward, estimate_missing_pscore=estimate_pscore, source=str(logs)
+            log,
+            reward_column=options.reward,
+            estimate_missing_pscore=options.estimate_pscore,
+            source=str(options.logs),
         )
     n_log = len(feedback.reward)
     warnings = []
@@ -145,11 +110,11 @@ def build_ope_report(
             "non-contextual proxy for the logging policy, so every importance-weighted estimate is approximate."
         )
     session = None
-    if sequential:
+    if options.sequential:
         from evaluation.sessions import session_index
         from recsim_env.data.sessions import SECONDS_PER_HOUR
 
-        gap_s = None if session_gap_hours is None else session_gap_hours * SECONDS_PER_HOUR
+        gap_s = None if options.session_gap_hours is None else options.session_gap_hours * SECONDS_PER_HOUR
         session = session_index(log, gap_s=gap_s)
         if session is not None and feedback.n_positions > 1:
             warnings.append(
@@ -158,32 +123,34 @@ def build_ope_report(
             )
             session = None
     rows = np.arange(n_log)
-    if n_log > max_rounds:
+    if n_log > options.max_rounds:
         if session is not None:
             from evaluation.sessions import sample_sessions
 
-            rows = sample_sessions(session, max_rounds, seed)
+            rows = sample_sessions(session, options.max_rounds, options.seed)
             what = (
                 f"{len(np.unique(session[rows])):,} whole sessions ({len(rows):,} of {n_log:,} logged rows)"
             )
         else:
-            rows = np.sort(np.random.default_rng(seed).choice(n_log, size=max_rounds, replace=False))
-            what = f"{max_rounds:,} of {n_log:,} logged rows"
+            rows = np.sort(
+                np.random.default_rng(options.seed).choice(n_log, size=options.max_rounds, replace=False)
+            )
+            what = f"{options.max_rounds:,} of {n_log:,} logged rows"
         warnings.append(f"Evaluated on a random subsample of {what}.")
-    if n_folds > len(rows):
-        raise ArgumentError(f"--n-folds must be at most the {len(rows)} rows scored, got {n_folds}")
+    if options.n_folds > len(rows):
+        raise ArgumentError(f"--n-folds must be at most the {len(rows)} rows scored, got {options.n_folds}")
     scored = feedback.take(rows)
-    if rank_by in sequential_names() and session is None:
+    if options.rank_by in sequential_names() and session is None:
         raise ArgumentError(
-            f"--rank-by {rank_by!r}: a sequential estimator, but the log has no sessions here (no session_id "
+            f"--rank-by {options.rank_by!r}: a sequential estimator, but the log has no sessions here (no session_id "
             "column, no --session-gap-hours, slates, or --no-sequential); rank by a bandit estimator"
         )
 
     # Every candidate's action distribution is read and checked before anything is fitted.
     dists, names = [], []
-    for p in policy:
+    for p in options.policy:
         dist, name = candidate_action_dist(
-            p, log, feedback, rows, n_log, history_len=history_len, console=console
+            p, log, feedback, rows, n_log, history_len=options.history_len, console=console
         )
         dists.append(dist)
         names.append(name)
@@ -201,27 +168,33 @@ def build_ope_report(
             action=scored.action,
             reward=scored.reward,
             position=scored.position,
-            n_folds=n_folds,
-            random_state=seed,
+            n_folds=options.n_folds,
+            random_state=options.seed,
         )
 
     episodes = layout = None
     if session is not None:
-        layout, episodes = _episode_inputs(log, feedback, session, rows, horizon=horizon, console=console)
+        layout, episodes = _episode_inputs(
+            log, feedback, session, rows, horizon=options.horizon, console=console
+        )
 
-    single = len(policy) == 1
+    single = len(options.policy) == 1
+    # Every estimate's interval and diagnostics, bandit and sequential alike.
+    interval = {
+        "alpha": options.alpha,
+        "n_bootstrap_samples": options.n_bootstrap,
+        "random_state": options.seed,
+        "min_ess": options.min_ess,
+    }
     reports = []
     for dist, name in zip(dists, names, strict=True):
         report = build_report(
-            bandit_estimators(lambda_),
+            bandit_estimators(options.lambda_),
             **scored.as_kwargs(),
             action_dist=dist,
             estimated_rewards_by_reg_model=q_hat,
-            policy_name=f"{name} on {logs.name}" if single else name,
-            alpha=alpha,
-            n_bootstrap_samples=n_bootstrap,
-            random_state=seed,
-            min_ess=min_ess,
+            policy_name=f"{name} on {options.logs.name}" if single else name,
+            **interval,
             extra_warnings=warnings,
             progress=True,
         )
@@ -232,20 +205,21 @@ def build_ope_report(
                 seq = evaluate_sessions(
                     **episodes,
                     action_dist=layout.gather(dist[:, :, 0]),
-                    gamma=gamma,
-                    max_weight=lambda_,
-                    fqe_iterations=fqe_iterations,
-                    fqe_steps=fqe_steps,
-                    cvar_alphas=cvar_alphas,
-                    alpha=alpha,
-                    n_bootstrap_samples=n_bootstrap,
-                    random_state=seed,
-                    min_ess=min_ess,
+                    gamma=options.gamma,
+                    max_weight=options.lambda_,
+                    fqe_iterations=options.fqe_iterations,
+                    fqe_steps=options.fqe_steps,
+                    cvar_alphas=options.cvar_alphas,
+                    **interval,
                 )
             report = dataclasses.replace(report, sequential=seq)
         reports.append(report)
 
-    final = reports[0] if single else _comparison(reports, logs=logs, rank_by=rank_by, max_weight=lambda_)
+    final = (
+        reports[0]
+        if single
+        else _comparison(reports, logs=options.logs, rank_by=options.rank_by, max_weight=options.lambda_)
+    )
     return final, tuple(reports)
 
 
@@ -319,7 +293,7 @@ def ope_report_command(
     """Estimate policies' values on a log (bandit estimators; with sessions also PDIS, WPDIS, DR, WDR,
     Switch-DR, FQE and the return's risk), rank several candidates and write a report."""
     try:
-        final, reports = build_ope_report(
+        options = OPEReportOptions(
             logs=logs,
             policy=policy,
             out=out,
@@ -342,6 +316,7 @@ def ope_report_command(
             cvar_alpha=cvar_alpha,
             rank_by=rank_by,
         )
+        final, reports = build_ope_report(options)
         written = final.save(out)
     except (ValueError, OSError) as err:  # DataError is a ValueError
         Console(stderr=True).print(f"error: {err}", markup=False, highlight=False, soft_wrap=True)

@@ -25,6 +25,15 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[1]
+"""The repository root (where `seqrec` runs)."""
+CLUSTER_MARKS = [
+    pytest.mark.rllib,
+    pytest.mark.slow,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the cluster's processes in /proc"),
+]
+"""The `pytestmark` of a module that runs commands on a real cluster."""
+
 
 @dataclass(frozen=True)
 class Cluster:
@@ -166,6 +175,45 @@ def running_cluster(*, num_cpus: int) -> Iterator[Cluster]:
         left = stop_cluster(temp_dir, gcs_port)
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert not left, f"Ray processes left running: {sorted(left)}"
+
+
+def cluster_fixture(*, num_cpus: int):
+    """A module-scoped fixture: one `running_cluster(num_cpus=num_cpus)` for every test of the module."""
+
+    @pytest.fixture(scope="module")
+    def cluster() -> Iterator[Cluster]:
+        with running_cluster(num_cpus=num_cpus) as head:
+            yield head
+
+    return cluster
+
+
+def run_seqrec(cluster: Cluster, *args: str, timeout_s: float) -> tuple[subprocess.CompletedProcess, int]:
+    """`seqrec ARGS` against the cluster (`RAY_ADDRESS` set), from the repository root; returns the
+    result and the process id, and fails the test when it exits non-zero or runs past `timeout_s`."""
+    process = subprocess.Popen(
+        [*script("seqrec"), *args],
+        env=cluster.env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        stdout, stderr = process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+        pytest.fail(f"seqrec {' '.join(args)} ran past {timeout_s} s:\n{stdout}\n{stderr}")
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    assert done.returncode == 0, f"seqrec {' '.join(args)} failed:\n{stdout}\n{stderr}"
+    return done, process.pid
+
+
+def assert_stops_cleanly(cluster: Cluster) -> None:
+    """The cluster has processes, and after `stop_cluster` none of them (nor a new one) is left."""
+    assert cluster_processes(cluster.temp_dir, cluster.gcs_port)
+    assert stop_cluster(cluster.temp_dir, cluster.gcs_port) == set()
 
 
 def actor_logs(cluster: Cluster, actor_class: str) -> set[str]:

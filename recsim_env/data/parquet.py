@@ -97,22 +97,14 @@ def write_parquet(
 def read_parquet(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     """`(frame, keyword arguments of LoggedInteractions)` of a file written by `write_parquet`, every part
     validated; raises DataError for any other Parquet file (see `LoggedInteractions.read_parquet`)."""
-    if not isinstance(path, str | os.PathLike):
-        raise ArgumentError(f"path: expected a path, got {type(path).__name__}")
-    path = Path(path)
+    path = _path_argument(path)
     try:
         table = pq.read_table(path)
     except Exception as err:  # pyarrow raises several unrelated types for corrupt files
         raise DataError(f"{path}: cannot read Parquet file ({type(err).__name__}: {err})") from None
-    raw = (table.schema.metadata or {}).get(_PARQUET_META_KEY)
-    if raw is None:
-        raise DataError(
-            f"{path}: not written by LoggedInteractions.to_parquet (no {_PARQUET_META_KEY.decode()})"
-        )
-    meta = _read_meta(raw, path)
+    meta = _stored_meta(table.schema, path)
     where = str(path)
-    user_ids = _idmap_from_json(meta["user_ids"], where=f"{where}: metadata 'user_ids'")
-    item_ids = _idmap_from_json(meta["item_ids"], where=f"{where}: metadata 'item_ids'")
+    user_ids, item_ids = _meta_id_maps(meta, where)
     # Plain Arrow-to-pandas conversion: the frame holds numbers only, and no pandas metadata is obeyed.
     try:
         frame = table.to_pandas(ignore_metadata=True)
@@ -121,44 +113,21 @@ def read_parquet(path: str | os.PathLike) -> tuple[pd.DataFrame, dict]:
     feedback_columns = tuple(meta["feedback_columns"])
     _widen(frame, feedback_columns)
     _check_stored_frame(frame, feedback_columns, n_users=len(user_ids), n_items=len(item_ids), source=where)
-    return frame, {
-        "user_ids": user_ids,
-        "item_ids": item_ids,
-        "feedback_columns": feedback_columns,
-        "items": _table_from_b64(meta["items"], n=len(item_ids), where=f"{where}: metadata 'items'"),
-        "users": _table_from_b64(meta["users"], n=len(user_ids), where=f"{where}: metadata 'users'"),
-        "name": meta["name"],
-    }
+    return frame, _meta_parts(meta, where, user_ids, item_ids)
 
 
 def read_parquet_parts(path: str | os.PathLike) -> dict:
     """The keyword arguments of `LoggedInteractions` (id maps, feedback columns, side tables, name) of a
     file written by `write_parquet`, read from its schema metadata alone: no row is read (for readers
     that stream the rows themselves, e.g. Ray Data, and check them with `check_stored_rows`)."""
-    if not isinstance(path, str | os.PathLike):
-        raise ArgumentError(f"path: expected a path, got {type(path).__name__}")
-    path = Path(path)
+    path = _path_argument(path)
     try:
         schema = pq.read_schema(path)
     except Exception as err:  # pyarrow raises several unrelated types for corrupt files
         raise DataError(f"{path}: cannot read Parquet file ({type(err).__name__}: {err})") from None
-    raw = (schema.metadata or {}).get(_PARQUET_META_KEY)
-    if raw is None:
-        raise DataError(
-            f"{path}: not written by LoggedInteractions.to_parquet (no {_PARQUET_META_KEY.decode()})"
-        )
-    meta = _read_meta(raw, path)
+    meta = _stored_meta(schema, path)
     where = str(path)
-    user_ids = _idmap_from_json(meta["user_ids"], where=f"{where}: metadata 'user_ids'")
-    item_ids = _idmap_from_json(meta["item_ids"], where=f"{where}: metadata 'item_ids'")
-    return {
-        "user_ids": user_ids,
-        "item_ids": item_ids,
-        "feedback_columns": tuple(meta["feedback_columns"]),
-        "items": _table_from_b64(meta["items"], n=len(item_ids), where=f"{where}: metadata 'items'"),
-        "users": _table_from_b64(meta["users"], n=len(user_ids), where=f"{where}: metadata 'users'"),
-        "name": meta["name"],
-    }
+    return _meta_parts(meta, where, *_meta_id_maps(meta, where))
 
 
 def check_stored_rows(
@@ -195,23 +164,15 @@ def read_parquet_summary(path: str | os.PathLike, *, batch_rows: int = 2**16) ->
     one batch. Returns `name`, `n_items`, `feedback_columns`, `n_rows`, `events_per_user` ([n_users]
     int64), `time_start` and `time_end`.
     """
-    if not isinstance(path, str | os.PathLike):
-        raise ArgumentError(f"path: expected a path, got {type(path).__name__}")
-    path = Path(path)
+    path = _path_argument(path)
     where = str(path)
     try:
         parquet = pq.ParquetFile(path, pre_buffer=False, buffer_size=2**20)  # read pages as they are used
         schema = parquet.schema_arrow
     except Exception as err:  # pyarrow raises several unrelated types for corrupt files
         raise DataError(f"{path}: cannot read Parquet file ({type(err).__name__}: {err})") from None
-    raw = (schema.metadata or {}).get(_PARQUET_META_KEY)
-    if raw is None:
-        raise DataError(
-            f"{path}: not written by LoggedInteractions.to_parquet (no {_PARQUET_META_KEY.decode()})"
-        )
-    meta = _read_meta(raw, path)
-    n_users = len(_idmap_from_json(meta["user_ids"], where=f"{where}: metadata 'user_ids'"))
-    n_items = len(_idmap_from_json(meta["item_ids"], where=f"{where}: metadata 'item_ids'"))
+    meta = _stored_meta(schema, path)
+    n_users, n_items = (len(ids) for ids in _meta_id_maps(meta, where))
     for col in ("user_id", "timestamp", *meta["feedback_columns"]):
         if col not in schema.names:
             raise DataError(f"{_where(where, col)}: missing column (columns present: {schema.names})")
@@ -271,6 +232,44 @@ _META_FIELDS = {
     "items": (str, type(None)),
     "users": (str, type(None)),
 }
+
+
+def _path_argument(path: str | os.PathLike) -> Path:
+    """`path` as a Path; ArgumentError for anything that is not a path."""
+    if not isinstance(path, str | os.PathLike):
+        raise ArgumentError(f"path: expected a path, got {type(path).__name__}")
+    return Path(path)
+
+
+def _stored_meta(schema: pa.Schema, path: Path) -> dict:
+    """The `write_parquet` metadata of the file at `path` with Arrow schema `schema`; DataError for a
+    file it did not write or whose metadata is not a JSON object."""
+    raw = (schema.metadata or {}).get(_PARQUET_META_KEY)
+    if raw is None:
+        raise DataError(
+            f"{path}: not written by LoggedInteractions.to_parquet (no {_PARQUET_META_KEY.decode()})"
+        )
+    return _read_meta(raw, path)
+
+
+def _meta_id_maps(meta: dict, where: str) -> tuple[IdMap, IdMap]:
+    """The `(user_ids, item_ids)` id maps of the stored metadata `meta` of file `where`."""
+    user_ids = _idmap_from_json(meta["user_ids"], where=f"{where}: metadata 'user_ids'")
+    item_ids = _idmap_from_json(meta["item_ids"], where=f"{where}: metadata 'item_ids'")
+    return user_ids, item_ids
+
+
+def _meta_parts(meta: dict, where: str, user_ids: IdMap, item_ids: IdMap) -> dict:
+    """The keyword arguments of `LoggedInteractions` but the frame, from the stored metadata `meta` of
+    file `where` and its id maps (`_meta_id_maps`)."""
+    return {
+        "user_ids": user_ids,
+        "item_ids": item_ids,
+        "feedback_columns": tuple(meta["feedback_columns"]),
+        "items": _table_from_b64(meta["items"], n=len(item_ids), where=f"{where}: metadata 'items'"),
+        "users": _table_from_b64(meta["users"], n=len(user_ids), where=f"{where}: metadata 'users'"),
+        "name": meta["name"],
+    }
 
 
 def _read_meta(raw: bytes, path: Path) -> dict:

@@ -43,7 +43,6 @@ file system or a bucket): Ray Train persists the reported checkpoint there.
 
 from __future__ import annotations
 
-import copy
 import math
 import os
 import shutil
@@ -62,8 +61,8 @@ from recsim_env.data import IdMap, LoggedInteractions, UserSequences
 from recsim_env.encoders.base import IGNORE_TARGET, SequenceEncoder
 from recsim_env.encoders.ray_logs import open_logs, user_shard
 from recsim_env.encoders.trainer import (
-    PROTOCOLS,
     SELECTION_METRIC,
+    ModelSelection,
     TrainResult,
     autocast,
     evaluate_full_ranking,
@@ -72,7 +71,8 @@ from recsim_env.encoders.trainer import (
     resolve_device,
     seed_everything,
     torch_threads,
-    training_windows,
+    window_batch,
+    window_tensors,
 )
 from recsim_env.encoders.trainer_config import TrainerConfig
 from recsim_env.errors import ArgumentError
@@ -213,27 +213,10 @@ def train_shard(
     """
     cfg = encoder.config
     split = leave_one_out_split(sequences, max_len=cfg.max_len, pad_id=cfg.pad_id)
-    windows = training_windows(
-        sequences,
-        split.train_lengths,
-        max_len=cfg.max_len,
-        pad_id=cfg.pad_id,
-        mode=config.windows,
-        stride=config.window_stride or max(1, cfg.max_len // 2),
-    )
-    use_time = encoder.uses_timestamps
-    use_feedback = cfg.feedback_dim > 0
-    all_items, all_times, all_feedback = (
-        torch.from_numpy(windows.item_ids),
-        torch.from_numpy(windows.timestamps),
-        torch.from_numpy(windows.feedback),
-    )
-    # [W, L] True at target positions another (later) window already trains on
-    counted_elsewhere = torch.arange(cfg.max_len)[None] < torch.from_numpy(windows.first_target)[:, None]
-    overlapping = bool(counted_elsewhere.any())
+    windows = window_tensors(encoder, sequences, split.train_lengths, config)
 
     # ---- the global step count, from every worker's window count ----
-    n_local = all_items.shape[0]
+    n_local = windows.items.shape[0]
     shard_sizes = _gathered(n_local, world_size)
     n_total = sum(shard_sizes)
     if any(config.batch_size * n < n_total for n in shard_sizes):
@@ -251,10 +234,8 @@ def train_shard(
     generator = torch.Generator().manual_seed(worker_seed(config.seed, rank))
     loss_fn = torch.compile(encoder.loss) if config.compile else encoder.loss
 
-    best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(encoder.state_dict())
-    best_valid: dict[str, dict[str, float]] = {}
-    history: list[dict[str, float]] = []
-    train_seconds, elapsed, seconds_to_best = 0.0, 0.0, 0.0
+    selection = ModelSelection.start(encoder, config)
+    train_seconds, elapsed = 0.0, 0.0
     bar = tqdm(
         range(1, config.epochs + 1),
         desc=f"train {encoder.name} ({world_size} workers)",
@@ -269,15 +250,7 @@ def train_shard(
         total = 0.0
         for step in range(n_steps):
             lo, hi = shard_batch_bounds(step, n_steps, config.batch_size, n_local, n_total)
-            rows = order[lo:hi]
-            batch = encoder.training_batch(
-                all_items[rows].to(device),
-                all_times[rows].to(device) if use_time else None,
-                all_feedback[rows].to(device) if use_feedback else None,
-                generator=generator,
-            )
-            if overlapping:
-                batch.targets[counted_elsewhere[rows].to(device)] = IGNORE_TARGET
+            batch = window_batch(encoder, windows, order[lo:hi], device, generator)
             with autocast(device):
                 loss = loss_fn(batch, generator=generator)
             optimiser.zero_grad(set_to_none=True)
@@ -295,49 +268,32 @@ def train_shard(
         parts = _gathered(
             (len(split.valid.users), local_valid, total, epoch_seconds, local_elapsed), world_size
         )
-        valid = combine_metrics([(n, metrics) for n, metrics, *_ in parts])
-        epoch_loss = sum(part[2] for part in parts) / n_steps
         epoch_seconds = max(part[3] for part in parts)
         elapsed = max(part[4] for part in parts)  # the slowest worker's clock: the same on every worker
         train_seconds += epoch_seconds
-        score = valid[config.selection_protocol][SELECTION_METRIC]
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": epoch_loss,
-                "valid_ndcg@10": score,  # under the selection protocol
-                **{f"valid_{p}_ndcg@10": valid[p][SELECTION_METRIC] for p in PROTOCOLS},
-                "seconds": epoch_seconds,
-            }
+        selection.record(
+            encoder,
+            epoch=epoch,
+            loss=sum(part[2] for part in parts) / n_steps,
+            valid=combine_metrics([(n, metrics) for n, metrics, *_ in parts]),
+            seconds=epoch_seconds,
+            elapsed=elapsed,
         )
-        if score > best_score:
-            best_score, best_epoch, best_valid = score, epoch, valid
-            best_state = copy.deepcopy(encoder.state_dict())
-            seconds_to_best = elapsed
-        bar.set_postfix(
-            loss=f"{epoch_loss:.4f}", ndcg10=f"{score:.4f}", best=f"{best_score:.4f}@{best_epoch}"
-        )
-        if epoch - best_epoch >= config.patience:
-            break
-        if config.max_seconds is not None and elapsed >= config.max_seconds:
+        bar.set_postfix(selection.progress())
+        if selection.should_stop(epoch, elapsed):
             break
     bar.close()
 
-    encoder.load_state_dict(best_state)
+    encoder.load_state_dict(selection.best_state)
     local_test = evaluate_full_ranking(encoder, split.test, device=device, batch_size=config.eval_batch_size)
     parts = _gathered((len(split.test.users), local_test, peak_memory_mb(device)), world_size)
-    result = TrainResult(
-        best_epoch=best_epoch,
-        epochs_run=len(history),
-        valid=best_valid,
-        test=combine_metrics([(n, metrics) for n, metrics, _ in parts]),
-        seconds_per_epoch=train_seconds / len(history),
-        seconds_to_best=seconds_to_best,
+    result = selection.result(
+        combine_metrics([(n, metrics) for n, metrics, _ in parts]),
+        train_seconds=train_seconds,
         peak_memory_mb=max(memory for *_, memory in parts),  # the largest worker's
-        device=str(device),
-        history=history,
+        device=device,
     )
-    return result, {name: tensor.detach().cpu() for name, tensor in best_state.items()}
+    return result, {name: tensor.detach().cpu() for name, tensor in selection.best_state.items()}
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,10 @@ as in the SASRec and HSTU reference evaluators) and `seen_included` keeps them (
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
-import resource
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, NamedTuple
 
@@ -26,44 +23,26 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from recsim_env.encoders.base import IGNORE_TARGET, SequenceEncoder
+from recsim_env.encoders.base import IGNORE_TARGET, SequenceEncoder, TrainingBatch
+from recsim_env.encoders.devices import autocast, peak_memory_mb, torch_threads  # noqa: F401  (re-exported)
 from recsim_env.encoders.metrics import ranking_metrics, target_ranks
+from recsim_env.encoders.windows import (  # noqa: F401  (re-exported)
+    EvalSet,
+    Split,
+    Windows,
+    feedback_width,
+    leave_one_out_split,
+    left_pad,
+    select_eval_users,
+    training_windows,
+    window_copies,
+)
 from recsim_env.errors import ArgumentError
 
 SELECTION_METRIC = "ndcg@10"
 
 
 from recsim_env.encoders.trainer_config import PROTOCOLS, WINDOW_MODES, TrainerConfig, resolve_device  # noqa: E402, F401  (re-exported)
-
-
-class Windows(NamedTuple):
-    """Left-padded training windows of `max_len + 1` events."""
-
-    item_ids: np.ndarray  # [W, L + 1] int64
-    timestamps: np.ndarray  # [W, L + 1] float64
-    feedback: np.ndarray  # [W, L + 1, F] float32
-    first_target: np.ndarray  # [W] int64: target positions (0..L-1) before this one are another window's
-    users: np.ndarray  # [W] int64 user of each window
-
-
-class EvalSet(NamedTuple):
-    """Histories to encode, their targets, and the items each history has seen (CSR)."""
-
-    users: np.ndarray  # [U] user indices
-    item_ids: np.ndarray  # [U, L] int64, left-padded last max_len events of the history
-    timestamps: np.ndarray  # [U, L] float64
-    feedback: np.ndarray  # [U, L, F] float32
-    targets: np.ndarray  # [U] int64
-    seen_offsets: np.ndarray  # [U + 1] int64
-    seen_items: np.ndarray  # [S] int64, every item of each full history (not only the last max_len)
-
-
-class Split(NamedTuple):
-    """Leave-one-out split of per-user sequences."""
-
-    train_lengths: np.ndarray  # [n_users] events of each user used for training
-    valid: EvalSet
-    test: EvalSet
 
 
 @dataclass
@@ -82,157 +61,6 @@ class TrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-# -- devices ---------------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with `n` torch intra-op threads (None: torch's setting as it is), restored after it."""
-    previous = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CUDA; a no-op elsewhere."""
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak CUDA memory allocated on `device`, or the process's peak resident set size on CPU (MiB)."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10  # bytes on macOS, KiB on Linux
-
-
-# -- data preparation ------------------------------------------------------------------------------
-
-
-def _feedback_width(sequences) -> int:
-    fb = sequences.feedback
-    return int(fb.shape[1]) if fb is not None and fb.ndim == 2 else 0
-
-
-def left_pad(
-    sequences, users: np.ndarray, ends: np.ndarray, *, max_len: int, pad_id: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Left-padded `[U, max_len]` items, timestamps and feedback of events `max(0, end - max_len):end` per user."""
-    n_rows, width = len(users), _feedback_width(sequences)
-    items = np.full((n_rows, max_len), pad_id, dtype=np.int64)
-    times = np.zeros((n_rows, max_len), dtype=np.float64)
-    feedback = np.zeros((n_rows, max_len, width), dtype=np.float32)
-    starts = sequences.offsets[users]
-    for row, (start, end) in enumerate(zip(starts, starts + ends, strict=True)):
-        lo = max(int(start), int(end) - max_len)
-        n = int(end) - lo
-        if n <= 0:
-            continue
-        items[row, max_len - n :] = sequences.item_ids[lo:end]
-        times[row, max_len - n :] = sequences.timestamps[lo:end]
-        if width:
-            feedback[row, max_len - n :] = sequences.feedback[lo:end]
-    return items, times, feedback
-
-
-def leave_one_out_split(sequences, *, max_len: int, pad_id: int) -> Split:
-    """Leave-one-out split (see the module docstring) of per-user chronological sequences.
-
-    Args:
-        sequences: `recsim_env.data.UserSequences` (offsets `[n_users + 1]`, item_ids, timestamps, feedback).
-        max_len: history length kept for evaluation.
-        pad_id: padding id (N).
-    """
-    lengths = np.diff(sequences.offsets).astype(np.int64)
-    evaluated = np.flatnonzero(lengths >= 3)
-    if evaluated.size == 0:
-        raise ValueError("leave-one-out: no user has the 3 events needed for a validation and a test target")
-    train_lengths = np.where(lengths >= 3, lengths - 2, lengths)
-
-    def eval_set(history_lengths: np.ndarray) -> EvalSet:
-        items, times, feedback = left_pad(
-            sequences, evaluated, history_lengths, max_len=max_len, pad_id=pad_id
-        )
-        starts = sequences.offsets[evaluated]
-        targets = sequences.item_ids[starts + history_lengths]
-        seen = [sequences.item_ids[s : s + n] for s, n in zip(starts, history_lengths, strict=True)]
-        seen_offsets = np.concatenate([[0], np.cumsum(history_lengths)]).astype(np.int64)
-        return EvalSet(
-            evaluated, items, times, feedback, targets.astype(np.int64), seen_offsets, np.concatenate(seen)
-        )
-
-    valid = eval_set(train_lengths[evaluated])
-    test = eval_set(train_lengths[evaluated] + 1)
-    return Split(train_lengths, valid, test)
-
-
-def select_eval_users(eval_set: EvalSet, users: np.ndarray) -> EvalSet:
-    """The rows of `eval_set` whose user is in `users` (indices), in their order in `eval_set`."""
-    keep = np.flatnonzero(np.isin(eval_set.users, users))
-    counts = np.diff(eval_set.seen_offsets)[keep]
-    seen = [eval_set.seen_items[eval_set.seen_offsets[r] : eval_set.seen_offsets[r + 1]] for r in keep]
-    return EvalSet(
-        eval_set.users[keep],
-        eval_set.item_ids[keep],
-        eval_set.timestamps[keep],
-        eval_set.feedback[keep],
-        eval_set.targets[keep],
-        np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
-        np.concatenate(seen) if seen else np.zeros(0, dtype=np.int64),
-    )
-
-
-def window_copies(weights: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-    """`[W]` int64 times each window enters an epoch for window weights `weights` `[W]` (>= 0):
-    `floor(w)`, plus one more with probability `w - floor(w)` (drawn from `generator`), so the expected
-    count is `w` and an integer weight is exact."""
-    weights = torch.from_numpy(np.asarray(weights, dtype=np.float64))
-    whole = torch.floor(weights)
-    extra = torch.rand(weights.shape, generator=generator, dtype=torch.float64) < (weights - whole)
-    return whole.to(torch.int64) + extra.to(torch.int64)
-
-
-def training_windows(
-    sequences,
-    train_lengths: np.ndarray,
-    *,
-    max_len: int,
-    pad_id: int,
-    mode: str,
-    stride: int | None = None,
-) -> Windows:
-    """Windows of `max_len + 1` events over each user's first `train_lengths[u]` events.
-
-    "sliding" cuts each training sequence, from its end backwards, into windows ending every `stride`
-    events (default `max_len`: windows that overlap by one event). Every event after a user's first is a
-    target exactly once: in the window where it is among the last `stride` targets, or in the user's
-    earliest window, which counts all of its targets. "last" keeps the final window.
-    """
-    stride = max_len if stride is None else min(int(stride), max_len)
-    users, ends, first = [], [], []
-    for user, n in enumerate(train_lengths):
-        if n < 2:
-            continue
-        cuts = list(range(int(n), 1, -stride)) if mode == "sliding" else [int(n)]
-        users.extend([user] * len(cuts))
-        ends.extend(cuts)
-        first.extend([max_len - stride] * (len(cuts) - 1) + [0])  # the earliest window counts every target
-    if not users:
-        raise ValueError("training windows: no user has the 2 training events needed for one target")
-    items, times, feedback = left_pad(
-        sequences, np.asarray(users), np.asarray(ends), max_len=max_len + 1, pad_id=pad_id
-    )
-    return Windows(
-        items, times, feedback, np.asarray(first, dtype=np.int64), np.asarray(users, dtype=np.int64)
-    )
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -334,9 +162,9 @@ def train(
         raise ValueError(
             f"sequences hold item index {int(sequences.item_ids.max())} but the encoder has n_items={cfg.n_items}"
         )
-    if cfg.feedback_dim and _feedback_width(sequences) != cfg.feedback_dim:
+    if cfg.feedback_dim and feedback_width(sequences) != cfg.feedback_dim:
         raise ValueError(
-            f"encoder feedback_dim={cfg.feedback_dim} but the sequences have {_feedback_width(sequences)} feedback columns"
+            f"encoder feedback_dim={cfg.feedback_dim} but the sequences have {feedback_width(sequences)} feedback columns"
         )
     n_users = len(sequences.offsets) - 1
     if user_weights is not None:
@@ -375,6 +203,158 @@ def user_indices(name: str, users, n_users: int) -> np.ndarray:
     return users.astype(np.int64)
 
 
+# -- the pieces of the training loop (shared with `distributed.train_shard`) -------------------------
+
+
+class WindowTensors(NamedTuple):
+    """Training windows as CPU tensors, with the target positions another window already trains on."""
+
+    items: torch.Tensor  # [W, L + 1] int64
+    times: torch.Tensor  # [W, L + 1] float64
+    feedback: torch.Tensor  # [W, L + 1, F] float32
+    counted_elsewhere: torch.Tensor  # [W, L] bool: True at target positions another (later) window trains on
+    overlapping: bool  # whether any position is counted elsewhere (then batches mask them)
+    users: np.ndarray  # [W] int64 user of each window
+
+
+def window_tensors(
+    encoder: SequenceEncoder, sequences, train_lengths: np.ndarray, config: TrainerConfig
+) -> WindowTensors:
+    """The training windows (`training_windows` under `config.windows`) over each user's first
+    `train_lengths[u]` events, as tensors for `window_batch`."""
+    cfg = encoder.config
+    windows = training_windows(
+        sequences,
+        train_lengths,
+        max_len=cfg.max_len,
+        pad_id=cfg.pad_id,
+        mode=config.windows,
+        stride=config.window_stride or max(1, cfg.max_len // 2),
+    )
+    counted_elsewhere = torch.arange(cfg.max_len)[None] < torch.from_numpy(windows.first_target)[:, None]
+    return WindowTensors(
+        items=torch.from_numpy(windows.item_ids),
+        times=torch.from_numpy(windows.timestamps),
+        feedback=torch.from_numpy(windows.feedback),
+        counted_elsewhere=counted_elsewhere,
+        overlapping=bool(counted_elsewhere.any()),
+        users=windows.users,
+    )
+
+
+def window_batch(
+    encoder: SequenceEncoder,
+    windows: WindowTensors,
+    rows: torch.Tensor,
+    device: torch.device,
+    generator: torch.Generator,
+) -> TrainingBatch:
+    """The encoder's training batch of windows `rows` on `device`, its targets ignored where another
+    window already trains on them (timestamps and feedback only go to an encoder that reads them)."""
+    batch = encoder.training_batch(
+        windows.items[rows].to(device),
+        windows.times[rows].to(device) if encoder.uses_timestamps else None,
+        windows.feedback[rows].to(device) if encoder.config.feedback_dim > 0 else None,
+        generator=generator,
+    )
+    if windows.overlapping:
+        batch.targets[windows.counted_elsewhere[rows].to(device)] = IGNORE_TARGET
+    return batch
+
+
+@dataclass
+class ModelSelection:
+    """Early stopping on validation NDCG@10 under `config.selection_protocol`: every epoch's record, and
+    the best epoch's number, metrics and weights."""
+
+    config: TrainerConfig
+    """The run's settings (selection protocol, patience, time limit)."""
+    best_state: dict[str, torch.Tensor]
+    """The best epoch's `state_dict` (the initial weights until an epoch is scored)."""
+    best_score: float = -math.inf
+    """The best validation NDCG@10 among the epochs that compete."""
+    best_epoch: int = 0
+    """The epoch that scored `best_score` (or where the competition last restarted)."""
+    best_valid: dict[str, dict[str, float]] = field(default_factory=dict)
+    """The best epoch's validation metrics."""
+    seconds_to_best: float = 0.0
+    """Seconds of training and validation up to the end of the best epoch."""
+    history: list[dict[str, float]] = field(default_factory=list)
+    """One record an epoch: its loss, validation NDCG@10 (selection protocol and each protocol), seconds."""
+
+    @classmethod
+    def start(cls, encoder: SequenceEncoder, config: TrainerConfig) -> ModelSelection:
+        """Nothing scored yet: the best weights are `encoder`'s initial ones."""
+        return cls(config=config, best_state=copy.deepcopy(encoder.state_dict()))
+
+    def record(
+        self,
+        encoder: SequenceEncoder,
+        *,
+        epoch: int,
+        loss: float,
+        valid: dict[str, dict[str, float]],
+        seconds: float,
+        elapsed: float,
+    ) -> None:
+        """Add epoch `epoch` (mean training `loss`, `valid` metrics, its `seconds`, `elapsed` seconds so
+        far); keep `encoder`'s weights when it scores best."""
+        score = valid[self.config.selection_protocol][SELECTION_METRIC]
+        self.history.append(
+            {
+                "epoch": epoch,
+                "loss": loss,
+                "valid_ndcg@10": score,  # under the selection protocol
+                **{f"valid_{p}_ndcg@10": valid[p][SELECTION_METRIC] for p in PROTOCOLS},
+                "seconds": seconds,
+            }
+        )
+        if score > self.best_score:
+            self.best_score, self.best_epoch, self.best_valid = score, epoch, valid
+            self.best_state = copy.deepcopy(encoder.state_dict())
+            self.seconds_to_best = elapsed
+
+    def progress(self) -> dict[str, str]:
+        """The progress bar's postfix: the last epoch's loss and score, the best score and its epoch."""
+        last = self.history[-1]
+        return {
+            "loss": f"{last['loss']:.4f}",
+            "ndcg10": f"{last['valid_ndcg@10']:.4f}",
+            "best": f"{self.best_score:.4f}@{self.best_epoch}",
+        }
+
+    def restart(self, epoch: int) -> None:
+        """Only epochs after `epoch` compete from now on (the best weights so far stay until one scores)."""
+        self.best_score, self.best_epoch = -math.inf, epoch
+
+    def should_stop(self, epoch: int, elapsed: float) -> bool:
+        """Whether `patience` epochs have passed without a better score, or `max_seconds` are spent."""
+        if epoch - self.best_epoch >= self.config.patience:
+            return True
+        return self.config.max_seconds is not None and elapsed >= self.config.max_seconds
+
+    def result(
+        self,
+        test: dict[str, dict[str, float]],
+        *,
+        train_seconds: float,
+        peak_memory_mb: float,
+        device: torch.device,
+    ) -> TrainResult:
+        """The `TrainResult` of the run, with the best epoch's `test` metrics."""
+        return TrainResult(
+            best_epoch=self.best_epoch,
+            epochs_run=len(self.history),
+            valid=self.best_valid,
+            test=test,
+            seconds_per_epoch=train_seconds / len(self.history),
+            seconds_to_best=self.seconds_to_best,
+            peak_memory_mb=peak_memory_mb,
+            device=str(device),
+            history=self.history,
+        )
+
+
 def _train(
     encoder: SequenceEncoder,
     sequences,
@@ -394,24 +374,7 @@ def _train(
         )
         if len(split.valid.users) == 0:
             raise ArgumentError("eval_users: none of these users has the 3 events a validation needs")
-    windows = training_windows(
-        sequences,
-        split.train_lengths,
-        max_len=cfg.max_len,
-        pad_id=cfg.pad_id,
-        mode=config.windows,
-        stride=config.window_stride or max(1, cfg.max_len // 2),
-    )
-    use_time = encoder.uses_timestamps
-    use_feedback = cfg.feedback_dim > 0
-    all_items, all_times, all_feedback = (
-        torch.from_numpy(windows.item_ids),
-        torch.from_numpy(windows.timestamps),
-        torch.from_numpy(windows.feedback),
-    )
-    # [W, L] True at target positions another (later) window already trains on
-    counted_elsewhere = torch.arange(cfg.max_len)[None] < torch.from_numpy(windows.first_target)[:, None]
-    overlapping = bool(counted_elsewhere.any())
+    windows = window_tensors(encoder, sequences, split.train_lengths, config)
 
     encoder.to(device)
     optimiser = torch.optim.AdamW(
@@ -423,11 +386,9 @@ def _train(
     window_weights = None if user_weights is None else user_weights[windows.users]
     loss_fn = torch.compile(encoder.loss) if config.compile else encoder.loss
 
-    best_score, best_epoch, best_state = -math.inf, 0, copy.deepcopy(encoder.state_dict())
-    best_valid: dict[str, dict[str, float]] = {}
-    history: list[dict[str, float]] = []
-    train_seconds, elapsed, seconds_to_best = 0.0, 0.0, 0.0
-    n_windows = all_items.shape[0]
+    selection = ModelSelection.start(encoder, config)
+    train_seconds, elapsed = 0.0, 0.0
+    n_windows = windows.items.shape[0]
     bar = tqdm(
         range(1, config.epochs + 1), desc=f"train {encoder.name}", disable=not config.progress, unit="epoch"
     )
@@ -440,15 +401,7 @@ def _train(
             order = torch.repeat_interleave(order, window_copies(window_weights, weight_generator)[order])
         total, steps = 0.0, 0
         for lo in range(0, len(order), config.batch_size):
-            rows = order[lo : lo + config.batch_size]
-            batch = encoder.training_batch(
-                all_items[rows].to(device),
-                all_times[rows].to(device) if use_time else None,
-                all_feedback[rows].to(device) if use_feedback else None,
-                generator=generator,
-            )
-            if overlapping:
-                batch.targets[counted_elsewhere[rows].to(device)] = IGNORE_TARGET
+            batch = window_batch(encoder, windows, order[lo : lo + config.batch_size], device, generator)
             with autocast(device):
                 loss = loss_fn(batch, generator=generator)
             optimiser.zero_grad(set_to_none=True)
@@ -462,46 +415,28 @@ def _train(
         # ---- validation and early stopping ----
         valid = evaluate_full_ranking(encoder, split.valid, device=device, batch_size=config.eval_batch_size)
         elapsed += time.perf_counter() - start
-        score = valid[config.selection_protocol][SELECTION_METRIC]
-        history.append(
-            {
-                "epoch": epoch,
-                "loss": total / steps if steps else math.nan,
-                "valid_ndcg@10": score,  # under the selection protocol
-                **{f"valid_{p}_ndcg@10": valid[p][SELECTION_METRIC] for p in PROTOCOLS},
-                "seconds": epoch_seconds,
-            }
+        selection.record(
+            encoder,
+            epoch=epoch,
+            loss=total / steps if steps else math.nan,
+            valid=valid,
+            seconds=epoch_seconds,
+            elapsed=elapsed,
         )
-        if score > best_score:
-            best_score, best_epoch, best_valid = score, epoch, valid
-            best_state = copy.deepcopy(encoder.state_dict())
-            seconds_to_best = elapsed
-        bar.set_postfix(
-            loss=f"{history[-1]['loss']:.4f}", ndcg10=f"{score:.4f}", best=f"{best_score:.4f}@{best_epoch}"
-        )
+        bar.set_postfix(selection.progress())
         if reweight is not None:
             new_weights = reweight(epoch, encoder)
             if new_weights is not None:
                 window_weights = check_user_weights(new_weights, len(split.train_lengths))[windows.users]
-                best_score, best_epoch = -math.inf, epoch  # epochs trained with the new weights compete
-        if epoch - best_epoch >= config.patience:
-            break
-        if config.max_seconds is not None and elapsed >= config.max_seconds:
+                selection.restart(epoch)  # epochs trained with the new weights compete
+        if selection.should_stop(epoch, elapsed):
             break
     bar.close()
 
-    encoder.load_state_dict(best_state)
+    encoder.load_state_dict(selection.best_state)
     test = evaluate_full_ranking(encoder, split.test, device=device, batch_size=config.eval_batch_size)
-    return TrainResult(
-        best_epoch=best_epoch,
-        epochs_run=len(history),
-        valid=best_valid,
-        test=test,
-        seconds_per_epoch=train_seconds / len(history),
-        seconds_to_best=seconds_to_best,
-        peak_memory_mb=peak_memory_mb(device),
-        device=str(device),
-        history=history,
+    return selection.result(
+        test, train_seconds=train_seconds, peak_memory_mb=peak_memory_mb(device), device=device
     )
 
 

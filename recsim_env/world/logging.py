@@ -255,8 +255,6 @@ def log_world(
     """
     from tqdm.auto import tqdm
 
-    from recsim_env.data import LoggedInteractions
-
     world = UserWorld(world_config)
     logger = LoggingPolicy.for_world(policy, world, epsilon=epsilon, temperature=temperature)
     with tqdm(total=steps, desc=f"logging {policy}", unit="step", disable=not progress) as bar:
@@ -271,6 +269,16 @@ def log_world(
             slate_size=slate_size,
             world_config=world.config,
         )
+    return world_logs(world, interactions, items, users, policy=policy)
+
+
+def world_logs(
+    world: UserWorld, interactions: pd.DataFrame, items: pd.DataFrame, users: pd.DataFrame, *, policy: str
+):
+    """The frames of `generate_logs` (or a subset of their rows) as `LoggedInteractions` named after the
+    logging policy `policy`: the world's signals are the feedback columns, its whole catalogue the items."""
+    from recsim_env.data import LoggedInteractions
+
     return LoggedInteractions.from_frame(
         interactions,
         feedback_cols=world.signals,

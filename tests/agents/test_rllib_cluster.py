@@ -12,31 +12,23 @@ from __future__ import annotations
 import csv
 import json
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from tests.ray_cluster import (
+    CLUSTER_MARKS,
     Cluster,
     actor_logs,
-    cluster_processes,
+    assert_stops_cleanly,
+    cluster_fixture,
     driver_logs,
-    running_cluster,
-    script,
-    stop_cluster,
+    run_seqrec,
 )
 
 pytest.importorskip("ray")
 
-pytestmark = [
-    pytest.mark.rllib,
-    pytest.mark.slow,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the cluster's processes in /proc"),
-]
+pytestmark = CLUSTER_MARKS
 
-ROOT = Path(__file__).parents[2]
 ENV_RUNNER_ACTOR = "SingleAgentEnvRunner"
 """The actor class of an env runner (named at the top of its worker log)."""
 COMMAND_TIMEOUT_S = 600
@@ -50,32 +42,7 @@ TRAIN_OPTIONS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    """A one-node Ray cluster started with `ray start --head`; stopped (every process) afterwards."""
-    with running_cluster(num_cpus=3) as head:
-        yield head
-
-
-def run_seqrec(cluster: Cluster, *args: str) -> tuple[subprocess.CompletedProcess, int]:
-    """`seqrec ARGS` against the cluster (`RAY_ADDRESS` set); returns the result and the process id."""
-    process = subprocess.Popen(
-        [*script("seqrec"), *args],
-        env=cluster.env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=COMMAND_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        stdout, stderr = process.communicate()
-        pytest.fail(f"seqrec {' '.join(args)} ran past {COMMAND_TIMEOUT_S} s:\n{stdout}\n{stderr}")
-    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-    assert done.returncode == 0, f"seqrec {' '.join(args)} failed:\n{stdout}\n{stderr}"
-    return done, process.pid
+cluster = cluster_fixture(num_cpus=3)
 
 
 def env_runner_logs(cluster: Cluster) -> set[str]:
@@ -88,7 +55,7 @@ def cluster_run(cluster, tmp_path_factory):
     """A tiny PPO run trained with two env runners on the cluster: `(run dir, env runner logs)`."""
     out = tmp_path_factory.mktemp("rllib_cluster") / "run"
     before = env_runner_logs(cluster)
-    done, pid = run_seqrec(cluster, "train", *TRAIN_OPTIONS, "--out", str(out))
+    done, pid = run_seqrec(cluster, "train", *TRAIN_OPTIONS, "--out", str(out), timeout_s=COMMAND_TIMEOUT_S)
     assert "policy saved in" in done.stdout
     assert driver_logs(cluster, pid), f"the driver (pid {pid}) never joined the cluster at {cluster.address}"
     return out, env_runner_logs(cluster) - before
@@ -110,7 +77,10 @@ def test_resume_on_the_cluster_continues_the_step_count(cluster, cluster_run):
     out, _ = cluster_run
     trained = json.loads((out / "state" / "progress.json").read_text())["timesteps"]
     before = env_runner_logs(cluster)
-    _, pid = run_seqrec(cluster, "train", "--resume", str(out), "--stop-timesteps", "1024", "--no-progress")
+    _, pid = run_seqrec(
+        cluster, "train", "--resume", str(out), "--stop-timesteps", "1024", "--no-progress",
+        timeout_s=COMMAND_TIMEOUT_S,
+    )  # fmt: skip
     assert driver_logs(cluster, pid)
     assert len(env_runner_logs(cluster) - before) == 2  # the resumed run's own two env runners
     resumed = json.loads((out / "state" / "progress.json").read_text())["timesteps"]
@@ -122,12 +92,13 @@ def test_resume_on_the_cluster_continues_the_step_count(cluster, cluster_run):
 
 def test_a_run_trained_on_the_cluster_evaluates(cluster, cluster_run):
     out, _ = cluster_run
-    done, _ = run_seqrec(cluster, "evaluate", str(out), "--episodes", "4", "--seed", "1", "--json")
+    done, _ = run_seqrec(
+        cluster, "evaluate", str(out), "--episodes", "4", "--seed", "1", "--json", timeout_s=COMMAND_TIMEOUT_S
+    )
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report["episodes"] == 4 and math.isfinite(report["mean_return"]), report
 
 
 def test_stopping_the_cluster_leaves_no_ray_process(cluster, cluster_run):
     """Runs last: the cluster had processes, and after the stop none of them (nor a new one) is left."""
-    assert cluster_processes(cluster.temp_dir, cluster.gcs_port)
-    assert stop_cluster(cluster.temp_dir, cluster.gcs_port) == set()
+    assert_stops_cleanly(cluster)

@@ -1,9 +1,14 @@
-"""Shared fixtures of the evaluation tests: a tabular MDP whose value is known exactly."""
+"""Shared fixtures of the evaluation tests: a tabular MDP whose value is known exactly, and
+`seqrec ope-report` run in this process."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
+import typer
+from typer.testing import CliRunner, Result
 
 
 def _softmax(z):
@@ -59,3 +64,29 @@ class TabularMDP:
 @pytest.fixture(scope="session")
 def tabular_mdp() -> TabularMDP:
     return TabularMDP()
+
+
+@pytest.fixture(scope="session")
+def ope_report_app() -> typer.Typer:
+    """`seqrec ope-report` in a group of its own, as in the root `seqrec` app (a lone command would
+    swallow its own name)."""
+    from evaluation.cli import ope_report_command
+
+    app = typer.Typer()
+
+    @app.callback()
+    def root() -> None:
+        """A group, as in the root `seqrec` app."""
+
+    app.command("ope-report")(ope_report_command)
+    return app
+
+
+@pytest.fixture
+def run_ope_report(ope_report_app: typer.Typer) -> Callable[..., Result]:
+    """`run_ope_report(*args)` runs `seqrec ope-report ARGS` in this process and returns its result."""
+
+    def run(*args: str) -> Result:
+        return CliRunner().invoke(ope_report_app, ["ope-report", *args])
+
+    return run

@@ -16,12 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from typer.testing import CliRunner
 
-from evaluation.cli import ope_report_command, read_npy
+from evaluation.cli import read_npy
 from evaluation.ope import (
     DirectMethod,
     DoublyRobust,
@@ -626,17 +624,6 @@ def test_bandit_feedback_checks_every_propensity_of_the_frame():
 
 
 # ---- `seqrec ope-report` --------------------------------------------------------------------------------------
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """A group, as in the root `seqrec` app."""
-
-    app.command("ope-report")(ope_report_command)
-    return app
-
-
 def _log(n: int = 600, n_items: int = 4) -> pd.DataFrame:
     rng = np.random.default_rng(0)
     item = rng.integers(0, n_items, size=n)
@@ -651,19 +638,17 @@ def _log(n: int = 600, n_items: int = 4) -> pd.DataFrame:
     )
 
 
-def _run(log_path: Path, policy: str, out: Path, *extra: str):
-    args = [
-        "ope-report",
-        "--logs",
-        str(log_path),
-        "--policy",
-        policy,
-        "--out",
-        str(out),
-        "--n-bootstrap",
-        "20",
-    ]
-    return CliRunner().invoke(_app(), [*args, *extra])
+@pytest.fixture
+def report_on(run_ope_report):
+    """`report_on(log_path, policy, out, *extra)`: `seqrec ope-report` on that log, policy and output
+    directory (20 bootstrap replicates), with options `extra`."""
+
+    def run(log_path: Path, policy: str, out: Path, *extra: str):
+        return run_ope_report(
+            "--logs", str(log_path), "--policy", policy, "--out", str(out), "--n-bootstrap", "20", *extra
+        )
+
+    return run
 
 
 def _unscored_row(n: int = 600, max_rounds: int = 50, seed: int = 0) -> int:
@@ -687,40 +672,43 @@ def _refused(result, out: Path, *names: str) -> None:
     assert not out.exists()  # an invalid input leaves no output directory at all
 
 
-def test_cli_refuses_a_log_without_propensities(tmp_path):
+def test_cli_refuses_a_log_without_propensities(tmp_path, report_on):
     path = tmp_path / "nopscore.csv"
     _log().drop(columns="propensity").to_csv(path, index=False)
     _refused(
-        _run(path, "uniform", tmp_path / "out"), tmp_path / "out", "nopscore.csv", "'propensity': missing"
+        report_on(path, "uniform", tmp_path / "out"),
+        tmp_path / "out",
+        "nopscore.csv",
+        "'propensity': missing",
     )
 
 
 @pytest.mark.parametrize("value", [0.0, -0.25, 1.5, "nan"])
-def test_cli_refuses_a_bad_propensity_outside_the_scored_subsample(tmp_path, value):
+def test_cli_refuses_a_bad_propensity_outside_the_scored_subsample(tmp_path, value, report_on):
     row = _unscored_row()
     frame = _log()
     frame["propensity"] = frame["propensity"].astype(object)
     frame.loc[row, "propensity"] = value
     path = tmp_path / "bad.csv"
     frame.to_csv(path, index=False)
-    result = _run(path, "uniform", tmp_path / "out", "--max-rounds", "50")
+    result = report_on(path, "uniform", tmp_path / "out", "--max-rounds", "50")
     _refused(result, tmp_path / "out", "bad.csv", "column 'propensity'", f"row {row + 1} (1-based")
 
 
-def _npy_case(tmp_path, name: str, array: np.ndarray, *extra: str):
+def _npy_case(report_on, tmp_path, name: str, array: np.ndarray, *extra: str):
     path = tmp_path / name
     np.save(path, array)
     log = tmp_path / "log.csv"
     _log().to_csv(log, index=False)
-    return _run(log, str(path), tmp_path / "out", *extra)
+    return report_on(log, str(path), tmp_path / "out", *extra)
 
 
 def _uniform(n: int = 600, n_items: int = 4) -> np.ndarray:
     return np.full((n, n_items), 1.0 / n_items)
 
 
-def test_cli_refuses_an_npy_policy_of_the_wrong_shape(tmp_path):
-    result = _npy_case(tmp_path, "short.npy", _uniform(599))
+def test_cli_refuses_an_npy_policy_of_the_wrong_shape(tmp_path, report_on):
+    result = _npy_case(report_on, tmp_path, "short.npy", _uniform(599))
     _refused(result, tmp_path / "out", "short.npy", "action distribution has shape (599, 4)")
 
 
@@ -733,18 +721,18 @@ def test_cli_refuses_an_npy_policy_of_the_wrong_shape(tmp_path):
         (lambda a, r: a.__setitem__((r, 3), 0.5), "probabilities sum to 1.25, not 1"),
     ],
 )
-def test_cli_checks_every_npy_row_before_subsampling(tmp_path, corrupt, what):
+def test_cli_checks_every_npy_row_before_subsampling(tmp_path, corrupt, what, report_on):
     row = _unscored_row()
     dist = _uniform()
     corrupt(dist, row)
-    result = _npy_case(tmp_path, "policy.npy", dist, "--max-rounds", "50")
+    result = _npy_case(report_on, tmp_path, "policy.npy", dist, "--max-rounds", "50")
     _refused(result, tmp_path / "out", "policy.npy", f"action_dist row {row} (0-based", what)
 
 
-def test_cli_checks_a_three_d_npy_per_position(tmp_path):
+def test_cli_checks_a_three_d_npy_per_position(tmp_path, report_on):
     dist = np.full((600, 4, 1), 0.25)
     dist[17, :, 0] = [0.5, 0.5, 0.5, 0.5]
-    result = _npy_case(tmp_path, "slate.npy", dist)
+    result = _npy_case(report_on, tmp_path, "slate.npy", dist)
     _refused(
         result,
         tmp_path / "out",
@@ -764,14 +752,14 @@ class _Payload:
         return (open, (str(self.marker), "w"))
 
 
-def test_a_pickled_object_npy_is_refused_and_never_executed(tmp_path):
+def test_a_pickled_object_npy_is_refused_and_never_executed(tmp_path, report_on):
     marker = tmp_path / "PWNED"
     path = tmp_path / "evil.npy"
     np.save(path, np.array([_Payload(marker)] * 600, dtype=object), allow_pickle=True)
     assert not marker.exists()
     log = tmp_path / "log.csv"
     _log().to_csv(log, index=False)
-    result = _run(log, str(path), tmp_path / "out")
+    result = report_on(log, str(path), tmp_path / "out")
     _refused(result, tmp_path / "out", "evil.npy", "Python objects")
     with pytest.raises(DataError, match=r"evil\.npy: the array holds Python objects"):
         read_npy(path)
@@ -789,7 +777,7 @@ def test_a_pickled_object_npy_is_refused_and_never_executed(tmp_path):
         (np.full((600, 4), "0.25"), "got dtype <U4"),
     ],
 )
-def test_cli_refuses_unreadable_or_non_numeric_npy_files(tmp_path, content, message):
+def test_cli_refuses_unreadable_or_non_numeric_npy_files(tmp_path, content, message, report_on):
     path = tmp_path / "policy.npy"
     if content is None:
         np.save(path, _uniform())
@@ -800,7 +788,7 @@ def test_cli_refuses_unreadable_or_non_numeric_npy_files(tmp_path, content, mess
         np.save(path, content)
     log = tmp_path / "log.csv"
     _log().to_csv(log, index=False)
-    _refused(_run(log, str(path), tmp_path / "out"), tmp_path / "out", "policy.npy", message)
+    _refused(report_on(log, str(path), tmp_path / "out"), tmp_path / "out", "policy.npy", message)
 
 
 @pytest.mark.parametrize(
@@ -824,20 +812,20 @@ def test_cli_refuses_unreadable_or_non_numeric_npy_files(tmp_path, content, mess
         ("--history-len", "0", "--history-len must be between 1 and 1,048,576, got 0"),
     ],
 )
-def test_cli_refuses_bad_options_naming_them(tmp_path, log_csv, option, value, message):
-    _refused(_run(log_csv, "uniform", tmp_path / "out", option, value), tmp_path / "out", message)
+def test_cli_refuses_bad_options_naming_them(tmp_path, log_csv, option, value, message, report_on):
+    _refused(report_on(log_csv, "uniform", tmp_path / "out", option, value), tmp_path / "out", message)
 
 
-def test_cli_refuses_an_out_path_that_is_a_file_and_leaves_it_alone(tmp_path, log_csv):
+def test_cli_refuses_an_out_path_that_is_a_file_and_leaves_it_alone(tmp_path, log_csv, report_on):
     out = tmp_path / "taken"
     out.write_text("keep me")
-    result = _run(log_csv, "uniform", out)
+    result = report_on(log_csv, "uniform", out)
     assert result.exit_code == 1 and "--out:" in result.output and "is not a directory" in result.output
     assert out.read_text() == "keep me"
 
 
-def test_cli_still_writes_a_full_report_on_good_input(tmp_path, log_csv):
-    result = _run(log_csv, "uniform", tmp_path / "out", "--max-rounds", "300")
+def test_cli_still_writes_a_full_report_on_good_input(tmp_path, log_csv, report_on):
+    result = report_on(log_csv, "uniform", tmp_path / "out", "--max-rounds", "300")
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "estimates.png",

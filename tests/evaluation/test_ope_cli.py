@@ -8,24 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import typer
 from typer.testing import CliRunner
-
-from evaluation.cli import ope_report_command
 
 ML100K = Path(__file__).resolve().parents[2] / "../shared/data/ml-100k"
 ESTIMATOR_NAMES = ("DM", "IPS", "SNIPS", "DR", "SNDR", "Switch-DR", "DRos")
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """A group, as in the root `seqrec` app (a lone command would swallow its own name)."""
-
-    app.command("ope-report")(ope_report_command)
-    return app
 
 
 def _log(n: int = 600, n_items: int = 4, slate: bool = False, seed: int = 0) -> pd.DataFrame:
@@ -46,10 +32,6 @@ def _log(n: int = 600, n_items: int = 4, slate: bool = False, seed: int = 0) -> 
     return frame
 
 
-def _run(*args: str):
-    return CliRunner().invoke(_app(), ["ope-report", *args])
-
-
 def _check_report(out: Path, n_images: int = 2) -> str:
     html = (out / "report.html").read_text(encoding="utf-8")
     for name in ESTIMATOR_NAMES:
@@ -63,10 +45,10 @@ def _check_report(out: Path, n_images: int = 2) -> str:
     return html
 
 
-def test_uniform_policy_on_a_csv_log(tmp_path):
+def test_uniform_policy_on_a_csv_log(tmp_path, run_ope_report):
     path = tmp_path / "log.csv"
     _log().to_csv(path, index=False)
-    result = _run(
+    result = run_ope_report(
         "--logs", str(path), "--policy", "uniform", "--out", str(tmp_path / "out"), "--n-bootstrap", "100"
     )
     assert result.exit_code == 0, result.output
@@ -74,7 +56,7 @@ def test_uniform_policy_on_a_csv_log(tmp_path):
     _check_report(tmp_path / "out")
 
 
-def test_npy_policy_on_a_parquet_slate_log(tmp_path):
+def test_npy_policy_on_a_parquet_slate_log(tmp_path, run_ope_report):
     frame = _log(slate=True)
     path = tmp_path / "log.parquet"
     frame.to_parquet(path)
@@ -83,7 +65,7 @@ def test_npy_policy_on_a_parquet_slate_log(tmp_path):
     dist = np.zeros((len(frame), 4))
     dist[:, 3] = 1.0
     np.save(tmp_path / "best_item.npy", dist)
-    result = _run(
+    result = run_ope_report(
         "--logs", str(path), "--policy", str(tmp_path / "best_item.npy"), "--out", str(tmp_path / "out"),
         "--n-bootstrap", "100", "--min-ess", "20",
     )  # fmt: skip
@@ -93,30 +75,30 @@ def test_npy_policy_on_a_parquet_slate_log(tmp_path):
     assert "best_item" in html
 
 
-def test_bad_policy_and_bad_log_fail_with_a_message(tmp_path):
+def test_bad_policy_and_bad_log_fail_with_a_message(tmp_path, run_ope_report):
     path = tmp_path / "log.csv"
     _log().to_csv(path, index=False)
-    result = _run("--logs", str(path), "--policy", "greedy.pt", "--out", str(tmp_path / "out"))
+    result = run_ope_report("--logs", str(path), "--policy", "greedy.pt", "--out", str(tmp_path / "out"))
     assert result.exit_code == 1 and "expected 'uniform', a saved policy directory or a .npy" in result.output
     np.save(tmp_path / "wrong.npy", np.full((3, 4), 0.25))
-    result = _run(
+    result = run_ope_report(
         "--logs", str(path), "--policy", str(tmp_path / "wrong.npy"), "--out", str(tmp_path / "out")
     )
     assert result.exit_code == 1 and "action distribution has shape (3, 4)" in result.output
     _log().drop(columns="propensity").to_csv(path, index=False)
-    result = _run("--logs", str(path), "--policy", "uniform", "--out", str(tmp_path / "out"))
+    result = run_ope_report("--logs", str(path), "--policy", "uniform", "--out", str(tmp_path / "out"))
     assert result.exit_code == 1 and "'propensity': missing" in result.output
     bad = _log()
     bad.loc[5, "propensity"] = 0.0
     bad.to_csv(path, index=False)
-    result = _run("--logs", str(path), "--policy", "uniform", "--out", str(tmp_path / "out"))
+    result = run_ope_report("--logs", str(path), "--policy", "uniform", "--out", str(tmp_path / "out"))
     assert result.exit_code == 1 and "propensity" in result.output and "outside (0, 1]" in result.output
 
 
-def test_estimated_propensities_on_movielens_100k(tmp_path):
+def test_estimated_propensities_on_movielens_100k(tmp_path, run_ope_report):
     if not (ML100K / "ml-100k.inter").is_file():
         pytest.skip(f"MovieLens 100K not found at {ML100K.resolve()}")
-    result = _run(
+    result = run_ope_report(
         "--logs", str(ML100K), "--policy", "uniform", "--out", str(tmp_path / "out"), "--reward", "rating",
         "--estimate-pscore", "--max-rounds", "3000", "--n-bootstrap", "100",
     )  # fmt: skip
@@ -126,12 +108,12 @@ def test_estimated_propensities_on_movielens_100k(tmp_path):
     assert "random subsample of 3,000" in html
 
 
-def test_world_logs_produce_a_report(tmp_path):
+def test_world_logs_produce_a_report(tmp_path, run_ope_report):
     logging = pytest.importorskip("recsim_env.world.logging")
     logs = logging.log_world("epsilon-greedy", steps=3_000, epsilon=0.3, slate_size=1, progress=False)
     path = tmp_path / "world.parquet"
     logs.to_parquet(path)
-    result = _run(
+    result = run_ope_report(
         "--logs", str(path), "--policy", "uniform", "--out", str(tmp_path / "out"), "--n-bootstrap", "100",
         "--fqe-steps", "20",
     )  # fmt: skip
@@ -159,7 +141,7 @@ def test_importing_the_command_stays_light():
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
 
 
-def test_ope_report_evaluates_a_saved_policy_directory(tmp_path):
+def test_ope_report_evaluates_a_saved_policy_directory(tmp_path, run_ope_report):
     """A saved agents.Policy is evaluated on the log's own histories; a uniform one matches --policy uniform."""
     from agents.baselines import fit_baseline
     from recsim_env.world.logging import log_world
@@ -176,8 +158,8 @@ def test_ope_report_evaluates_a_saved_policy_directory(tmp_path):
         ("greedy", str(tmp_path / "greedy-policy")),
     ):
         out = tmp_path / f"report-{name}"
-        args = ["ope-report", "--logs", str(logs_path), "--policy", policy, "--out", str(out)]
-        result = CliRunner().invoke(_app(), [*args, "--n-bootstrap", "50", "--no-sequential"])
+        args = ["--logs", str(logs_path), "--policy", policy, "--out", str(out)]
+        result = run_ope_report(*args, "--n-bootstrap", "50", "--no-sequential")
         assert result.exit_code == 0, result.output
         outputs[name] = (out / "report.md").read_text()
     ips = re.compile(r"\| IPS \| ([-0-9.]+) ")
@@ -186,7 +168,7 @@ def test_ope_report_evaluates_a_saved_policy_directory(tmp_path):
     assert "greedy-policy" in outputs["greedy"]
 
 
-def test_ope_report_on_an_encoder_trained_on_movielens_100k(tmp_path):
+def test_ope_report_on_an_encoder_trained_on_movielens_100k(tmp_path, run_ope_report):
     """The ml-100k artifact a team has first: a `seqrec train-encoder` checkpoint, evaluated as a policy."""
     if not (ML100K / "ml-100k.inter").is_file():
         pytest.skip(f"MovieLens 100K not found at {ML100K.resolve()}")
@@ -200,7 +182,7 @@ def test_ope_report_on_an_encoder_trained_on_movielens_100k(tmp_path):
     )  # fmt: skip
     assert train.exit_code == 0, train.output
     out = tmp_path / "report"
-    result = _run(
+    result = run_ope_report(
         "--logs", str(ML100K), "--policy", str(encoder_dir), "--out", str(out), "--reward", "rating",
         "--estimate-pscore", "--max-rounds", "2000", "--n-bootstrap", "50",
     )  # fmt: skip

@@ -95,26 +95,33 @@ def _check_page(driver, html_path: Path, sections: list[str]) -> None:
     assert not severe, severe
 
 
-def test_comparison_report_renders_in_a_browser(browser, tmp_path):
-    from evaluation.cli import build_ope_report
+def _saved_report(tmp_path: Path, policies: list[str]) -> Path:
+    """`seqrec ope-report` of `policies` on `tmp_path/log.csv` (a quick run), saved; its HTML page."""
+    from evaluation.cli import OPEReportOptions, build_ope_report
 
+    report, _ = build_ope_report(
+        OPEReportOptions(
+            logs=tmp_path / "log.csv",
+            policy=policies,
+            out=tmp_path / "out",
+            n_bootstrap=50,
+            fqe_steps=20,
+            horizon=5,
+        )
+    )
+    report.save(tmp_path / "out")
+    return tmp_path / "out" / "report.html"
+
+
+def test_comparison_report_renders_in_a_browser(browser, tmp_path):
     n = _session_log(tmp_path / "log.csv")
     policies = []
     for name, probs in {"good": [0.1, 0.1, 0.1, 0.7], "bad": [0.7, 0.1, 0.1, 0.1]}.items():
         np.save(tmp_path / f"{name}.npy", np.tile(probs, (n, 1)))
         policies.append(str(tmp_path / f"{name}.npy"))
-    report, _ = build_ope_report(
-        logs=tmp_path / "log.csv",
-        policy=policies,
-        out=tmp_path / "out",
-        n_bootstrap=50,
-        fqe_steps=20,
-        horizon=5,
-    )
-    report.save(tmp_path / "out")
     _check_page(
         browser,
-        tmp_path / "out" / "report.html",
+        _saved_report(tmp_path, policies),
         ["Off-policy evaluation of 2 candidates", "Ranking", "Candidate 1: good", "Candidate 2: bad",
          "Sequential estimators (per session)", "Risk: the distribution of the session return"],
     )  # fmt: skip
@@ -122,21 +129,10 @@ def test_comparison_report_renders_in_a_browser(browser, tmp_path):
 
 
 def test_single_policy_report_renders_in_a_browser(browser, tmp_path):
-    from evaluation.cli import build_ope_report
-
     _session_log(tmp_path / "log.csv")
-    report, _ = build_ope_report(
-        logs=tmp_path / "log.csv",
-        policy=["uniform"],
-        out=tmp_path / "out",
-        n_bootstrap=50,
-        fqe_steps=20,
-        horizon=5,
-    )
-    report.save(tmp_path / "out")
     _check_page(
         browser,
-        tmp_path / "out" / "report.html",
+        _saved_report(tmp_path, ["uniform"]),
         [
             "Off-policy evaluation: uniform policy",
             "Sequential estimators (per session)",

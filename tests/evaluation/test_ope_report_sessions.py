@@ -8,10 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import typer
-from typer.testing import CliRunner
 
-from evaluation.cli import build_ope_report, ope_report_command
+from evaluation.cli import OPEReportOptions, build_ope_report
 
 CLICK = np.array([0.1, 0.3, 0.5, 0.7])
 """Click probability of each of the four items."""
@@ -21,17 +19,6 @@ CANDIDATES = {
     "bad": np.array([0.7, 0.1, 0.1, 0.1]),  # 1.1
 }
 FAST = ("--n-bootstrap", "100", "--fqe-steps", "20", "--horizon", "5")
-
-
-def _app() -> typer.Typer:
-    app = typer.Typer()
-
-    @app.callback()
-    def root() -> None:
-        """A group, as in the root `seqrec` app."""
-
-    app.command("ope-report")(ope_report_command)
-    return app
 
 
 def session_log(n_sessions: int = 400, length: int = 5, seed: int = 0) -> pd.DataFrame:
@@ -60,11 +47,7 @@ def write_candidates(directory: Path, n_rows: int) -> list[str]:
     return paths
 
 
-def _run(*args: str):
-    return CliRunner().invoke(_app(), ["ope-report", *args])
-
-
-def test_several_candidates_are_ranked_and_the_best_is_recommended(tmp_path):
+def test_several_candidates_are_ranked_and_the_best_is_recommended(tmp_path, run_ope_report):
     frame = session_log()
     frame.to_csv(tmp_path / "log.csv", index=False)
     policies = write_candidates(tmp_path, len(frame))
@@ -72,7 +55,7 @@ def test_several_candidates_are_ranked_and_the_best_is_recommended(tmp_path):
     args = ["--logs", str(tmp_path / "log.csv"), "--out", str(out), *FAST]
     for p in policies:
         args += ["--policy", p]
-    result = _run(*args)
+    result = run_ope_report(*args)
     assert result.exit_code == 0, result.output
     assert "recommendation: Deploy good" in result.output
     markdown = (out / "report.md").read_text()
@@ -108,8 +91,10 @@ def test_sequential_estimates_match_the_synthetic_truth():
         tmp = Path(tmp)
         frame.to_parquet(tmp / "log.parquet")
         report, reports = build_ope_report(
-            logs=tmp / "log.parquet", policy=write_candidates(tmp, len(frame)), out=tmp / "out",
-            n_bootstrap=100, fqe_steps=50, horizon=5, seed=1,
+            OPEReportOptions(
+                logs=tmp / "log.parquet", policy=write_candidates(tmp, len(frame)), out=tmp / "out",
+                n_bootstrap=100, fqe_steps=50, horizon=5, seed=1,
+            )
         )  # fmt: skip
     for r, probs in zip(reports, CANDIDATES.values(), strict=True):
         truth = 5 * float(probs @ CLICK)
@@ -125,7 +110,7 @@ def test_sequential_estimates_match_the_synthetic_truth():
     assert report.ranking.recommended == "good"
 
 
-def test_bad_candidates_and_options_fail_naming_them(tmp_path):
+def test_bad_candidates_and_options_fail_naming_them(tmp_path, run_ope_report):
     frame = session_log(n_sessions=40)
     log = tmp_path / "log.csv"
     frame.to_csv(log, index=False)
@@ -133,34 +118,36 @@ def test_bad_candidates_and_options_fail_naming_them(tmp_path):
     np.save(tmp_path / "short.npy", np.full((len(frame) - 1, 4), 0.25))
     base = ["--logs", str(log), "--out", str(tmp_path / "out"), *FAST]
 
-    result = _run(*base, "--policy", good, "--policy", str(tmp_path / "short.npy"))
+    result = run_ope_report(*base, "--policy", good, "--policy", str(tmp_path / "short.npy"))
     assert result.exit_code == 1
     assert "short.npy: action distribution has shape (199, 4), expected (200, 4[, 1])" in result.output
     np.save(tmp_path / "unnormalised.npy", np.full((len(frame), 4), 0.3))
-    result = _run(*base, "--policy", good, "--policy", str(tmp_path / "unnormalised.npy"))
+    result = run_ope_report(*base, "--policy", good, "--policy", str(tmp_path / "unnormalised.npy"))
     assert result.exit_code == 1 and "unnormalised.npy: action_dist row 0" in result.output
-    result = _run(*base, "--policy", good, "--policy", good)
+    result = run_ope_report(*base, "--policy", good, "--policy", good)
     assert result.exit_code == 1 and "is given twice" in result.output
-    result = _run(*base, "--policy", good, "--policy", "greedy.pt")
+    result = run_ope_report(*base, "--policy", good, "--policy", "greedy.pt")
     assert result.exit_code == 1 and "--policy 'greedy.pt': expected 'uniform'" in result.output
-    result = _run(*base, "--policy", good, "--policy", uniform_ish, "--rank-by", "best")
+    result = run_ope_report(*base, "--policy", good, "--policy", uniform_ish, "--rank-by", "best")
     assert result.exit_code == 1 and "--rank-by 'best': expected one of" in result.output
-    result = _run(*base, "--policy", good, "--horizon", "0")
+    result = run_ope_report(*base, "--policy", good, "--horizon", "0")
     assert result.exit_code == 1 and "--horizon" in result.output
-    result = _run(*base, "--policy", good, "--cvar-alpha", "1.5")
+    result = run_ope_report(*base, "--policy", good, "--cvar-alpha", "1.5")
     assert result.exit_code == 1 and "--cvar-alpha" in result.output
-    result = _run(*base, "--policy", good, "--policy", uniform_ish, "--no-sequential", "--rank-by", "seq-DR")
+    result = run_ope_report(
+        *base, "--policy", good, "--policy", uniform_ish, "--no-sequential", "--rank-by", "seq-DR"
+    )
     assert result.exit_code == 1 and "a sequential estimator, but the log has no sessions" in result.output
     assert not (tmp_path / "out").exists()  # nothing written on a refusal
 
 
-def test_without_sessions_candidates_are_ranked_by_dr(tmp_path):
+def test_without_sessions_candidates_are_ranked_by_dr(tmp_path, run_ope_report):
     frame = session_log(n_sessions=100).drop(columns="session_id")
     frame["user_id"] = np.arange(len(frame)) % 37  # no session column, no gap given: no sessions
     log = tmp_path / "log.csv"
     frame.to_csv(log, index=False)
     good, uniform_ish, bad = write_candidates(tmp_path, len(frame))
-    result = _run(
+    result = run_ope_report(
         "--logs", str(log), "--out", str(tmp_path / "out"), "--n-bootstrap", "100",
         "--policy", bad, "--policy", good, "--policy", uniform_ish,
     )  # fmt: skip

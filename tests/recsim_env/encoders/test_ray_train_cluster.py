@@ -12,32 +12,24 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from tests.ray_cluster import (
-    Cluster,
+    CLUSTER_MARKS,
     actor_logs,
-    cluster_processes,
+    assert_stops_cleanly,
+    cluster_fixture,
     driver_logs,
-    running_cluster,
-    script,
-    stop_cluster,
+    run_seqrec,
 )
 
 pytest.importorskip("ray")
 
-pytestmark = [
-    pytest.mark.rllib,
-    pytest.mark.slow,
-    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="finds the cluster's processes in /proc"),
-]
+pytestmark = CLUSTER_MARKS
 
-ROOT = Path(__file__).parents[3]
 TRAIN_WORKER_ACTOR = "RayTrainWorker"
 """The actor class of a Ray Train worker (named at the top of its worker log)."""
 COMMAND_TIMEOUT_S = 300
@@ -47,10 +39,7 @@ OPTIONS = [
 ]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    with running_cluster(num_cpus=3) as head:  # two train workers and one CPU for Ray Data's reads
-        yield head
+cluster = cluster_fixture(num_cpus=3)  # two train workers and one CPU for Ray Data's reads
 
 
 @pytest.fixture(scope="module")
@@ -63,27 +52,6 @@ def logs_files(tmp_path_factory):
     frame.to_csv(folder / "cyclic.csv", index=False)
     LoggedInteractions.from_frame(frame, feedback_cols=["rating"]).to_parquet(folder / "cyclic.parquet")
     return folder / "cyclic.csv", folder / "cyclic.parquet"
-
-
-def run_seqrec(cluster: Cluster, *args: str) -> tuple[subprocess.CompletedProcess, int]:
-    """`seqrec ARGS` against the cluster (`RAY_ADDRESS` set); returns the result and the process id."""
-    process = subprocess.Popen(
-        [*script("seqrec"), *args],
-        env=cluster.env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        stdout, stderr = process.communicate(timeout=COMMAND_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        stdout, stderr = process.communicate()
-        pytest.fail(f"seqrec {' '.join(args)} ran past {COMMAND_TIMEOUT_S} s:\n{stdout}\n{stderr}")
-    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-    assert done.returncode == 0, f"seqrec {' '.join(args)} failed:\n{stdout}\n{stderr}"
-    return done, process.pid
 
 
 def summary(stdout: str) -> dict:
@@ -110,7 +78,7 @@ def test_one_worker_on_the_cluster_gives_the_single_process_checkpoint(cluster, 
     before = actor_logs(cluster, TRAIN_WORKER_ACTOR)
     done, pid = run_seqrec(
         cluster, "train-encoder", "--data", str(parquet), "--out", str(tmp_path / "ray1"),
-        "--num-workers", "1", *OPTIONS,
+        "--num-workers", "1", *OPTIONS, timeout_s=COMMAND_TIMEOUT_S,
     )  # fmt: skip
     assert driver_logs(cluster, pid), f"the driver (pid {pid}) never joined the cluster at {cluster.address}"
     assert len(actor_logs(cluster, TRAIN_WORKER_ACTOR) - before) == 1
@@ -127,8 +95,9 @@ def test_two_workers_on_the_cluster_train_a_loadable_encoder(cluster, logs_files
     out = tmp_path / "ray2"
     before = actor_logs(cluster, TRAIN_WORKER_ACTOR)
     done, pid = run_seqrec(
-        cluster, "train-encoder", "--data", str(csv), "--out", str(out), "--num-workers", "2", *OPTIONS
-    )
+        cluster, "train-encoder", "--data", str(csv), "--out", str(out), "--num-workers", "2", *OPTIONS,
+        timeout_s=COMMAND_TIMEOUT_S,
+    )  # fmt: skip
     assert driver_logs(cluster, pid), f"the driver (pid {pid}) never joined the cluster at {cluster.address}"
     assert len(actor_logs(cluster, TRAIN_WORKER_ACTOR) - before) == 2  # one actor per worker
     checkpoint = encoders.load_checkpoint(out, item_ids=data.load(csv).item_ids)
@@ -143,5 +112,4 @@ def test_two_workers_on_the_cluster_train_a_loadable_encoder(cluster, logs_files
 
 def test_stopping_the_cluster_leaves_no_ray_process(cluster):
     """Runs last: the cluster had processes, and after the stop none of them (nor a new one) is left."""
-    assert cluster_processes(cluster.temp_dir, cluster.gcs_port)
-    assert stop_cluster(cluster.temp_dir, cluster.gcs_port) == set()
+    assert_stops_cleanly(cluster)
