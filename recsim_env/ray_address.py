@@ -28,3 +28,24 @@ def check_ray_address(address: str, *, timeout_s: float = 5.0) -> None:
             f"RAY_ADDRESS={address!r}: no Ray cluster answers there ({error}); start one with "
             "`ray start --head` or unset RAY_ADDRESS to train on a local Ray"
         ) from None
+
+
+def ray_train_choice(num_workers: int | None) -> tuple[bool, str | None]:
+    """What a `--num-workers` option asks for: `(train on Ray Train?, the RAY_ADDRESS or None)`.
+
+    Absent (None), or 1 without `RAY_ADDRESS`, is one process without Ray; more workers, or a
+    `RAY_ADDRESS`, is Ray Train. Raises a ValueError for fewer than 1 worker, or when Ray Train is asked
+    for and ray is not installed.
+    """
+    import importlib.util
+    import os
+
+    if num_workers is not None and num_workers < 1:
+        raise ValueError(f"--num-workers must be >= 1, got {num_workers}")
+    ray_address = os.environ.get("RAY_ADDRESS") or None
+    on_ray = num_workers is not None and (num_workers > 1 or ray_address is not None)
+    if on_ray and importlib.util.find_spec("ray") is None:
+        raise ValueError(
+            "--num-workers trains on Ray Train, which needs ray: pip install 'recsim-env[rllib]'"
+        )
+    return on_ray, ray_address

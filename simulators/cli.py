@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from recsim_env.config_cli import config_options
+from recsim_env.ray_cli import NumWorkersOption, RayStoragePathOption
 from simulators.config import SimulatorConfig
 
 WORLD_CHOICES = ("auto", "yes", "no")
@@ -58,37 +59,59 @@ def train_simulator_command(
         int, typer.Option(help="torch threads (1 suits small models on a shared CPU; 0: torch's default).")
     ] = 1,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    num_workers: NumWorkersOption = None,
+    ray_storage_path: RayStoragePathOption = None,
 ) -> None:
     """Train a learned user simulator on logs and save it (config, weights, id maps, calibration, report).
 
     Every `SimulatorConfig` field is an option (`--field-name`), with the config's default.
     """
+    workers = None
     try:
         import torch
 
         if threads > 0:
             torch.set_num_threads(threads)
         from recsim_env.checkpoint import check_replaceable
+        from recsim_env.ray_address import ray_train_choice
         from simulators.checkpoint import save
         from simulators.env import load_dataset
         from simulators.report import write_report
         from simulators.train import fit
 
+        on_ray, ray_address = ray_train_choice(num_workers)
         check_replaceable(out)  # before training, not after
         logs = load_dataset(data)
-        result = fit(logs, config, progress=progress, num_threads=threads or None)
+        if on_ray:
+            from simulators.distributed import fit_distributed
+
+            run = fit_distributed(
+                logs,
+                config,
+                num_workers=num_workers,
+                ray_address=ray_address,
+                progress=progress,
+                num_threads=threads or None,
+                storage_path=ray_storage_path,
+            )
+            result, workers = run.result, run.workers
+        else:
+            result = fit(logs, config, progress=progress, num_threads=threads or None)
         save(result.simulator, out)
         metrics = write_report(
             result, out, world=_world_for(result.simulator, world), episodes=episodes, seed=config.seed
         )
-    except ValueError as error:  # DataError included
+    except (ValueError, RuntimeError) as error:  # DataError included; RuntimeError: a Ray worker failed
         _fail(error)
     summary = {
         "out": str(out),
         "train_seconds": round(result.seconds, 1),
         "click_auc": metrics["logs"]["click"]["auc"],
         "click_ece": metrics["logs"]["click"]["ece"],
+        "best_valid_loss": min(row["valid_loss"] for row in result.history),
     }
+    if workers is not None:
+        summary["ray_train_workers"] = workers
     typer.echo(json.dumps(summary))
 
 

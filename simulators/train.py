@@ -16,16 +16,18 @@ equal weights fit exactly what no weights fit. The start pool keeps every user.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from recsim_env.checks import describe
 from recsim_env.data import LoggedInteractions
 from recsim_env.encoders.trainer import torch_threads
 from recsim_env.errors import ArgumentError
+from simulators.batches import window_batch, window_starts
+from simulators.calibration import CalibrationHead, calibrate
 from simulators.config import SimulatorConfig
 from simulators.data import (
     DataSchema,
@@ -56,40 +58,6 @@ class FitResult:
     seconds: float
 
 
-def _tensors(
-    w: Windows, rows: np.ndarray, schema: DataSchema, weights: np.ndarray | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
-    """Model inputs (items, encoder inputs, user features) and aligned targets for windows `rows`.
-
-    `weights` [W]: each window's weight (its user's), which scales the window's target mask, so that
-    `nll_terms`' means become weighted means; None leaves the 0 / 1 mask."""
-    items = torch.from_numpy(w.items[rows])
-    inputs = torch.from_numpy(w.inputs[rows])
-    features = torch.from_numpy(w.user_features[rows])
-    fb = w.feedback[rows, 1:]  # targets: exposures 1..L
-    scales = np.asarray(schema.scales, dtype=np.float32)
-    cont = [schema.signals.index(s) for s in schema.continuous]
-    other = [schema.signals.index(s) for s in schema.other_binary]
-    mask = w.target_mask(rows).astype(np.float32)
-    if weights is not None:
-        mask = mask * weights[rows, None].astype(np.float32)
-    batch = {
-        "mask": torch.from_numpy(mask),
-        "click": torch.from_numpy(fb[..., 0].copy()),
-        "binary": torch.from_numpy(fb[..., other].copy()),
-        "continuous": torch.from_numpy((fb[..., cont] / scales[cont]).astype(np.float32)),
-        "leave": torch.from_numpy(w.leave[rows, 1:].copy()),
-        "leave_known": torch.from_numpy(w.leave_known[rows, 1:].astype(np.float32)),
-        "log_gap": torch.from_numpy(w.log_gap[rows, 1:].copy()),
-    }
-    return items, inputs, features, batch
-
-
-def _starts(starts: FilterStart | None, rows: np.ndarray) -> FilterStart | None:
-    """The interest filter's starts of windows `rows` (None without a filter)."""
-    return None if starts is None else starts.take(rows)
-
-
 def _evaluate(
     model: ResponseModel,
     w: Windows,
@@ -101,21 +69,83 @@ def _evaluate(
 ) -> float:
     """Mean validation loss over the windows of `w` (batches weighed by their windows, or by their
     windows' total weight with `weights`)."""
+    total, count = _evaluate_sums(model, w, schema, monitor, batch_size, starts, weights)
+    return mean_valid_loss(total, count, weighted=weights is not None)
+
+
+def _evaluate_sums(
+    model: ResponseModel,
+    w: Windows,
+    schema: DataSchema,
+    monitor: str,
+    batch_size: int,
+    starts: FilterStart | None,
+    weights: np.ndarray | None,
+) -> tuple[float, float]:
+    """`(sum of batch losses times their shares, sum of shares)` of `_evaluate`: the parts that add up
+    over several workers' windows."""
     model.eval()
     total, count = 0.0, 0.0
     with torch.inference_mode():
         for start in range(0, len(w.items), batch_size):
             rows = np.arange(start, min(start + batch_size, len(w.items)))
-            items, inputs, features, batch = _tensors(w, rows, schema, weights)
-            out = model.head_outputs(items, inputs, features, _starts(starts, rows))
+            items, inputs, features, batch = window_batch(w, rows, schema, weights)
+            out = model.head_outputs(items, inputs, features, window_starts(starts, rows))
             terms = nll_terms(out, batch, model.n_binary)
             value = model.objective(terms) if monitor == "all" else terms[monitor]
             share = len(rows) if weights is None else float(weights[rows].sum())
             total += float(value) * share
             count += share
-    if weights is None:
+    return total, count
+
+
+def mean_valid_loss(total: float, count: float, *, weighted: bool) -> float:
+    """The mean validation loss from `_evaluate_sums`' parts."""
+    if not weighted:
         return total / max(count, 1)
     return total / count if count > 0 else float("inf")
+
+
+class OneProcess:
+    """How `_fit_member` batches, backpropagates and decides in one process.
+
+    `simulators.distributed.Replicas` overrides these hooks to run the same loop on several Ray Train
+    workers in step (a global batch, summed gradients, losses and decisions combined over the workers).
+    """
+
+    def streams(self, seed: int) -> int:
+        """Called once the member's weights are initialised from `seed`: the seed of its shuffling."""
+        return seed
+
+    def batches(self, rng: np.random.Generator, n_windows: int, batch_size: int) -> Iterator[np.ndarray]:
+        """The window rows of each step of an epoch, from a permutation drawn from `rng`."""
+        order = rng.permutation(n_windows)
+        for start in range(0, len(order), batch_size):
+            yield order[start : start + batch_size]
+
+    def backward(self, loss: torch.Tensor, mask: torch.Tensor, parameters: list[torch.nn.Parameter]) -> float:
+        """Backpropagate the step's loss (`mask`: its target mask); returns what the epoch's loss sums."""
+        loss.backward()
+        return float(loss.detach())
+
+    def epoch_loss(self, losses: list[float]) -> float:
+        """The epoch's training loss from the steps' `backward` values."""
+        return float(np.mean(losses))
+
+    def valid_loss(self, total: float, count: float, *, weighted: bool) -> float:
+        """The validation loss from this process's `_evaluate_sums` parts."""
+        return mean_valid_loss(total, count, weighted=weighted)
+
+    def stop(self, local: bool) -> bool:
+        """Whether to stop training, given this process's decision."""
+        return local
+
+    def calibration_heads(self, heads: list[CalibrationHead]) -> list[CalibrationHead]:
+        """The (logits, targets, weights) each binary head is calibrated on, from this process's."""
+        return heads
+
+
+ONE_PROCESS = OneProcess()
 
 
 def _fit_member(
@@ -130,16 +160,17 @@ def _fit_member(
     bar,
     item_features: np.ndarray,
     weights: tuple[np.ndarray, np.ndarray] | None = None,
+    replicas: OneProcess = ONE_PROCESS,
 ) -> ResponseModel:
-    """Train one member on `train` (stopping early on `valid`); `weights`: (train, valid) window weights."""
+    """Train one member on `train` (stopping early on `valid`); `weights`: (train, valid) window weights;
+    `replicas`: the hooks that batch, backpropagate and decide (one process, or Ray Train workers)."""
     torch.manual_seed(seed)
     model = ResponseModel(config, schema)
     if item_features.shape[1]:
         model.set_item_features(item_features)
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
-    rng = np.random.default_rng(seed)
+    parameters = list(model.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
+    rng = np.random.default_rng(replicas.streams(seed))
     scales = np.asarray(schema.scales, dtype=np.float32)
     (train_log, train), (valid_log, valid) = train, valid
     train_weights, valid_weights = (None, None) if weights is None else weights
@@ -151,26 +182,24 @@ def _fit_member(
         # backpropagation through time: gradients stop at the window's start).
         train_starts = model.window_filter_starts(train_log, train, scales)
         model.train()
-        order = rng.permutation(len(train.items))
         losses = []
-        for start in range(0, len(order), config.batch_size):
-            rows = order[start : start + config.batch_size]
-            items, inputs, features, batch = _tensors(train, rows, schema, train_weights)
-            loss = model.loss(items, inputs, batch, features, _starts(train_starts, rows))
+        for rows in replicas.batches(rng, len(train.items), config.batch_size):
+            items, inputs, features, batch = window_batch(train, rows, schema, train_weights)
+            loss = model.loss(items, inputs, batch, features, window_starts(train_starts, rows))
             optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            losses.append(replicas.backward(loss, batch["mask"], parameters))
+            torch.nn.utils.clip_grad_norm_(parameters, 5.0)
             optimizer.step()
-            losses.append(float(loss.detach()))
         valid_starts = model.window_filter_starts(valid_log, valid, scales)
-        valid_loss = _evaluate(
-            model, valid, schema, config.early_stopping, starts=valid_starts, weights=valid_weights
+        valid_loss = replicas.valid_loss(
+            *_evaluate_sums(model, valid, schema, config.early_stopping, 1024, valid_starts, valid_weights),
+            weighted=valid_weights is not None,
         )
         history.append(
             {
                 "member": member,
                 "epoch": epoch,
-                "train_loss": float(np.mean(losses)),
+                "train_loss": replicas.epoch_loss(losses),
                 "valid_loss": valid_loss,
                 "seconds": time.perf_counter() - started,
             }
@@ -182,78 +211,12 @@ def _fit_member(
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
-        if stale > config.patience or time.perf_counter() > deadline:
+        if replicas.stop(stale > config.patience or time.perf_counter() > deadline):
             break
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     return model
-
-
-def calibrate(
-    model: ResponseModel,
-    valid: Windows,
-    schema: DataSchema,
-    *,
-    bias: bool = True,
-    filter_starts: FilterStart | None = None,
-    weights: np.ndarray | None = None,
-) -> None:
-    """Fit each binary head's calibration (click, leave, each other binary signal) on `valid`: a
-    temperature and, with `bias`, an offset of the logit (Platt scaling). `filter_starts`: the interest
-    filter's state before each window (`ResponseModel.window_filter_starts`); `weights` [W]: each
-    window's weight in the fit (None: all alike)."""
-    rows = np.arange(len(valid.items))
-    items, inputs, features, batch = _tensors(valid, rows, schema, weights)
-    model.eval()
-    with torch.inference_mode():
-        out = model.head_outputs(items, inputs, features, _starts(filter_starts, rows))
-    mask = batch["mask"] > 0
-    weight = batch["mask"] if weights is not None else None
-    click = batch["click"]
-    branch = click.long()
-
-    def weight_of(where: torch.Tensor) -> torch.Tensor | None:
-        return None if weight is None else weight[where]
-
-    heads = [(out.click[mask], click[mask], weight_of(mask))]
-    leave_mask = mask & (batch["leave_known"] > 0)
-    leave_logit = out.leave.gather(-1, branch[..., None]).squeeze(-1)
-    heads.append((leave_logit[leave_mask], batch["leave"][leave_mask], weight_of(leave_mask)))
-    for j in range(model.n_binary):
-        logit = out.binary[..., j, :].gather(-1, branch[..., None]).squeeze(-1)
-        heads.append((logit[mask], batch["binary"][..., j][mask], weight_of(mask)))
-    fitted = [_platt(logits.detach(), targets, bias=bias, weights=w) for logits, targets, w in heads]
-    model.temperature.copy_(torch.tensor([t for t, _ in fitted], dtype=model.temperature.dtype))
-    model.calibration_bias.copy_(torch.tensor([b for _, b in fitted], dtype=model.calibration_bias.dtype))
-
-
-def _platt(
-    logits: torch.Tensor, targets: torch.Tensor, *, bias: bool, weights: torch.Tensor | None = None
-) -> tuple[float, float]:
-    """argmin_(T, b) of the binary cross-entropy of sigmoid(logits / T + b), by L-BFGS on (log T, b)
-    (b fixed at 0 without `bias`); with `weights`, of the weighted mean cross-entropy."""
-    if logits.numel() < 10 or targets.min() == targets.max():
-        return 1.0, 0.0
-    if weights is not None:
-        if not float(weights.sum()) > 0:
-            return 1.0, 0.0
-        weights = weights / weights.mean()  # the same minimiser; L-BFGS's tolerances see a mean loss
-    params = torch.zeros(2, requires_grad=True)
-    optimizer = torch.optim.LBFGS([params], lr=0.5, max_iter=100)
-
-    def closure():
-        optimizer.zero_grad()
-        shift = params[1] if bias else 0.0
-        loss = F.binary_cross_entropy_with_logits(logits / params[0].exp() + shift, targets, weight=weights)
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    t, b = float(params[0].detach().exp()), float(params[1].detach()) if bias else 0.0
-    if not (np.isfinite(t) and np.isfinite(b)):
-        return 1.0, 0.0
-    return min(max(t, 0.05), 20.0), min(max(b, -5.0), 5.0)
 
 
 def config_user_split(log: ExposureLog, config: SimulatorConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -325,18 +288,9 @@ def _window_weights(user_weights: np.ndarray, users: np.ndarray, log: ExposureLo
     return weights / weights.mean()
 
 
-def _fit(
-    data: LoggedInteractions,
-    config: SimulatorConfig | None,
-    *,
-    progress: bool,
-    user_weights: np.ndarray | None = None,
-) -> FitResult:
-    from tqdm.auto import tqdm
-
-    config = config or SimulatorConfig()
-    started = time.perf_counter()
-    deadline = started + 60.0 * config.max_train_minutes
+def prepare(data: LoggedInteractions, config: SimulatorConfig) -> tuple[DataSchema, np.ndarray, ExposureLog]:
+    """The schema, the catalogue's encoded item features and every user's labelled exposures (negatives
+    inserted) that `fit` trains on, under `config`."""
     schema = build_schema(
         data,
         session_gap_hours=config.session_gap_hours,
@@ -351,22 +305,89 @@ def _fit(
         negative_rate=config.negative_rate,
         seed=config.seed,
     )
+    return schema, item_features, log
+
+
+def member_users(train_users: np.ndarray, config: SimulatorConfig) -> list[np.ndarray]:
+    """Each ensemble member's training users: all of them for one member, else a bootstrap resample each."""
+    if config.ensemble_size == 1:
+        return [train_users]
+    rng = np.random.default_rng(config.seed + 1)
+    return [rng.choice(train_users, len(train_users)) for _ in range(config.ensemble_size)]
+
+
+def _fit(
+    data: LoggedInteractions,
+    config: SimulatorConfig | None,
+    *,
+    progress: bool,
+    user_weights: np.ndarray | None = None,
+) -> FitResult:
+    config = config or SimulatorConfig()
+    started = time.perf_counter()
+    deadline = started + 60.0 * config.max_train_minutes
+    schema, item_features, log = prepare(data, config)
     train_users, valid_users, test_users = config_user_split(log, config)
-    valid_log = log.select(valid_users)
-    valid = windows(valid_log, schema, config.history_len, config.window_stride)
-    valid_weights = None
     if user_weights is not None:
         for name, users in (("training", train_users), ("validation", valid_users)):
             if not user_weights[users].sum() > 0:
                 raise ArgumentError(f"user_weights: the {name} users' weights are all 0")
+    members, history = fit_members(
+        config,
+        schema,
+        item_features,
+        log,
+        member_users(train_users, config),
+        valid_users,
+        deadline,
+        progress=progress,
+        user_weights=user_weights,
+    )
+    item_tokens = np.asarray(data.item_ids.tokens).tolist()
+    simulator = LearnedSimulator(config, schema, members, log, item_tokens)
+    return FitResult(
+        simulator, log, train_users, valid_users, test_users, history, time.perf_counter() - started
+    )
+
+
+def fit_members(
+    config: SimulatorConfig,
+    schema: DataSchema,
+    item_features: np.ndarray,
+    log: ExposureLog,
+    members: list[np.ndarray],
+    valid_users: np.ndarray,
+    deadline: float,
+    *,
+    progress: bool,
+    user_weights: np.ndarray | None = None,
+    replicas: OneProcess = ONE_PROCESS,
+) -> tuple[list[ResponseModel], list[dict]]:
+    """Train and calibrate each member on its users of `log` (stopping early on `valid_users`).
+
+    Args:
+        config, schema, item_features: as `prepare` gives them.
+        log: the exposure sequences the users index (every user's, or one worker's shard).
+        members: each member's training users (`member_users`).
+        valid_users: the users early stopping and the calibration read.
+        deadline: `time.perf_counter()` past which training stops at the end of an epoch.
+        progress: show a progress bar over the epochs.
+        user_weights: [n_users] each user's weight (`fit`), or None.
+        replicas: the hooks that batch, backpropagate and decide (`OneProcess`).
+
+    Returns:
+        The trained members and the training history (per member and epoch).
+    """
+    from tqdm.auto import tqdm
+
+    valid_log = log.select(valid_users)
+    valid = windows(valid_log, schema, config.history_len, config.window_stride)
+    valid_weights = None
+    if user_weights is not None:
         valid_weights = _window_weights(user_weights, valid_users, valid_log, valid)
-    rng = np.random.default_rng(config.seed + 1)
-    members, history = [], []
-    with tqdm(
-        total=config.epochs * config.ensemble_size, desc="train simulator", disable=not progress
-    ) as bar:
-        for k in range(config.ensemble_size):
-            users = train_users if config.ensemble_size == 1 else rng.choice(train_users, len(train_users))
+    models, history = [], []
+    with tqdm(total=config.epochs * len(members), desc="train simulator", disable=not progress) as bar:
+        for k, users in enumerate(members):
             train_log = log.select(users)
             train = windows(train_log, schema, config.history_len, config.window_stride)
             weights = None
@@ -384,9 +405,12 @@ def _fit(
                 bar,
                 item_features,
                 weights,
+                replicas,
             )
             if config.calibration != "none":
-                starts = model.window_filter_starts(valid_log, valid, np.asarray(schema.scales, np.float32))
+                starts = model.window_filter_starts(
+                    valid_log, valid, np.asarray(schema.scales, np.float32)
+                )
                 calibrate(
                     model,
                     valid,
@@ -394,10 +418,7 @@ def _fit(
                     bias=config.calibration == "platt",
                     filter_starts=starts,
                     weights=valid_weights,
+                    replicas=replicas,
                 )
-            members.append(model)
-    item_tokens = np.asarray(data.item_ids.tokens).tolist()
-    simulator = LearnedSimulator(config, schema, members, log, item_tokens)
-    return FitResult(
-        simulator, log, train_users, valid_users, test_users, history, time.perf_counter() - started
-    )
+            models.append(model)
+    return models, history

@@ -25,3 +25,13 @@ def rewrite_manifest(directory) -> None:
 def rehash():
     """`rehash(dir)`: rewrite an artifact's manifest over its files as they are now."""
     return rewrite_manifest
+
+
+@pytest.fixture
+def one_worker_group(tmp_path):
+    """A gloo process group of one worker (this process), as Ray Train sets up for `num_workers=1`."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()

@@ -188,7 +188,7 @@ def cluster_fixture(*, num_cpus: int):
     return cluster
 
 
-def run_seqrec(cluster: Cluster, *args: str, timeout_s: float) -> tuple[subprocess.CompletedProcess, int]:
+def run_seqrec(cluster: Cluster, *args: str, timeout_s: float = 300) -> tuple[subprocess.CompletedProcess, int]:
     """`seqrec ARGS` against the cluster (`RAY_ADDRESS` set), from the repository root; returns the
     result and the process id, and fails the test when it exits non-zero or runs past `timeout_s`."""
     process = subprocess.Popen(
@@ -231,3 +231,27 @@ def actor_logs(cluster: Cluster, actor_class: str) -> set[str]:
 def driver_logs(cluster: Cluster, pid: int) -> list[Path]:
     """The cluster's core-worker logs of the driver process `pid` (one per job it ran)."""
     return sorted(cluster.logs.glob(f"python-core-driver-*_{pid}.log"))
+
+
+def summary(stdout: str) -> dict:
+    """The last JSON line a seqrec command printed."""
+    import json
+
+    return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
+
+
+def run_in_process(name: str, command, args: list[str]) -> dict:
+    """`seqrec NAME ARGS` in this process, without Ray (typer's CliRunner); returns its summary line."""
+    import typer
+    from typer.testing import CliRunner
+
+    app = typer.Typer()
+    app.command(name)(command)
+    app.command("unused")(lambda: None)  # two commands: typer keeps the subcommand name
+    result = CliRunner().invoke(app, [name, *args])
+    assert result.exit_code == 0, result.output
+    return summary(result.output)
+
+
+TRAIN_WORKER_ACTOR = "RayTrainWorker"
+"""The actor class of a Ray Train worker (named at the top of its worker log)."""

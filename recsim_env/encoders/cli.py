@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -16,6 +15,7 @@ import typer
 
 from recsim_env.config_cli import config_options, given_options
 from recsim_env.encoders.trainer_config import TrainerConfig
+from recsim_env.ray_cli import NumWorkersOption, RayStoragePathOption
 
 
 def _fail(err: Exception) -> None:
@@ -40,20 +40,8 @@ def train_encoder_command(
     use_feedback: Annotated[
         bool, typer.Option(help="Feed the per-event feedback columns to the encoder.")
     ] = False,
-    num_workers: Annotated[
-        int | None,
-        typer.Option(
-            help="Train data-parallel on N Ray Train workers (needs ray, the rllib extra), on the cluster "
-            "at RAY_ADDRESS when set, else on a local Ray. Absent, or 1 without RAY_ADDRESS: one process."
-        ),
-    ] = None,
-    ray_storage_path: Annotated[
-        str | None,
-        typer.Option(
-            help="Where Ray Train keeps the workers' checkpoint (default: a temporary directory); on a "
-            "cluster of several machines, a path or bucket every node reaches."
-        ),
-    ] = None,
+    num_workers: NumWorkersOption = None,
+    ray_storage_path: RayStoragePathOption = None,
 ) -> None:
     """Train a sequential encoder on next-item prediction (leave-one-out split, full-ranking metrics).
 
@@ -64,10 +52,9 @@ def train_encoder_command(
         from recsim_env import encoders
         from recsim_env.checkpoint import check_replaceable
         from recsim_env.encoders.trainer import seed_everything, train
+        from recsim_env.ray_address import ray_train_choice
 
-        if num_workers is not None and num_workers < 1:
-            raise ValueError(f"--num-workers must be >= 1, got {num_workers}")
-        ray_address = os.environ.get("RAY_ADDRESS") or None
+        on_ray, ray_address = ray_train_choice(num_workers)
         check_replaceable(out)  # before training, not after
         if "lr" not in given_options(context, TrainerConfig):  # each encoder's own default
             trainer_config = dataclasses.replace(
@@ -75,7 +62,7 @@ def train_encoder_command(
             )
         base = {"max_len": max_len, "d_model": d_model, "loss": loss}
         workers = None
-        if num_workers is not None and (num_workers > 1 or ray_address):
+        if on_ray:
             encoder, result, item_ids, user_ids, workers = _train_on_ray(
                 model, base, data, trainer_config, num_workers, ray_address, use_feedback, ray_storage_path
             )
@@ -112,13 +99,7 @@ def train_encoder_command(
 
 
 def _train_on_ray(model, base, data, trainer_config, num_workers, ray_address, use_feedback, storage_path):
-    """`train_distributed`'s encoder, result, id maps and workers; a missing ray is a clear error."""
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        raise ValueError(
-            "--num-workers trains on Ray Train, which needs ray: pip install 'recsim-env[rllib]'"
-        ) from None
+    """`train_distributed`'s encoder, result, id maps and workers."""
     from recsim_env.encoders.distributed import train_distributed
 
     run = train_distributed(

@@ -43,20 +43,16 @@ file system or a bucket): Ray Train persists the reported checkpoint there.
 
 from __future__ import annotations
 
-import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from recsim_env.checkpoint import tensors_from_bytes, write_json, write_tensors
 from recsim_env.data import IdMap, LoggedInteractions, UserSequences
 from recsim_env.encoders.base import IGNORE_TARGET, SequenceEncoder
 from recsim_env.encoders.ray_logs import open_logs, user_shard
@@ -76,76 +72,29 @@ from recsim_env.encoders.trainer import (
 )
 from recsim_env.encoders.trainer_config import TrainerConfig
 from recsim_env.errors import ArgumentError
-from recsim_env.ray_address import check_ray_address
+from recsim_env.ray_train import (
+    LOGS_DATASET,
+    READ_BATCH_ROWS,
+    all_reduce_gradients,
+    backward_share,
+    check_num_workers,
+    gathered,
+    global_steps,
+    ray_session,
+    read_result,
+    report_result,
+    run_workers,
+    shard_batch_bounds,
+    uses_gpu,
+    worker_identity,
+    worker_seed,
+)
 
-LOGS_DATASET = "logs"
-"""The name of the logs dataset handed to the Ray Train workers."""
-WORKER_SEED_STRIDE = 2**32
-"""Worker `r` seeds its generators with `seed + r * WORKER_SEED_STRIDE` (worker 0 with `seed` itself)."""
 WEIGHTS_FILE = "weights.safetensors"
 RESULT_FILE = "result.json"
-READ_BATCH_ROWS = 2**16
-"""Rows per batch a worker reads from the logs dataset while keeping its users' rows."""
 
 
-# -- the pieces of the data-parallel step ------------------------------------------------------------
-
-
-def worker_seed(seed: int, rank: int) -> int:
-    """The seed of worker `rank`'s generators: `seed` for worker 0 (the single-process streams)."""
-    return seed + rank * WORKER_SEED_STRIDE
-
-
-def shard_batch_bounds(
-    step: int, n_steps: int, batch_size: int, n_local: int, n_total: int
-) -> tuple[int, int]:
-    """Rows `[lo, hi)` of this worker's shuffled windows in global step `step` (see the module docstring).
-
-    With one worker (`n_local == n_total`) these are the single-process batches `[step * B, (step + 1) * B)`.
-    """
-    lo = step * batch_size * n_local // n_total
-    hi = n_local if step == n_steps - 1 else (step + 1) * batch_size * n_local // n_total
-    return lo, hi
-
-
-def backward_share(loss: torch.Tensor, n_targets: int, device: torch.device) -> float:
-    """Backpropagate this worker's share of the global batch's mean loss: `loss * n_r / n`, with `n_r`
-    this worker's target positions and `n` the sum over the workers; returns the share.
-
-    With `all_reduce_gradients` after it, the gradient is that of the mean loss over every target of the
-    global batch. With one worker the share is exactly 1.0 (the single-process gradient, bit for bit).
-    """
-    step_targets = _summed(n_targets, device)
-    share = n_targets / step_targets if step_targets else 1.0
-    (loss * share).backward()
-    return share
-
-
-def all_reduce_gradients(parameters: Sequence[torch.nn.Parameter]) -> None:
-    """Sum every parameter's gradient over the workers, in one all-reduce of the flattened gradients.
-
-    A parameter that has no gradient on any worker keeps none (the optimiser skips it, as it would in one
-    process); one that has a gradient on some worker only gets the sum on every worker.
-    """
-    import torch.distributed as dist
-
-    device = parameters[0].device
-    flat = torch.cat(
-        [(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1).float() for p in parameters]
-        + [torch.tensor([p.grad is not None for p in parameters], dtype=torch.float32, device=device)]
-    )
-    dist.all_reduce(flat)
-    present = flat[-len(parameters) :] > 0
-    offset = 0
-    for p, has_grad in zip(parameters, present.tolist(), strict=True):
-        n = p.numel()
-        if has_grad:
-            summed = flat[offset : offset + n].view_as(p).to(p.dtype)
-            if p.grad is None:
-                p.grad = summed.clone()
-            else:
-                p.grad.copy_(summed)
-        offset += n
+# -- the pieces of the data-parallel step (`recsim_env.ray_train`) and the metrics' combination --------
 
 
 def combine_metrics(parts: Sequence[tuple[int, dict[str, dict[str, float]]]]) -> dict[str, dict[str, float]]:
@@ -164,24 +113,6 @@ def combine_metrics(parts: Sequence[tuple[int, dict[str, dict[str, float]]]]) ->
         }
         for protocol in parts[0][1]
     }
-
-
-def _gathered(value: Any, world_size: int) -> list[Any]:
-    """`value` of every worker, in rank order (the same list on every worker)."""
-    import torch.distributed as dist
-
-    out: list[Any] = [None] * world_size
-    dist.all_gather_object(out, value)
-    return out
-
-
-def _summed(value: float | int, device: torch.device) -> float:
-    """`value` summed over the workers."""
-    import torch.distributed as dist
-
-    tensor = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(tensor)
-    return float(tensor.item())
 
 
 # -- the loop one worker runs ------------------------------------------------------------------------
@@ -217,14 +148,7 @@ def train_shard(
 
     # ---- the global step count, from every worker's window count ----
     n_local = windows.items.shape[0]
-    shard_sizes = _gathered(n_local, world_size)
-    n_total = sum(shard_sizes)
-    if any(config.batch_size * n < n_total for n in shard_sizes):
-        raise ValueError(
-            f"batch_size={config.batch_size} leaves a worker an empty batch: the workers hold "
-            f"{shard_sizes} training windows; use a larger batch or fewer workers"
-        )
-    n_steps = math.ceil(n_total / config.batch_size)
+    n_steps, n_total, _ = global_steps(n_local, config.batch_size, world_size)
 
     encoder.to(device)
     parameters = [p for p in encoder.parameters() if p.requires_grad]
@@ -265,7 +189,7 @@ def train_shard(
             encoder, split.valid, device=device, batch_size=config.eval_batch_size
         )
         local_elapsed = elapsed + time.perf_counter() - start
-        parts = _gathered(
+        parts = gathered(
             (len(split.valid.users), local_valid, total, epoch_seconds, local_elapsed), world_size
         )
         epoch_seconds = max(part[3] for part in parts)
@@ -286,7 +210,7 @@ def train_shard(
 
     encoder.load_state_dict(selection.best_state)
     local_test = evaluate_full_ranking(encoder, split.test, device=device, batch_size=config.eval_batch_size)
-    parts = _gathered((len(split.test.users), local_test, peak_memory_mb(device)), world_size)
+    parts = gathered((len(split.test.users), local_test, peak_memory_mb(device)), world_size)
     result = selection.result(
         combine_metrics([(n, metrics) for n, metrics, _ in parts]),
         train_seconds=train_seconds,
@@ -352,20 +276,19 @@ def run_worker(loop_config: dict[str, WorkerJob]) -> None:
         result, best_state = train_shard(
             encoder, sequences, job.trainer, device, rank=rank, world_size=world_size
         )
-    worker = {"rank": rank, "node_id": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
-    workers = _gathered(worker, world_size)
+    workers = worker_identity(world_size)
     metrics = {
         "best_epoch": result.best_epoch,
         "test_ndcg@10": result.test["seen_excluded"][SELECTION_METRIC],
     }
-    if rank != 0:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory(prefix="encoder-") as directory:
-        write_tensors(Path(directory) / WEIGHTS_FILE, best_state)
-        record = {"result": result.to_dict(), "workers": workers}
-        write_json(Path(directory) / RESULT_FILE, record)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+    report_result(
+        metrics,
+        rank=rank,
+        state=best_state,
+        record={"result": result.to_dict(), "workers": workers},
+        weights_file=WEIGHTS_FILE,
+        record_file=RESULT_FILE,
+    )
 
 
 # -- the driver ----------------------------------------------------------------------------------------
@@ -385,18 +308,6 @@ class DistributedRun:
     """User tokens."""
     workers: list[dict[str, Any]] = field(default_factory=list)
     """Each worker's `rank`, Ray `node_id` and `pid`."""
-
-
-def _uses_gpu(device: str, num_workers: int) -> bool:
-    """Whether the workers train on GPUs: "cuda*" asks for one each; "auto" takes them when the cluster
-    has one per worker."""
-    import ray
-
-    if device == "cpu":
-        return False
-    if device.startswith("cuda"):
-        return True
-    return ray.cluster_resources().get("GPU", 0) >= num_workers
 
 
 def train_distributed(
@@ -431,28 +342,20 @@ def train_distributed(
         ArgumentError: bad arguments, or a `RAY_ADDRESS` at which no cluster answers.
         RuntimeError: a worker failed (the worker's error is in the message).
     """
-    import ray
-
     from recsim_env import encoders
 
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 1:
-        raise ArgumentError(f"num_workers: expected an integer >= 1, got {num_workers!r}")
+    check_num_workers(num_workers)
     if not isinstance(trainer_config, TrainerConfig):
         raise ArgumentError(f"trainer_config: expected a TrainerConfig, got {type(trainer_config).__name__}")
     encoders.encoder_class(model_name)  # an unknown name fails before Ray starts
-    if ray_address:
-        check_ray_address(ray_address)
-    elif trainer_config.device != "auto":
+    if not ray_address and trainer_config.device != "auto":
         resolve_device(trainer_config.device)  # a local run needs the device here
-    started = not ray.is_initialized()
-    if started:
-        if ray_address:
-            ray.init(address=ray_address, log_to_driver=trainer_config.progress)
-        else:
-            ray.init(num_cpus=num_workers + 1, include_dashboard=False, log_to_driver=trainer_config.progress)
-    temporary = storage_path is None
-    storage = Path(tempfile.mkdtemp(prefix="seqrec-train-")) if temporary else Path(storage_path)
-    try:
+    with ray_session(
+        ray_address=ray_address,
+        num_workers=num_workers,
+        log_to_driver=trainer_config.progress,
+        storage_path=storage_path,
+    ) as storage:
         logs = open_logs(data)
         config = {**base_config, "n_items": logs.n_items}
         if "n_items" in base_config and int(base_config["n_items"]) != logs.n_items:
@@ -466,18 +369,22 @@ def train_distributed(
             model=model_name,
             encoder_config=config,
             trainer=trainer_config,
-            use_gpu=_uses_gpu(trainer_config.device, num_workers),
+            use_gpu=uses_gpu(trainer_config.device, num_workers),
             columns=tuple(logs.columns),
             n_users=logs.n_users,
             n_items=logs.n_items,
             source=logs.source,
         )
-        state, record = _fit(job, logs.dataset, num_workers=num_workers, storage=storage)
-    finally:
-        if temporary:
-            shutil.rmtree(storage, ignore_errors=True)
-        if started:
-            ray.shutdown()
+        state, record = run_workers(
+            run_worker,
+            job,
+            logs.dataset,
+            num_workers=num_workers,
+            use_gpu=job.use_gpu,
+            storage=storage,
+            name="train-encoder",
+            read=partial(read_result, weights_file=WEIGHTS_FILE, record_file=RESULT_FILE),
+        )
     seed_everything(trainer_config.seed)
     encoder = encoders.build(model_name, config)
     encoder.load_state_dict(state)
@@ -489,38 +396,3 @@ def train_distributed(
         user_ids=logs.user_ids,
         workers=record["workers"],
     )
-
-
-def _fit(
-    job: WorkerJob, dataset: Any, *, num_workers: int, storage: Path
-) -> tuple[dict[str, torch.Tensor], dict]:
-    """Run the workers; the reported weights (torch tensors) and `result.json` of worker 0's checkpoint."""
-    import json
-
-    from ray.data import ExecutionOptions
-    from ray.train import DataConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
-
-    dataset.context.enable_progress_bars = False  # the workers' reads would print over the epochs' bar
-    trainer = TorchTrainer(
-        run_worker,
-        train_loop_config={"job": job},
-        torch_config=TorchConfig(backend="nccl" if job.use_gpu else "gloo"),
-        scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=job.use_gpu),
-        run_config=RunConfig(name="train-encoder", storage_path=str(storage)),
-        datasets={LOGS_DATASET: dataset},
-        # Every worker streams all rows in file order and keeps its users' (`user_shard`).
-        dataset_config=DataConfig(
-            datasets_to_split=[], execution_options=ExecutionOptions(preserve_order=True)
-        ),
-    )
-    outcome = trainer.fit()
-    if outcome.error is not None:
-        raise RuntimeError(f"Ray Train run failed: {outcome.error}") from outcome.error
-    if outcome.checkpoint is None:
-        raise RuntimeError("Ray Train run ended without worker 0's checkpoint")
-    with outcome.checkpoint.as_directory() as directory:
-        weights = Path(directory) / WEIGHTS_FILE
-        state = tensors_from_bytes(weights.read_bytes(), framework="pt", where=str(weights))
-        record = json.loads((Path(directory) / RESULT_FILE).read_text())
-    return state, record

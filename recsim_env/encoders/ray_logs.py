@@ -111,16 +111,12 @@ def user_shard(
         in file order, feedback as float32 (as `LoggedInteractions.sequences` gives them).
     """
     from recsim_env.data.parquet import check_stored_rows
+    from recsim_env.ray_train import shard_rows
 
-    kept: dict[str, list[np.ndarray]] = {col: [] for col in columns}
-    for batch in batches:
-        users = np.asarray(batch["user_id"])
-        mine = users % world_size == rank
-        for col in columns:
-            kept[col].append(np.asarray(batch[col])[mine])
-    if not kept["user_id"]:
+    kept = shard_rows(batches, rank=rank, world_size=world_size, columns=columns, user_column="user_id")
+    if kept is None:
         raise DataError(f"{source}: no rows")
-    frame = pd.DataFrame({col: np.concatenate(parts) for col, parts in kept.items()})
+    frame = pd.DataFrame(kept)
     feedback_columns = tuple(columns[3:])
     check_stored_rows(
         frame, feedback_columns, n_users=n_users, n_items=n_items, source=f"{source} (worker {rank}'s users)"

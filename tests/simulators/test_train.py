@@ -19,7 +19,7 @@ def test_fit_is_reproducible_for_a_seed(world_logs):
 
 
 def test_platt_scaling_recovers_an_overconfident_scale_and_a_shift():
-    from simulators.train import _platt
+    from simulators.calibration import platt as _platt
 
     generator = torch.Generator().manual_seed(0)
     true_logits = torch.randn(20_000, generator=generator) * 1.5
@@ -54,7 +54,7 @@ def test_click_loss_weight_scales_only_the_click_term(world_logs):
     from simulators import SimulatorConfig
     from simulators.data import build_schema, exposures, windows
     from simulators.response_model import ResponseModel, nll_terms
-    from simulators.train import _tensors
+    from simulators.batches import window_batch as _tensors
 
     schema = build_schema(world_logs, session_gap_hours=1.0)
     log = exposures(world_logs, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0)

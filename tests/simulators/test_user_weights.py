@@ -44,7 +44,7 @@ def test_a_window_weight_scales_its_share_of_the_loss(world_logs):
     from simulators import SimulatorConfig
     from simulators.data import build_schema, exposures, windows
     from simulators.response_model import ResponseModel
-    from simulators.train import _tensors
+    from simulators.batches import window_batch as _tensors
 
     schema = build_schema(world_logs, session_gap_hours=1.0)
     log = exposures(world_logs, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0)

@@ -120,14 +120,6 @@ def test_worker_seeds_keep_worker_zero_on_the_single_process_seed():
     assert len({worker_seed(s, r) for s in range(4) for r in range(4)}) == 16
 
 
-@pytest.fixture
-def one_worker_group(tmp_path):
-    """A gloo process group of one worker (this process), as Ray Train sets up for `num_workers=1`."""
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    yield
-    dist.destroy_process_group()
-
-
 def test_one_worker_trains_bit_for_bit_as_one_process(cyclic_logs, one_worker_group):
     seed_everything(CONFIG.seed)
     reference = encoders.build("sasrec", {"n_items": cyclic_logs.n_items, **BASE})

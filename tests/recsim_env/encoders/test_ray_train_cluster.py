@@ -10,28 +10,27 @@ last test stops the cluster and checks that none of its processes is left.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from tests.ray_cluster import (
     CLUSTER_MARKS,
+    TRAIN_WORKER_ACTOR,
     actor_logs,
     assert_stops_cleanly,
     cluster_fixture,
     driver_logs,
+    run_in_process,
     run_seqrec,
+    summary,
 )
 
 pytest.importorskip("ray")
 
 pytestmark = CLUSTER_MARKS
 
-TRAIN_WORKER_ACTOR = "RayTrainWorker"
-"""The actor class of a Ray Train worker (named at the top of its worker log)."""
 COMMAND_TIMEOUT_S = 300
 OPTIONS = [
     "--model", "sasrec", "--max-len", "8", "--d-model", "16", "--epochs", "4", "--lr", "0.005",
@@ -54,22 +53,13 @@ def logs_files(tmp_path_factory):
     return folder / "cyclic.csv", folder / "cyclic.parquet"
 
 
-def summary(stdout: str) -> dict:
-    return json.loads([line for line in stdout.splitlines() if line.startswith("{")][-1])
-
-
 def single_process(data: Path, out: Path) -> dict:
     """`seqrec train-encoder` in this process, without Ray."""
-    import typer
-
     from recsim_env.encoders.cli import train_encoder_command
 
-    app = typer.Typer()
-    app.command("train-encoder")(train_encoder_command)
-    app.command("unused")(lambda: None)  # two commands: typer keeps the subcommand name
-    result = CliRunner().invoke(app, ["train-encoder", "--data", str(data), "--out", str(out), *OPTIONS])
-    assert result.exit_code == 0, result.output
-    return summary(result.output)
+    return run_in_process(
+        "train-encoder", train_encoder_command, ["--data", str(data), "--out", str(out), *OPTIONS]
+    )
 
 
 def test_one_worker_on_the_cluster_gives_the_single_process_checkpoint(cluster, logs_files, tmp_path):
