@@ -52,9 +52,9 @@ def test_expected_calibration_error_by_hand():
 
 def test_click_loss_weight_scales_only_the_click_term(world_logs):
     from simulators import SimulatorConfig
+    from simulators.batches import window_batch as _tensors
     from simulators.data import build_schema, exposures, windows
     from simulators.response_model import ResponseModel, nll_terms
-    from simulators.batches import window_batch as _tensors
 
     schema = build_schema(world_logs, session_gap_hours=1.0)
     log = exposures(world_logs, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0)

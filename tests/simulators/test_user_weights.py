@@ -42,9 +42,9 @@ def test_equal_weights_fit_exactly_what_no_weights_fit(world_logs):
 def test_a_window_weight_scales_its_share_of_the_loss(world_logs):
     """With 0 / 1 window weights the weighted loss is the unweighted loss of the weight-1 windows alone."""
     from simulators import SimulatorConfig
+    from simulators.batches import window_batch as _tensors
     from simulators.data import build_schema, exposures, windows
     from simulators.response_model import ResponseModel
-    from simulators.batches import window_batch as _tensors
 
     schema = build_schema(world_logs, session_gap_hours=1.0)
     log = exposures(world_logs, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0)
