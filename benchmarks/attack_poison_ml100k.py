@@ -12,7 +12,7 @@ promotes all of them (each target event of a fake user picks one at random), and
 averages over the targets.
 
     python benchmarks/attack_poison_ml100k.py --quick          # 12 epochs per training
-    python benchmarks/attack_poison_ml100k.py --kinds sequential,random,popular
+    python benchmarks/attack_poison_ml100k.py --kinds insertion,sequential,random,popular
 """
 
 from __future__ import annotations
@@ -45,15 +45,16 @@ def unpopular_targets(logs, n: int, seed: int) -> list:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(DATA))
-    parser.add_argument("--kinds", default="sequential", help="comma-separated attack kinds")
+    parser.add_argument("--kinds", default="insertion", help="comma-separated attack kinds")
     parser.add_argument("--fraction", type=float, default=0.01)
     parser.add_argument(
-        "--target-share", type=float, default=0.5, help="share of a fake user's events on targets"
+        "--target-share", type=float, default=0.25, help="share of a fake user's events on targets"
     )
-    parser.add_argument("--targets", type=int, default=1, help="target items drawn from the unpopular half")
+    parser.add_argument("--targets", type=int, default=3, help="target items drawn from the unpopular half")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--quick", action="store_true", help="at most 12 epochs per training")
+    parser.add_argument("--no-defence", action="store_true", help="clean and poisoned runs only")
     parser.add_argument("--use-text", action="store_true", help="the defence's text features")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--progress", action="store_true")
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
             trainer_config=trainer,
             defence_config=defence,
             clean_run=clean_run,
+            defend=not args.no_defence,
         )
         line["runs"][kind] = result
     line["seconds"] = round(time.perf_counter() - start, 1)

@@ -1,7 +1,7 @@
 """`seqrec attack`: `poison`, `defend`, `world` (evaluation/attacks/world_cli.py) and `extract`
 (evaluation/attacks/extraction_cli.py).
 
-    seqrec attack poison --data PATH --kind sequential --fraction 0.01 --target 1272 --out DIR
+    seqrec attack poison --data PATH --kind insertion --fraction 0.01 --target 1272 --out DIR
     seqrec attack defend --data PATH --poisoned DIR --out DIR2
     seqrec attack world --out DIR --fraction 0.01
 

@@ -6,12 +6,17 @@ The defender sees the logs, never which users are fake. As in LoRec, it simulate
 (`simulated_fraction` fake users of every attack family, with targets it draws at random) and trains a
 calibrator to tell those simulated fakes (label 1) from every logged user (label 0, the unknown fakes
 among them). The calibrator scores each logged user; LoRec's weight update (its `update_weight` and
-`get_weight`) then lowers the training weight of users scored above the mean:
+`get_weight`) then lowers the training weight of the flagged users F:
 
     a_u <- a_u - 1 for the flagged users F (only when |F| < n / 3), a_v <- a_v + |F| / (n - |F|) for the others
     w_u = sigmoid(a_u) / sigmoid(a_0), and w_u = 1 when 0.5 < w_u < 1,        a_0 = `initial_weight`
 
-so a user loses weight only after being flagged at least four times (from a_0 = 3). The calibrator's
+so a user loses weight only after being flagged at least four times (from a_0 = 3). LoRec flags the users
+scored above the mean score, which flags a share of real users whatever the calibrator's confidence (about
+9% of MovieLens users at 1% fakes, benchmarks/RESULTS_poison.md); by default this defence flags the users
+whose calibrated probability of being fake is above `flag_threshold`, at most the `max_flagged_fraction`
+highest scored (the defender's bound on the fake share it expects); `flag_threshold=None` restores LoRec's
+rule. The calibrator's
 loss is LoRec's (its `custom_loss`): binary cross-entropy plus `entropy_weight` times the entropy of the
 predictions on label-0 users, which lets unlabelled users that look like the simulated fakes move away
 from 0 at a low cost.
@@ -45,12 +50,22 @@ from recsim_env.errors import ArgumentError
 class DefenceConfig:
     """The calibrator, the defender's simulated attacks and LoRec's weight schedule."""
 
-    simulated_fraction: float = 0.1
+    simulated_fraction: float = 0.2
     """The defender's own simulated fake users, as a fraction of the logged users (split over the kinds)."""
     simulated_kinds: tuple = ATTACK_KINDS
     """Attack families the defender simulates."""
-    simulated_target_shares: tuple = (0.02, 0.1, 0.2)
-    """Shares of target events per simulated fake user (one simulation per kind and share)."""
+    simulated_target_shares: tuple = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
+    """Shares of target events per simulated fake user (one simulation per kind and share): a range, as
+    the defender does not know the attacker's share."""
+    simulated_target_counts: tuple = (1, 2, 3)
+    """Targets promoted per simulation, cycled over the simulations (an attack may promote several items
+    at once, which spreads its target events over them)."""
+    flag_threshold: float | None = 0.5
+    """A user is flagged when the calibrator's probability that it is fake is above this; None: LoRec's rule
+    (above the mean score)."""
+    max_flagged_fraction: float = 0.05
+    """With `flag_threshold`, at most this fraction of the scored users (the highest scored) is flagged per
+    update: the defender's bound on the share of fake users it expects."""
     use_text: bool = False
     """Add coherence features from hashed character-trigram embeddings of the item table's text."""
     text_dim: int = 256
@@ -60,8 +75,9 @@ class DefenceConfig:
     folds: int = 5
     """Each logged user is scored by a calibrator fitted without it (cross-fitting over this many folds),
     so a flexible calibrator cannot memorise the unknown fakes among its label-0 users."""
-    hidden: int = 32
-    """Hidden width of the calibrator MLP."""
+    hidden: int = 8
+    """Hidden width of the calibrator MLP (narrow: a wide one carves the unknown fakes among its label-0
+    users out of the simulated ones, and scores them low)."""
     steps: int = 300
     """Full-batch Adam steps per calibrator fit."""
     calibrator_lr: float = 0.01
@@ -86,6 +102,10 @@ class DefenceConfig:
             self, ("simulated_fraction",), check_real, low=0.0, high=1.0, low_open=True, high_open=True
         )
         check_config_fields(self, ("calibrator_lr",), check_real, low=0.0, low_open=True)
+        check_config_fields(self, ("flag_threshold",), check_real, low=0.0, high=1.0, optional=True)
+        check_config_fields(
+            self, ("max_flagged_fraction",), check_real, low=0.0, high=1.0, low_open=True, high_open=True
+        )
         check_config_fields(self, ("entropy_weight", "initial_weight"), check_real, low=0.0)
         check_config_fields(
             self,
@@ -105,6 +125,10 @@ class DefenceConfig:
         shares = tuple(self.simulated_target_shares)
         if not shares or any(not isinstance(s, int | float) or not 0.0 < s <= 1.0 for s in shares):
             raise ArgumentError("DefenceConfig.simulated_target_shares must be numbers in (0, 1]")
+        counts = tuple(self.simulated_target_counts)
+        if not counts or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in counts):
+            raise ArgumentError("DefenceConfig.simulated_target_counts must be integers >= 1")
+        object.__setattr__(self, "simulated_target_counts", counts)
         object.__setattr__(self, "simulated_kinds", kinds)
         object.__setattr__(self, "simulated_target_shares", shares)
 
@@ -250,8 +274,9 @@ class SimulatedFakes:
 
 def simulate_fakes(data: LoggedInteractions, config: DefenceConfig) -> SimulatedFakes:
     """The defender's simulated fake users: one `poison` of `data` per attack kind and target share of
-    `config`, each with `simulated_fraction / (kinds x shares)` of the users and a target of its own drawn
-    uniformly from the items the logs hold."""
+    `config`, each with `simulated_fraction / (kinds x shares)` of the users (at least `simulated_min`) and
+    targets of its own, `simulated_target_counts[i % len]` for simulation i, drawn uniformly from the items
+    the logs hold."""
     rng = np.random.default_rng(config.seed)
     combos = [(k, s) for k in config.simulated_kinds for s in config.simulated_target_shares]
     fraction = max(config.simulated_fraction / len(combos), (config.simulated_min - 0.5) / data.n_users)
@@ -259,9 +284,16 @@ def simulate_fakes(data: LoggedInteractions, config: DefenceConfig) -> Simulated
     consumed = np.unique(data.frame["item_id"].to_numpy())
     parts = []
     for i, (kind, share) in enumerate(combos):
-        target = data.item_ids.to_token([int(rng.choice(consumed))])[0]
+        n_targets = min(
+            config.simulated_target_counts[i % len(config.simulated_target_counts)], len(consumed)
+        )
+        chosen = rng.choice(consumed, size=n_targets, replace=False)
         cfg = PoisonConfig(
-            kind=kind, fraction=fraction, targets=(target,), seed=config.seed * 1000 + i, target_share=share
+            kind=kind,
+            fraction=fraction,
+            targets=tuple(data.item_ids.to_token(chosen).tolist()),
+            seed=config.seed * 1000 + i,
+            target_share=share,
         )
         poisoned = poison(data, cfg)
         seqs = poisoned.data.sequences()
@@ -347,10 +379,12 @@ class LoRecWeights:
         self.coefficients = np.full(self.n_users, self.initial_weight)
         self.flags = np.zeros(self.n_users, dtype=np.int64)
 
-    def update(self, scores: np.ndarray, users: np.ndarray) -> bool:
-        """Flag the `users` (indices) scored above the mean of `scores` (theirs, in the same order); skipped,
-        returning False, when a third of them or more would be flagged (LoRec's rule)."""
-        flagged = users[scores > scores.mean()]
+    def update(self, scores: np.ndarray, users: np.ndarray, flagged: np.ndarray | None = None) -> bool:
+        """Apply one update to the `flagged` users (indices; default: the `users` scored above the mean of
+        `scores`, theirs in the same order, LoRec's rule); skipped, returning False, when none or a third of
+        the `users` or more would be flagged (LoRec's rule)."""
+        if flagged is None:
+            flagged = users[scores > scores.mean()]
         if len(flagged) >= len(users) / 3 or len(flagged) == 0:
             return False
         others = np.setdiff1d(users, flagged)
@@ -363,6 +397,17 @@ class LoRecWeights:
         """`[n_users]` training weights `sigmoid(a_u) / sigmoid(a_0)`, with (0.5, 1) rounded up to 1."""
         w = _sigmoid(self.coefficients) / _sigmoid(self.initial_weight)
         return np.where((w > 0.5) & (w < 1.0), 1.0, w)
+
+
+def flagged_users(scores: np.ndarray, users: np.ndarray, config: DefenceConfig) -> np.ndarray:
+    """The `users` (indices) one weight update flags from their `scores` (probabilities, same order): those
+    above `config.flag_threshold`, at most the `config.max_flagged_fraction` highest scored (ties broken by
+    user order); LoRec's above-the-mean rule when the threshold is None."""
+    if config.flag_threshold is None:
+        return users[scores > scores.mean()]
+    cap = int(np.floor(config.max_flagged_fraction * len(users)))
+    order = np.argsort(-scores, kind="stable")[:cap]
+    return np.sort(users[order[scores[order] > config.flag_threshold]])
 
 
 def _sigmoid(x):
@@ -433,7 +478,8 @@ def defend(
     calibrator = Calibrator(data, config)
     weights = LoRecWeights(data.n_users, config.initial_weight)
     for _ in range(config.updates):
-        weights.update(calibrator.score(item_table), calibrator.users)
+        scores = calibrator.score(item_table)
+        weights.update(scores, calibrator.users, flagged_users(scores, calibrator.users, config))
     return weights.weights()
 
 
@@ -491,14 +537,9 @@ def train_defended(
             return None
         table = encoder.item_table().detach().float().cpu().numpy().astype(np.float64)
         scores[calibrator.users] = calibrator.score(table)
-        applied = weights.update(scores[calibrator.users], calibrator.users)
-        trace.append(
-            {
-                "epoch": epoch,
-                "flagged": int((scores[calibrator.users] > scores[calibrator.users].mean()).sum()),
-                "applied": applied,
-            }
-        )
+        flagged = flagged_users(scores[calibrator.users], calibrator.users, config)
+        applied = weights.update(scores[calibrator.users], calibrator.users, flagged)
+        trace.append({"epoch": epoch, "flagged": int(len(flagged)), "applied": applied})
         return weights.weights() if applied else None
 
     calibration_config = dataclasses.replace(

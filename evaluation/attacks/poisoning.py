@@ -2,7 +2,7 @@
 
 Threat model (docs/attacks.md): the attacker registers fake accounts, a `fraction` of the real user
 count, and gives each a sequence of interactions; it knows the public catalogue and item popularity,
-not the model. Three attack families:
+not the model. Four attack families:
 
 - "random" (Lam & Riedl, WWW 2004): filler items drawn uniformly from the catalogue, the targets at
   random places.
@@ -14,6 +14,12 @@ not the model. Three attack families:
   each target event comes right after an *anchor*, one of the items real users consume most, so a
   next-item model learns "after an anchor comes the target"; anchors are what most real histories
   contain, which spreads the target to many of them.
+- "insertion" (segment clone, in the spirit of the fake-sequence poisoning of sequential recommenders,
+  e.g. Yue et al., "Black-box attacks on sequential recommenders via data-free model extraction",
+  RecSys 2021, without their surrogate model): each fake user is a real user's whole sequence, kept intact, with a target event
+  inserted after every k-th event and as the last event, k chosen so targets are `target_share` of the
+  fake user's events. The contexts before each target are real users' contexts, those the model sees
+  for real users at test time, so "after a history like this comes the target" transfers to them.
 
 Every fake user is built on a real *template* user whose rows are cloned: timestamps, sessions, slate
 positions, propensities and feedback, so the result is a well-formed `LoggedInteractions` for any log,
@@ -35,7 +41,7 @@ from recsim_env.checks import check_choice, check_config_fields, check_integer, 
 from recsim_env.data import DataError, IdMap, LoggedInteractions
 from recsim_env.errors import ArgumentError
 
-ATTACK_KINDS = ("random", "popular", "sequential")
+ATTACK_KINDS = ("random", "popular", "sequential", "insertion")
 LIKED_QUANTILE = 0.9
 """A target event's feedback is drawn from the rows whose first feedback column is at or above this
 quantile of that column (the events real users liked)."""
@@ -46,7 +52,8 @@ class PoisonConfig:
     """What the attacker injects: how many fake users, which attack, which targets."""
 
     kind: str = "sequential"
-    """Attack family: "random", "popular" (bandwagon) or "sequential" (targets after popular anchors)."""
+    """Attack family: "random", "popular" (bandwagon), "sequential" (targets after popular anchors) or
+    "insertion" (real users' sequences with targets inserted; the module docstring)."""
     fraction: float = 0.01
     """Fake users as a fraction of the real users, in (0, 1); at least one fake user is injected."""
     targets: tuple = ()
@@ -55,7 +62,9 @@ class PoisonConfig:
     """Seed of every random choice (templates, fillers, positions)."""
     target_share: float = 0.1
     """Fraction of each fake user's events that are target events (at least one). "sequential" puts them in
-    alternate slots, each after an anchor, so 0.5 or more leaves no filler: anchors and targets only."""
+    alternate slots, each after an anchor, so 0.5 or more leaves no filler: anchors and targets only.
+    "insertion" inserts a target after every k-th slot of the template, k = max(1, round((1 - s) / s)),
+    and one at the end, keeping every template event."""
     max_events: int | None = None
     """Most events per fake user (None: the template user's length)."""
     anchor_pool: int = 50
@@ -203,6 +212,99 @@ def _real_filler(
     return np.asarray(picked, dtype=np.int64)  # a tiny catalogue: fewer distinct items than asked
 
 
+def insertion_points(slots: np.ndarray, target_share: float, rng: np.random.Generator) -> np.ndarray:
+    """Sorted row positions after which "insertion" puts a target: the last row of every k-th slot (from
+    a random phase in [0, k)) and the last row, k = max(1, round((1 - share) / share)), so targets are
+    about `target_share` of the events once inserted. A slate is never split (targets follow whole slots)."""
+    n_slots = int(slots[-1]) + 1
+    slot_ends = np.r_[np.flatnonzero(slots[1:] != slots[:-1]), len(slots) - 1]  # last row of each slot
+    k = max(1, int(round((1.0 - target_share) / target_share)))
+    chosen = np.arange(int(rng.integers(k)), n_slots, k)
+    return np.union1d(slot_ends[chosen[chosen < n_slots - 1]], [len(slots) - 1]).astype(np.int64)
+
+
+def _insertion_block(
+    frame: pd.DataFrame,
+    lo: int,
+    n: int,
+    targets: np.ndarray,
+    config: PoisonConfig,
+    rng: np.random.Generator,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """A template's `n` rows from `lo` with a target row inserted after each of `insertion_points`; a
+    target row copies the row it follows (timestamp, session, slate fields), then gets its item.
+
+    Returns:
+        The block, its target row positions, and its `[len(block)]` slot numbers (each target row a slot
+        of its own).
+    """
+    block = frame.iloc[lo : lo + n]
+    slots = _slots(frame, lo, n)
+    after = insertion_points(slots, config.target_share, rng)
+    order = np.sort(np.r_[np.arange(n), after], kind="stable")  # a copy of row i right after row i
+    block = block.iloc[order].copy()
+    is_target = np.r_[False, order[1:] == order[:-1]]
+    positions = np.flatnonzero(is_target)
+    items = frame["item_id"].to_numpy()[lo : lo + n][order].astype(np.int64)
+    items[positions] = rng.choice(targets, size=len(positions), replace=True)
+    block["item_id"] = items
+    new_slots = np.r_[0, np.cumsum((slots[order][1:] != slots[order][:-1]) | is_target[1:] | is_target[:-1])]
+    return block, positions, new_slots
+
+
+def _replacement_block(
+    frame: pd.DataFrame,
+    lo: int,
+    n: int,
+    targets: np.ndarray,
+    config: PoisonConfig,
+    rng: np.random.Generator,
+    sequences,
+    templates_pool: np.ndarray,
+    counts: np.ndarray,
+    anchors: np.ndarray,
+    non_targets: np.ndarray,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """A template's `n` rows from `lo` with every item replaced: targets in random slots (after anchors for
+    "sequential") and filler of `config.kind` elsewhere.
+
+    Returns:
+        The block, its target row positions, and its `[n]` slot numbers.
+    """
+    consumed = non_targets[counts[non_targets] > 0]
+    if consumed.size == 0:
+        consumed = non_targets
+    block = frame.iloc[lo : lo + n].copy()
+    slots = _slots(frame, lo, n)
+    n_targets = max(1, int(round(config.target_share * n)))
+    sequential = config.kind == "sequential"
+    positions = _target_positions(slots, n_targets, rng, skip_first=sequential)
+    items = np.full(n, -1, dtype=np.int64)
+    items[positions] = rng.choice(targets, size=len(positions), replace=True)
+    if sequential:
+        # The anchor is the row just before each target (the previous slot's last row).
+        anchor_rows = positions - 1
+        weights = counts[anchors] + 1.0
+        weights /= weights.sum()
+        replace = len(anchors) < len(anchor_rows)  # more targets than anchors: anchors repeat
+        items[anchor_rows] = rng.choice(anchors, size=len(anchor_rows), replace=replace, p=weights)
+    free = np.flatnonzero(items < 0)
+    banned = set(targets.tolist()) | set(items[items >= 0].tolist())
+    if config.kind == "random":
+        pool = np.setdiff1d(non_targets, np.fromiter(banned, dtype=np.int64))
+        filler = _draw_distinct(pool, len(free), rng)
+    elif config.kind == "popular":
+        pool = np.setdiff1d(consumed, np.fromiter(banned, dtype=np.int64))
+        filler = _draw_distinct(pool, len(free), rng, counts[pool] / counts[pool].sum())
+    else:
+        filler = _real_filler(sequences, templates_pool, len(free), banned, rng)
+    if len(filler) < len(free):  # a catalogue smaller than the sequence: repeat filler items
+        filler = np.resize(filler if len(filler) else non_targets[:1], len(free))
+    items[free] = filler
+    block["item_id"] = items
+    return block, positions, slots
+
+
 def poison(data: LoggedInteractions, config: PoisonConfig) -> PoisonedLogs:
     """Inject `config.fraction` fake users built by `config.kind` into `data` (see the module docstring).
 
@@ -240,7 +342,19 @@ def poison(data: LoggedInteractions, config: PoisonConfig) -> PoisonedLogs:
     feedback_cols = list(data.feedback_columns)
 
     blocks: list[pd.DataFrame] = []
-    templates = rng.choice(templates_pool, size=n_fake, replace=True)
+    pool = templates_pool
+    if config.kind == "insertion":
+        # Distinct real users who never consumed a target where there are enough: each fake user brings
+        # contexts of its own, those of the users the attack is after.
+        holds = np.bincount(
+            np.repeat(np.arange(n_real), lengths),
+            weights=np.isin(sequences.item_ids, targets),
+            minlength=n_real,
+        )
+        untouched = templates_pool[holds[templates_pool] == 0]
+        pool = untouched if len(untouched) >= n_fake else templates_pool
+    distinct = config.kind == "insertion" and len(pool) >= n_fake
+    templates = rng.choice(pool, size=n_fake, replace=not distinct)
     next_session = int(frame["session_id"].max()) + 1 if "session_id" in frame.columns else 0
     next_slate = int(frame["slate_id"].max()) + 1 if "slate_id" in frame.columns else 0
     for fake, template in enumerate(templates):
@@ -250,34 +364,12 @@ def poison(data: LoggedInteractions, config: PoisonConfig) -> PoisonedLogs:
             if config.max_events is None
             else min(int(lengths[template]), config.max_events)
         )
-        block = frame.iloc[lo : lo + n].copy()
-        slots = _slots(frame, lo, n)
-        n_targets = max(1, int(round(config.target_share * n)))
-        sequential = config.kind == "sequential"
-        positions = _target_positions(slots, n_targets, rng, skip_first=sequential)
-        items = np.full(n, -1, dtype=np.int64)
-        items[positions] = rng.choice(targets, size=len(positions), replace=True)
-        if sequential:
-            # The anchor is the row just before each target (the previous slot's last row).
-            anchor_rows = positions - 1
-            weights = counts[anchors] + 1.0
-            weights /= weights.sum()
-            replace = len(anchors) < len(anchor_rows)  # more targets than anchors: anchors repeat
-            items[anchor_rows] = rng.choice(anchors, size=len(anchor_rows), replace=replace, p=weights)
-        free = np.flatnonzero(items < 0)
-        banned = set(targets.tolist()) | set(items[items >= 0].tolist())
-        if config.kind == "random":
-            pool = np.setdiff1d(non_targets, np.fromiter(banned, dtype=np.int64))
-            filler = _draw_distinct(pool, len(free), rng)
-        elif config.kind == "popular":
-            pool = np.setdiff1d(consumed, np.fromiter(banned, dtype=np.int64))
-            filler = _draw_distinct(pool, len(free), rng, counts[pool] / counts[pool].sum())
+        if config.kind == "insertion":
+            block, positions, slots = _insertion_block(frame, lo, n, targets, config, rng)
         else:
-            filler = _real_filler(sequences, templates_pool, len(free), banned, rng)
-        if len(filler) < len(free):  # a catalogue smaller than the sequence: repeat filler items
-            filler = np.resize(filler if len(filler) else non_targets[:1], len(free))
-        items[free] = filler
-        block["item_id"] = items
+            block, positions, slots = _replacement_block(
+                frame, lo, n, targets, config, rng, sequences, templates_pool, counts, anchors, non_targets
+            )
         block["user_id"] = n_real + fake
         if feedback_cols:
             donors = rng.choice(liked, size=len(positions), replace=True)

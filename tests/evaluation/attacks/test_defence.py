@@ -12,6 +12,7 @@ from evaluation.attacks.defence import (
     DefenceConfig,
     LoRecWeights,
     defend,
+    flagged_users,
     text_embeddings,
     train_defended,
 )
@@ -52,7 +53,8 @@ def test_the_calibrator_ranks_planted_fake_users_above_real_ones(attacked, use_t
 
 
 def test_defence_weights_fall_on_the_fake_users_and_repeat_per_seed(attacked):
-    config = DefenceConfig(steps=100, folds=3, updates=6, seed=0)
+    # 8 fake users of 88: the defender's bound on the fake share must allow them.
+    config = DefenceConfig(steps=100, folds=3, updates=6, seed=0, max_flagged_fraction=0.15)
     weights = defend(attacked.data, config)
     assert weights.shape == (attacked.data.n_users,)
     assert weights[attacked.fake_users].mean() < 0.5 < weights[~attacked.fake_users].mean()
@@ -71,6 +73,35 @@ def test_lorec_weights_need_four_flags_and_skip_when_a_third_would_be_flagged():
     before = weights.coefficients.copy()
     assert not weights.update(np.where(users < 4, 0.9, 0.01), users)  # 4 of 10 >= a third: skipped
     assert np.array_equal(weights.coefficients, before)
+
+
+def test_flagging_needs_the_threshold_and_respects_the_defenders_bound():
+    users = np.arange(100, 120)
+    scores = np.r_[0.9, 0.8, 0.7, 0.45, np.full(16, 0.01)]
+    config = DefenceConfig(flag_threshold=0.5, max_flagged_fraction=0.25)
+    assert flagged_users(scores, users, config).tolist() == [100, 101, 102]
+    capped = DefenceConfig(flag_threshold=0.5, max_flagged_fraction=0.1)  # at most 2 of 20
+    assert flagged_users(scores, users, capped).tolist() == [100, 101]
+    assert flagged_users(np.full(20, 0.3), users, config).size == 0  # nobody is likely fake
+    lorec = DefenceConfig(flag_threshold=None)  # above the mean: 0.45 too
+    assert flagged_users(scores, users, lorec).tolist() == [100, 101, 102, 103]
+
+
+def test_simulations_cover_the_target_counts():
+    from evaluation.attacks.defence import simulate_fakes
+
+    logs = genre_logs()
+    config = DefenceConfig(simulated_kinds=("insertion",), simulated_target_shares=(0.3,) * 3, seed=1)
+    fakes = simulate_fakes(logs, config)
+    seen = []
+    for g in range(3):
+        offsets, items, _, _ = fakes.group(g)
+        repeated = set()  # an insertion fake user repeats its targets only (real users repeat nothing)
+        for lo, hi in zip(offsets[:-1], offsets[1:], strict=True):
+            values, counts = np.unique(items[lo:hi], return_counts=True)
+            repeated |= set(values[counts > 1].tolist())
+        seen.append(len(repeated))
+    assert seen == [1, 2, 3]
 
 
 def test_text_embeddings_are_unit_rows_and_the_same_in_every_call():
@@ -106,6 +137,9 @@ def test_train_defended_alternates_and_retrains_with_the_final_weights(attacked)
         ({"simulated_kinds": ("random", "bogus")}, "simulated_kinds"),
         ({"simulated_target_shares": (0.0,)}, "simulated_target_shares"),
         ({"updates": 0}, "updates"),
+        ({"flag_threshold": 1.5}, "flag_threshold"),
+        ({"max_flagged_fraction": 0.0}, "max_flagged_fraction"),
+        ({"simulated_target_counts": (0,)}, "simulated_target_counts"),
     ],
 )
 def test_bad_defence_configs_are_refused(kwargs, message):

@@ -92,11 +92,59 @@ def test_sequential_targets_follow_popular_anchors(logs):
         assert set(items[at - 1].tolist()) <= top5
 
 
+@pytest.mark.parametrize("share", [0.1, 0.25, 0.5])
+def test_insertion_keeps_a_real_sequence_and_inserts_targets_every_kth_event_and_last(logs, share):
+    out = poison(logs, PoisonConfig(kind="insertion", fraction=0.1, targets=(130, 135), target_share=share))
+    seqs = out.data.sequences()
+    real = {
+        tuple(seqs.item_ids[seqs.offsets[u] : seqs.offsets[u + 1]].tolist()): u
+        for u in np.flatnonzero(~out.fake_users)
+    }
+    templates = []
+    k = max(1, round((1 - share) / share))
+    for u in np.flatnonzero(out.fake_users):
+        items = seqs.item_ids[seqs.offsets[u] : seqs.offsets[u + 1]]
+        is_target = np.isin(items, out.target_items)
+        kept = tuple(items[~is_target].tolist())
+        assert kept in real  # every event of a real user, in its order
+        templates.append(real[kept])
+        assert is_target[-1] and not is_target[0] and not (is_target[1:] & is_target[:-1]).any()
+        runs = np.diff(np.flatnonzero(np.r_[True, is_target]))[1:-1]  # real events between two targets
+        assert (runs - 1 == k).all()
+    assert len(set(templates)) == len(templates)  # distinct real users are cloned
+    other = poison(logs, PoisonConfig(kind="insertion", fraction=0.1, targets=(130,), seed=5))
+    assert not other.data.frame.equals(out.data.frame)
+
+
+def test_insertion_clones_users_who_never_consumed_a_target(logs):
+    holders = logs.frame.groupby("item_id")["user_id"].nunique()
+    half = int((holders - logs.n_users / 2).abs().idxmin())  # held by about half of the users
+    popular = int(logs.item_ids.to_token([half])[0])
+    out = poison(logs, PoisonConfig(kind="insertion", fraction=0.1, targets=(popular,), target_share=0.2))
+    seqs = out.data.sequences()
+    target = out.target_items[0]
+    for u in np.flatnonzero(out.fake_users):
+        items = seqs.item_ids[seqs.offsets[u] : seqs.offsets[u + 1]]
+        kept = items[items != target]
+        holders = [
+            v
+            for v in np.flatnonzero(~out.fake_users)
+            if np.array_equal(seqs.item_ids[seqs.offsets[v] : seqs.offsets[v + 1]], kept)
+        ]
+        assert holders  # the template held no target event, so removing them gives it back exactly
+
+
 def test_world_logs_keep_their_columns_sessions_and_slates():
     from recsim_env.world.logging import log_world
 
     logs = log_world("uniform", steps=300, num_envs=8, progress=False, slate_size=3)
-    out = poison(logs, PoisonConfig(kind="sequential", fraction=0.25, targets=(3, 4), target_share=0.3))
+    for kind in ("sequential", "insertion"):
+        check_world_poison(
+            logs, poison(logs, PoisonConfig(kind=kind, fraction=0.25, targets=(3, 4), target_share=0.3))
+        )
+
+
+def check_world_poison(logs, out) -> None:
     frame = out.data.frame
     assert list(frame.columns) == list(logs.frame.columns)
     assert frame.dtypes.to_dict() == logs.frame.dtypes.to_dict()
