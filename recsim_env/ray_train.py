@@ -38,6 +38,17 @@ def worker_seed(seed: int, rank: int) -> int:
     return seed + rank * WORKER_SEED_STRIDE
 
 
+def worker_batches() -> tuple[int, int, Iterable[dict[str, Any]]]:
+    """Inside a Ray Train worker: its rank, the number of workers, and the logs dataset's row batches
+    (`LOGS_DATASET`, `READ_BATCH_ROWS` rows each, numpy columns) for `shard_rows` to keep its users from."""
+    import ray.train
+
+    context = ray.train.get_context()
+    shard = ray.train.get_dataset_shard(LOGS_DATASET)
+    batches = shard.iter_batches(batch_size=READ_BATCH_ROWS, batch_format="numpy")
+    return context.get_world_rank(), context.get_world_size(), batches
+
+
 def shard_rows(
     batches: Iterable[dict[str, Any]], *, rank: int, world_size: int, columns: Sequence[str], user_column: str
 ) -> dict[str, np.ndarray] | None:

@@ -61,8 +61,6 @@ from recsim_env.data import LoggedInteractions
 from recsim_env.encoders.trainer import torch_threads
 from recsim_env.errors import ArgumentError, DataError
 from recsim_env.ray_train import (
-    LOGS_DATASET,
-    READ_BATCH_ROWS,
     all_reduce_gradients,
     backward_share,
     check_num_workers,
@@ -297,17 +295,13 @@ def run_worker(loop_config: dict[str, WorkerJob]) -> None:
     Worker 0 reports a checkpoint directory holding `weights.safetensors` (member `k`'s `state_dict`
     under `member_k.<name>`) and `record.json` (the history and every worker's rank, node id and pid).
     """
-    import ray.train
-
-    from recsim_env.ray_train import shard_rows
+    from recsim_env.ray_train import shard_rows, worker_batches
 
     job = loop_config["job"]
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
+    rank, world_size, batches = worker_batches()
     with torch_threads(job.num_threads):
-        shard = ray.train.get_dataset_shard(LOGS_DATASET)
         rows = shard_rows(
-            shard.iter_batches(batch_size=READ_BATCH_ROWS, batch_format="numpy"),
+            batches,
             rank=rank,
             world_size=world_size,
             columns=job.columns,

@@ -73,8 +73,6 @@ from recsim_env.encoders.trainer import (
 from recsim_env.encoders.trainer_config import TrainerConfig
 from recsim_env.errors import ArgumentError
 from recsim_env.ray_train import (
-    LOGS_DATASET,
-    READ_BATCH_ROWS,
     all_reduce_gradients,
     backward_share,
     check_num_workers,
@@ -86,6 +84,7 @@ from recsim_env.ray_train import (
     run_workers,
     shard_batch_bounds,
     uses_gpu,
+    worker_batches,
     worker_identity,
     worker_seed,
 )
@@ -248,20 +247,16 @@ def run_worker(loop_config: dict[str, WorkerJob]) -> None:
     `loop_config["job"]` is the `WorkerJob`. Worker 0 reports a checkpoint directory holding `weights.safetensors` (the best `state_dict`) and
     `result.json` (the `TrainResult` and every worker's rank, node id and process id).
     """
-    import ray
-    import ray.train
     import ray.train.torch
 
     from recsim_env import encoders
 
     job = loop_config["job"]
-    context = ray.train.get_context()
-    rank, world_size = context.get_world_rank(), context.get_world_size()
+    rank, world_size, batches = worker_batches()
     device = ray.train.torch.get_device() if job.use_gpu else torch.device("cpu")
     with torch_threads(job.trainer.num_threads):
-        shard = ray.train.get_dataset_shard(LOGS_DATASET)
         sequences = user_shard(
-            shard.iter_batches(batch_size=READ_BATCH_ROWS, batch_format="numpy"),
+            batches,
             rank=rank,
             world_size=world_size,
             columns=job.columns,
