@@ -122,6 +122,22 @@ def ablation(victim, logs, config: ExtractionConfig) -> dict[str, dict]:
     return out
 
 
+def extraction_config(args, seed: int, **fields) -> ExtractionConfig:
+    """The `ExtractionConfig` of one attack seed from the command line (`--config` adds fields)."""
+    return ExtractionConfig(
+        fraction=args.fraction,
+        budget=args.budget,
+        epochs=args.epochs,
+        max_seconds=args.max_seconds,
+        seed=seed,
+        device=args.device,
+        num_threads=args.threads,
+        progress=args.progress,
+        **fields,
+        **json.loads(args.config),
+    )
+
+
 def mean_std(values: list[float]) -> dict[str, float]:
     return {
         "mean": statistics.fmean(values),
@@ -166,18 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         return ablation_main(args, checkpoint, logs, victim_info, start)
     runs = []
     for seed in args.seeds:
-        config = ExtractionConfig(
-            fraction=args.fraction,
-            budget=args.budget,
-            budget_curve=tuple(args.curve),
-            epochs=args.epochs,
-            max_seconds=args.max_seconds,
-            seed=seed,
-            device=args.device,
-            num_threads=args.threads,
-            progress=args.progress,
-            **json.loads(args.config),
-        )
+        config = extraction_config(args, seed, budget_curve=tuple(args.curve))
         summary = run_extraction(checkpoint.encoder, logs, config).summary()
         runs.append({"seed": seed, **{k: v for k, v in summary.items() if k != "config"}})
         print(
@@ -227,17 +232,7 @@ def main(argv: list[str] | None = None) -> dict:
 def ablation_main(args, checkpoint, logs, victim_info: dict, start: float) -> dict:
     per_seed = {}
     for seed in args.seeds:
-        config = ExtractionConfig(
-            fraction=args.fraction,
-            budget=args.budget,
-            epochs=args.epochs,
-            max_seconds=args.max_seconds,
-            seed=seed,
-            device=args.device,
-            num_threads=args.threads,
-            progress=args.progress,
-            **json.loads(args.config),
-        )
+        config = extraction_config(args, seed)
         per_seed[seed] = ablation(checkpoint.encoder, logs, config)
         shown = ", ".join(f"{k} {v['overlap10']:.4f}" for k, v in per_seed[seed].items())
         print(f"seed {seed}: overlap@10 {shown}", file=sys.stderr)
