@@ -8,8 +8,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-pytest.importorskip("minari", reason="the d3rlpy agent reads Minari datasets (the 'minari' extra)")
-pytest.importorskip("d3rlpy", reason="the d3rlpy agent needs the 'd3rlpy' extra")
+from tests.optional import import_extra  # noqa: E402
+
+import_extra("minari", extra="minari", reason="the d3rlpy agent reads Minari datasets (the 'minari' extra)")
+import_extra(
+    "d3rlpy",
+    extra="d3rlpy",
+    reason="d3rlpy is not installed: pip install -e '.[d3rlpy]' && pip install --no-deps 'd3rlpy==2.8.1'",
+)
 
 from agents.cli import evaluate_command, train_command  # noqa: E402
 from agents.d3rlpy import D3rlpyConfig, D3rlpyPolicy, encode_observations, to_mdp_dataset, train  # noqa: E402

@@ -10,7 +10,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-pytest.importorskip("ray")
+from tests.optional import import_extra  # noqa: E402
+
+import_extra("ray", extra="rllib")
 
 from agents import load_policy  # noqa: E402
 from agents.training import TrainConfig, train  # noqa: E402

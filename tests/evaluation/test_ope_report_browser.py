@@ -14,6 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.optional import missing_extra
+
 pytestmark = pytest.mark.browser
 
 BROWSERS = ("chromium", "chromium-browser", "google-chrome")
@@ -27,10 +29,8 @@ def _which(names: tuple[str, ...], env: str) -> str | None:
 
 
 def _missing(reason: str) -> None:
-    """Skip, or fail where CI sets SEQREC_REQUIRE_BROWSER=1 (there a skip would pass for a check that never ran)."""
-    if os.environ.get("SEQREC_REQUIRE_BROWSER") == "1":
-        pytest.fail(reason)
-    pytest.skip(reason)
+    """Skip, or fail where CI requires the 'browser' extra (`tests.optional`)."""
+    missing_extra("browser", reason)
 
 
 @pytest.fixture(scope="module")

@@ -62,7 +62,8 @@ def plant_pickles(directory: Path, marker: Path, *, every_file: bool = False) ->
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """One tiny PPO run (two iterations), shared by the tests, which work on copies."""
-    pytest.importorskip("ray")
+    from tests.optional import import_extra
+    import_extra("ray", extra="rllib")
     import ray
 
     from agents.training import TrainConfig, train

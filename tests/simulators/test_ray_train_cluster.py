@@ -26,7 +26,9 @@ from tests.ray_cluster import (
     summary,
 )
 
-pytest.importorskip("ray")
+from tests.optional import import_extra  # noqa: E402
+
+import_extra("ray", extra="rllib")
 
 pytestmark = CLUSTER_MARKS
 

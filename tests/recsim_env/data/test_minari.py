@@ -8,7 +8,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-minari = pytest.importorskip("minari", reason="the Minari datasets need the 'minari' extra")
+from tests.optional import import_extra  # noqa: E402
+
+minari = import_extra("minari", extra="minari", reason="the Minari datasets need the 'minari' extra")
 
 from recsim_env.data import LoggedInteractions  # noqa: E402
 from recsim_env.data.minari import EpisodeRecorder  # noqa: E402
