@@ -15,6 +15,7 @@ import math
 
 import pytest
 
+from tests.optional import import_extra  # noqa: E402
 from tests.ray_cluster import (
     CLUSTER_MARKS,
     Cluster,
@@ -24,8 +25,6 @@ from tests.ray_cluster import (
     driver_logs,
     run_seqrec,
 )
-
-from tests.optional import import_extra  # noqa: E402
 
 import_extra("ray", extra="rllib")
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.optional import import_extra  # noqa: E402
 from tests.ray_cluster import (
     CLUSTER_MARKS,
     TRAIN_WORKER_ACTOR,
@@ -26,8 +27,6 @@ from tests.ray_cluster import (
     run_seqrec,
     summary,
 )
-
-from tests.optional import import_extra  # noqa: E402
 
 import_extra("ray", extra="rllib")
 
