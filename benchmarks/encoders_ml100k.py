@@ -79,6 +79,18 @@ MODELS: dict[str, dict] = {
         "reasoning_steps": 2,
         "method": "erl",
     },
+    # SASRec's settings per tower plus the authors' MQSA-TED defaults (L = 3, alpha = 0.5, lambda_TED = 0.1,
+    # tau = 0.1; docs/mqsa.md).
+    "mqsa": {
+        "d_model": 64,
+        "n_layers": 2,
+        "n_heads": 1,
+        "dropout": 0.2,
+        "query_window": 3,
+        "short_weight": 0.5,
+        "distillation_weight": 0.1,
+        "distillation_temperature": 0.1,
+    },
 }
 TRAINING: dict[str, dict] = {
     "sasrec": {"patience": 10},
@@ -86,6 +98,7 @@ TRAINING: dict[str, dict] = {
     "bert4rec": {"patience": 20, "epochs": 150},
     "gru4rec": {"patience": 10},
     "rearec": {"patience": 10},
+    "mqsa": {"patience": 10},
 }
 COLUMNS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "r_precision")
 

@@ -228,6 +228,18 @@ class SequenceEncoder(nn.Module, abc.ABC):
 
     # -- training ----------------------------------------------------------------------------------
 
+    def fit_statistics(self, item_ids: torch.Tensor, own_targets: torch.Tensor) -> None:
+        """Called once by the trainer, before the first epoch, with every training window: a model that needs
+        a statistic of the training data (MQSA-TED's transition graph) computes it here and keeps it in a
+        buffer, so that checkpoints carry it. The default needs none.
+
+        Args:
+            item_ids: `[W, L + 1]` int64 left-padded training windows (no validation or test event).
+            own_targets: `[W, L]` bool, True where the window trains on target `item_ids[:, t + 1]` (each
+                training event is such a target in exactly one window).
+        """
+        del item_ids, own_targets
+
     def training_batch(
         self,
         item_ids: torch.Tensor,

@@ -144,6 +144,10 @@ def train_shard(
     cfg = encoder.config
     split = leave_one_out_split(sequences, max_len=cfg.max_len, pad_id=cfg.pad_id)
     windows = window_tensors(encoder, sequences, split.train_lengths, config)
+    if type(encoder).fit_statistics is not SequenceEncoder.fit_statistics:
+        # a statistic of the training data (MQSA-TED's transition graph) is of every worker's windows
+        parts = gathered((windows.items, ~windows.counted_elsewhere), world_size)
+        encoder.fit_statistics(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]))
 
     # ---- the global step count, from every worker's window count ----
     n_local = windows.items.shape[0]

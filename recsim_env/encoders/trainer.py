@@ -375,6 +375,7 @@ def _train(
         if len(split.valid.users) == 0:
             raise ArgumentError("eval_users: none of these users has the 3 events a validation needs")
     windows = window_tensors(encoder, sequences, split.train_lengths, config)
+    encoder.fit_statistics(windows.items, ~windows.counted_elsewhere)
 
     encoder.to(device)
     optimiser = torch.optim.AdamW(

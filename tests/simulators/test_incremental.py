@@ -54,6 +54,7 @@ def _model(world_logs, **options):
         (True, True, "sasrec"),
         (True, True, "gru4rec"),
         (True, True, "rearec"),  # a SASRec subclass whose reasoning steps the SASRec shortcut would skip
+        (True, True, "mqsa"),  # two towers; the L-query reads the last L positions of each step
     ],
 )
 def test_response_model_last_state_matches_its_states(world_logs, click_pooling, interest_filter, encoder):

@@ -120,13 +120,14 @@ def test_worker_seeds_keep_worker_zero_on_the_single_process_seed():
     assert len({worker_seed(s, r) for s in range(4) for r in range(4)}) == 16
 
 
-def test_one_worker_trains_bit_for_bit_as_one_process(cyclic_logs, one_worker_group):
+@pytest.mark.parametrize("name", ("sasrec", "mqsa"))  # MQSA-TED: the transition graph of the gathered windows
+def test_one_worker_trains_bit_for_bit_as_one_process(cyclic_logs, one_worker_group, name):
     seed_everything(CONFIG.seed)
-    reference = encoders.build("sasrec", {"n_items": cyclic_logs.n_items, **BASE})
+    reference = encoders.build(name, {"n_items": cyclic_logs.n_items, **BASE})
     expected = train(reference, cyclic_logs.sequences(), CONFIG)
 
     seed_everything(CONFIG.seed)
-    encoder = encoders.build("sasrec", {"n_items": cyclic_logs.n_items, **BASE})
+    encoder = encoders.build(name, {"n_items": cyclic_logs.n_items, **BASE})
     result, state = train_shard(
         encoder, shard_of(cyclic_logs, 0, 1), CONFIG, torch.device("cpu"), rank=0, world_size=1
     )

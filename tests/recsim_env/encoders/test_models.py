@@ -12,10 +12,14 @@ from recsim_env.encoders.base import IGNORE_TARGET
 
 N_ITEMS = 30
 MAX_LEN = 12
-VARIANTS = {"sasrec:reference": {"block": "reference"}, "rearec:prl": {"method": "prl"}}
-"""Extra configurations of a registered encoder: SASRec's block layout, ReaRec's PRL objective."""
+VARIANTS = {
+    "sasrec:reference": {"block": "reference"},
+    "rearec:prl": {"method": "prl"},
+    "mqsa:reference": {"block": "reference"},
+}
+"""Extra configurations of a registered encoder: SASRec's and MQSA's block layouts, ReaRec's PRL objective."""
 ALL = [*sorted(encoders.ENCODERS), *VARIANTS]
-CAUSAL = ("sasrec", "sasrec:reference", "hstu", "gru4rec", "rearec", "rearec:prl")
+CAUSAL = ("sasrec", "sasrec:reference", "hstu", "gru4rec", "rearec", "rearec:prl", "mqsa", "mqsa:reference")
 
 
 def make(name: str, **overrides) -> encoders.SequenceEncoder:
@@ -130,7 +134,7 @@ def test_bert4rec_last_item_only_rows_and_inference_mask():
     torch.testing.assert_close(enc.user_state(ids), enc(explicit)[:, -1])
 
 
-@pytest.mark.parametrize("name", ("sasrec", "hstu", "gru4rec", "rearec"))
+@pytest.mark.parametrize("name", ("sasrec", "hstu", "gru4rec", "rearec", "mqsa"))
 def test_next_item_training_targets(name):
     enc = make(name)
     windows = left_padded([[1, 2, 3, 4]], length=MAX_LEN + 1)

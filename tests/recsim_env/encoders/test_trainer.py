@@ -143,8 +143,9 @@ def test_evaluation_scores_in_fp32_under_bf16_autocast(cyclic, monkeypatch):
     assert seen and all(flag is False and dtype == torch.float32 for flag, dtype in seen)
 
 
-def test_checkpoint_round_trip_and_catalogue_check(cyclic, tmp_path, rehash):
-    enc, result = run(cyclic, epochs=2)
+@pytest.mark.parametrize("name", sorted(encoders.ENCODERS))
+def test_checkpoint_round_trip_and_catalogue_check(cyclic, tmp_path, rehash, name):
+    enc, result = run(cyclic, name, epochs=2)
     out = encoders.save(
         tmp_path / "ckpt", enc, item_ids=cyclic.item_ids, user_ids=cyclic.user_ids, metadata={"a": 1}
     )
