@@ -32,6 +32,7 @@ from evaluation.cli_options import (
     OPEReportOptions,
     sequential_names,
 )
+from evaluation.ope.sparse import SparseActionDist
 from recsim_env.errors import ArgumentError
 
 __all__ = [
@@ -53,6 +54,12 @@ __all__ = [
 
 SEQUENTIAL_RANKER = "seq-Switch-DR"
 """The ranking estimator of a log with sessions."""
+SPARSE_NO_SEQUENTIAL = (
+    "The action distribution is sparse (top items plus the rest's mass, as for a large catalogue): the "
+    "sequential estimators, FQE and the risk section need it dense over the catalogue, so this candidate has "
+    "bandit estimates only."
+)
+"""The warning of a sparse candidate on a log with sessions."""
 
 
 def ranking_reason(estimator: str, *, max_weight: float, chosen: bool) -> str:
@@ -155,25 +162,34 @@ def build_ope_report(options: OPEReportOptions, *, console: Console | None = Non
         dists.append(dist)
         names.append(name)
     names = unique_names(names)
+    sparse = [isinstance(dist, SparseActionDist) for dist in dists]
+    if any(sparse) and session is not None:
+        if options.rank_by in sequential_names():
+            raise ArgumentError(
+                f"--rank-by {options.rank_by!r}: a sequential estimator, but a sparse action distribution has no "
+                "sequential section; rank by a bandit estimator"
+            )
 
     from sklearn.linear_model import Ridge
 
     # Logs carry no context here, so the reward model is a function of (item, position) alone; ridge on
-    # their one-hot codes gives shrunken per-item means (trees would never split on rare items).
+    # their one-hot codes gives shrunken per-item means (trees would never split on rare items). It is kept
+    # as one [N, K] table per fold, expanded to [n, N, K] only for a dense candidate.
     regression = RegressionModel(
         n_actions=scored.n_actions, len_list=scored.n_positions, base_model=Ridge(alpha=1.0)
     )
     with console.status("fitting the reward model"):
-        q_hat = regression.fit_predict(
+        q_table = regression.fit_predict_table(
             action=scored.action,
             reward=scored.reward,
             position=scored.position,
             n_folds=options.n_folds,
             random_state=options.seed,
         )
+    q_dense = q_table.dense() if not all(sparse) else None
 
     episodes = layout = None
-    if session is not None:
+    if session is not None and not all(sparse):
         layout, episodes = _episode_inputs(
             log, feedback, session, rows, horizon=options.horizon, console=console
         )
@@ -187,18 +203,21 @@ def build_ope_report(options: OPEReportOptions, *, console: Console | None = Non
         "min_ess": options.min_ess,
     }
     reports = []
-    for dist, name in zip(dists, names, strict=True):
+    for dist, name, is_sparse in zip(dists, names, sparse, strict=True):
+        own_warnings = warnings
+        if is_sparse and session is not None:
+            own_warnings = warnings + [SPARSE_NO_SEQUENTIAL]
         report = build_report(
             bandit_estimators(options.lambda_),
             **scored.as_kwargs(),
             action_dist=dist,
-            estimated_rewards_by_reg_model=q_hat,
+            estimated_rewards_by_reg_model=q_table if is_sparse else q_dense,
             policy_name=f"{name} on {options.logs.name}" if single else name,
             **interval,
-            extra_warnings=warnings,
+            extra_warnings=own_warnings,
             progress=True,
         )
-        if episodes is not None:
+        if episodes is not None and not is_sparse:
             from evaluation.session_ope import evaluate_sessions
 
             with console.status(f"sequential estimators and FQE for {name}"):
@@ -229,7 +248,8 @@ def ope_report_command(
         list[str],
         typer.Option(
             "--policy",
-            help="'uniform', a saved agents.Policy directory (seqrec train ...) or a .npy action distribution; "
+            help="'uniform', a saved agents.Policy directory (seqrec train ...), a .npy action distribution or a "
+            "sparse .npz (items, probs, rest: each row's top items plus the rest's mass, for large catalogues); "
             "repeat to compare and rank several candidates.",
         ),
     ],
@@ -246,7 +266,7 @@ def ope_report_command(
         int,
         typer.Option(
             help="Evaluate on a seeded random subsample of at most this many rows, whole sessions when the log "
-            "has them (memory: n*N*K)."
+            "has them (memory: n*N*K for a dense candidate, n*T for a sparse one)."
         ),
     ] = 20_000,
     n_folds: Annotated[int, typer.Option(help="Cross-fitting folds of the reward model.")] = 3,

@@ -1,5 +1,6 @@
 """The inputs of `seqrec ope-report`: the log, and each candidate policy's action distribution (uniform, a
-`.npy` array read without unpickling, or a saved `agents.Policy` run on the log's histories).
+`.npy` array read without unpickling, a sparse `.npz` of each row's top items plus the rest's mass, or a saved
+`agents.Policy` run on the log's histories).
 
 Heavy libraries are imported inside the functions, never at module import.
 """
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from evaluation.ope.sparse import SparseActionDist
 from recsim_env.errors import ArgumentError, DataError
 
 _TABLE_SUFFIXES = (".csv", ".tsv", ".parquet")
@@ -50,6 +52,12 @@ def load_logs(path: Path):
     return load(path)
 
 
+DENSE_ACTION_DIST_MAX_ELEMENTS = 2**28
+"""Most elements (2 GiB of float64) of a dense `[rows, N, K]` action distribution the report builds for the
+uniform policy; above it the uniform policy is a `SparseActionDist` (no listed item, all mass in the rest)."""
+SPARSE_ARRAYS = ("items", "probs", "rest")
+"""The arrays of a sparse `.npz` policy file (`rest` optional)."""
+
 NPY_CHECK_ELEMENTS = 4_000_000
 """Elements of a `.npy` policy array checked at once (its rows are all checked, in bounded memory)."""
 
@@ -85,6 +93,57 @@ def read_npy(path: Path) -> np.ndarray:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
         raise DataError(f"{path}: not a readable .npy array ({type(err).__name__}: {err})") from None
+
+
+def read_sparse_npz(path: Path, *, n_rounds: int, n_actions: int, n_positions: int) -> SparseActionDist:
+    """A sparse action distribution from an `.npz` file, read with `allow_pickle=False` and checked row by row.
+
+    The file holds `items` (integers `[n, T]`: each row's listed items, distinct, in `[0, N)`), `probs`
+    (floats `[n, T]`: their probabilities) and optionally `rest` (floats `[n]`: the mass of the `N - T`
+    unlisted items, spread uniformly over them; default `1 - probs.sum(axis=1)`), one row per log row in
+    `LoggedInteractions.frame` order; the distribution is the same at every slate position
+    (`evaluation.ope.sparse`).
+
+    Raises:
+        DataError: naming the file and, where one is at fault, the array and its first bad row (0-based).
+    """
+    import zipfile
+
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable .npz archive ({type(err).__name__}: {err})") from None
+    with archive:
+        names = set(archive.files)
+        unknown = sorted(names - set(SPARSE_ARRAYS))
+        missing = [name for name in ("items", "probs") if name not in names]
+        if unknown or missing:
+            raise DataError(
+                f"{path}: a sparse action distribution holds the arrays items, probs and optionally rest; "
+                + (f"missing {missing}" if missing else f"unknown {unknown}")
+            )
+        arrays = {}
+        for name in sorted(names):
+            try:
+                arrays[name] = archive[name]
+            except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:  # object arrays need pickle
+                raise DataError(
+                    f"{path}: array {name!r} is not a plain numeric array ({type(err).__name__}: {err}); refused"
+                ) from None
+    for name, array in arrays.items():
+        rows = array.shape[0] if array.ndim else None
+        if rows != n_rounds:
+            raise DataError(
+                f"{path}: array {name!r} has shape {array.shape}, expected {n_rounds} rows (one per log row)"
+            )
+    return SparseActionDist.checked(
+        arrays["items"],
+        arrays["probs"],
+        arrays.get("rest"),
+        n_actions=n_actions,
+        n_positions=n_positions,
+        name=f"{path} (row = log data row - 1, in (user, timestamp) order)",
+    )
 
 
 def check_policy_rows(where: str | Path, dist: np.ndarray) -> None:
@@ -124,23 +183,28 @@ def check_policy_rows(where: str | Path, dist: np.ndarray) -> None:
 
 def policy_action_dist(
     policy: str, *, n_rounds: int, n_actions: int, n_positions: int
-) -> tuple[np.ndarray, str]:
+) -> tuple[np.ndarray | SparseActionDist, str]:
     """The evaluation policy's `action_dist` `[n, N, K]` and a display name.
 
-    `policy` is "uniform", or a `.npy` file holding `[n, N]` (the same distribution at every position) or
-    `[n, N, K]`, one row per log row in `LoggedInteractions.frame` order. Every row of the file is checked
-    (`check_policy_rows`), not only the rows a subsample later scores.
+    `policy` is "uniform", a `.npy` file holding `[n, N]` (the same distribution at every position) or
+    `[n, N, K]`, or a sparse `.npz` (`read_sparse_npz`, returned as a `SparseActionDist`), one row per log
+    row in `LoggedInteractions.frame` order. Every row of the file is checked (`check_policy_rows`), not only
+    the rows a subsample later scores.
     """
     if policy == "uniform":
         dist = np.full((1, n_actions, n_positions), 1.0 / n_actions)
         return np.broadcast_to(dist, (n_rounds, n_actions, n_positions)), "uniform policy"
     path = Path(policy)
-    if path.suffix.lower() != ".npy":
+    if path.suffix.lower() not in (".npy", ".npz"):
         raise ArgumentError(
-            f"--policy {policy!r}: expected 'uniform', a saved policy directory or a .npy action-distribution array"
+            f"--policy {policy!r}: expected 'uniform', a saved policy directory or a .npy action-distribution array, "
+            "or a sparse .npz (items, probs, rest)"
         )
     if not path.is_file():
         raise DataError(f"{path}: no such file")
+    if path.suffix.lower() == ".npz":
+        sparse = read_sparse_npz(path, n_rounds=n_rounds, n_actions=n_actions, n_positions=n_positions)
+        return sparse, path.stem
     dist = read_npy(path)
     if dist.shape not in ((n_rounds, n_actions), (n_rounds, n_actions, n_positions)):
         raise DataError(
@@ -208,8 +272,12 @@ def _session_position(log) -> tuple[np.ndarray, np.ndarray]:
 
 def candidate_action_dist(
     policy: str, log, feedback, rows: np.ndarray, n_log: int, *, history_len: int, console: Console
-) -> tuple[np.ndarray, str]:
-    """One candidate's `action_dist` `[len(rows), N, K]` (float64, contiguous) and display name."""
+) -> tuple[np.ndarray | SparseActionDist, str]:
+    """One candidate's `action_dist` `[len(rows), N, K]` (float64, contiguous; or a `SparseActionDist` for a
+    sparse `.npz`, and for the uniform policy above `DENSE_ACTION_DIST_MAX_ELEMENTS`) and display name."""
+    shape = (len(rows), feedback.n_actions, feedback.n_positions)
+    if policy == "uniform" and np.prod(shape, dtype=np.float64) > DENSE_ACTION_DIST_MAX_ELEMENTS:
+        return SparseActionDist.uniform(*shape), "uniform policy"
     if Path(policy).is_dir():
         with console.status(f"computing the action distribution of {policy}"):
             dist, name = saved_policy_action_dist(
@@ -219,6 +287,8 @@ def candidate_action_dist(
         dist, name = policy_action_dist(
             policy, n_rounds=n_log, n_actions=feedback.n_actions, n_positions=feedback.n_positions
         )
+        if isinstance(dist, SparseActionDist):
+            return dist.take(rows), name
         dist = dist[rows]
     return np.ascontiguousarray(dist, dtype=np.float64), name
 

@@ -26,7 +26,8 @@ class OPEReportOptions:
     logs: Path
     """Log file or directory (CSV, TSV, Parquet, RecBole)."""
     policy: list[str]
-    """Candidates: 'uniform', a saved `agents.Policy` directory or a .npy action distribution each."""
+    """Candidates: 'uniform', a saved `agents.Policy` directory, a .npy action distribution or a sparse .npz
+    (`evaluation.cli_inputs.read_sparse_npz`) each."""
     out: Path
     """Output directory of the report (only checked here: it must not be a file)."""
     reward: str | None = None
@@ -79,9 +80,10 @@ class OPEReportOptions:
         if not policies:
             raise ArgumentError("--policy: give at least one policy to evaluate")
         for p in policies:
-            if p != "uniform" and not Path(p).is_dir() and Path(p).suffix.lower() != ".npy":
+            if p != "uniform" and not Path(p).is_dir() and Path(p).suffix.lower() not in (".npy", ".npz"):
                 raise ArgumentError(
-                    f"--policy {p!r}: expected 'uniform', a saved policy directory or a .npy action-distribution array"
+                    f"--policy {p!r}: expected 'uniform', a saved policy directory or a .npy action-distribution "
+                    "array, or a sparse .npz (items, probs, rest)"
                 )
         seen: set[str] = set()
         for p in policies:

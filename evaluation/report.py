@@ -18,13 +18,20 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from evaluation.comparison_report import ComparisonReport
-from evaluation.ope.base import BanditEstimator, Estimate, bootstrap_interval, validate_bandit_inputs
+from evaluation.ope.base import (
+    BanditEstimator,
+    Estimate,
+    bootstrap_interval,
+    importance_weight,
+    validate_bandit_inputs,
+)
 from evaluation.ope.checks import (
     FeedbackError,
     check_action_dist,
     check_bootstrap_arguments,
     numeric_array,
 )
+from evaluation.ope.sparse import SparseActionDist
 from evaluation.policy_report import PLOT_FILES, VERDICTS, OPEReport
 from evaluation.report_files import write_files_atomically
 from evaluation.report_markup import HTML_STYLE, markdown_text
@@ -44,7 +51,6 @@ __all__ = [
     "markdown_text",
     "write_files_atomically",
 ]
-
 
 
 def effective_sample_size(weights: np.ndarray) -> float:
@@ -92,7 +98,9 @@ def build_report(
 
     Args:
         estimators: Bandit estimators to run (model-based ones need `estimated_rewards_by_reg_model`).
-        reward, action, pscore, action_dist, position, estimated_rewards_by_reg_model: OBP-named log arrays.
+        reward, action, pscore, action_dist, position, estimated_rewards_by_reg_model: OBP-named log arrays;
+            `action_dist` may be a `SparseActionDist` and the predictions a `RewardTable`
+            (`evaluation.ope.sparse`), for which the support check is the same expectation, computed sparsely.
         behaviour_action_dist: The logger's full distribution, when known, for an exact support check.
         policy_name: Shown in the title.
         primary: Name of the estimator that decides the verdict.
@@ -152,7 +160,7 @@ def build_report(
     )
 
     rows = np.arange(n)
-    weights = data.action_dist[rows, data.action, data.position] / data.pscore
+    weights = importance_weight(data)
     ess = effective_sample_size(weights)
     weight_stats = {
         "min": float(weights.min()),
@@ -163,21 +171,12 @@ def build_report(
         "share_zero": float(np.mean(weights == 0)),
     }
 
-    pi_at_position = data.action_dist[rows, :, data.position]  # [n, N]
-    if behaviour_action_dist is not None:
-        behaviour_dist = numeric_array("behaviour_action_dist", behaviour_action_dist)
-        if behaviour_dist.shape != data.action_dist.shape:
-            raise FeedbackError(
-                f"behaviour_action_dist has shape {behaviour_dist.shape} but action_dist has "
-                f"{data.action_dist.shape} (shape mismatch)"
-            )
-        check_action_dist("behaviour_action_dist", behaviour_dist)
-        unsupported = behaviour_dist[rows, :, data.position] <= 0  # [n, N]
+    if isinstance(data.action_dist, SparseActionDist):
+        support_deficit = _sparse_support_deficit(
+            data.action_dist, data.action, data.position, behaviour_action_dist
+        )
     else:
-        logged = np.zeros((n_actions, n_positions), dtype=bool)
-        logged[data.action, data.position] = True
-        unsupported = ~logged.T[data.position]  # [n, N]
-    support_deficit = float((pi_at_position * unsupported).sum(axis=1).mean())
+        support_deficit = _support_deficit(data, rows, behaviour_action_dist)
 
     warnings = list(extra_warnings)
     unreliable = []
@@ -264,3 +263,41 @@ def build_report(
         weights=weights,
         reliability_issues=tuple(unreliable),
     )
+
+
+def _support_deficit(data, rows: np.ndarray, behaviour_action_dist) -> float:
+    """Mean evaluation mass at the logged position on actions outside the support (dense `action_dist`):
+    where `behaviour_action_dist` is 0, else on (action, position) pairs the log never shows."""
+    _, n_actions, n_positions = data.action_dist.shape
+    pi_at_position = data.action_dist[rows, :, data.position]  # [n, N]
+    if behaviour_action_dist is not None:
+        behaviour_dist = numeric_array("behaviour_action_dist", behaviour_action_dist)
+        if behaviour_dist.shape != data.action_dist.shape:
+            raise FeedbackError(
+                f"behaviour_action_dist has shape {behaviour_dist.shape} but action_dist has "
+                f"{data.action_dist.shape} (shape mismatch)"
+            )
+        check_action_dist("behaviour_action_dist", behaviour_dist)
+        unsupported = behaviour_dist[rows, :, data.position] <= 0  # [n, N]
+    else:
+        logged = np.zeros((n_actions, n_positions), dtype=bool)
+        logged[data.action, data.position] = True
+        unsupported = ~logged.T[data.position]  # [n, N]
+    return float((pi_at_position * unsupported).sum(axis=1).mean())
+
+
+def _sparse_support_deficit(
+    dist: SparseActionDist, action: np.ndarray, position: np.ndarray, behaviour
+) -> float:
+    """`_support_deficit` for a `SparseActionDist`: the never-logged indicator's expectation under it, exact
+    (`SparseActionDist.expectation`). The logger's full distribution is a dense array, not accepted here."""
+    if behaviour is not None:
+        raise ArgumentError(
+            "behaviour_action_dist: not supported with a SparseActionDist action_dist (pass None: the support is "
+            "then judged from the logged (action, position) pairs)"
+        )
+    logged = np.zeros((dist.n_actions, dist.n_positions), dtype=bool)
+    logged[action, position] = True
+    unsupported = (~logged).astype(np.float64)  # [N, K]
+    listed = unsupported[dist.items, position[:, None]]  # [n, T]
+    return float(dist.expectation(listed, unsupported.sum(axis=0)[position]).mean())

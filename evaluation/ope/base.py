@@ -33,6 +33,7 @@ from evaluation.ope.checks import (
     numeric_array,
     refuse_unknown,
 )
+from evaluation.ope.sparse import RewardTable, SparseActionDist
 from recsim_env.checks import check_integer, check_real, describe
 from recsim_env.errors import ArgumentError
 
@@ -99,8 +100,8 @@ class BanditInputs(NamedTuple):
     action: np.ndarray | None  # [n] int64
     position: np.ndarray  # [n] int64
     pscore: np.ndarray | None  # [n]
-    action_dist: np.ndarray  # [n, N, K]
-    estimated_rewards_by_reg_model: np.ndarray | None  # [n, N, K]
+    action_dist: np.ndarray | SparseActionDist  # [n, N, K]
+    estimated_rewards_by_reg_model: np.ndarray | RewardTable | None  # [n, N, K]
 
 
 def _as_1d(name: str, value: Any, n: int, *, integer: bool = False, allow_bool: bool = False) -> np.ndarray:
@@ -134,12 +135,14 @@ def validate_bandit_inputs(
     Args:
         action_dist: Evaluation policy's probabilities `[n, N, K]` (rounds, actions, positions), n >= 1; each
             `action_dist[i, :, k]` must be finite, non-negative and sum to 1 (within `ACTION_DIST_ATOL`).
+            Or a `SparseActionDist` (top items plus the uniform rest, checked when it was built).
         reward: Observed rewards `[n]`: numbers or bools, finite, at most `MAX_ABS_VALUE` in magnitude.
         action: Logged actions `[n]`: integers (or integral floats, never bools) in `[0, N)`.
         position: Logged slate positions `[n]`: integers in `[0, K)`; zeros when None.
         pscore: Logging probability of the logged action at the logged position `[n]`, in
             `[MIN_PSCORE, 1]`.
-        estimated_rewards_by_reg_model: Predicted rewards `[n, N, K]`, finite, at most `MAX_ABS_VALUE`.
+        estimated_rewards_by_reg_model: Predicted rewards `[n, N, K]`, finite, at most `MAX_ABS_VALUE`; or a
+            `RewardTable` (one context-free `[N, K]` table per fold, checked when it was built).
         require: Names of the arguments the calling estimator cannot do without.
 
     Returns:
@@ -163,17 +166,21 @@ def validate_bandit_inputs(
     if action_dist is None:
         raise FeedbackError("action_dist is required but was not given")
 
-    dist = numeric_array("action_dist", action_dist)
-    if dist.ndim != 3:
-        raise FeedbackError(
-            f"action_dist must be 3-dimensional [n, n_actions, n_positions], got shape {dist.shape}"
-        )
-    n, n_actions, n_positions = dist.shape
-    if n == 0:
-        raise FeedbackError("action_dist has no rounds (n = 0): there is nothing to evaluate")
-    if n_actions == 0 or n_positions == 0:
-        raise FeedbackError(f"action_dist has shape {dist.shape}: no actions or no positions")
-    check_action_dist("action_dist", dist)
+    if isinstance(action_dist, SparseActionDist):
+        dist = action_dist  # checked round by round by SparseActionDist.checked
+        n, n_actions, n_positions = dist.shape
+    else:
+        dist = numeric_array("action_dist", action_dist)
+        if dist.ndim != 3:
+            raise FeedbackError(
+                f"action_dist must be 3-dimensional [n, n_actions, n_positions], got shape {dist.shape}"
+            )
+        n, n_actions, n_positions = dist.shape
+        if n == 0:
+            raise FeedbackError("action_dist has no rounds (n = 0): there is nothing to evaluate")
+        if n_actions == 0 or n_positions == 0:
+            raise FeedbackError(f"action_dist has shape {dist.shape}: no actions or no positions")
+        check_action_dist("action_dist", dist)
 
     if position is None:
         pos = np.zeros(n, dtype=np.int64)
@@ -195,7 +202,14 @@ def validate_bandit_inputs(
         check_pscores("pscore", ps)
 
     q_hat = None
-    if estimated_rewards_by_reg_model is not None:
+    if isinstance(estimated_rewards_by_reg_model, RewardTable):
+        q_hat = estimated_rewards_by_reg_model  # its table was checked when it was built
+        if q_hat.shape != dist.shape:
+            raise FeedbackError(
+                f"estimated_rewards_by_reg_model stands for shape {q_hat.shape} but action_dist has {dist.shape} "
+                "(shape mismatch)"
+            )
+    elif estimated_rewards_by_reg_model is not None:
         q_hat = numeric_array("estimated_rewards_by_reg_model", estimated_rewards_by_reg_model)
         if q_hat.shape != dist.shape:
             raise FeedbackError(
@@ -401,20 +415,35 @@ class BanditEstimator(TermEstimator):
 
 def importance_weight(data: BanditInputs) -> np.ndarray:
     """`w_i = pi_e(a_i | x_i, k_i) / pi_b(a_i | x_i, k_i)`, the per-position importance weight `[n]`."""
+    if isinstance(data.action_dist, SparseActionDist):
+        return data.action_dist.prob(data.action) / data.pscore
     n = data.action_dist.shape[0]
     return data.action_dist[np.arange(n), data.action, data.position] / data.pscore
 
 
 def policy_weighted_prediction(data: BanditInputs) -> np.ndarray:
-    """`q_hat(x_i, pi_e, k_i) = sum_a pi_e(a | x_i, k_i) q_hat(x_i, a, k_i)` at each logged position `[n]`."""
-    n = data.action_dist.shape[0]
+    """`q_hat(x_i, pi_e, k_i) = sum_a pi_e(a | x_i, k_i) q_hat(x_i, a, k_i)` at each logged position `[n]`.
+
+    With a `SparseActionDist` the sum is its listed items' terms plus the rest mass times the mean of
+    `q_hat` over the unlisted items (exact under the uniform-rest rule, `evaluation.ope.sparse`)."""
+    dist, q_hat, position = data.action_dist, data.estimated_rewards_by_reg_model, data.position
+    n = dist.shape[0]
     rows = np.arange(n)
-    pi_at_position = data.action_dist[rows, :, data.position]  # [n, N]
-    q_at_position = data.estimated_rewards_by_reg_model[rows, :, data.position]  # [n, N]
+    if isinstance(dist, SparseActionDist):
+        if isinstance(q_hat, RewardTable):
+            return dist.expectation(q_hat.at(dist.items, position), q_hat.total(position))
+        listed = q_hat[rows[:, None], dist.items, position[:, None]]  # [n, T]
+        return dist.expectation(listed, q_hat[rows, :, position].sum(axis=1))
+    pi_at_position = dist[rows, :, position]  # [n, N]
+    if isinstance(q_hat, RewardTable):
+        return (pi_at_position * q_hat.row(position)).sum(axis=1)
+    q_at_position = q_hat[rows, :, position]  # [n, N]
     return (pi_at_position * q_at_position).sum(axis=1)
 
 
 def factual_prediction(data: BanditInputs) -> np.ndarray:
     """`q_hat(x_i, a_i, k_i)`, the regression model's prediction for the logged action `[n]`."""
+    if isinstance(data.estimated_rewards_by_reg_model, RewardTable):
+        return data.estimated_rewards_by_reg_model.at(data.action, data.position)
     n = data.action_dist.shape[0]
     return data.estimated_rewards_by_reg_model[np.arange(n), data.action, data.position]

@@ -30,6 +30,7 @@ from evaluation.ope.checks import (
     numeric_array,
     refuse_unknown,
 )
+from evaluation.ope.sparse import SparseActionDist
 from recsim_env.checks import check_integer
 
 EMBEDDING_ARGUMENTS = ("action_embed", "pi_b", "p_e_a", "embed_dist", "embed_pscore")
@@ -181,6 +182,11 @@ class MarginalizedInverseProbabilityWeighting(BanditEstimator):
             pscore=kwargs.get("pscore"),
             estimated_rewards_by_reg_model=kwargs.get("estimated_rewards_by_reg_model"),
         )
+        if isinstance(data.action_dist, SparseActionDist):
+            raise FeedbackError(
+                "action_dist: MIPS's dense form needs a dense [n, N, K] action_dist, got a SparseActionDist "
+                "(pass embed_dist and embed_pscore instead)"
+            )
         n, n_actions, _ = data.action_dist.shape
         pi_b = numeric_array("pi_b", kwargs["pi_b"])
         if pi_b.shape != data.action_dist.shape:

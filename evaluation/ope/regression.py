@@ -17,8 +17,13 @@ from evaluation.ope.checks import (
     check_reals,
     numeric_array,
 )
+from evaluation.ope.sparse import RewardTable
 from recsim_env.checks import check_integer
 from recsim_env.errors import ArgumentError
+
+DENSE_ONE_HOT_MAX_ACTIONS = 4096
+"""Largest catalogue whose default one-hot action features are a dense identity; above it they are a scipy
+sparse matrix (a dense `[n, N]` one-hot block is 16 GB at n = 20,000 and N = 100,000)."""
 
 
 def _default_base_model() -> Any:
@@ -40,7 +45,9 @@ class RegressionModel:
         len_list: Number of slate positions K (1 for one-step bandits).
         base_model: Any scikit-learn regressor (or binary classifier with `predict_proba`, whose P(r = 1) is
             used); cloned for every fold. Default: histogram gradient boosting.
-        action_context: Action features `[N, d_a]`; identity (one-hot) when None.
+        action_context: Action features `[N, d_a]`; identity (one-hot) when None, held as a scipy sparse
+            matrix above `DENSE_ONE_HOT_MAX_ACTIONS` actions (the base model must then accept sparse input,
+            as `Ridge` does; the default gradient boosting does not).
         predict_batch_rows: Memory bound on the feature rows built at once when predicting for all actions.
         n_threads: OpenMP / BLAS threads for fitting and predicting (None: the libraries' default, all
             cores). One thread by default: OpenMP spin-waiting makes small fits 100x slower on a busy machine.
@@ -64,7 +71,9 @@ class RegressionModel:
                 f"base_model: expected a scikit-learn estimator, got {type(self.base_model).__name__}"
             )
         if self.action_context is None:
-            self.action_context = np.eye(self.n_actions)
+            self.action_context = (
+                np.eye(self.n_actions) if self.n_actions <= DENSE_ONE_HOT_MAX_ACTIONS else None
+            )
         else:
             self.action_context = numeric_array("action_context", self.action_context)
             if self.action_context.ndim != 2 or self.action_context.shape[0] != self.n_actions:
@@ -74,17 +83,33 @@ class RegressionModel:
                 )
             check_reals("action_context", self.action_context, what="action feature")
 
-    def _features(self, context: np.ndarray, action: np.ndarray, position: np.ndarray) -> np.ndarray:
+    def _features(self, context: np.ndarray, action: np.ndarray, position: np.ndarray):
+        if self.action_context is None:
+            return self._sparse_features(context, action, position)
         blocks = [context, self.action_context[action]]
         if self.len_list > 1:
             blocks.append(np.eye(self.len_list)[position])
         return np.concatenate(blocks, axis=1)
 
+    def _sparse_features(self, context: np.ndarray, action: np.ndarray, position: np.ndarray):
+        """`[x, onehot(a), onehot(k)]` as a CSR matrix: the catalogue's one-hot block is never dense."""
+        import scipy.sparse as sp
+
+        n = len(action)
+        rows = np.arange(n)
+        blocks = [
+            sp.csr_matrix(context),
+            sp.csr_matrix((np.ones(n), (rows, action)), shape=(n, self.n_actions)),
+        ]
+        if self.len_list > 1:
+            blocks.append(sp.csr_matrix((np.ones(n), (rows, position)), shape=(n, self.len_list)))
+        return sp.hstack(blocks, format="csr")
+
     def _predict(self, model: Any, features: np.ndarray) -> np.ndarray:
         if is_classifier(model):
             proba = model.predict_proba(features)
             positive = np.flatnonzero(model.classes_ == 1)
-            return proba[:, positive[0]] if positive.size else np.zeros(len(features))
+            return proba[:, positive[0]] if positive.size else np.zeros(features.shape[0])
         return model.predict(features)
 
     def _predict_all(self, model: Any, context: np.ndarray) -> np.ndarray:
@@ -134,6 +159,30 @@ class RegressionModel:
         Returns:
             Predicted rewards `[n, N, K]` for every action and position of every round.
         """
+        checked = self._checked(action, reward, context, position, n_folds, random_state)
+        with threadpool_limits(limits=self.n_threads):
+            return self._cross_fit(*checked)
+
+    def fit_predict_table(
+        self,
+        *,
+        action: np.ndarray,
+        reward: np.ndarray,
+        position: np.ndarray | None = None,
+        n_folds: int = 3,
+        random_state: int = 0,
+    ) -> RewardTable:
+        """`fit_predict` without context, as a `RewardTable`: each fold's `[N, K]` predictions and the fold
+        each round was held out in, never the `[n, N, K]` array (`fit_predict(...)` equals `.dense()`).
+
+        Args: as `fit_predict`.
+        """
+        checked = self._checked(action, reward, None, position, n_folds, random_state)
+        with threadpool_limits(limits=self.n_threads):
+            return self._cross_fit(*checked, as_table=True)
+
+    def _checked(self, action, reward, context, position, n_folds, random_state) -> tuple:
+        """`fit_predict`'s arguments checked: `(context, action, position, reward, n_folds, random_state)`."""
         action = numeric_array("action", action, integer=True)
         if action.ndim != 1 or action.shape[0] == 0:
             raise FeedbackError(f"action must be 1-dimensional [n] with n >= 1, got shape {action.shape}")
@@ -164,8 +213,7 @@ class RegressionModel:
         n_folds = check_integer("n_folds", n_folds, low=1, high=n)
         random_state = check_integer("random_state", random_state, low=0, high=2**32 - 1 - n_folds)
 
-        with threadpool_limits(limits=self.n_threads):
-            return self._cross_fit(context, action, position, reward, n_folds, random_state)
+        return context, action, position, reward, n_folds, random_state
 
     def _cross_fit(
         self,
@@ -175,18 +223,29 @@ class RegressionModel:
         reward: np.ndarray,
         n_folds: int,
         random_state: int,
-    ) -> np.ndarray:
+        as_table: bool = False,
+    ) -> np.ndarray | RewardTable:
         n = action.shape[0]
         features = self._features(context, action, position)
-        estimated = np.empty((n, self.n_actions, self.len_list))
+        if as_table:
+            tables = np.empty((n_folds, self.n_actions, self.len_list))
+            group = np.zeros(n, dtype=np.int64)
+        else:
+            estimated = np.empty((n, self.n_actions, self.len_list))
         if n_folds == 1:
             folds = [(np.arange(n), np.arange(n))]
         else:
-            folds = list(KFold(n_splits=n_folds, shuffle=True, random_state=random_state).split(features))
+            folds = list(
+                KFold(n_splits=n_folds, shuffle=True, random_state=random_state).split(np.zeros((n, 1)))
+            )
         for fold, (train, held_out) in enumerate(folds):
             model = clone(self.base_model)
             if "random_state" in model.get_params():
                 model.set_params(random_state=random_state + fold)
             model.fit(features[train], reward[train])
-            estimated[held_out] = self._predict_all(model, context[held_out])
-        return estimated
+            if as_table:  # context-free: one [N, K] table per fold
+                tables[fold] = self._predict_all(model, context[:1])[0]
+                group[held_out] = fold
+            else:
+                estimated[held_out] = self._predict_all(model, context[held_out])
+        return RewardTable(tables, group) if as_table else estimated
