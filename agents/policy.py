@@ -50,6 +50,7 @@ POLICY_KINDS: dict[str, str] = {
     "dt4ier": "agents.dt4ier:DT4IERPolicy",
     "supervised": "agents.supervised:SupervisedPolicy",
     "d3rlpy": "agents.d3rlpy:D3rlpyPolicy",
+    "retrieval": "agents.retrieval:RetrievalPolicy",
 }
 """Policy kinds by name -> the `"module:Class"` whose `from_artifact(artifact, config)` restores one.
 

@@ -102,6 +102,10 @@ BUILT_IN_AGENTS = (
         "d3rlpy", "agents.d3rlpy:D3rlpyConfig", "agents.d3rlpy:train", needs_data=False,
         summary="a d3rlpy algorithm (DiscreteCQL, DiscreteBC, DQN) on a Minari world dataset (algo_config 'dataset')",
     ),
+    AgentSpec(
+        "retrieval", "agents.retrieval:RetrievalConfig", "agents.retrieval:train", needs_data=False,
+        summary="retrieve-then-rank for large catalogues: item2vec + exact MIPS candidates, a PPO ranker over them",
+    ),
 )  # fmt: skip
 """The agents this package ships; each is one entry (a plugin calls `register_agent` instead)."""
 
