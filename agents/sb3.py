@@ -29,6 +29,8 @@ from recsim_env import encoders
 from recsim_env.encoders.base import EncoderConfig, SequenceEncoder
 
 SCALAR_KEYS = ("session_step", "gap_days")
+FEEDBACK_TRANSFORMS = ("none", "log1p")
+"""How `SequenceFeaturesExtractor` feeds the feedback to the encoder: as observed, or `sign(x) log(1 + |x|)`."""
 
 
 class SequenceFeaturesExtractor(BaseFeaturesExtractor):
@@ -49,6 +51,10 @@ class SequenceFeaturesExtractor(BaseFeaturesExtractor):
         checkpoint: load the encoder from this checkpoint directory instead (overrides `encoder`).
         freeze: keep the encoder's weights fixed (and in eval mode); only the projections learn.
         scalar_dim: width S of each scalar-feature projection.
+        feedback_transform: "none" (the feedback as observed) or "log1p" (`sign(x) log(1 + |x|)` per
+            signal). Watch times in seconds are tens of times larger than the 0/1 signals and would
+            swamp the item embedding they are added to; `log(watch) = log(completion) + log(duration)`
+            is also linear in the completion, with an offset per item the item's embedding can absorb.
     """
 
     def __init__(
@@ -60,7 +66,12 @@ class SequenceFeaturesExtractor(BaseFeaturesExtractor):
         checkpoint: str | os.PathLike | None = None,
         freeze: bool = False,
         scalar_dim: int = 8,
+        feedback_transform: str = "none",
     ) -> None:
+        if feedback_transform not in FEEDBACK_TRANSFORMS:
+            raise ValueError(
+                f"feedback_transform must be one of {', '.join(FEEDBACK_TRANSFORMS)}, got {feedback_transform!r}"
+            )
         if not isinstance(observation_space, spaces.Dict) or "item_ids" not in observation_space.spaces:
             raise ValueError(
                 "SequenceFeaturesExtractor needs a Dict observation space with an 'item_ids' key"
@@ -99,6 +110,7 @@ class SequenceFeaturesExtractor(BaseFeaturesExtractor):
 
         self.encoder = module
         self.freeze = freeze
+        self.feedback_transform = feedback_transform
         if freeze:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
@@ -121,6 +133,8 @@ class SequenceFeaturesExtractor(BaseFeaturesExtractor):
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
         item_ids = observations["item_ids"].long()  # [B, L]
         feedback = observations.get("feedback") if self.encoder.config.feedback_dim > 0 else None
+        if feedback is not None and self.feedback_transform == "log1p":
+            feedback = torch.sign(feedback) * torch.log1p(feedback.abs())
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             state = self.encoder.user_state(item_ids, feedback=feedback)  # [B, D]
         parts = [state]

@@ -54,6 +54,9 @@ class TrainConfig:
     """Keep the encoder's weights fixed; only the heads learn."""
     mask_history: bool = False
     """RLlib: never recommend items already in the observed history (their logits are masked)."""
+    feedback_transform: str = "none"
+    """sb3: the feedback as the encoder reads it, "none" (as observed) or "log1p" (`sign(x) log(1 + |x|)`,
+    `agents.sb3.SequenceFeaturesExtractor`)."""
     action_head: str = "mlp"
     """"mlp" (one output row per item) or, on sb3, "tied" (logits from the encoder's item embeddings, `agents.heads`)."""
     num_envs: int = 8
@@ -101,8 +104,13 @@ class TrainConfig:
         check_config_fields(self, ("env_id",), check_choice, choices=ENV_IDS)
         check_config_fields(self, ("device",), check_choice, choices=("cpu", "cuda", "auto"))
         check_config_fields(self, ("action_head",), check_choice, choices=("mlp", "tied"))
+        check_config_fields(self, ("feedback_transform",), check_choice, choices=("none", "log1p"))
         if self.backend == "rllib" and self.action_head == "tied":
             raise ValueError("TrainConfig.action_head: the rllib modules have the mlp head only")
+        if self.backend == "rllib" and self.feedback_transform != "none":
+            raise ValueError(
+                "TrainConfig.feedback_transform: the rllib modules read the feedback as observed"
+            )
         for name in ("env_config", "encoder_config", "algo_config"):
             if not isinstance(getattr(self, name), Mapping):
                 raise ValueError(

@@ -34,6 +34,7 @@ from stable_baselines3.common.logger import configure
 from agents.heads import sb3_policy_class
 from agents.policy import POLICY_SUBDIR, DeviceLoadable, ProbabilityPolicy, save_policy
 from agents.sb3 import SequenceFeaturesExtractor
+from agents.sb3_vec_env import SeqRecSB3VecEnv
 from agents.training.config import (
     SCHEDULE_HORIZON,
     UNLIMITED_STEPS,
@@ -281,8 +282,13 @@ class _SaveRun(BaseCallback):
 
 
 def _make_env(config: TrainConfig, n_envs: int, seed: int):
+    """`n_envs` sub-envs seeded `seed + i`: `SeqRec-v0` batched in one call, other ids in SB3's loop."""
     import recsim_env  # noqa: F401  (registers the environments)
 
+    if config.env_id == "SeqRec-v0":
+        env = SeqRecSB3VecEnv(n_envs, config.env_config)
+        env.seed(seed)
+        return env
     return make_vec_env(lambda: gym.make(config.env_id, **config.env_config), n_envs=n_envs, seed=seed)
 
 
@@ -291,6 +297,7 @@ def _policy_kwargs(config: TrainConfig) -> dict[str, Any]:
         "encoder": config.encoder.lower(),
         "encoder_config": dict(config.encoder_config),
         "freeze": config.freeze_encoder,
+        "feedback_transform": config.feedback_transform,
     }
     if config.encoder_checkpoint is not None:
         extractor["checkpoint"] = config.encoder_checkpoint
