@@ -91,6 +91,18 @@ MODELS: dict[str, dict] = {
         "distillation_weight": 0.1,
         "distillation_temperature": 0.1,
     },
+    # SASRec's settings plus the intent contrastive terms (lambda = beta = 0.1, tau = 1, 512 intents: the
+    # authors' ML-1M script; docs/icsrec.md).
+    "icsrec": {
+        "d_model": 64,
+        "n_layers": 2,
+        "n_heads": 1,
+        "dropout": 0.2,
+        "cicl_weight": 0.1,
+        "ficl_weight": 0.1,
+        "temperature": 1.0,
+        "n_intents": 512,
+    },
 }
 TRAINING: dict[str, dict] = {
     "sasrec": {"patience": 10},
@@ -99,6 +111,7 @@ TRAINING: dict[str, dict] = {
     "gru4rec": {"patience": 10},
     "rearec": {"patience": 10},
     "mqsa": {"patience": 10},
+    "icsrec": {"patience": 10},
 }
 COLUMNS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "r_precision")
 

@@ -9,12 +9,13 @@ from recsim_env.encoders.base import EncoderConfig, SequenceEncoder
 from recsim_env.encoders.bert4rec import BERT4Rec
 from recsim_env.encoders.gru4rec import GRU4Rec
 from recsim_env.encoders.hstu import HSTU
+from recsim_env.encoders.icsrec import ICSRec
 from recsim_env.encoders.mqsa import MQSA
 from recsim_env.encoders.rearec import ReaRec
 from recsim_env.encoders.sasrec import SASRec
 
 ENCODERS: dict[str, type[SequenceEncoder]] = {
-    cls.name: cls for cls in (SASRec, BERT4Rec, HSTU, GRU4Rec, ReaRec, MQSA)
+    cls.name: cls for cls in (SASRec, BERT4Rec, HSTU, GRU4Rec, ReaRec, MQSA, ICSRec)
 }
 """Encoder classes by name: what `seqrec train-encoder --model`, `seqrec train --encoder`, simulators and
 policies accept. Adding an encoder is its module plus `register_encoder(MyEncoder)`."""

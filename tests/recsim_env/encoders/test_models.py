@@ -19,7 +19,7 @@ VARIANTS = {
 }
 """Extra configurations of a registered encoder: SASRec's and MQSA's block layouts, ReaRec's PRL objective."""
 ALL = [*sorted(encoders.ENCODERS), *VARIANTS]
-CAUSAL = ("sasrec", "sasrec:reference", "hstu", "gru4rec", "rearec", "rearec:prl", "mqsa", "mqsa:reference")
+CAUSAL = ("sasrec", "sasrec:reference", "hstu", "gru4rec", "rearec", "rearec:prl", "mqsa", "mqsa:reference", "icsrec")
 
 
 def make(name: str, **overrides) -> encoders.SequenceEncoder:
