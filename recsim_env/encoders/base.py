@@ -9,6 +9,10 @@ Conventions (every encoder follows them, the trainer and the agents rely on them
   this is exactly the absolute position table of the reference code; it also makes extra left padding
   leave every real position unchanged, which the padding-invariance test checks.
 * A padding mask is `[B, L]` bool, True at real items.
+* With `item_text_dim > 0` the item representation is `seen_i * E[i] + W t_i + b` (an ID embedding plus a
+  learned projection of a frozen text embedding `t_i`, `recsim_env.encoders.item_text`), for the inputs
+  and the tied output scores alike; `seen_i` is 0 for items with no training event, whose ID row never
+  learned anything, so they are ranked by their text alone (docs/item_text.md).
 """
 
 from __future__ import annotations
@@ -48,11 +52,20 @@ class EncoderConfig:
     SASRec paper's loss) or "sampled_softmax" (softmax over the target and `n_negatives` shared uniform negatives)."""
     n_negatives: int = 128
     """Uniform negatives per batch for "sampled_softmax" (ignored by the other losses)."""
+    item_text_dim: int = 0
+    """T: width of the frozen per-item text embeddings (`item_text` buffer, `[N, T]`) projected into the
+    item representation; 0: ID embeddings only."""
+    item_id_dropout: float = 0.0
+    """With item text: probability that a seen item's ID embedding is dropped (the item represented by its
+    text alone) in a training forward pass, drawn per item and pass, so the text projection learns to rank
+    items without their ID row (DropoutNet's idea); 0: only unseen items lose their ID row."""
 
     def __post_init__(self) -> None:
         check_config_fields(self, ("n_items", "max_len", "d_model", "n_negatives"), check_integer, low=1)
-        check_config_fields(self, ("dropout",), check_real, low=0.0, high=1.0, high_open=True)
-        check_config_fields(self, ("feedback_dim",), check_integer, low=0)
+        check_config_fields(
+            self, ("dropout", "item_id_dropout"), check_real, low=0.0, high=1.0, high_open=True
+        )
+        check_config_fields(self, ("feedback_dim", "item_text_dim"), check_integer, low=0)
         check_config_fields(self, ("loss",), check_choice, choices=LOSSES)
 
     @property
@@ -113,6 +126,12 @@ class SequenceEncoder(nn.Module, abc.ABC):
         )
         self.feedback_projection = nn.Linear(config.feedback_dim, d) if config.feedback_dim > 0 else None
         self.output_bias: nn.Parameter | None = None
+        self.text_projection = nn.Linear(config.item_text_dim, d) if config.item_text_dim > 0 else None
+        if self.text_projection is not None:
+            # Buffers, not parameters: the frozen text matrix and the seen mask travel in the state_dict
+            # (so in the checkpoint's tensors) but are never trained.
+            self.register_buffer("item_text", torch.zeros(config.n_items, config.item_text_dim))
+            self.register_buffer("item_seen", torch.ones(config.n_items, dtype=torch.bool))
 
     # -- the contract ------------------------------------------------------------------------------
 
@@ -189,7 +208,60 @@ class SequenceEncoder(nn.Module, abc.ABC):
 
     def item_table(self) -> torch.Tensor:
         """`[N, D]` output item embeddings (tied with the input table, special tokens left out)."""
-        return self.item_embedding.weight[: self.n_items]
+        if self.text_projection is None:
+            return self.item_embedding.weight[: self.n_items]
+        ids = self.item_embedding.weight[: self.n_items] * self.id_kept().unsqueeze(-1)
+        return ids + self.text_projection(self.item_text)
+
+    def id_kept(self) -> torch.Tensor:
+        """`[N]` bool: the items whose ID embedding is part of their representation in this pass (seen
+        items, less those `config.item_id_dropout` drops in training mode)."""
+        if not self.training or self.config.item_id_dropout == 0.0:
+            return self.item_seen
+        draws = torch.rand(self.n_items, device=self.item_seen.device)
+        return self.item_seen & (draws >= self.config.item_id_dropout)
+
+    def item_vectors(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """`[..., D]` input representation of `item_ids` `[...]` (special tokens included): the rows of
+        `item_table()` for items, the ID embedding for padding and mask tokens."""
+        x = self.item_embedding(item_ids)
+        if self.text_projection is None:
+            return x
+        real = item_ids < self.n_items
+        items = item_ids.clamp(max=self.n_items - 1)
+        keep = torch.where(real, self.id_kept()[items], True).unsqueeze(-1)
+        text = self.text_projection(self.item_text[items]) * real.unsqueeze(-1)
+        return x * keep + text
+
+    @property
+    def has_item_text(self) -> bool:
+        """Whether items are represented with their text embeddings (`config.item_text_dim > 0`)."""
+        return self.text_projection is not None
+
+    def set_item_text(self, embeddings: torch.Tensor) -> None:
+        """Copy the frozen `[N, item_text_dim]` text embeddings into the `item_text` buffer."""
+        if self.text_projection is None:
+            raise ValueError(f"{type(self).__name__} was built with item_text_dim=0: it has no item text")
+        expected = (self.n_items, self.config.item_text_dim)
+        if tuple(embeddings.shape) != expected:
+            raise ValueError(
+                f"item text embeddings: expected shape {expected}, got {tuple(embeddings.shape)}"
+            )
+        if not torch.isfinite(embeddings).all():
+            raise ValueError("item text embeddings: every value must be finite")
+        with torch.no_grad():
+            self.item_text.copy_(embeddings.to(self.item_text))
+
+    def set_seen_items(self, seen: torch.Tensor) -> None:
+        """Set the `[N]` bool mask of items that have a training event (the others are ranked by text alone
+        and left out of the training softmax); no-op for an encoder without item text."""
+        if self.text_projection is None:
+            return
+        if tuple(seen.shape) != (self.n_items,) or seen.dtype != torch.bool:
+            raise ValueError(
+                f"seen items: expected a [{self.n_items}] bool tensor, got {seen.dtype} {tuple(seen.shape)}"
+            )
+        self.item_seen.copy_(seen.to(self.item_seen.device))
 
     def score(self, state: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         """Logits of items given states.
@@ -216,7 +288,7 @@ class SequenceEncoder(nn.Module, abc.ABC):
         self, item_ids: torch.Tensor, feedback: torch.Tensor | None, padding_mask: torch.Tensor
     ) -> torch.Tensor:
         """`[B, L, D]` item embeddings plus the projected feedback at real positions."""
-        x = self.item_embedding(item_ids)
+        x = self.item_vectors(item_ids)
         if self.feedback_projection is not None and feedback is not None:
             x = x + self.feedback_projection(feedback.to(x.dtype)) * padding_mask.unsqueeze(-1)
         return x
@@ -275,7 +347,11 @@ class SequenceEncoder(nn.Module, abc.ABC):
     ) -> torch.Tensor:
         """`config.loss` of `[M, D]` states against their `[M]` target items."""
         if self.config.loss == "ce":
-            return losses.full_softmax_cross_entropy(self.score(states), targets)
+            logits = self.score(states)
+            # Items with no training event are not in the training catalogue: not even negatives.
+            if self.text_projection is not None:
+                logits = logits.masked_fill(~self.item_seen, torch.finfo(logits.dtype).min)
+            return losses.full_softmax_cross_entropy(logits, targets)
         if self.config.loss == "bce":
             return losses.sampled_bce(self.score, states, targets, n_items=self.n_items, generator=generator)
         return losses.sampled_softmax(

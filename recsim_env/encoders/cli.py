@@ -40,6 +40,24 @@ def train_encoder_command(
     use_feedback: Annotated[
         bool, typer.Option(help="Feed the per-event feedback columns to the encoder.")
     ] = False,
+    item_text: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated item table columns (ml-100k: movie_title,class) embedded once by the "
+            "packaged all-MiniLM-L6-v2 (the `text` extra) into every item's representation; items with no "
+            "training event are then ranked by their text."
+        ),
+    ] = None,
+    item_id_dropout: Annotated[
+        float,
+        typer.Option(
+            help="With --item-text: chance a seen item's ID embedding is dropped in a training pass."
+        ),
+    ] = 0.0,
+    item_text_cache: Annotated[
+        Path | None,
+        typer.Option(help="Folder caching the text embeddings (default: ~/.cache/recsim_env/item_text)."),
+    ] = None,
     num_workers: NumWorkersOption = None,
     ray_storage_path: RayStoragePathOption = None,
 ) -> None:
@@ -62,6 +80,8 @@ def train_encoder_command(
             )
         base = {"max_len": max_len, "d_model": d_model, "loss": loss}
         workers = None
+        if item_text is not None and on_ray:
+            raise ValueError("--item-text is not supported with Ray Train (--num-workers) yet")
         if on_ray:
             encoder, result, item_ids, user_ids, workers = _train_on_ray(
                 model, base, data, trainer_config, num_workers, ray_address, use_feedback, ray_storage_path
@@ -72,9 +92,19 @@ def train_encoder_command(
             base["n_items"] = logs.n_items
             if use_feedback:
                 base["feedback_dim"] = int(sequences.feedback.shape[1])
+            text = None
+            if item_text is not None:
+                from recsim_env.encoders.item_text import TEXT_DIM, item_text_embeddings, item_texts
+
+                text = item_text_embeddings(item_texts(logs, item_text), cache_dir=item_text_cache)
+                base.update(item_text_dim=TEXT_DIM, item_id_dropout=item_id_dropout)
             seed = trainer_config.seed
             seed_everything(seed)
             encoder = encoders.build(model, base)
+            if text is not None:
+                import torch
+
+                encoder.set_item_text(torch.from_numpy(text))
             result = train(encoder, sequences, trainer_config)
             item_ids, user_ids = logs.item_ids, logs.user_ids
         metadata = {
@@ -82,10 +112,12 @@ def train_encoder_command(
             "trainer": {k: v for k, v in vars(trainer_config).items()},
             "result": {k: v for k, v in result.to_dict().items() if k != "history"},
         }
+        if item_text is not None:
+            metadata["item_text_columns"] = item_text
         if workers is not None:
             metadata["ray_train_workers"] = workers
         encoders.save(out, encoder, item_ids=item_ids, user_ids=user_ids, metadata=metadata)
-    except (ValueError, OSError, RuntimeError) as err:
+    except (ValueError, OSError, RuntimeError, ImportError) as err:
         _fail(err)
     summary = {
         "model": model,

@@ -150,7 +150,7 @@ class HSTU(PositionalEncoder):
         return F.normalize(x, dim=-1, eps=1e-6)
 
     def item_table(self) -> torch.Tensor:
-        return F.normalize(self.item_embedding.weight[: self.n_items], dim=-1, eps=1e-6)
+        return F.normalize(super().item_table(), dim=-1, eps=1e-6)
 
     def score(self, state: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
         return super().score(state, items) / self.config.temperature

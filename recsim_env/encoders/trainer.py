@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 
 from recsim_env.encoders.base import IGNORE_TARGET, SequenceEncoder, TrainingBatch
 from recsim_env.encoders.devices import autocast, peak_memory_mb, torch_threads  # noqa: F401  (re-exported)
+from recsim_env.encoders.item_text import trained_items
 from recsim_env.encoders.metrics import ranking_metrics, target_ranks
 from recsim_env.encoders.windows import (  # noqa: F401  (re-exported)
     EvalSet,
@@ -375,6 +376,9 @@ def _train(
         if len(split.valid.users) == 0:
             raise ArgumentError("eval_users: none of these users has the 3 events a validation needs")
     windows = window_tensors(encoder, sequences, split.train_lengths, config)
+    if encoder.has_item_text:  # items with no training event keep only their text (docs/item_text.md)
+        seen = trained_items(sequences.item_ids, sequences.offsets, split.train_lengths, cfg.n_items)
+        encoder.set_seen_items(torch.from_numpy(seen))
     encoder.fit_statistics(windows.items, ~windows.counted_elsewhere)
 
     encoder.to(device)

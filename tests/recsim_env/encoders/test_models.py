@@ -16,10 +16,23 @@ VARIANTS = {
     "sasrec:reference": {"block": "reference"},
     "rearec:prl": {"method": "prl"},
     "mqsa:reference": {"block": "reference"},
+    "sasrec:text": {"item_text_dim": 8},
 }
-"""Extra configurations of a registered encoder: SASRec's and MQSA's block layouts, ReaRec's PRL objective."""
+"""Extra configurations of a registered encoder: SASRec's and MQSA's block layouts, ReaRec's PRL objective, the
+item tower with text embeddings (tests/recsim_env/encoders/test_item_text.py fills them for every encoder)."""
 ALL = [*sorted(encoders.ENCODERS), *VARIANTS]
-CAUSAL = ("sasrec", "sasrec:reference", "hstu", "gru4rec", "rearec", "rearec:prl", "mqsa", "mqsa:reference", "icsrec")
+CAUSAL = (
+    "sasrec",
+    "sasrec:reference",
+    "hstu",
+    "gru4rec",
+    "rearec",
+    "rearec:prl",
+    "mqsa",
+    "mqsa:reference",
+    "icsrec",
+    "sasrec:text",
+)
 
 
 def make(name: str, **overrides) -> encoders.SequenceEncoder:
@@ -28,7 +41,12 @@ def make(name: str, **overrides) -> encoders.SequenceEncoder:
     name = name.partition(":")[0]
     if name in ("hstu",):
         config.update(attention_dim=8, linear_dim=8)
-    return encoders.build(name, config).eval()
+    enc = encoders.build(name, config)
+    if enc.has_item_text:  # fixed random text vectors, so that the text projection shapes the items
+        enc.set_item_text(
+            torch.randn(N_ITEMS, enc.config.item_text_dim, generator=torch.Generator().manual_seed(2))
+        )
+    return enc.eval()
 
 
 def left_padded(rows: list[list[int]], length: int = MAX_LEN) -> torch.Tensor:
