@@ -103,6 +103,8 @@ MODELS: dict[str, dict] = {
         "temperature": 1.0,
         "n_intents": 512,
     },
+    # SIGMAConfig's defaults: one layer, E = D, N = 8 (released: 2 layers, expand 2, d_state 32); docs/sigma.md.
+    "sigma": {"d_model": 64, "dropout": 0.2, "n_layers": 1, "expand": 1, "d_state": 8},
 }
 TRAINING: dict[str, dict] = {
     "sasrec": {"patience": 10},
@@ -112,6 +114,7 @@ TRAINING: dict[str, dict] = {
     "rearec": {"patience": 10},
     "mqsa": {"patience": 10},
     "icsrec": {"patience": 10},
+    "sigma": {"patience": 10},
 }
 COLUMNS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "r_precision")
 

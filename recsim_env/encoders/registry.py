@@ -13,9 +13,10 @@ from recsim_env.encoders.icsrec import ICSRec
 from recsim_env.encoders.mqsa import MQSA
 from recsim_env.encoders.rearec import ReaRec
 from recsim_env.encoders.sasrec import SASRec
+from recsim_env.encoders.sigma import SIGMA
 
 ENCODERS: dict[str, type[SequenceEncoder]] = {
-    cls.name: cls for cls in (SASRec, BERT4Rec, HSTU, GRU4Rec, ReaRec, MQSA, ICSRec)
+    cls.name: cls for cls in (SASRec, BERT4Rec, HSTU, GRU4Rec, ReaRec, MQSA, ICSRec, SIGMA)
 }
 """Encoder classes by name: what `seqrec train-encoder --model`, `seqrec train --encoder`, simulators and
 policies accept. Adding an encoder is its module plus `register_encoder(MyEncoder)`."""

@@ -17,9 +17,11 @@ VARIANTS = {
     "rearec:prl": {"method": "prl"},
     "mqsa:reference": {"block": "reference"},
     "sasrec:text": {"item_text_dim": 8},
+    "sigma:released": {"n_layers": 2, "expand": 2, "d_state": 32},
 }
-"""Extra configurations of a registered encoder: SASRec's and MQSA's block layouts, ReaRec's PRL objective, the
-item tower with text embeddings (tests/recsim_env/encoders/test_item_text.py fills them for every encoder)."""
+"""Extra configurations of a registered encoder: SASRec's and MQSA's block layouts, ReaRec's PRL objective,
+SIGMA's released size (two stacked layers), the item tower with text embeddings
+(tests/recsim_env/encoders/test_item_text.py fills them for every encoder)."""
 ALL = [*sorted(encoders.ENCODERS), *VARIANTS]
 CAUSAL = (
     "sasrec",
@@ -32,6 +34,8 @@ CAUSAL = (
     "mqsa:reference",
     "icsrec",
     "sasrec:text",
+    "sigma",
+    "sigma:released",
 )
 
 
@@ -152,7 +156,7 @@ def test_bert4rec_last_item_only_rows_and_inference_mask():
     torch.testing.assert_close(enc.user_state(ids), enc(explicit)[:, -1])
 
 
-@pytest.mark.parametrize("name", ("sasrec", "hstu", "gru4rec", "rearec", "mqsa"))
+@pytest.mark.parametrize("name", ("sasrec", "hstu", "gru4rec", "rearec", "mqsa", "sigma"))
 def test_next_item_training_targets(name):
     enc = make(name)
     windows = left_padded([[1, 2, 3, 4]], length=MAX_LEN + 1)
