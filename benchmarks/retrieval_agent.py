@@ -81,7 +81,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="120 s of training, 50,000 warm-up users")
     parser.add_argument("--n-items", type=int, default=100_000)
-    parser.add_argument("--budget", type=float, default=None, help="training seconds [870: the 15-minute bar less one PPO update, since the budget is checked between updates; quick: 120]")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=None,
+        help="training seconds [870: the 15-minute bar less one PPO update, since the budget is checked between updates; quick: 120]",
+    )
     parser.add_argument("--warmup-users", type=int, default=None, help="[200,000; quick: 50,000]")
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--log-steps", type=int, default=50_000)
