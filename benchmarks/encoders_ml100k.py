@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -105,6 +106,20 @@ MODELS: dict[str, dict] = {
     },
     # SIGMAConfig's defaults: one layer, E = D, N = 8 (released: 2 layers, expand 2, d_state 32); docs/sigma.md.
     "sigma": {"d_model": 64, "dropout": 0.2, "n_layers": 1, "expand": 1, "d_state": 8},
+    # SASRec's settings plus semantic IDs from RQ-KMeans of the item text (3 levels x 64 codes) and the
+    # item- and sequence-level alignment off (lambda = 0: best validation NDCG@10 of 0 / 0.01 / 0.1 on seed 0,
+    # benchmarks/RESULTS_h2rec.md); needs --item-text (docs/h2rec.md).
+    "h2rec": {
+        "d_model": 64,
+        "n_layers": 2,
+        "n_heads": 1,
+        "dropout": 0.2,
+        "n_levels": 3,
+        "codebook_size": 64,
+        "item_alignment_weight": 0.0,
+        "sequence_alignment_weight": 0.0,
+        "alignment_temperature": 0.2,
+    },
 }
 TRAINING: dict[str, dict] = {
     "sasrec": {"patience": 10},
@@ -115,6 +130,7 @@ TRAINING: dict[str, dict] = {
     "mqsa": {"patience": 10},
     "icsrec": {"patience": 10},
     "sigma": {"patience": 10},
+    "h2rec": {"patience": 10},
 }
 COLUMNS = ("hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20", "r_precision")
 
@@ -129,9 +145,15 @@ def run_one(
     progress: bool,
     window_stride: int | None = None,
     selection_protocol: str = "seen_excluded",
+    item_text: np.ndarray | None = None,
 ) -> dict:
     seed_everything(seed)
-    encoder = encoders.build(name, {"n_items": logs.n_items, "max_len": MAX_LEN, **MODELS[name]})
+    config = {"n_items": logs.n_items, "max_len": MAX_LEN, **MODELS[name]}
+    if item_text is not None:  # the frozen text embeddings of every item (docs/item_text.md)
+        config["item_text_dim"] = item_text.shape[1]
+    encoder = encoders.build(name, config)
+    if item_text is not None:
+        encoder.set_item_text(torch.from_numpy(item_text))
     # learning rate: each encoder's own (`SequenceEncoder.learning_rate`; HSTU 1e-3) unless overridden
     settings = {"lr": type(encoder).learning_rate, **TRAINING[name], "window_stride": window_stride}
     epochs = min(epochs, settings.pop("epochs", epochs))
@@ -295,6 +317,15 @@ def main(argv: list[str] | None = None) -> dict:
         default="seen_excluded",
         help="validation ranking early stopping watches; seen_included (RecBole's) writes a section of its own",
     )
+    parser.add_argument(
+        "--item-text",
+        default=None,
+        metavar="COLUMNS",
+        help="attach text embeddings of these item columns to every model (e.g. movie_title,class; h2rec needs it)",
+    )
+    parser.add_argument(
+        "--item-text-cache", default=None, help="folder caching the text embeddings (default: item_text's)"
+    )
     parser.add_argument("--results", default=str(RESULTS), help="Markdown file to update")
     parser.add_argument("--no-write", action="store_true", help="print the JSON line only")
     parser.add_argument("--note", default="", help="a sentence appended to the Markdown section")
@@ -330,6 +361,8 @@ def main(argv: list[str] | None = None) -> dict:
         unknown = [n for n in names if n not in MODELS]
         if unknown:
             parser.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+        if "h2rec" in names and not args.item_text:
+            parser.error("h2rec quantises item text embeddings into semantic IDs: add --item-text COLUMNS")
         seed_list = (
             [int(x) for x in args.seed_list.split(",")]
             if args.seed_list
@@ -343,6 +376,11 @@ def main(argv: list[str] | None = None) -> dict:
         threads = args.threads or torch.get_num_threads()
         epochs = min(args.epochs, 15) if args.quick else args.epochs
         logs = data.load(args.data)
+        text = None
+        if args.item_text:
+            from recsim_env.encoders.item_text import item_text_embeddings, item_texts
+
+            text = item_text_embeddings(item_texts(logs, args.item_text), cache_dir=args.item_text_cache)
         start = time.perf_counter()
         summaries, all_runs = [], {}
         for name in tqdm(names, desc="models", unit="model"):
@@ -356,6 +394,7 @@ def main(argv: list[str] | None = None) -> dict:
                     progress=True,
                     window_stride=args.window_stride,
                     selection_protocol=args.selection_protocol,
+                    item_text=text,
                 )
                 for seed in seed_list
             ]
@@ -384,6 +423,7 @@ def main(argv: list[str] | None = None) -> dict:
         "model_config": args.model_config,
         "trainer_config": args.trainer_config,
         "selection_protocol": args.selection_protocol,
+        "item_text": args.item_text,
         "models": summaries,
         "runs": all_runs,
     }

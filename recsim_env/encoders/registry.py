@@ -8,6 +8,7 @@ from typing import Any
 from recsim_env.encoders.base import EncoderConfig, SequenceEncoder
 from recsim_env.encoders.bert4rec import BERT4Rec
 from recsim_env.encoders.gru4rec import GRU4Rec
+from recsim_env.encoders.h2rec import H2Rec
 from recsim_env.encoders.hstu import HSTU
 from recsim_env.encoders.icsrec import ICSRec
 from recsim_env.encoders.mqsa import MQSA
@@ -16,7 +17,7 @@ from recsim_env.encoders.sasrec import SASRec
 from recsim_env.encoders.sigma import SIGMA
 
 ENCODERS: dict[str, type[SequenceEncoder]] = {
-    cls.name: cls for cls in (SASRec, BERT4Rec, HSTU, GRU4Rec, ReaRec, MQSA, ICSRec, SIGMA)
+    cls.name: cls for cls in (SASRec, BERT4Rec, HSTU, GRU4Rec, ReaRec, MQSA, ICSRec, SIGMA, H2Rec)
 }
 """Encoder classes by name: what `seqrec train-encoder --model`, `seqrec train --encoder`, simulators and
 policies accept. Adding an encoder is its module plus `register_encoder(MyEncoder)`."""

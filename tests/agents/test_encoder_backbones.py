@@ -24,6 +24,10 @@ SMALL = {"icsrec": {"n_intents": 8}}
     "name", sorted(set(ENCODERS) - {"sasrec"})
 )  # SASRec: the default, tested in test_cli
 def test_ppo_trains_saves_and_evaluates_with_the_encoder(name, tmp_path):
+    if name == "h2rec":
+        pytest.skip(
+            "h2rec needs item content embeddings, which `seqrec train` does not attach (docs/h2rec.md)"
+        )
     runner = CliRunner()
     out = tmp_path / "run"
     options = list(TINY)

@@ -93,6 +93,10 @@ def _ppo(env, extractor_kwargs: dict) -> PPO:
 
 @pytest.mark.parametrize("name", sorted(encoders.ENCODERS))
 def test_each_encoder_is_a_features_extractor_in_ppo(name):
+    if name == "h2rec":
+        pytest.skip(
+            "h2rec needs item content embeddings: it backs a policy from a checkpoint (test_h2rec_backbone.py)"
+        )
     env = NextItemEnv()
     model = _ppo(env, {"encoder": name, "encoder_config": {"d_model": 16}, "scalar_dim": 4})
     extractor = model.policy.features_extractor

@@ -12,6 +12,10 @@ from tests.simulators.conftest import TINY
 
 @pytest.mark.parametrize("name", sorted(set(ENCODERS) - {"sasrec"}))  # SASRec: the default, tested throughout
 def test_the_simulator_fits_on_the_encoder_and_its_env_steps(name, world_logs, tmp_path):
+    if name == "h2rec":
+        pytest.skip(
+            "h2rec needs item content embeddings, which `simulators.fit` does not attach (docs/h2rec.md)"
+        )
     from simulators import SimulatorConfig, fit, save
 
     result = fit(world_logs, SimulatorConfig(**{**TINY, "epochs": 1}, encoder=name))

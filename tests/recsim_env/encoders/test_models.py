@@ -18,9 +18,10 @@ VARIANTS = {
     "mqsa:reference": {"block": "reference"},
     "sasrec:text": {"item_text_dim": 8},
     "sigma:released": {"n_layers": 2, "expand": 2, "d_state": 32},
+    "h2rec:aligned": {"item_alignment_weight": 0.1, "sequence_alignment_weight": 0.1},
 }
 """Extra configurations of a registered encoder: SASRec's and MQSA's block layouts, ReaRec's PRL objective,
-SIGMA's released size (two stacked layers), the item tower with text embeddings
+SIGMA's released size (two stacked layers), H2Rec with its alignment terms on, the item tower with text embeddings
 (tests/recsim_env/encoders/test_item_text.py fills them for every encoder)."""
 ALL = [*sorted(encoders.ENCODERS), *VARIANTS]
 CAUSAL = (
@@ -36,6 +37,8 @@ CAUSAL = (
     "sasrec:text",
     "sigma",
     "sigma:released",
+    "h2rec",
+    "h2rec:aligned",
 )
 
 
@@ -45,6 +48,8 @@ def make(name: str, **overrides) -> encoders.SequenceEncoder:
     name = name.partition(":")[0]
     if name in ("hstu",):
         config.update(attention_dim=8, linear_dim=8)
+    if name == "h2rec":  # semantic IDs need content embeddings (the fixed random text vectors below)
+        config.setdefault("item_text_dim", 8)
     enc = encoders.build(name, config)
     if enc.has_item_text:  # fixed random text vectors, so that the text projection shapes the items
         enc.set_item_text(

@@ -72,7 +72,12 @@ def test_overlapping_windows_count_each_target_once_with_a_nearly_full_context(c
 
 def run(cyclic, name="sasrec", seed=0, **trainer):
     seed_everything(seed)
-    enc = encoders.build(name, {"n_items": cyclic.n_items, "max_len": 8, "d_model": 32, "dropout": 0.1})
+    config = {"n_items": cyclic.n_items, "max_len": 8, "d_model": 32, "dropout": 0.1}
+    if name == "h2rec":  # semantic IDs need content embeddings: fixed random ones
+        config["item_text_dim"] = 8
+    enc = encoders.build(name, config)
+    if name == "h2rec":
+        enc.set_item_text(torch.randn(cyclic.n_items, 8, generator=torch.Generator().manual_seed(2)))
     cfg = TrainerConfig(
         epochs=trainer.pop("epochs", 30), lr=5e-3, batch_size=32, seed=seed, progress=False, **trainer
     )
