@@ -11,6 +11,32 @@ import pytest
 ML100K = Path(__file__).resolve().parents[3] / "../shared/data/ml-100k"
 
 
+N_ITEMS = 30
+"""Catalogue size of the encoders' unit tests (ids 0..29; 30 is padding)."""
+MAX_LEN = 12
+"""History length of the encoders' unit tests."""
+
+
+def left_padded(rows: list[list[int]], length: int = MAX_LEN):
+    """`[len(rows), length]` int64 item ids, each row's items at the end, padding (`N_ITEMS`) before them."""
+    import torch
+
+    out = torch.full((len(rows), length), N_ITEMS, dtype=torch.long)
+    for r, row in enumerate(rows):
+        out[r, length - len(row) :] = torch.tensor(row)
+    return out
+
+
+def tiny_encoder(name: str, **overrides):
+    """Registered encoder `name` with D = 16 on the unit-test catalogue, weights seeded 0, in eval mode."""
+    import torch
+
+    from recsim_env import encoders
+
+    torch.manual_seed(0)
+    return encoders.build(name, {"n_items": N_ITEMS, "max_len": MAX_LEN, "d_model": 16, **overrides}).eval()
+
+
 def cyclic_frame(n_users: int = 60, n_items: int = 20, length: int = 14, seed: int = 0) -> pd.DataFrame:
     """Users walk the catalogue in a fixed cycle (item i is always followed by item i + 1 mod N) from a random
     start: the next item is fully predictable from the last one, so a working encoder learns it."""

@@ -9,9 +9,8 @@ import torch
 
 from recsim_env import encoders
 from recsim_env.encoders.base import IGNORE_TARGET
+from tests.recsim_env.encoders.conftest import MAX_LEN, N_ITEMS, left_padded
 
-N_ITEMS = 30
-MAX_LEN = 12
 VARIANTS = {
     "sasrec:reference": {"block": "reference"},
     "rearec:prl": {"method": "prl"},
@@ -56,13 +55,6 @@ def make(name: str, **overrides) -> encoders.SequenceEncoder:
             torch.randn(N_ITEMS, enc.config.item_text_dim, generator=torch.Generator().manual_seed(2))
         )
     return enc.eval()
-
-
-def left_padded(rows: list[list[int]], length: int = MAX_LEN) -> torch.Tensor:
-    out = torch.full((len(rows), length), N_ITEMS, dtype=torch.long)
-    for r, row in enumerate(rows):
-        out[r, length - len(row) :] = torch.tensor(row)
-    return out
 
 
 def times_for(ids: torch.Tensor) -> torch.Tensor:

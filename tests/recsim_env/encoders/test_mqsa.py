@@ -12,21 +12,9 @@ import torch.nn.functional as F
 from recsim_env import encoders
 from recsim_env.encoders.mqsa import MQSAConfig, transition_distillation_loss, window_mean
 from recsim_env.encoders.trainer import TrainerConfig, leave_one_out_split, train, window_tensors
+from tests.recsim_env.encoders.conftest import MAX_LEN, N_ITEMS, left_padded, tiny_encoder
 
-N_ITEMS = 30
-MAX_LEN = 12
-
-
-def build(name: str, **overrides):
-    torch.manual_seed(0)
-    return encoders.build(name, {"n_items": N_ITEMS, "max_len": MAX_LEN, "d_model": 16, **overrides}).eval()
-
-
-def left_padded(rows: list[list[int]], length: int = MAX_LEN) -> torch.Tensor:
-    out = torch.full((len(rows), length), N_ITEMS, dtype=torch.long)
-    for r, row in enumerate(rows):
-        out[r, length - len(row) :] = torch.tensor(row)
-    return out
+build = tiny_encoder
 
 
 IDS = left_padded([[1, 2, 3], [4, 8, 15, 16, 23, 29, 0, 7], list(range(MAX_LEN))])

@@ -8,22 +8,13 @@ import torch
 
 from recsim_env import encoders
 from recsim_env.encoders.sigma import SIGMAConfig, linear_scan, selective_scans
-
-N_ITEMS = 30
-MAX_LEN = 12
+from tests.recsim_env.encoders.conftest import MAX_LEN, N_ITEMS, left_padded
 
 
 def build(**overrides):
     torch.manual_seed(0)
     config = {"n_items": N_ITEMS, "max_len": MAX_LEN, "d_model": 16, "d_state": 4, **overrides}
     return encoders.build("sigma", config).eval()
-
-
-def left_padded(rows: list[list[int]], length: int = MAX_LEN) -> torch.Tensor:
-    out = torch.full((len(rows), length), N_ITEMS, dtype=torch.long)
-    for r, row in enumerate(rows):
-        out[r, length - len(row) :] = torch.tensor(row)
-    return out
 
 
 def scan_inputs(batch=2, length=9, inner=3, n_state=4, padding=2):
