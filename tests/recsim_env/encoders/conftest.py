@@ -51,6 +51,22 @@ def cyclic_frame(n_users: int = 60, n_items: int = 20, length: int = 14, seed: i
     return pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp", "rating"])
 
 
+def write_titled_recbole(folder: Path, title) -> Path:
+    """`cyclic_frame`'s events as RecBole atomic files in `folder` (`toy.inter`), with an item table
+    (`toy.item`) whose `title:token_seq` column is `title(item_id)`; returns `folder`."""
+    folder.mkdir()
+    events = cyclic_frame().rename(
+        columns={"user_id": "user_id:token", "item_id": "item_id:token", "timestamp": "timestamp:float"}
+    )
+    events[["user_id:token", "item_id:token", "timestamp:float"]].to_csv(
+        folder / "toy.inter", sep="\t", index=False
+    )
+    items = pd.DataFrame({"item_id:token": sorted(events["item_id:token"].unique())})
+    items["title:token_seq"] = [title(i) for i in items["item_id:token"]]
+    items.to_csv(folder / "toy.item", sep="\t", index=False)
+    return folder
+
+
 @pytest.fixture(autouse=True)
 def single_torch_thread():
     """The models here are tiny: one thread is as fast, and does not thrash on a shared, busy machine."""

@@ -178,25 +178,14 @@ def test_h2rec_without_item_text_names_the_option():
 def test_train_encoder_h2rec_needs_and_uses_item_text(tmp_path, monkeypatch):
     """`seqrec train-encoder --model h2rec`: refused without --item-text; with it (the sentence encoder
     replaced by fixed random vectors) the checkpoint carries the semantic IDs."""
-    import pandas as pd
     import typer
     from typer.testing import CliRunner
 
     from recsim_env.encoders import item_text
     from recsim_env.encoders.cli import train_encoder_command
-    from tests.recsim_env.encoders.conftest import cyclic_frame
+    from tests.recsim_env.encoders.conftest import write_titled_recbole
 
-    folder = tmp_path / "toy"
-    folder.mkdir()
-    events = cyclic_frame().rename(
-        columns={"user_id": "user_id:token", "item_id": "item_id:token", "timestamp": "timestamp:float"}
-    )
-    events[["user_id:token", "item_id:token", "timestamp:float"]].to_csv(
-        folder / "toy.inter", sep="\t", index=False
-    )
-    items = pd.DataFrame({"item_id:token": sorted(events["item_id:token"].unique())})
-    items["title:token_seq"] = [f"film {i % 4}" for i in items["item_id:token"]]
-    items.to_csv(folder / "toy.item", sep="\t", index=False)
+    folder = write_titled_recbole(tmp_path / "toy", lambda i: f"film {i % 4}")
     monkeypatch.setattr(
         item_text,
         "embed",

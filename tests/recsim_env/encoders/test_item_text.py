@@ -26,7 +26,7 @@ from recsim_env.encoders.item_text import (
 from recsim_env.encoders.trainer import TrainerConfig, leave_one_out_split, seed_everything, train
 from recsim_env.errors import DataError
 from tests.optional import import_extra
-from tests.recsim_env.encoders.conftest import cyclic_frame
+from tests.recsim_env.encoders.conftest import write_titled_recbole
 
 N_ITEMS = 12
 MAX_LEN = 6
@@ -247,18 +247,7 @@ def test_training_sets_the_seen_mask(cyclic_logs):
 def test_train_encoder_item_text_option(tmp_path, monkeypatch):
     """RecBole files with an item table; the sentence encoder is replaced by fixed random vectors."""
 
-    folder = tmp_path / "toy"
-    folder.mkdir()
-    events = cyclic_frame()
-    inter = events.rename(
-        columns={"user_id": "user_id:token", "item_id": "item_id:token", "timestamp": "timestamp:float"}
-    )
-    inter[["user_id:token", "item_id:token", "timestamp:float"]].to_csv(
-        folder / "toy.inter", sep="\t", index=False
-    )
-    items = pd.DataFrame({"item_id:token": sorted(events["item_id"].unique())})
-    items["title:token_seq"] = [f"film {i}" for i in items["item_id:token"]]
-    items.to_csv(folder / "toy.item", sep="\t", index=False)
+    folder = write_titled_recbole(tmp_path / "toy", lambda i: f"film {i}")
     monkeypatch.setattr(
         item_text,
         "embed",
