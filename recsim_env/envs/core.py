@@ -264,26 +264,32 @@ class EpisodeBatch:
         self.user_features = np.zeros((n_envs, model.n_user_features), dtype=np.float32)
         self.state: Any = None
         self._rows = np.arange(n_envs)
+        self._windows_shared = False
+        """Whether `items` / `feedback` were handed out by `observation` since they were last rebuilt."""
 
     # ------------------------------------------------------------------ reset
     def reset_rows(self, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
         """Start new episodes for envs `rows`, each drawing its randomness from its own generator."""
         model = self.model
+        n_users = model.n_users
         user_ids = np.empty(len(rows), dtype=np.int64)
         start_uniforms = np.empty((len(rows), model.n_start_uniforms))
+        noise = self.noise
         for j, rng in enumerate(rngs):  # only the envs being reset: one draw each, never per step
-            user_ids[j] = rng.integers(model.n_users)
-            start_uniforms[j] = rng.random(model.n_start_uniforms)
-            self.noise[rows[j]] = rng.random((self.horizon, model.n_step_uniforms))
+            user_ids[j] = rng.integers(n_users)
+            rng.random(out=start_uniforms[j])  # in place: the same draws as `rng.random(size)`
+            rng.random(out=noise[rows[j]])
         start = model.initial_state(user_ids, start_uniforms)
         if self.state is None or len(rows) == self.n_envs:
             self.state = start.state
         else:
             self.state.set_rows(rows, start.state)
-        # Copy before writing rows: observations handed out earlier must not change under the user.
-        self.items = self.items.copy()
-        self.feedback = self.feedback.copy()
-        self.gap_days = self.gap_days.copy()
+        # Copy before writing rows: observations handed out earlier must not change under the user
+        # (`step` builds new windows, so a reset right after it writes into those).
+        if self._windows_shared:
+            self.items = self.items.copy()
+            self.feedback = self.feedback.copy()
+            self._windows_shared = False
         length = min(start.history_items.shape[1], self.config.history_len)
         self.items[rows] = self.pad_id
         self.feedback[rows] = 0.0
@@ -308,6 +314,7 @@ class EpisodeBatch:
         slate_size = slates.shape[1]
         self.items = np.concatenate([self.items[:, slate_size:], slates], axis=1)
         self.feedback = np.concatenate([self.feedback[:, slate_size:], response.feedback], axis=1)
+        self._windows_shared = False
         self.t += 1
         self.session_step += 1
 
@@ -338,6 +345,7 @@ class EpisodeBatch:
     # ------------------------------------------------------------------ observations
     def observation(self) -> dict[str, np.ndarray]:
         """Batched observation: each value has a leading N axis."""
+        self._windows_shared = True
         obs = {
             "item_ids": self.items,
             "feedback": self.feedback,

@@ -212,6 +212,19 @@ class ShellProposal:
         return history, int(proposals), int(accepted), int(fallbacks)
 
 
+@numba.njit(cache=True, inline="always")
+def _first_above(cumulative, v):
+    """The first index whose value exceeds `v` in the non-decreasing `cumulative`, capped at the last
+    (`min(np.searchsorted(cumulative, v, side="right"), len - 1)`), by a binary search whose steps
+    are conditional moves rather than branches (a proposal's group is unpredictable)."""
+    low, size = 0, len(cumulative)
+    while size > 1:
+        half = size // 2
+        low = low + half if cumulative[low + half - 1] <= v else low
+        size -= half
+    return low
+
+
 @numba.njit(cache=True)
 def _rejection_kernel(
     interest,  # [N, D]
@@ -272,7 +285,7 @@ def _rejection_kernel(
             v = pool[n, 2 * proposal] * total
             accept = pool[n, 2 * proposal + 1]
             proposal += 1
-            g = min(np.searchsorted(cumulative, v, side="right"), n_groups - 1)
+            g = _first_above(cumulative, v)
             low = cumulative[g - 1] if g > 0 else 0.0
             width = cumulative[g] - low
             residual = (v - low) / width if width > 0.0 else 0.0  # uniform in [0, 1) given g
