@@ -20,6 +20,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
@@ -27,6 +28,7 @@ from torch import nn
 
 from recsim_env import encoders
 from recsim_env.encoders.base import EncoderConfig, SequenceEncoder
+from recsim_env.encoders.item_text import build_encoder
 
 SCALAR_KEYS = ("session_step", "gap_days")
 FEEDBACK_TRANSFORMS = ("none", "log1p")
@@ -48,6 +50,8 @@ class SequenceFeaturesExtractor(BaseFeaturesExtractor):
         encoder: an encoder name (`"sasrec"`, `"bert4rec"`, `"hstu"`, `"gru4rec"`) or a built encoder.
         encoder_config: config fields when building by name; `n_items` and `max_len` default to the
             observation's catalogue size and history length, `feedback_dim` to its feedback width.
+        item_content: `[N, T]` item content attached to an encoder built by name
+            (`recsim_env.encoders.item_text.build_encoder`; H2Rec needs it), or None.
         checkpoint: load the encoder from this checkpoint directory instead (overrides `encoder`).
         freeze: keep the encoder's weights fixed (and in eval mode); only the projections learn.
         scalar_dim: width S of each scalar-feature projection.
@@ -63,6 +67,7 @@ class SequenceFeaturesExtractor(BaseFeaturesExtractor):
         *,
         encoder: str | SequenceEncoder = "sasrec",
         encoder_config: Mapping[str, Any] | EncoderConfig | None = None,
+        item_content: np.ndarray | None = None,
         checkpoint: str | os.PathLike | None = None,
         freeze: bool = False,
         scalar_dim: int = 8,
@@ -84,17 +89,21 @@ class SequenceFeaturesExtractor(BaseFeaturesExtractor):
         feedback_space = observation_space.spaces.get("feedback")
         feedback_width = int(feedback_space.shape[-1]) if feedback_space is not None else 0
 
+        if item_content is not None and (checkpoint is not None or isinstance(encoder, SequenceEncoder)):
+            raise ValueError(
+                "item_content is for an encoder built by name; a checkpoint or a built encoder has its own"
+            )
         if checkpoint is not None:
             module = encoders.load(checkpoint)
         elif isinstance(encoder, SequenceEncoder):
             module = encoder
         else:
             if isinstance(encoder_config, EncoderConfig):
-                config: Any = encoder_config
+                config: Any = encoder_config.to_dict()
             else:
                 fields = {"n_items": n_items, "max_len": history_len, "feedback_dim": feedback_width}
                 config = {**fields, **dict(encoder_config or {})}
-            module = encoders.build(encoder, config)
+            module = build_encoder(encoder, config, item_content)
         if module.n_items != n_items:
             raise ValueError(
                 f"encoder catalogue n_items={module.n_items} differs from the observation's pad id {n_items}"

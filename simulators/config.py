@@ -8,6 +8,7 @@ from typing import Any
 
 from recsim_env.checkpoint import decode_tree
 from recsim_env.checks import check_bool, check_choice, check_config_fields, check_integer, check_real
+from recsim_env.encoders.item_text import CONTENT_SOURCES, parse_columns, resolve_content_source
 
 CALIBRATIONS = ("platt", "temperature", "none")
 
@@ -36,6 +37,13 @@ class SimulatorConfig:
     """Read the items table's features (`simulators.data.FeatureSpec`: categories, genres, numbers): a linear
     projection of them is added to each item's learned embedding, and every history position reads its
     item's features next to its feedback. Items seen in few logs then borrow strength from similar ones."""
+    item_content: str = "auto"
+    """Item content the encoder reads (docs/item_text.md): "catalogue" (the item table's features, as
+    `item_features` encodes them), "text" (`item_text` embedded), "none", or "auto" ("text" with
+    `item_text`, else "catalogue" for an encoder that needs content, such as H2Rec, else "none")."""
+    item_text: str | None = None
+    """Comma-separated item table columns embedded by the packaged all-MiniLM-L6-v2 (the `text` extra) into
+    the items' content (`recsim_env.encoders.item_text`), as `seqrec train-encoder --item-text`."""
     click_pooling: bool = True
     """Add to the encoder's state a projection of the recency-weighted means of the clicked and of the
     unclicked history items' vectors (learned weight per distance back): a direct path for "the user likes
@@ -108,8 +116,27 @@ class SimulatorConfig:
         check_config_fields(self, flags, check_bool)
         check_config_fields(self, ("early_stopping",), check_choice, choices=("all", "click"))
         check_config_fields(self, ("calibration",), check_choice, choices=CALIBRATIONS)
+        check_config_fields(self, ("item_content",), check_choice, choices=CONTENT_SOURCES)
+        if self.item_text is not None:
+            parse_columns(self.item_text)
+        if (self.item_text is not None and self.item_content not in ("auto", "text")) or (
+            self.item_text is None and self.item_content == "text"
+        ):
+            raise ValueError(
+                f"SimulatorConfig.item_content {self.item_content!r}: item content 'text' and item text "
+                "columns (item_text) go together"
+            )
+        if self.item_content == "catalogue" and not self.item_features:
+            raise ValueError(
+                "SimulatorConfig.item_content 'catalogue' reads the item features: set item_features"
+            )
         if self.d_model % self.n_heads:
             raise ValueError(f"SimulatorConfig.n_heads ({self.n_heads}) must divide d_model ({self.d_model})")
+
+    @property
+    def content_source(self) -> str:
+        """What `item_content` means for this encoder: "none", "catalogue" or "text" (`resolve_content_source`)."""
+        return resolve_content_source(self.item_content, self.encoder, text=self.item_text is not None)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as JSON-ready values; a non-finite float (e.g. `max_train_minutes=inf`) is written as

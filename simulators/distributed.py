@@ -84,6 +84,7 @@ from simulators.train import (
     OneProcess,
     config_user_split,
     fit_members,
+    item_content,
     mean_valid_loss,
     member_users,
     prepare,
@@ -225,6 +226,8 @@ class WorkerJob:
     """The data's schema (built on the driver, the same on every worker)."""
     item_features: np.ndarray
     """The catalogue's encoded item features."""
+    item_content: np.ndarray | None
+    """The encoder's item content (`simulators.train.item_content`), or None."""
     lengths: np.ndarray
     """[U] every user's exposure count."""
     user_features: np.ndarray
@@ -259,6 +262,7 @@ def worker_job(
         config=config,
         schema=schema,
         item_features=item_features,
+        item_content=item_content(logs, config, item_features),
         lengths=log.lengths(),
         user_features=log.user_features,
         columns=(*EXPOSURE_COLUMNS, *(f"feedback_{j}" for j in range(log.feedback.shape[1]))),
@@ -286,6 +290,7 @@ def fit_shard(
         time.perf_counter() + job.seconds_left,
         progress=job.progress and rank == 0,
         replicas=Replicas(rank, world_size),
+        content=job.item_content,
     )
 
 

@@ -43,7 +43,8 @@ def fingerprint(data: LoggedInteractions, config: SimulatorConfig) -> str:
     and the training config (the cache key)."""
     digest = hashlib.sha256()
     digest.update(pd.util.hash_pandas_object(data.frame, index=False).to_numpy().tobytes())
-    for table, read in ((data.users, config.user_features), (data.items, config.item_features)):
+    items_read = config.item_features or config.item_text is not None
+    for table, read in ((data.users, config.user_features), (data.items, items_read)):
         if read and table is not None:
             # As text: cells may be lists (token sequences), which pandas cannot hash.
             digest.update(pd.util.hash_pandas_object(table.astype(str), index=True).to_numpy().tobytes())

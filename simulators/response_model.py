@@ -36,7 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from recsim_env.encoders import build, config_class
+from recsim_env.encoders import config_class
+from recsim_env.encoders.item_text import TEXT_DIM, build_encoder
+from recsim_env.errors import ArgumentError
 from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog, Windows, model_inputs
 from simulators.interest_filter import InterestFilter
@@ -80,15 +82,35 @@ class FilterStart(NamedTuple):
         return FilterStart(self.state[rows], self.from_prior[rows])
 
 
+def content_dim(config: SimulatorConfig, schema: DataSchema) -> int:
+    """T: the width of the item content the encoder reads (`SimulatorConfig.content_source`), 0 for none."""
+    source = config.content_source
+    if source == "text":
+        return TEXT_DIM
+    if source == "catalogue":
+        if not schema.item_features.width:
+            raise ArgumentError(
+                f"SimulatorConfig.item_content: encoder {config.encoder!r} reads the catalogue's item features "
+                "and the data's item table has none (or item_features is off): give item text columns "
+                "(--item-text COLUMNS)"
+            )
+        return schema.item_features.width
+    return 0
+
+
 class ResponseModel(nn.Module):
     """Encoder backbone plus per-signal heads (equations in the module docstring).
 
     Args:
-        config: the simulator config (backbone, width, dropout).
+        config: the simulator config (backbone, width, dropout, item content source).
         schema: the data's signals (which heads exist).
+        item_content: `[N, T]` item content the encoder reads (`simulators.train.item_content`); None when
+            the encoder reads none, or when a checkpoint's weights will fill it.
     """
 
-    def __init__(self, config: SimulatorConfig, schema: DataSchema) -> None:
+    def __init__(
+        self, config: SimulatorConfig, schema: DataSchema, item_content: np.ndarray | None = None
+    ) -> None:
         super().__init__()
         self.n_binary = len(schema.other_binary)
         self.n_continuous = len(schema.continuous)
@@ -105,7 +127,10 @@ class ResponseModel(nn.Module):
         for name in ("n_layers", "n_heads"):
             if name in known:
                 options[name] = getattr(config, name)
-        self.encoder = build(config.encoder, options)
+        content_width = content_dim(config, schema)
+        if content_width:
+            options["item_text_dim"] = content_width
+        self.encoder = build_encoder(config.encoder, options, item_content)
         d = config.d_model
         n_out = 1 + 2 * self.n_binary + 2 * self.n_continuous + 2 + 2
         self.head = nn.Sequential(

@@ -161,11 +161,13 @@ def _fit_member(
     item_features: np.ndarray,
     weights: tuple[np.ndarray, np.ndarray] | None = None,
     replicas: OneProcess = ONE_PROCESS,
+    content: np.ndarray | None = None,
 ) -> ResponseModel:
     """Train one member on `train` (stopping early on `valid`); `weights`: (train, valid) window weights;
-    `replicas`: the hooks that batch, backpropagate and decide (one process, or Ray Train workers)."""
+    `replicas`: the hooks that batch, backpropagate and decide (one process, or Ray Train workers);
+    `content`: the encoder's item content (`item_content`)."""
     torch.manual_seed(seed)
-    model = ResponseModel(config, schema)
+    model = ResponseModel(config, schema, content)
     if item_features.shape[1]:
         model.set_item_features(item_features)
     parameters = list(model.parameters())
@@ -308,6 +310,21 @@ def prepare(data: LoggedInteractions, config: SimulatorConfig) -> tuple[DataSche
     return schema, item_features, log
 
 
+def item_content(
+    data: LoggedInteractions, config: SimulatorConfig, item_features: np.ndarray
+) -> np.ndarray | None:
+    """The `[N, T]` item content the encoder reads (`SimulatorConfig.content_source`): the encoded item
+    features (`prepare`) for "catalogue", the embedded `item_text` columns for "text", None for "none"."""
+    source = config.content_source
+    if source == "catalogue":
+        return item_features
+    if source == "text":
+        from recsim_env.encoders.item_text import item_text_embeddings, item_texts
+
+        return item_text_embeddings(item_texts(data, config.item_text))
+    return None
+
+
 def member_users(train_users: np.ndarray, config: SimulatorConfig) -> list[np.ndarray]:
     """Each ensemble member's training users: all of them for one member, else a bootstrap resample each."""
     if config.ensemble_size == 1:
@@ -342,6 +359,7 @@ def _fit(
         deadline,
         progress=progress,
         user_weights=user_weights,
+        content=item_content(data, config, item_features),
     )
     item_tokens = np.asarray(data.item_ids.tokens).tolist()
     simulator = LearnedSimulator(config, schema, members, log, item_tokens)
@@ -362,6 +380,7 @@ def fit_members(
     progress: bool,
     user_weights: np.ndarray | None = None,
     replicas: OneProcess = ONE_PROCESS,
+    content: np.ndarray | None = None,
 ) -> tuple[list[ResponseModel], list[dict]]:
     """Train and calibrate each member on its users of `log` (stopping early on `valid_users`).
 
@@ -374,6 +393,7 @@ def fit_members(
         progress: show a progress bar over the epochs.
         user_weights: [n_users] each user's weight (`fit`), or None.
         replicas: the hooks that batch, backpropagate and decide (`OneProcess`).
+        content: the encoder's `[N, T]` item content (`item_content`), or None.
 
     Returns:
         The trained members and the training history (per member and epoch).
@@ -406,6 +426,7 @@ def fit_members(
                 item_features,
                 weights,
                 replicas,
+                content,
             )
             if config.calibration != "none":
                 starts = model.window_filter_starts(

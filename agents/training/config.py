@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from recsim_env.checkpoint import Artifact, dataclass_from_json, open_artifact, save_artifact, write_json
 from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real
 from recsim_env.errors import CheckpointError
@@ -50,6 +52,11 @@ class TrainConfig:
     """Encoder config fields (n_items, max_len and feedback_dim default to the environment's)."""
     encoder_checkpoint: str | None = None
     """Initialise the encoder from this checkpoint directory (`seqrec train-encoder`) instead."""
+    item_content: str = "auto"
+    """sb3: the item content the encoder reads (docs/item_text.md): "catalogue" (the environment's public item
+    attributes: the world's category and duration, or the item features a learned simulator reads),
+    "none", or "auto" (catalogue for an encoder that needs content, such as H2Rec, built without
+    `encoder_checkpoint`; else none)."""
     freeze_encoder: bool = False
     """Keep the encoder's weights fixed; only the heads learn."""
     mask_history: bool = False
@@ -105,6 +112,26 @@ class TrainConfig:
         check_config_fields(self, ("device",), check_choice, choices=("cpu", "cuda", "auto"))
         check_config_fields(self, ("action_head",), check_choice, choices=("mlp", "tied"))
         check_config_fields(self, ("feedback_transform",), check_choice, choices=("none", "log1p"))
+        check_config_fields(self, ("item_content",), check_choice, choices=("auto", "none", "catalogue"))
+        if self.item_content == "catalogue" and self.encoder_checkpoint is not None:
+            raise ValueError(
+                "TrainConfig.item_content: an encoder checkpoint carries its own item content; leave it 'auto'"
+            )
+        if (
+            self.content_source == "none"
+            and self.encoder_checkpoint is None
+            and ENCODERS[self.encoder.lower()].needs_item_content
+            and not self.encoder_config.get("item_text_dim")
+        ):
+            raise ValueError(
+                f"TrainConfig.item_content 'none': encoder {self.encoder!r} needs item content embeddings: "
+                "use --item-content catalogue (or auto)"
+            )
+        if self.backend == "rllib" and self.content_source != "none":
+            raise ValueError(
+                f"TrainConfig.item_content: the rllib modules read no item content (encoder {self.encoder!r}, "
+                f"item content {self.item_content!r}); use --backend sb3"
+            )
         if self.backend == "rllib" and self.action_head == "tied":
             raise ValueError("TrainConfig.action_head: the rllib modules have the mlp head only")
         if self.backend == "rllib" and self.feedback_transform != "none":
@@ -116,6 +143,15 @@ class TrainConfig:
                 raise ValueError(
                     f"TrainConfig.{name} must be a JSON object (dict), got {getattr(self, name)!r}"
                 )
+
+    @property
+    def content_source(self) -> str:
+        """What `item_content` means for this encoder, "catalogue" or "none" (`resolve_content_source`)."""
+        from recsim_env.encoders.item_text import resolve_content_source
+
+        if self.item_content == "auto" and self.encoder_checkpoint is not None:
+            return "none"
+        return resolve_content_source(self.item_content, self.encoder.lower())
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -190,6 +226,36 @@ class TrainResult:
     """Seconds of training in this process."""
     last_eval_return: float | None
     """Mean return of the last evaluation, if any ran."""
+
+
+def environment_item_content(env_id: str, env_config: Mapping[str, Any]) -> np.ndarray:
+    """`[N, T]` float32 catalogue content of the environment's items (`TrainConfig.item_content`).
+
+    The world's users: its public item attributes (`recsim_env.encoders.item_text.world_item_content`); a
+    learned simulator's: the encoded item table features it reads (`ResponseModel.item_feature_table`).
+
+    Raises:
+        ValueError: the environment's users are neither, or the simulator reads no item features.
+    """
+    import gymnasium as gym
+
+    import recsim_env  # noqa: F401  (registers the environments)
+    from recsim_env.encoders.item_text import world_item_content
+    from recsim_env.world import UserWorld
+
+    env = gym.make(env_id, **env_config)
+    user_model = getattr(env.unwrapped, "user_model", None)
+    env.close()
+    if isinstance(user_model, UserWorld):
+        return world_item_content(user_model)
+    members = getattr(user_model, "members", None)
+    table = getattr(members[0], "item_feature_table", None) if members else None
+    if table is None:
+        raise ValueError(
+            f"item content 'catalogue': the users of {env_id} ({type(user_model).__name__}) publish no item "
+            "attributes (the world does, and a learned simulator fitted with item features)"
+        )
+    return table[:-1].detach().cpu().numpy().astype("float32")  # the last row is the padding item's
 
 
 def check_env_config(env_id: str, env_config: Mapping[str, Any]):

@@ -40,11 +40,12 @@ from agents.training.config import (
     UNLIMITED_STEPS,
     TrainConfig,
     TrainResult,
+    environment_item_content,
     open_training_state,
     save_training_state,
 )
 from recsim_env.checkpoint import Artifact, check_fields, write_tensors, write_tree
-from recsim_env.errors import CheckpointError
+from recsim_env.errors import ArgumentError, CheckpointError
 
 SB3_ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN}
 WEIGHTS_FILE = "weights.safetensors"
@@ -143,10 +144,15 @@ class SB3Policy(ProbabilityPolicy, DeviceLoadable):
 
 def policy_train_config(model: BaseAlgorithm, config: TrainConfig) -> TrainConfig:
     """`config` with the encoder as built (a pretrained checkpoint's config, not its path, which may
-    move): the policy's weights hold the encoder's."""
+    move) and its item content source resolved: the policy's weights hold the encoder's, its item
+    content buffers included."""
     encoder = next(m for m in model.policy.modules() if isinstance(m, SequenceFeaturesExtractor)).encoder
     return dataclasses.replace(
-        config, encoder=encoder.name, encoder_config=encoder.config.to_dict(), encoder_checkpoint=None
+        config,
+        encoder=encoder.name,
+        encoder_config=encoder.config.to_dict(),
+        encoder_checkpoint=None,
+        item_content=config.content_source,  # a checkpoint's content (if any) is in the weights
     )
 
 
@@ -301,6 +307,8 @@ def _policy_kwargs(config: TrainConfig) -> dict[str, Any]:
     }
     if config.encoder_checkpoint is not None:
         extractor["checkpoint"] = config.encoder_checkpoint
+    if config.content_source == "catalogue":
+        extractor["item_content"] = environment_item_content(config.env_id, config.env_config)
     return {"features_extractor_class": SequenceFeaturesExtractor, "features_extractor_kwargs": extractor}
 
 
@@ -327,6 +335,8 @@ def build_model(config: TrainConfig, env, *, for_inference: bool = False) -> Bas
             verbose=0,
             **kwargs,
         )
+    except ArgumentError:  # a bad encoder or item content argument, named by its message
+        raise
     except TypeError as error:
         raise ValueError(f"--algo-config for {config.algo}: {error}") from None
 

@@ -112,6 +112,9 @@ class SequenceEncoder(nn.Module, abc.ABC):
     """Adam learning rate that `seqrec train-encoder` and the ML-100k benchmark train this encoder with by default."""
     uses_timestamps: ClassVar[bool] = False
     """Whether `forward` reads timestamps (the trainer only ships them to encoders that do)."""
+    needs_item_content: ClassVar[bool] = False
+    """Whether the encoder cannot represent items without a content matrix (`item_text`, `[N, T]`); its
+    builders then attach one by default (`recsim_env.encoders.item_text.build_encoder`)."""
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()

