@@ -374,8 +374,7 @@ def simulator_check(
     """
     from scipy.stats import spearmanr
 
-    from simulators.data import exposures
-    from simulators.train import config_user_split
+    from simulators.train import config_exposures, config_user_split
 
     config = config or SimulatorCheckConfig()
     if not isinstance(reward, StepReward):
@@ -387,13 +386,7 @@ def simulator_check(
     if logs is None:
         log, users, source = pool, test_users, "the simulator's exposure stream, held-out test users"
     else:
-        log = exposures(
-            logs,
-            schema,
-            session_gap_hours=sim_config.session_gap_hours,
-            negative_rate=sim_config.negative_rate,
-            seed=sim_config.seed,
-        )
+        log = config_exposures(logs, schema, sim_config)
         users, source = np.flatnonzero(log.lengths() > 0), f"{getattr(logs, 'name', 'logs')}, all users"
     log_reward = reward.of(log.feedback, schema.signals)
     rng = np.random.default_rng(config.seed)

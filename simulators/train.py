@@ -300,14 +300,18 @@ def prepare(data: LoggedInteractions, config: SimulatorConfig) -> tuple[DataSche
         item_features=config.item_features,
     )
     item_features = schema.item_features.encode(data.items, data.n_items)
-    log = exposures(
+    return schema, item_features, config_exposures(data, schema, config)
+
+
+def config_exposures(data: LoggedInteractions, schema: DataSchema, config: SimulatorConfig) -> ExposureLog:
+    """Every user's labelled exposures of `data` (negatives inserted) as `fit` builds them under `config`."""
+    return exposures(
         data,
         schema,
         session_gap_hours=config.session_gap_hours,
         negative_rate=config.negative_rate,
         seed=config.seed,
     )
-    return schema, item_features, log
 
 
 def item_content(

@@ -158,12 +158,28 @@ def liked_rows(data: LoggedInteractions) -> np.ndarray:
     return np.flatnonzero(first >= np.quantile(first, LIKED_QUANTILE))
 
 
-def _slots(frame: pd.DataFrame, lo: int, n: int) -> np.ndarray:
-    """`[n]` slot number of each of a user's `n` rows starting at row `lo`: rows of one slate share a slot
-    (two target events never share a slate), else every row is its own slot."""
-    if "slate_id" not in frame.columns:
-        return np.arange(n)
-    slate = frame["slate_id"].to_numpy()[lo : lo + n]
+@dataclass(frozen=True)
+class _ItemPools:
+    """The item sets a fake user's items are drawn from, computed once per `poison` call."""
+
+    targets: np.ndarray
+    """int64 item indices of the targets."""
+    non_targets: np.ndarray
+    """Every other item index, ascending."""
+    consumed: np.ndarray
+    """The non-targets some real user consumed (all non-targets when none was)."""
+    anchors: np.ndarray
+    """"sequential": the `anchor_pool` most consumed of `consumed`."""
+    counts: np.ndarray
+    """`[N]` float64 consumption count of each item in the real logs."""
+
+
+def _slots(template: pd.DataFrame) -> np.ndarray:
+    """`[n]` slot number of each of a template's `n` rows: rows of one slate share a slot (two target events
+    never share a slate), else every row is its own slot."""
+    if "slate_id" not in template.columns:
+        return np.arange(len(template))
+    slate = template["slate_id"].to_numpy()
     return np.r_[0, np.cumsum(slate[1:] != slate[:-1])]
 
 
@@ -224,28 +240,23 @@ def insertion_points(slots: np.ndarray, target_share: float, rng: np.random.Gene
 
 
 def _insertion_block(
-    frame: pd.DataFrame,
-    lo: int,
-    n: int,
-    targets: np.ndarray,
-    config: PoisonConfig,
-    rng: np.random.Generator,
+    template: pd.DataFrame, slots: np.ndarray, targets: np.ndarray, share: float, rng: np.random.Generator
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """A template's `n` rows from `lo` with a target row inserted after each of `insertion_points`; a
-    target row copies the row it follows (timestamp, session, slate fields), then gets its item.
+    """The `template` rows (slot numbers `slots`) with a target row inserted after each of
+    `insertion_points(slots, share, rng)`; a target row copies the row it follows (timestamp, session,
+    slate fields), then gets its item.
 
     Returns:
         The block, its target row positions, and its `[len(block)]` slot numbers (each target row a slot
         of its own).
     """
-    block = frame.iloc[lo : lo + n]
-    slots = _slots(frame, lo, n)
-    after = insertion_points(slots, config.target_share, rng)
-    order = np.sort(np.r_[np.arange(n), after], kind="stable")  # a copy of row i right after row i
-    block = block.iloc[order].copy()
+    after = insertion_points(slots, share, rng)
+    # A copy of row i right after row i.
+    order = np.sort(np.r_[np.arange(len(template)), after], kind="stable")
+    block = template.iloc[order].copy()
     is_target = np.r_[False, order[1:] == order[:-1]]
     positions = np.flatnonzero(is_target)
-    items = frame["item_id"].to_numpy()[lo : lo + n][order].astype(np.int64)
+    items = template["item_id"].to_numpy()[order].astype(np.int64)
     items[positions] = rng.choice(targets, size=len(positions), replace=True)
     block["item_id"] = items
     new_slots = np.r_[0, np.cumsum((slots[order][1:] != slots[order][:-1]) | is_target[1:] | is_target[:-1])]
@@ -253,53 +264,47 @@ def _insertion_block(
 
 
 def _replacement_block(
-    frame: pd.DataFrame,
-    lo: int,
-    n: int,
-    targets: np.ndarray,
+    template: pd.DataFrame,
+    slots: np.ndarray,
+    pools: _ItemPools,
     config: PoisonConfig,
     rng: np.random.Generator,
     sequences,
-    templates_pool: np.ndarray,
-    counts: np.ndarray,
-    anchors: np.ndarray,
-    non_targets: np.ndarray,
+    donors: np.ndarray,
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """A template's `n` rows from `lo` with every item replaced: targets in random slots (after anchors for
-    "sequential") and filler of `config.kind` elsewhere.
+    """The `template` rows (slot numbers `slots`) with every item replaced: targets in random slots (after
+    anchors for "sequential") and filler of `config.kind` elsewhere ("sequential" reads it from the users
+    `donors`).
 
     Returns:
         The block, its target row positions, and its `[n]` slot numbers.
     """
-    consumed = non_targets[counts[non_targets] > 0]
-    if consumed.size == 0:
-        consumed = non_targets
-    block = frame.iloc[lo : lo + n].copy()
-    slots = _slots(frame, lo, n)
+    n = len(template)
+    block = template.copy()
     n_targets = max(1, int(round(config.target_share * n)))
     sequential = config.kind == "sequential"
     positions = _target_positions(slots, n_targets, rng, skip_first=sequential)
     items = np.full(n, -1, dtype=np.int64)
-    items[positions] = rng.choice(targets, size=len(positions), replace=True)
+    items[positions] = rng.choice(pools.targets, size=len(positions), replace=True)
     if sequential:
         # The anchor is the row just before each target (the previous slot's last row).
         anchor_rows = positions - 1
-        weights = counts[anchors] + 1.0
+        weights = pools.counts[pools.anchors] + 1.0
         weights /= weights.sum()
-        replace = len(anchors) < len(anchor_rows)  # more targets than anchors: anchors repeat
-        items[anchor_rows] = rng.choice(anchors, size=len(anchor_rows), replace=replace, p=weights)
+        replace = len(pools.anchors) < len(anchor_rows)  # more targets than anchors: anchors repeat
+        items[anchor_rows] = rng.choice(pools.anchors, size=len(anchor_rows), replace=replace, p=weights)
     free = np.flatnonzero(items < 0)
-    banned = set(targets.tolist()) | set(items[items >= 0].tolist())
+    banned = set(pools.targets.tolist()) | set(items[items >= 0].tolist())
     if config.kind == "random":
-        pool = np.setdiff1d(non_targets, np.fromiter(banned, dtype=np.int64))
+        pool = np.setdiff1d(pools.non_targets, np.fromiter(banned, dtype=np.int64))
         filler = _draw_distinct(pool, len(free), rng)
     elif config.kind == "popular":
-        pool = np.setdiff1d(consumed, np.fromiter(banned, dtype=np.int64))
-        filler = _draw_distinct(pool, len(free), rng, counts[pool] / counts[pool].sum())
+        pool = np.setdiff1d(pools.consumed, np.fromiter(banned, dtype=np.int64))
+        filler = _draw_distinct(pool, len(free), rng, pools.counts[pool] / pools.counts[pool].sum())
     else:
-        filler = _real_filler(sequences, templates_pool, len(free), banned, rng)
+        filler = _real_filler(sequences, donors, len(free), banned, rng)
     if len(filler) < len(free):  # a catalogue smaller than the sequence: repeat filler items
-        filler = np.resize(filler if len(filler) else non_targets[:1], len(free))
+        filler = np.resize(filler if len(filler) else pools.non_targets[:1], len(free))
     items[free] = filler
     block["item_id"] = items
     return block, positions, slots
@@ -338,6 +343,9 @@ def poison(data: LoggedInteractions, config: PoisonConfig) -> PoisonedLogs:
     if consumed.size == 0:
         consumed = non_targets
     anchors = consumed[np.argsort(-counts[consumed], kind="stable")[: config.anchor_pool]]
+    pools = _ItemPools(
+        targets=targets, non_targets=non_targets, consumed=consumed, anchors=anchors, counts=counts
+    )
     liked = liked_rows(data)
     feedback_cols = list(data.feedback_columns)
 
@@ -364,11 +372,12 @@ def poison(data: LoggedInteractions, config: PoisonConfig) -> PoisonedLogs:
             if config.max_events is None
             else min(int(lengths[template]), config.max_events)
         )
+        rows = frame.iloc[lo : lo + n]
         if config.kind == "insertion":
-            block, positions, slots = _insertion_block(frame, lo, n, targets, config, rng)
+            block, positions, slots = _insertion_block(rows, _slots(rows), targets, config.target_share, rng)
         else:
             block, positions, slots = _replacement_block(
-                frame, lo, n, targets, config, rng, sequences, templates_pool, counts, anchors, non_targets
+                rows, _slots(rows), pools, config, rng, sequences, templates_pool
             )
         block["user_id"] = n_real + fake
         if feedback_cols:

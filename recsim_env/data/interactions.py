@@ -123,7 +123,23 @@ class DataStats:
         return d
 
 
-class LoggedInteractions:
+class IdMapSizes:
+    """`n_users` and `n_items` of a class that holds the id maps `user_ids` and `item_ids`: the maps'
+    lengths (the item map is the whole catalogue, items nobody interacted with included)."""
+
+    user_ids: IdMap
+    item_ids: IdMap
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_ids)
+
+
+class LoggedInteractions(IdMapSizes):
     """One table type for every source of logs (files, the world, simulators).
 
     `frame` columns: `user_id` (int64 index), `item_id` (int64 index), `timestamp` (float64 seconds), the
@@ -336,14 +352,6 @@ class LoggedInteractions:
         return LoggedInteractions(frame.reset_index(drop=True), **self._parts())
 
     # ------------------------------------------------------------------ views
-    @property
-    def n_users(self) -> int:
-        return len(self.user_ids)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_ids)
-
     @property
     def n_interactions(self) -> int:
         return len(self.frame)

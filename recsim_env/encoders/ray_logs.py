@@ -16,13 +16,14 @@ import numpy as np
 import pandas as pd
 
 from recsim_env.data import IdMap, LoggedInteractions, UserSequences
+from recsim_env.data.interactions import IdMapSizes
 from recsim_env.errors import ArgumentError, DataError
 
 # -- the logs, seen from the driver ------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class LogSource:
+class LogSource(IdMapSizes):
     """The logs as a Ray Data dataset, and what the driver needs of them without reading their rows."""
 
     dataset: Any
@@ -36,14 +37,6 @@ class LogSource:
     """Item tokens of the item indices (the catalogue)."""
     feedback_columns: tuple[str, ...]
     """Feedback columns, in order."""
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_ids)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_ids)
 
     @property
     def columns(self) -> list[str]:
