@@ -89,6 +89,10 @@ def check_bool(name: str, value: Any) -> bool:
     return bool(value)
 
 
+DEVICES = ("auto", "cpu", "cuda")
+"""Values of the torch-device fields of configs (`auto`: CUDA when present)."""
+
+
 def check_choice(name: str, value: Any, choices: Sequence[Any]) -> Any:
     """`value` if it is one of `choices`."""
     if value not in choices:

@@ -6,7 +6,7 @@ import dataclasses
 import functools
 from dataclasses import dataclass
 
-from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real
+from recsim_env.checks import DEVICES, check_choice, check_config_fields, check_integer, check_real
 
 ALGORITHMS = ("discrete_cql", "discrete_bc", "dqn", "double_dqn")
 """The discrete-action d3rlpy algorithms this adapter builds (by their d3rlpy config class)."""
@@ -45,6 +45,7 @@ class D3rlpyConfig:
         if not isinstance(self.dataset, str) or not self.dataset:
             raise ValueError("D3rlpyConfig.dataset: give a Minari dataset id, e.g. 'seqrec/world-egreedy-v0'")
         check_choice("D3rlpyConfig.algo", self.algo, ALGORITHMS)
+        check_choice("D3rlpyConfig.device", self.device, DEVICES)
         check = functools.partial(check_config_fields, self, prefix="D3rlpyConfig.", store=True)
         check(("steps", "steps_per_epoch", "batch_size", "target_update_interval"), check_integer, low=1)
         check(("seed",), check_integer, low=0)

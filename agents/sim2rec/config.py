@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from recsim_env.checks import check_choice, check_config_fields, check_integer
+from recsim_env.checks import DEVICES, check_choice, check_config_fields, check_integer
 from recsim_env.envs.lts import SIM2REC_TRAIN_DOMAINS
 
 VARIANTS = ("sim2rec", "universal", "direct", "oracle")
@@ -82,6 +82,7 @@ class Sim2RecConfig:
 
     def __post_init__(self) -> None:
         check_config_fields(self, ("variant",), check_choice, choices=VARIANTS)
+        check_config_fields(self, ("device",), check_choice, choices=DEVICES)
         check_config_fields(self, ("env",), check_choice, choices=ENVS)
         positive = ("window", "context_dim", "hidden_dim", "num_envs", "total_timesteps")
         check_config_fields(self, positive + ("d_model", "n_layers", "rollout_steps"), check_integer, low=1)

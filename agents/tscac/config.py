@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real
+from recsim_env.checks import DEVICES, check_choice, check_config_fields, check_integer, check_real
 from recsim_env.world import UserWorld
 
 MAX_ITEMS = 10_000_000
@@ -78,6 +78,7 @@ class TSCACConfig:
 
     def __post_init__(self) -> None:
         check_config_fields(self, ("variant",), check_choice, choices=VARIANTS)
+        check_config_fields(self, ("device",), check_choice, choices=DEVICES)
         for name in ("lambdas", "aux_gammas", "scalarised_weights"):
             value = getattr(self, name)
             if len(value) != len(AUX_SIGNALS):
