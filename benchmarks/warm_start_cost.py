@@ -94,7 +94,9 @@ def measure(n_items: int, seconds: float, repeats: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="1 s per rate and 2 repeats")
     parser.add_argument("--sizes", default="500,5000,100000,1000000", help="comma-separated catalogue sizes")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per measurement (best kept)")
