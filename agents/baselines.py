@@ -1,20 +1,22 @@
-"""The log-based baselines of `recsim_env.policies` (uniform, popularity, greedy) as `agents.Policy`.
+"""Persistence of the log-based baselines of `recsim_env.policies` (uniform, popularity, greedy).
 
     logs = log_world("uniform", steps=50_000, seed=0)        # or any LoggedInteractions with a click column
-    policy = fit_baseline("greedy", logs)                    # agents.Policy
+    policy = fit_baseline("greedy", logs)                    # a GreedyBaseline: a GreedyPolicy you can save
     policy.save("runs/greedy"); load_policy("runs/greedy")
 
-The decision logic stays in `recsim_env.policies`; this module adds the contract (single or batched
-observations, `deterministic`, probabilities, save/load). A saved baseline is its `policy.json`
-(kind, catalogue size, slate size, greedy's prior strength) and, for popularity and greedy, the
-click statistics they were fitted on (`item_stats.safetensors`).
+The policies themselves, and the whole `Policy` contract, are `recsim_env.policies`' (`UniformPolicy`,
+`PopularityPolicy`, `GreedyPolicy`); `BaselinePolicy` adds `save` and `load` to them
+(`agents.policy.SavablePolicy`), and `UniformBaseline`, `PopularityBaseline` and `GreedyBaseline`
+are the savable forms. A saved baseline is its `policy.json` (kind, catalogue size, slate size,
+greedy's prior strength) and, for popularity and greedy, the click statistics they were fitted on
+(`item_stats.safetensors`).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -28,83 +30,28 @@ from agents.policy import (
 )
 from recsim_env.checkpoint import Artifact, check_fields, write_tensors
 from recsim_env.errors import CheckpointError
-from recsim_env.policies import GreedyPolicy, LoggedItemStats, PopularityPolicy, UniformPolicy, one_hot, top_k
+from recsim_env.policies import GreedyPolicy, LoggedItemStats, PopularityPolicy, UniformPolicy
 
 BASELINES = ("uniform", "popularity", "greedy")
 STATS_FILE = "item_stats.safetensors"
+STATS_FIELDS = ("clicks", "impressions", "category", "context_clicks", "context_impressions")
 
 
 class BaselinePolicy:
-    """A `recsim_env.policies` baseline behind the `agents.Policy` contract.
+    """`save` and `load` of a log-based baseline: the base of `UniformBaseline`, `PopularityBaseline`
+    and `GreedyBaseline`, each a `recsim_env.policies` class with this added.
 
-    Stochastic baselines (uniform, popularity) sample K distinct items by the Gumbel-top-k trick
-    with their own generator (`seed`); with `deterministic=True` they return their K most probable
-    items (ties to the lowest index). Greedy is deterministic either way, and its distribution is
-    one-hot on its first item.
-
-    Args:
-        name: "uniform", "popularity" or "greedy".
-        n_items: catalogue size N.
-        slate_size: K.
-        stats: click statistics from logs (popularity and greedy).
-        prior_strength: greedy's smoothing (pseudo-impressions toward the item's overall rate).
-        seed: seed of the sampling generator.
+    Build one with `baseline_policy(name, ...)` or `fit_baseline(name, logs)`; `load` restores any of
+    the three from its saved kind.
     """
 
-    def __init__(
-        self,
-        name: str,
-        *,
-        n_items: int,
-        slate_size: int = 1,
-        stats: LoggedItemStats | None = None,
-        prior_strength: float = 20.0,
-        seed: int | None = 0,
-    ) -> None:
-        if name not in BASELINES:
-            raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
-        if name != "uniform" and stats is None:
-            raise ValueError(f"baseline {name!r} needs click statistics from logs (argument 'stats')")
-        if stats is not None and len(stats.clicks) != n_items:
-            raise ValueError(f"argument 'stats' covers {len(stats.clicks)} items but n_items={n_items}")
-        self.name = name
-        self.n_items = int(n_items)
-        self.slate_size = int(slate_size)
-        self.stats = stats
-        self.prior_strength = float(prior_strength)
-        if name == "uniform":
-            self.inner = UniformPolicy(self.n_items, self.slate_size)
-        elif name == "popularity":
-            self.inner = PopularityPolicy(stats, self.slate_size)
-        else:
-            self.inner = GreedyPolicy(stats, self.slate_size, prior_strength=self.prior_strength)
-        self.rng = np.random.default_rng(seed)
-
-    def seed(self, seed: int | None) -> None:
-        """Reset the sampling generator."""
-        self.rng = np.random.default_rng(seed)
-
-    def _greedy_slates(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        return self.inner.act(obs, self.rng)  # [N, K], deterministic
-
-    def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = False) -> Any:
-        batch, single = as_batch(obs)
-        if self.name == "greedy":
-            slates = self._greedy_slates(batch)
-        elif deterministic:
-            slates = sample_slates(self._probabilities(batch), self.slate_size, self.rng, deterministic=True)
-        else:
-            slates = self.inner.act(batch, self.rng)
-        return unbatch_action(slates, single, self.slate_size)
-
-    def _probabilities(self, batch: dict[str, np.ndarray]) -> np.ndarray:
-        if self.name == "greedy":
-            return one_hot(top_k(self.inner.scores(batch), 1)[:, 0], self.n_items)
-        return self.inner.action_distribution(batch)
-
-    def action_distribution(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        batch, single = as_batch(obs)
-        return unbatch_probabilities(self._probabilities(batch), single)
+    name: str
+    n_items: int
+    slate_size: int
+    kind: ClassVar[str]
+    stats: LoggedItemStats | None = None
+    prior_strength: float = 20.0
+    """Greedy's smoothing; saved with every kind, so a file reads the same for all three."""
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | os.PathLike) -> None:
@@ -118,13 +65,13 @@ class BaselinePolicy:
             }
         )
         config = {
-            "name": self.name,
+            "name": self.kind,
             "n_items": self.n_items,
             "slate_size": self.slate_size,
             "prior_strength": self.prior_strength,
         }
         save_policy(
-            path, self.name, config, (lambda tmp: write_tensors(tmp / STATS_FILE, arrays)) if arrays else None
+            path, self.kind, config, (lambda tmp: write_tensors(tmp / STATS_FILE, arrays)) if arrays else None
         )
 
     @classmethod
@@ -149,8 +96,7 @@ class BaselinePolicy:
                     f"{artifact.root / STATS_FILE}: missing (a saved {manifest['kind']} baseline needs its click statistics)"
                 )
             arrays = artifact.read_tensors(STATS_FILE)
-            fields = ("clicks", "impressions", "category", "context_clicks", "context_impressions")
-            unknown = sorted(set(arrays) - set(fields))
+            unknown = sorted(set(arrays) - set(STATS_FIELDS))
             if unknown or "clicks" not in arrays or "impressions" not in arrays:
                 raise CheckpointError(
                     f"{artifact.root / STATS_FILE}: needs clicks and impressions, not {unknown}"
@@ -169,11 +115,65 @@ class BaselinePolicy:
                         f"{artifact.root / STATS_FILE}: {key!r} must hold finite non-negative counts for the "
                         f"{n_items} items, got shape {array.shape}"
                     )
-            stats = LoggedItemStats(**{key: arrays.get(key) for key in fields})
+            stats = LoggedItemStats(**{key: arrays.get(key) for key in STATS_FIELDS})
         try:
-            return cls(config.pop("name"), stats=stats, **config)
+            return baseline_policy(config.pop("name"), stats=stats, **config)
         except (TypeError, ValueError) as error:
             raise CheckpointError(f"{artifact.root / 'policy.json'}: {error}") from None
+
+
+class UniformBaseline(BaselinePolicy, UniformPolicy):
+    """`recsim_env.policies.UniformPolicy` that can be saved."""
+
+    kind = "uniform"
+
+
+class PopularityBaseline(BaselinePolicy, PopularityPolicy):
+    """`recsim_env.policies.PopularityPolicy` that can be saved (with its click statistics)."""
+
+    kind = "popularity"
+
+
+class GreedyBaseline(BaselinePolicy, GreedyPolicy):
+    """`recsim_env.policies.GreedyPolicy` that can be saved (with its click statistics)."""
+
+    kind = "greedy"
+
+
+def baseline_policy(
+    name: str,
+    *,
+    n_items: int,
+    slate_size: int = 1,
+    stats: LoggedItemStats | None = None,
+    prior_strength: float = 20.0,
+    seed: int | None = 0,
+) -> BaselinePolicy:
+    """The savable baseline `name` ("uniform", "popularity" or "greedy").
+
+    Args:
+        name: the baseline.
+        n_items: catalogue size N.
+        slate_size: K.
+        stats: click statistics from logs (popularity and greedy; uniform ignores them).
+        prior_strength: greedy's smoothing (pseudo-impressions toward the item's overall rate).
+        seed: seed of the sampling generator.
+    """
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+    if name != "uniform" and stats is None:
+        raise ValueError(f"baseline {name!r} needs click statistics from logs (argument 'stats')")
+    if stats is not None and len(stats.clicks) != n_items:
+        raise ValueError(f"argument 'stats' covers {len(stats.clicks)} items but n_items={n_items}")
+    if name == "greedy":
+        return GreedyBaseline(stats, slate_size, prior_strength, seed=seed)
+    policy = (
+        UniformBaseline(n_items, slate_size, seed=seed)
+        if name == "uniform"
+        else PopularityBaseline(stats, slate_size, seed=seed)
+    )
+    policy.prior_strength = float(prior_strength)  # unused, but saved as given
+    return policy
 
 
 def fit_baseline(
@@ -183,14 +183,14 @@ def fit_baseline(
     if name not in BASELINES:
         raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
     stats = None if name == "uniform" else LoggedItemStats.from_logs(logs, click_column=click_column)
-    return BaselinePolicy(name, n_items=logs.n_items, slate_size=slate_size, stats=stats, seed=seed)
+    return baseline_policy(name, n_items=logs.n_items, slate_size=slate_size, stats=stats, seed=seed)
 
 
 class WorldLoggerPolicy:
-    """The world's logging policy (`recsim_env.world.logging.LoggingPolicy`) as an `agents.Policy`.
+    """The world's logging policy (`recsim_env.world.logging.LoggingPolicy`) as a `recsim_env.policies.Policy`.
 
     The reference row of offline-agent benchmarks: the policy that wrote the logs, rolled out in the
-    world. Context-free, so every observation gets the same distribution. Not saveable (it is rebuilt
+    world. Context-free, so every observation gets the same distribution. Not savable (it is rebuilt
     from its arguments).
 
     Args:
@@ -230,10 +230,3 @@ class WorldLoggerPolicy:
         else:
             slates, _ = self.logger.sample(len(batch["item_ids"]), self.n_items, 1, self.rng)
         return unbatch_action(slates, single, 1)
-
-    def save(self, path: str | os.PathLike) -> None:
-        raise NotImplementedError("WorldLoggerPolicy is rebuilt from its arguments, not saved")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> WorldLoggerPolicy:
-        raise NotImplementedError("WorldLoggerPolicy is rebuilt from its arguments, not loaded")

@@ -317,21 +317,17 @@ def evaluate_command(
         deterministic = target is not None
     from tqdm.auto import tqdm
 
-    from agents.policy import rollout_policy
     from recsim_env.rollout import rollout
 
     with tqdm(total=episodes, desc="evaluate", unit="episode", disable=as_json) as bar:
-        if policy in REFERENCE_NAMES:  # a recsim_env policy: it may read the world's hidden state
-            stats = rollout(agent, n_episodes=episodes, seed=seed, on_episode=bar.update, **env_kwargs)
-        else:
-            stats = rollout_policy(
-                agent,
-                n_episodes=episodes,
-                seed=seed,
-                deterministic=deterministic,
-                on_episode=bar.update,
-                **env_kwargs,
-            )
+        stats = rollout(
+            agent,
+            n_episodes=episodes,
+            seed=seed,
+            deterministic=deterministic,
+            on_episode=bar.update,
+            **env_kwargs,
+        )
     if as_json:
         typer.echo(json.dumps(stats.as_dict()))
         return
@@ -361,14 +357,14 @@ def _load_agent(target, policy, env_kwargs, action_space, logs, log_steps, seed,
     from gymnasium import spaces
 
     from agents import load_policy
-    from agents.baselines import BaselinePolicy, fit_baseline
+    from agents.baselines import baseline_policy, fit_baseline
 
     if target is not None:
         return load_policy(target)
     slate_size = 1 if isinstance(action_space, spaces.Discrete) else int(len(action_space.nvec))
     n_items = int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(action_space.nvec[0])
     if policy == "uniform":
-        return BaselinePolicy("uniform", n_items=n_items, slate_size=slate_size, seed=seed)
+        return baseline_policy("uniform", n_items=n_items, slate_size=slate_size, seed=seed)
     if logs is not None:
         from recsim_env.data import load
 

@@ -211,7 +211,7 @@ def _convert_torch_policy(src: Path, dst: Path, manifest: dict) -> str:
 
 
 def _convert_policy(src: Path, dst: Path) -> str:
-    from agents.baselines import BaselinePolicy
+    from agents.baselines import baseline_policy
     from agents.encoder_policy import EncoderPolicy
     from recsim_env.encoders.checkpoint import Checkpoint
 
@@ -236,7 +236,7 @@ def _convert_policy(src: Path, dst: Path) -> str:
             fields = ("clicks", "impressions", "category", "context_clicks", "context_impressions")
             stats = LoggedItemStats(**{key: arrays.get(key) for key in fields})
         config = dict(config)
-        BaselinePolicy(config.pop("name"), stats=stats, **config).save(dst)
+        baseline_policy(config.pop("name"), stats=stats, **config).save(dst)
         return f"{kind} baseline"
     if kind == "encoder":
         tmp = Path(tempfile.mkdtemp())

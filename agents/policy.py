@@ -1,13 +1,13 @@
-"""The `Policy` contract every agent, backend and the evaluation package share.
+"""Persistence of policies: `SavablePolicy`, the registry of saved kinds and `load_policy`.
 
-A policy maps `SeqRec` observations (a dict of arrays: `item_ids` [L], `feedback` [L, F], ...) to
-items. It accepts one observation (no batch axis) or a batch (a leading N axis on every value):
+The contract itself, `recsim_env.policies.Policy` (`act`, `action_distribution`, `seed`), is defined
+once in the base layer, and every policy implements it; a trained agent is a `SavablePolicy`, the same
+contract with `save` and `load` added:
 
-    action = policy.act(obs)                       # int, or [K] for slates
-    actions = policy.act(batched_obs)              # [N], or [N, K]
-    probs = policy.action_distribution(obs)        # [n_items] (or [N, n_items]): first slate position
+    actions = policy.act(batched_obs)              # [N], or [N, K] (the base contract)
     policy.save("runs/ppo/policy")                 # an artifact directory (recsim_env.checkpoint)
     policy = agents.load_policy("runs/ppo")        # any kind: a policy artifact or a run directory
+    stats = recsim_env.rollout.rollout(policy, n_episodes=1000, seed=0)  # the one rollout loop
 
 A saved policy is an artifact of kind "policy": `policy.json` (`{"kind": ..., "config": {...}}`) and
 the kind's own files (tensors as safetensors, the rest JSON), all hashed in `manifest.json`. `kind` is
@@ -33,6 +33,13 @@ from recsim_env.checkpoint import (
     write_json,
 )
 from recsim_env.errors import CheckpointError
+from recsim_env.policies.contract import (
+    Policy,
+    as_batch,
+    sample_slates,
+    unbatch_action,
+    unbatch_probabilities,
+)
 
 MANIFEST_FILE = "policy.json"
 POLICY_SUBDIR = "policy"
@@ -67,82 +74,24 @@ def register_policy_kind(kind: str, target: str) -> None:
 
 
 @runtime_checkable
-class Policy(Protocol):
-    """What evaluation needs from an agent: act, report action probabilities, save and load."""
-
-    n_items: int
-    """Catalogue size N; actions are item indices 0..N-1."""
-    slate_size: int
-    """K: items per action (1: a single item)."""
-
-    def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = False) -> Any:
-        """Items for one observation (int, or [K]) or a batch ([N], or [N, K])."""
-        ...
-
-    def action_distribution(self, obs: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Probabilities of the item at the first slate position: [n_items], or [N, n_items] for a batch."""
-        ...
+class SavablePolicy(Policy, Protocol):
+    """A `recsim_env.policies.Policy` that can be saved and loaded: what a trained agent is."""
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the policy to directory `path`, an artifact of kind "policy" (see `save_policy`)."""
         ...
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Policy:
+    def load(cls, path: str | os.PathLike) -> SavablePolicy:
         """Restore a policy written by `save` (checked by `open_policy` first)."""
         ...
-
-
-def as_batch(obs: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], bool]:
-    """`(batched observation, was_single)`: adds a leading N = 1 axis to a single observation.
-
-    A single observation has a 1-D `item_ids` ([L]); a batch has a 2-D one ([N, L]).
-    """
-    if not isinstance(obs, Mapping) or "item_ids" not in obs:
-        raise ValueError("observation must be a dict with an 'item_ids' entry (a SeqRec observation)")
-    items = np.asarray(obs["item_ids"])
-    if items.ndim not in (1, 2):
-        raise ValueError(f"observation 'item_ids' must be [L] or [N, L], got shape {items.shape}")
-    single = items.ndim == 1
-    batch = {key: np.asarray(value)[None] if single else np.asarray(value) for key, value in obs.items()}
-    return batch, single
-
-
-def unbatch_action(slates: np.ndarray, single: bool, slate_size: int) -> Any:
-    """[N, K] slates -> the contract's shape: int / [K] for a single observation, [N] / [N, K] for a batch."""
-    slates = np.asarray(slates, dtype=np.int64).reshape(-1, slate_size)
-    if slate_size == 1:
-        return int(slates[0, 0]) if single else slates[:, 0]
-    return slates[0] if single else slates
-
-
-def unbatch_probabilities(probabilities: np.ndarray, single: bool) -> np.ndarray:
-    """[N, n_items] -> [n_items] for a single observation."""
-    return probabilities[0] if single else probabilities
-
-
-def sample_slates(
-    probabilities: np.ndarray, slate_size: int, rng: np.random.Generator, deterministic: bool
-) -> np.ndarray:
-    """[N, K] distinct items from [N, n_items] first-position probabilities.
-
-    Deterministic: the K most probable items. Otherwise a Plackett-Luce draw without replacement
-    (`recsim_env.policies.sample_without_replacement`), whose first position follows `probabilities`.
-    """
-    from recsim_env.policies import sample_without_replacement, top_k
-
-    with np.errstate(divide="ignore"):
-        log_p = np.log(probabilities)
-    if deterministic:
-        return top_k(log_p, slate_size)
-    return sample_without_replacement(log_p, slate_size, rng)
 
 
 class ProbabilityPolicy:
     """Shared `act` / `action_distribution` of one-item policies defined by their probabilities.
 
-    A subclass sets `self.rng` (a `np.random.Generator`) and implements `_probabilities(batch)`,
-    `[N, n_items]` for a batched observation.
+    A subclass sets `self.rng` (a `np.random.Generator`, reset by its `seed`) and implements
+    `_probabilities(batch)`, `[N, n_items]` for a batched observation.
     """
 
     rng: np.random.Generator
@@ -237,7 +186,7 @@ def policy_class(kind: str) -> type:
     return getattr(importlib.import_module(module_name), class_name)
 
 
-def load_policy(path: str | os.PathLike) -> Policy:
+def load_policy(path: str | os.PathLike) -> SavablePolicy:
     """Load any saved policy: a policy artifact, a training run directory (its `policy/`), or a bare
     encoder checkpoint (`seqrec train-encoder`, loaded as an `EncoderPolicy` with default settings).
 
@@ -246,55 +195,3 @@ def load_policy(path: str | os.PathLike) -> Policy:
     """
     artifact, manifest = open_policy(path)
     return policy_class(manifest["kind"]).from_artifact(artifact, manifest)
-
-
-class _RolloutAdapter:
-    """Presents an `agents.Policy` to `recsim_env.rollout.rollout` (which calls `act(obs, rng, user_state)`)."""
-
-    needs_user_state = False
-
-    def __init__(self, policy: Policy, deterministic: bool) -> None:
-        self.policy = policy
-        self.deterministic = deterministic
-        self.name = getattr(policy, "name", type(policy).__name__)
-
-    def act(self, obs, rng, user_state=None) -> np.ndarray:
-        del rng, user_state  # the policy samples with its own (seeded) generator
-        return np.asarray(self.policy.act(obs, deterministic=self.deterministic)).reshape(
-            obs["item_ids"].shape[0], -1
-        )
-
-
-def rollout_policy(
-    policy: Policy,
-    *,
-    n_episodes: int,
-    seed: int = 0,
-    deterministic: bool = False,
-    num_envs: int = 64,
-    on_episode=None,
-    **env_kwargs,
-):
-    """`recsim_env.rollout.rollout` for any `agents.Policy`: a `RolloutStats` over `n_episodes` episodes.
-
-    Reproducible for a seed: the policy's generator is reseeded (`policy.seed(seed)` when it has one)
-    and so is torch's, if torch is loaded (torch policies sample with it).
-    """
-    import sys
-
-    from recsim_env.rollout import rollout
-
-    if hasattr(policy, "seed") and callable(policy.seed):
-        policy.seed(seed)
-    if "torch" in sys.modules:
-        sys.modules["torch"].manual_seed(seed)
-    return rollout(
-        _RolloutAdapter(policy, deterministic),
-        n_episodes=n_episodes,
-        seed=seed,
-        # `rollout` keeps the first episodes to finish: with more envs than episodes those are the
-        # short ones (users who left early), a biased sample. At most one env per episode limits that.
-        num_envs=min(num_envs, n_episodes),
-        on_episode=on_episode,
-        **env_kwargs,
-    )

@@ -123,7 +123,6 @@ def main() -> None:
     import torch
 
     from agents import load_policy
-    from agents.policy import rollout_policy
     from agents.training import TrainConfig, train
     from agents.training.config import UNLIMITED_STEPS
     from recsim_env.policies.filter import reference_policy
@@ -147,8 +146,8 @@ def main() -> None:
         curve = learning_curve(run)
         torch.set_num_threads(1)
         policy = load_policy(run)
-        agent = rollout_policy(policy, n_episodes=episodes, seed=args.seed, deterministic=True)
-        sampled = rollout_policy(policy, n_episodes=episodes, seed=args.seed, deterministic=False)
+        agent = rollout(policy, n_episodes=episodes, seed=args.seed, deterministic=True)
+        sampled = rollout(policy, n_episodes=episodes, seed=args.seed, deterministic=False)
     env_config = dict(config.env_config)
     ceiling = rollout(
         reference_policy("filter-farsighted", UserWorld()), n_episodes=episodes, seed=args.seed, **env_config

@@ -37,7 +37,7 @@ import torch
 
 from agents import dt4ier as D
 from agents.baselines import WorldLoggerPolicy
-from agents.policy import rollout_policy
+from recsim_env.rollout import rollout
 from recsim_env.world.logging import log_world
 
 SESSIONS = 3  # sessions per logged user and per evaluation episode
@@ -53,9 +53,7 @@ ROWS = {
 
 def evaluate(policy, args: argparse.Namespace, seed: int) -> dict[str, float]:
     """Rollout truth in the world: immediate reward per step, mean return gap, return, session length."""
-    stats = rollout_policy(
-        policy, n_episodes=args.episodes, seed=20_000 + seed, sessions_per_episode=SESSIONS
-    )
+    stats = rollout(policy, n_episodes=args.episodes, seed=20_000 + seed, sessions_per_episode=SESSIONS)
     return {
         "immediate": stats.click_rate,
         "return_gap": stats.return_gap_days,

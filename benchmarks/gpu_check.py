@@ -109,9 +109,9 @@ def check_sasrec(data: Path, *, device: str, epochs: int, seed: int, threads: in
 def check_agent(*, device: str, budget_s: float, steps: int, episodes: int, seed: int) -> dict:
     """(b): the default agent (SB3 PPO, SASRec policy) trained on `device`, against uniform."""
     from agents import load_policy
-    from agents.baselines import BaselinePolicy
-    from agents.policy import rollout_policy
     from agents.training import TrainConfig, train
+    from recsim_env.policies import UniformPolicy
+    from recsim_env.rollout import rollout
 
     config = TrainConfig(
         stop_timesteps=steps,
@@ -128,10 +128,8 @@ def check_agent(*, device: str, budget_s: float, steps: int, episodes: int, seed
         train_s = time.perf_counter() - start
         policy = load_policy(Path(out) / "run")
     start = time.perf_counter()
-    trained = rollout_policy(policy, n_episodes=episodes, seed=seed + 1, deterministic=True)
-    uniform = rollout_policy(
-        BaselinePolicy("uniform", n_items=policy.n_items), n_episodes=episodes, seed=seed + 1
-    )
+    trained = rollout(policy, n_episodes=episodes, seed=seed + 1, deterministic=True)
+    uniform = rollout(UniformPolicy(policy.n_items), n_episodes=episodes, seed=seed + 1)
     ratio = trained.mean_return / uniform.mean_return
     figures = {
         "device": device,
@@ -151,8 +149,8 @@ def check_agent(*, device: str, budget_s: float, steps: int, episodes: int, seed
 
 def check_supervised(*, device: str, steps: int, episodes: int, seed: int) -> dict:
     """(c): the supervised click model trained on `device` (bf16 autocast on CUDA) from uniform world logs."""
-    from agents.policy import rollout_policy
     from agents.supervised import SupervisedConfig, train
+    from recsim_env.rollout import rollout
     from recsim_env.world.logging import log_world
 
     log(f"(c) supervised click model on {device}, {steps} uniform-logged steps ...")
@@ -160,7 +158,7 @@ def check_supervised(*, device: str, steps: int, episodes: int, seed: int) -> di
     start = time.perf_counter()
     policy, info = train(SupervisedConfig(device=device, epochs=10, seed=seed), logs, progress=False)
     train_s = time.perf_counter() - start
-    returns = rollout_policy(policy, n_episodes=episodes, seed=seed)
+    returns = rollout(policy, n_episodes=episodes, seed=seed)
     figures = {
         "device": info["device"],
         "train_s": round(train_s, 1),

@@ -64,17 +64,29 @@ class RetrievalOrder:
     over the order it starts from (its logits start at a multiple of the retrieval score)."""
 
     name = "retrieval-order"
+    slate_size = 1
 
     def __init__(self, policy) -> None:
         self.policy = policy
+        self.n_items = policy.n_items
+
+    def seed(self, seed: int | None) -> None:
+        """Nothing to reset: the order is deterministic."""
 
     def act(self, obs, deterministic: bool = True) -> np.ndarray:
+        """[N, 1] the best-scored candidate of each batched observation."""
         from agents.retrieval.candidates import CANDIDATE_STATS
 
         del deterministic  # the order is deterministic
         ids, features = self.policy.generator(obs)
         score = features["candidates"][..., self.policy.generator.dim + CANDIDATE_STATS.index("score")]
         return ids[np.arange(len(ids)), score.argmax(axis=1)][:, None]
+
+    def action_distribution(self, obs) -> np.ndarray:
+        """[N, n_items] one-hot on the item `act` shows."""
+        from recsim_env.policies import one_hot
+
+        return one_hot(self.act(obs)[:, 0], self.n_items)
 
 
 def main() -> None:
@@ -97,10 +109,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from agents.baselines import BaselinePolicy, fit_baseline
-    from agents.policy import rollout_policy
+    from agents.baselines import fit_baseline
     from agents.retrieval import RetrievalConfig, train
-    from recsim_env.policies import LoggedItemStats
+    from recsim_env.policies import LoggedItemStats, PopularityPolicy, UniformPolicy
+    from recsim_env.rollout import rollout
     from recsim_env.world import WorldConfig
     from recsim_env.world.logging import log_world
 
@@ -132,16 +144,11 @@ def main() -> None:
     )
     policies = {
         "retrieval": (policy, True),
-        "uniform": (BaselinePolicy("uniform", n_items=n_items, seed=args.seed), False),
+        "uniform": (UniformPolicy(n_items, seed=args.seed), False),
         "popularity": (fit_baseline("popularity", uniform_logs, seed=args.seed), False),
         "retrieval_order": (RetrievalOrder(policy), True),
         "popularity_warmup": (
-            BaselinePolicy(
-                "popularity",
-                n_items=n_items,
-                stats=LoggedItemStats(counts, counts, None, None, None),
-                seed=args.seed,
-            ),
+            PopularityPolicy(LoggedItemStats(counts, counts, None, None, None), seed=args.seed),
             False,
         ),
     }
@@ -150,7 +157,7 @@ def main() -> None:
     returns = {}
     for name, (agent, deterministic) in policies.items():
         t = time.perf_counter()
-        stats = rollout_policy(
+        stats = rollout(
             agent, n_episodes=args.episodes, seed=eval_seed, deterministic=deterministic, **env_kwargs
         )
         returns[name] = {

@@ -37,10 +37,10 @@ def main() -> None:
     import ray
     import torch
 
-    from agents.baselines import BaselinePolicy
-    from agents.policy import rollout_policy
     from agents.rllib.policy import RLModulePolicy
     from agents.training import TrainConfig, train
+    from recsim_env.policies import UniformPolicy
+    from recsim_env.rollout import rollout
 
     config = TrainConfig(
         backend="rllib",
@@ -61,11 +61,9 @@ def main() -> None:
     wall = time.perf_counter() - start
     ray.shutdown()
     trained = RLModulePolicy.load(out)
-    stochastic = rollout_policy(trained, n_episodes=episodes, seed=args.seed + 1)
-    greedy = rollout_policy(trained, n_episodes=episodes, seed=args.seed + 1, deterministic=True)
-    uniform = rollout_policy(
-        BaselinePolicy("uniform", n_items=trained.n_items), n_episodes=episodes, seed=args.seed + 1
-    )
+    stochastic = rollout(trained, n_episodes=episodes, seed=args.seed + 1)
+    greedy = rollout(trained, n_episodes=episodes, seed=args.seed + 1, deterministic=True)
+    uniform = rollout(UniformPolicy(trained.n_items), n_episodes=episodes, seed=args.seed + 1)
     record = {
         "benchmark": "rllib_ppo",
         "time_budget_s": budget,

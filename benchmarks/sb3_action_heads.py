@@ -28,8 +28,8 @@ def main() -> None:
     import torch
 
     from agents import load_policy
-    from agents.policy import rollout_policy
     from agents.training import TrainConfig, train
+    from recsim_env.rollout import rollout
 
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -39,7 +39,7 @@ def main() -> None:
             train(config, Path(tmp) / head, progress=False)
             train_s = time.perf_counter() - started
             torch.set_num_threads(1)
-            stats = rollout_policy(
+            stats = rollout(
                 load_policy(Path(tmp) / head), n_episodes=episodes, seed=args.seed, deterministic=True
             )
             rows[head] = {"return": round(stats.mean_return, 3), "ci95": [round(x, 3) for x in stats.return_ci95],

@@ -25,9 +25,9 @@ import numpy as np
 import torch
 
 from agents.baselines import fit_baseline
-from agents.policy import rollout_policy
 from agents.sim2rec import Sim2RecConfig, simulator_set, train
 from agents.sim2rec import evaluate_seqrec as evaluate
+from recsim_env.rollout import rollout
 from recsim_env.world.logging import log_world
 
 VARIANTS = ("sim2rec", "direct", "universal", "oracle")
@@ -103,8 +103,8 @@ def main() -> None:
     for name in ("uniform", "popularity", "greedy"):
         policy = fit_baseline(name, logs)
         baselines[name] = {
-            "world": summary(rollout_policy(policy, n_episodes=episodes, seed=WORLD_SEED)),
-            "set": summary(rollout_policy(policy, n_episodes=episodes, seed=SET_SEED, user_model=the_set)),
+            "world": summary(rollout(policy, n_episodes=episodes, seed=WORLD_SEED)),
+            "set": summary(rollout(policy, n_episodes=episodes, seed=SET_SEED, user_model=the_set)),
         }
 
     results = {}

@@ -245,18 +245,28 @@ def world_filter_click_auc(
     }
 
 
-class AgentPanelPolicy:
-    """An `agents.Policy` as a panel policy (`act(obs, rng, user_state) -> [N, K]`), on its most probable
-    item, as `seqrec evaluate RUN` evaluates a saved policy."""
-
-    needs_user_state = False
+class MostProbablePolicy:
+    """A `recsim_env.policies.Policy` that acts on its most probable item whatever `deterministic` says,
+    as `seqrec evaluate RUN` evaluates a saved policy; its distribution is one-hot on that item."""
 
     def __init__(self, policy) -> None:
         self.policy = policy
+        self.name = getattr(policy, "name", type(policy).__name__)
+        self.n_items = policy.n_items
+        self.slate_size = policy.slate_size
 
-    def act(self, obs, rng, user_state=None) -> np.ndarray:
-        del rng, user_state
-        return np.asarray(self.policy.act(obs, deterministic=True)).reshape(obs["item_ids"].shape[0], -1)
+    def seed(self, seed: int | None) -> None:
+        self.policy.seed(seed)
+
+    def act(self, obs, deterministic: bool = True):
+        return self.policy.act(obs, deterministic=True)
+
+    def action_distribution(self, obs) -> np.ndarray:
+        from recsim_env.policies import act_slates, as_batch, one_hot, unbatch_probabilities
+
+        batch, single = as_batch(obs)
+        first = act_slates(self.policy, batch, deterministic=True)[:, 0]
+        return unbatch_probabilities(one_hot(first, self.n_items), single)
 
 
 def trained_agents(logs, directory, *, budget: float, seed: int) -> tuple[dict, dict]:
@@ -294,7 +304,7 @@ def trained_agents(logs, directory, *, budget: float, seed: int) -> tuple[dict, 
             atomic_write(summary, lambda tmp, text=text: Path(tmp).write_text(text))
         kept = json.loads(summary.read_text())
         seconds[name] = {"train_s": round(kept["train_s"], 1), "timesteps": kept.get("timesteps")}
-        panel[name] = AgentPanelPolicy(load_policy(run / "policy" if (run / "policy").is_dir() else run))
+        panel[name] = MostProbablePolicy(load_policy(run / "policy" if (run / "policy").is_dir() else run))
     return panel, seconds
 
 

@@ -41,8 +41,8 @@ state) is valued on different contexts in the two columns. A deterministic polic
 logged rows, so its IPS-type estimates rest on a few rows (see `ess`) and DR leans on the context-free
 reward model.
 
-Policies follow `recsim_env.policies.Policy` with one-item slates: `act(obs, rng, user_state) -> [N, 1]`
-and `action_distribution(obs) -> [N, n_items]`.
+Policies follow `recsim_env.policies.Policy` with one-item slates, called as every rollout loop calls
+them (`policy.seed(seed)`, then `recsim_env.policies.act_slates`).
 """
 
 from __future__ import annotations
@@ -62,7 +62,14 @@ from evaluation.ope import (
 )
 from recsim_env.checks import check_config_fields, check_integer, check_real
 from recsim_env.errors import ArgumentError
-from recsim_env.policies import GreedyPolicy, LoggedItemStats, PopularityPolicy, UniformPolicy, one_hot
+from recsim_env.policies import (
+    GreedyPolicy,
+    LoggedItemStats,
+    PopularityPolicy,
+    ReferencePolicy,
+    UniformPolicy,
+    act_slates,
+)
 
 ESTIMATORS = ("DM", "IPS", "SNIPS", "DR")
 """The off-policy estimators the check runs, by name."""
@@ -131,32 +138,31 @@ class SimulatorCheckConfig:
             )
 
 
-class EpsilonMixturePolicy:
-    """With probability `epsilon` a uniformly random item, else the item of `base` (one-item slates)."""
+class EpsilonMixturePolicy(ReferencePolicy):
+    """With probability `epsilon` a uniformly random item, else the item of `base` (one-item slates).
 
-    needs_user_state = False
+    Deterministic: the base's item. `seed` resets the mixture's generator and the base's.
+    """
 
     def __init__(self, base, epsilon: float) -> None:
+        super().__init__(base.n_items)
         self.base = base
         self.epsilon = check_real("epsilon", epsilon, low=0.0, high=1.0)
-        self.n_items = base.n_items
         self.name = f"epsilon-{base.name}"
 
-    def act(self, obs, rng, user_state=None):
-        slate = self.base.act(obs, rng, user_state)
-        explore = rng.random(len(slate)) < self.epsilon
-        slate[explore, 0] = rng.integers(0, self.n_items, int(explore.sum()))
+    def seed(self, seed: int | None) -> None:
+        super().seed(seed)
+        self.base.seed(seed)
+
+    def slates(self, batch, deterministic, user_state):
+        slate = act_slates(self.base, batch, deterministic=deterministic)
+        if not deterministic:
+            explore = self.rng.random(len(slate)) < self.epsilon
+            slate[explore, 0] = self.rng.integers(0, self.n_items, int(explore.sum()))
         return slate
 
-    def action_distribution(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        return (1.0 - self.epsilon) * policy_distribution(self.base, obs) + self.epsilon / self.n_items
-
-
-def policy_distribution(policy, obs: dict[str, np.ndarray]) -> np.ndarray:
-    """[N, n_items] probability of each item under `policy` (greedy: all mass on its top item)."""
-    if isinstance(policy, GreedyPolicy):
-        return one_hot(np.argmax(policy.scores(obs), axis=1), policy.n_items)
-    return policy.action_distribution(obs)
+    def probabilities(self, batch, user_state):
+        return (1.0 - self.epsilon) * self.base.action_distribution(batch) + self.epsilon / self.n_items
 
 
 def check_panel(stats: LoggedItemStats, n_items: int, epsilon: float) -> dict[str, Any]:
@@ -272,7 +278,7 @@ def simulated_value(
     (the start pool's), as the off-policy side's are: its gap to `value` is what the policy's own
     histories change, its gap to the off-policy estimate what the simulator's responses change.
 
-    Sub-env i is seeded `seed + i` and the policy samples from `np.random.default_rng(seed)`; each sub-env
+    Sub-env i is seeded `seed + i` and the policy is reseeded with `policy.seed(seed)`; each sub-env
     plays a fixed quota of episodes (a first-n-to-finish rule would favour short episodes).
     """
     from recsim_env.envs.seqrec import SeqRecVectorEnv
@@ -282,7 +288,7 @@ def simulated_value(
         num_envs=num_envs, user_model=simulator, history_len=simulator.history_len, max_steps=max_steps
     )
     signals = tuple(env.signals)
-    rng = np.random.default_rng(seed)
+    policy.seed(seed)
     obs, _ = env.reset(seed=seed)
     quota = np.full(num_envs, episodes // num_envs)
     quota[: episodes % num_envs] += 1
@@ -294,7 +300,7 @@ def simulated_value(
     finished_first: list[float] = []
     resetting = np.zeros(num_envs, dtype=bool)  # NEXT_STEP autoreset: these rows' next step is a reset
     while (quota > 0).any():
-        slates = policy.act(obs, rng, None)
+        slates = act_slates(policy, obs)
         obs, _, terminated, truncated, info = env.step(slates[:, 0])
         counted = ~resetting & (quota > 0)
         step_reward = reward.of(info["feedback"], signals)
@@ -414,7 +420,7 @@ def simulator_check(
     for name, policy in panel.items():
         if on_policy is not None:
             on_policy(name)
-        ope = off_policy_estimates(steps, policy_distribution(policy, steps.obs), pscore, q_hat, **common)
+        ope = off_policy_estimates(steps, policy.action_distribution(steps.obs), pscore, q_hat, **common)
         sim = simulated_value(
             simulator,
             policy,

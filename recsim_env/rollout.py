@@ -1,9 +1,15 @@
-"""Roll policies out in the native vector environment and summarise what users did."""
+"""Roll policies out in the native vector environment and summarise what users did.
+
+The one rollout loop of the package, for any `recsim_env.policies.Policy` (reference policies,
+oracles and trained agents alike): the policy is reseeded with `policy.seed(seed)`, called through
+`recsim_env.policies.act_slates` (with the environment's `user_state` only if it reads it).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -11,6 +17,10 @@ from recsim_env.checks import check_integer, describe
 from recsim_env.envs.core import MAX_NUM_ENVS
 from recsim_env.envs.seqrec import SeqRecVectorEnv
 from recsim_env.errors import ArgumentError
+from recsim_env.policies.contract import act_slates, check_policy, reads_user_state
+
+if TYPE_CHECKING:
+    from recsim_env.policies.contract import Policy
 
 
 @dataclass(frozen=True)
@@ -77,31 +87,40 @@ class EpisodeRecords:
 
 
 def rollout(
-    policy,
+    policy: Policy,
     *,
     n_episodes: int,
     seed: int = 0,
+    deterministic: bool = False,
     num_envs: int = 64,
     on_episode: Callable[[int], None] | None = None,
     **env_kwargs,
 ) -> RolloutStats:
     """Run `policy` (a `recsim_env.policies.Policy`) for `n_episodes` episodes of `SeqRec-v0`.
 
-    Deterministic for a seed: sub-env i is seeded `seed + i` and the policy's own sampling uses
-    `np.random.default_rng(seed)`. Each sub-env contributes a fixed share of the episodes, so the
-    average is not biased toward short episodes. `on_episode(k)` is called as k more complete.
+    Deterministic for a seed: sub-env i is seeded `seed + i` and the policy is reseeded with
+    `policy.seed(seed)` before the first step. `deterministic` is passed to every `act`. Each
+    sub-env contributes a fixed share of the episodes, so the average is not biased toward short
+    episodes (and there are at most `n_episodes` sub-envs). `on_episode(k)` is called as k more complete.
     """
     records = rollout_episodes(
-        policy, n_episodes=n_episodes, seed=seed, num_envs=num_envs, on_episode=on_episode, **env_kwargs
+        policy,
+        n_episodes=n_episodes,
+        seed=seed,
+        deterministic=deterministic,
+        num_envs=num_envs,
+        on_episode=on_episode,
+        **env_kwargs,
     )
     return records.stats(getattr(policy, "name", type(policy).__name__))
 
 
 def rollout_episodes(
-    policy,
+    policy: Policy,
     *,
     n_episodes: int,
     seed: int = 0,
+    deterministic: bool = False,
     num_envs: int = 64,
     on_episode: Callable[[int], None] | None = None,
     **env_kwargs,
@@ -111,14 +130,16 @@ def rollout_episodes(
     n_episodes = check_integer("n_episodes", n_episodes, 1)
     seed = check_integer("seed", seed, 0)
     num_envs = check_integer("num_envs", num_envs, 1, MAX_NUM_ENVS)
-    if not callable(getattr(policy, "act", None)):
-        raise ArgumentError(f"policy must have an act(obs, rng, user_state) method, got {describe(policy)}")
+    check_policy(policy)
+    if not isinstance(deterministic, bool):
+        raise ArgumentError(f"deterministic must be a bool, got {describe(deterministic)}")
     if on_episode is not None and not callable(on_episode):
         raise ArgumentError(f"on_episode must be callable or None, got {describe(on_episode)}")
     num_envs = min(num_envs, n_episodes)
     env = SeqRecVectorEnv(num_envs=num_envs, **env_kwargs)
     click = env.signals.index("click") if "click" in env.signals else None
-    rng = np.random.default_rng(seed)
+    policy.seed(seed)
+    reads_state = reads_user_state(policy)
     obs, _ = env.reset(seed=seed)
     # Each sub-env owes a fixed number of episodes: keeping "the first n to finish" would favour
     # short episodes.
@@ -141,7 +162,8 @@ def rollout_episodes(
     first_consumed: list[np.ndarray] = []
     just_reset = np.zeros(num_envs, dtype=bool)
     while len(finished) < n_episodes:
-        actions = policy.act(obs, rng, env.user_state if policy.needs_user_state else None)  # [N, K]
+        user_state = env.user_state if reads_state else None
+        actions = act_slates(policy, obs, deterministic=deterministic, user_state=user_state)  # [N, K]
         obs, rewards, terminated, truncated, info = env.step(
             actions[:, 0] if env.config.slate_size == 1 else actions
         )

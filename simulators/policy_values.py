@@ -19,8 +19,8 @@ value: a simulator has no such state to give it, and any stand-in (the filter tw
 policy, or a world run in lockstep whose users are not the simulated ones) would be the value of a
 different policy. Such policies get their world value only and are left out of the correlation.
 
-Policies follow `recsim_env.policies.Policy`: `act(obs, rng, user_state) -> [N, K]` and
-`needs_user_state`; wrap an `agents.Policy` in an adapter (`simulators` does not import `agents`).
+Policies are any `recsim_env.policies.Policy` (reference policies and trained agents alike), rolled
+out by `recsim_env.rollout.rollout_episodes`; `needs_user_state` marks those that read the hidden state.
 `world_panel` builds the world-reference panel (baselines fitted on logs, filter policies, oracles).
 """
 
@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from recsim_env.checks import check_integer
+from recsim_env.policies.contract import check_policy, reads_user_state
 
 NO_SIMULATED_VALUE = "reads the world's hidden user state, which a simulator does not have"
 """Why a policy with `needs_user_state` has no simulated value."""
@@ -80,9 +81,9 @@ def rollout_sessions(
     """Roll `policy` out for `n_episodes` episodes of `SeqRecVectorEnv(**env_kwargs)`, keeping every
     episode's return and every session's length and return gap.
 
-    The protocol is `recsim_env.rollout.rollout`'s (sub-env i seeded `seed + i`, the policy's sampling
-    from `np.random.default_rng(seed)`, a fixed quota of episodes per sub-env), so the mean return is the
-    same as `rollout(...).mean_return` for the same arguments.
+    The protocol is `recsim_env.rollout.rollout`'s (sub-env i seeded `seed + i`, the policy reseeded
+    with `policy.seed(seed)`, a fixed quota of episodes per sub-env), so the mean return is the same as
+    `rollout(...).mean_return` for the same arguments.
     """
     from recsim_env.rollout import rollout_episodes
 
@@ -136,7 +137,7 @@ def policy_values(
     Args:
         simulator: a learned simulator (a `UserModel` with `history_len`), trained on logs of the world
             of `world_config`.
-        policies: name -> policy (`act(obs, rng, user_state) -> [N, K]`, `needs_user_state`).
+        policies: name -> `recsim_env.policies.Policy`.
         episodes: episodes per policy and environment.
         seed: rollout seed, the same in both environments.
         num_envs: users stepped together.
@@ -159,8 +160,7 @@ def policy_values(
     if not isinstance(policies, Mapping) or not policies:
         raise ValueError("policies must be a non-empty mapping of name -> policy")
     for name, policy in policies.items():
-        if not callable(getattr(policy, "act", None)) or not hasattr(policy, "needs_user_state"):
-            raise ValueError(f"policies[{name!r}] must have act(obs, rng, user_state) and needs_user_state")
+        check_policy(policy, f"policies[{name!r}]")
     settings = {"history_len": simulator.history_len, **(env_kwargs or {})}
     common = {"n_episodes": episodes, "seed": seed, "num_envs": num_envs, "item_category": item_category}
     table: dict[str, dict[str, Any]] = {}
@@ -173,7 +173,7 @@ def policy_values(
             "category_repeat_rate": world.category_repeat_rate,
             "item_kl_to_logs": item_kl(world.item_counts, logged_items) if logged_items is not None else None,
         }
-        if policy.needs_user_state:
+        if reads_user_state(policy):
             entry.update(simulator=None, relative_error=None, session_length_ks=None, return_gap_ks=None)
             entry["note"] = NO_SIMULATED_VALUE
         else:

@@ -62,6 +62,9 @@ class D3rlpyPolicy(DeviceLoadable):
         features = encode_observations(batch, self.n_items, self.click_index)
         return np.asarray(self.algo.predict(features), dtype=np.int64).reshape(-1)
 
+    def seed(self, seed: int | None) -> None:
+        """Nothing to reset: the policy draws no random numbers."""
+
     def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = False) -> Any:
         """The greedy item (int, or [N] for a batch)."""
         del deterministic  # the policy is deterministic either way

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.policy import POLICY_SUBDIR, open_policy, rollout_policy
+from agents.policy import POLICY_SUBDIR, open_policy
 from agents.rllib import env as rllib_env
 from agents.rllib.module import MODULES, check_discrete, model_config
 from agents.rllib.policy import WEIGHTS_FILE, RLModulePolicy, is_target_key
@@ -296,6 +296,8 @@ def train_rllib(
     from torch.utils.tensorboard import SummaryWriter
     from tqdm.auto import tqdm
 
+    from recsim_env.rollout import rollout
+
     if trust_checkpoint and not resume:
         raise ValueError(
             "trust_checkpoint applies to resume only (it restores RLlib's checkpoint of the run)"
@@ -375,7 +377,10 @@ def train_rllib(
                 if evaluable and (timesteps >= next_eval or timesteps >= config.stop_timesteps):
                     module_state = learner_module_state(algorithm)
                     policy = export_policy(algorithm, config, module_state)
-                    stats = rollout_policy(
+                    # The rest of training draws from torch's global generator after this point:
+                    # reseeding it here keeps a seeded run reproducible whatever the evaluation draws.
+                    torch.manual_seed(config.seed + 10_000)
+                    stats = rollout(
                         policy,
                         n_episodes=config.eval_episodes,
                         seed=config.seed + 10_000,

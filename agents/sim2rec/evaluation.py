@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
-import torch
 
-from agents.policy import _RolloutAdapter
 from agents.sim2rec.config import CONTINUOUS, HIDDEN_KEY
 from agents.sim2rec.envs import hidden_vector, make_env, simset_config
 from agents.sim2rec.policy import Sim2RecPolicy
@@ -47,22 +45,38 @@ def evaluate(
     return totals
 
 
-class _SeqRollout(_RolloutAdapter):
-    """The `agents.rollout_policy` adapter, which also hands ORACLE its users' hidden parameters."""
+class _HiddenParameterPolicy:
+    """A Sim2Rec policy given the users' hidden parameters from the environment's `user_state`
+    (`needs_user_state`), added to each observation as ORACLE's input (other variants read none)."""
 
     needs_user_state = True
 
-    def __init__(self, policy: Sim2RecPolicy, deterministic: bool) -> None:
-        super().__init__(policy, deterministic)
+    def __init__(self, policy: Sim2RecPolicy) -> None:
+        self.policy = policy
+        self.name = getattr(policy, "name", type(policy).__name__)
+        self.n_items = policy.n_items
+        self.slate_size = policy.slate_size
         self.n_hidden = getattr(policy.network, "n_hidden", 0)
         self.ranges = simset_config(policy.config).ranges()
 
-    def act(self, obs, rng, user_state=None) -> np.ndarray:
-        if self.n_hidden:
-            parameters = getattr(user_state, "parameters", None)  # the world has none
-            n_members = self.n_hidden - len(CONTINUOUS)
-            obs = {**obs, HIDDEN_KEY: hidden_vector(parameters, len(obs["item_ids"]), n_members, self.ranges)}
-        return super().act(obs, rng)
+    def seed(self, seed: int | None) -> None:
+        self.policy.seed(seed)
+
+    def _with_hidden(self, obs, user_state):
+        if not self.n_hidden:
+            return obs
+        parameters = getattr(user_state, "parameters", None)  # the world has none
+        n_members = self.n_hidden - len(CONTINUOUS)
+        items = np.asarray(obs["item_ids"])
+        hidden = hidden_vector(parameters, len(np.atleast_2d(items)), n_members, self.ranges)
+        return {**obs, HIDDEN_KEY: hidden[0] if items.ndim == 1 else hidden}
+
+    def act(self, obs, deterministic: bool = False, *, user_state=None):
+        return self.policy.act(self._with_hidden(obs, user_state), deterministic=deterministic)
+
+    def action_distribution(self, obs, *, user_state=None) -> np.ndarray:
+        return self.policy.action_distribution(self._with_hidden(obs, user_state))
+
 
 def evaluate_seqrec(
     policy: Sim2RecPolicy,
@@ -75,11 +89,14 @@ def evaluate_seqrec(
 ):
     """`recsim_env.rollout.RolloutStats` of `n_episodes` episodes of `SeqRec-v0` with `env_kwargs`:
     the ground-truth world by default, or e.g. `user_model=simulator_set(config)`. Reproducible for a
-    seed, as `agents.rollout_policy` (which this is, plus the hidden parameters ORACLE reads)."""
+    seed, as every `recsim_env.rollout.rollout` (which this is, with the hidden parameters ORACLE reads)."""
     from recsim_env.rollout import rollout
 
-    policy.seed(seed)
-    torch.manual_seed(seed)
-    adapter = _SeqRollout(policy, deterministic)
-    num_envs = min(num_envs, n_episodes)  # see `agents.rollout_policy`
-    return rollout(adapter, n_episodes=n_episodes, seed=seed, num_envs=num_envs, **env_kwargs)
+    return rollout(
+        _HiddenParameterPolicy(policy),
+        n_episodes=n_episodes,
+        seed=seed,
+        deterministic=deterministic,
+        num_envs=num_envs,
+        **env_kwargs,
+    )

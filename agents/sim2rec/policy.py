@@ -35,7 +35,7 @@ class Sim2RecPolicy(DeviceLoadable):
         self.seed(config.seed)
 
     def seed(self, seed: int | None) -> None:
-        """Reset the generator `act` samples with (`agents.rollout_policy` calls this)."""
+        """Reset the generator `act` samples with (every rollout loop calls this first)."""
         self._generator = torch.Generator().manual_seed(self.config.seed if seed is None else seed)
 
     @torch.inference_mode()

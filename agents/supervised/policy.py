@@ -120,6 +120,9 @@ class SupervisedPolicy(DeviceLoadable):
         return unbatch_probabilities(1.0 / (1.0 + np.exp(-logits)), single)
 
     # -- the Policy contract -----------------------------------------------------------------------
+    def seed(self, seed: int | None) -> None:
+        """Nothing to reset: the policy draws no random numbers."""
+
     def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = False) -> Any:
         """The K items of highest predicted click probability (int / [K], or [N] / [N, K] for a batch)."""
         del deterministic  # the policy is deterministic either way

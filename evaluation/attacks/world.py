@@ -39,6 +39,7 @@ import numpy as np
 from evaluation.attacks.poisoning import ATTACK_KINDS
 from recsim_env.checks import check_bool, check_choice, check_config_fields, check_integer, check_real
 from recsim_env.errors import ArgumentError
+from recsim_env.policies import ReferencePolicy, sample_slates
 from recsim_env.world.logging import LOGGING_POLICIES
 
 ARMS = ("clean", "poisoned", "defended", "oracle")
@@ -139,25 +140,34 @@ class WorldAttackConfig:
 
 
 # ----------------------------------------------------------------------------------- policies and counts
-class TargetProbePolicy:
+class TargetProbePolicy(ReferencePolicy):
     """Show a uniformly drawn target with probability `share`, else a uniformly drawn item (slates of one).
 
     In any environment, the targets' click rate when shown is the users' click probability on a target
-    after histories of mostly random items (the world's logs are uniform by default)."""
+    after histories of mostly random items (the world's logs are uniform by default). Deterministic: its
+    most probable item (a target; ties to the lowest index)."""
 
     name = "target-probe"
-    needs_user_state = False
 
     def __init__(self, n_items: int, targets: np.ndarray, share: float) -> None:
-        self.n_items = int(n_items)
+        super().__init__(int(n_items))
         self.targets = np.asarray(targets, dtype=np.int64)
         self.share = float(share)
 
-    def act(self, obs, rng, user_state=None) -> np.ndarray:
-        n = obs["item_ids"].shape[0]
-        show_target = rng.random(n) < self.share
-        items = np.where(show_target, rng.choice(self.targets, size=n), rng.integers(0, self.n_items, size=n))
+    def slates(self, batch, deterministic, user_state) -> np.ndarray:
+        if deterministic:
+            return sample_slates(self.probabilities(batch, user_state), 1, self.rng, True)
+        n = batch["item_ids"].shape[0]
+        show_target = self.rng.random(n) < self.share
+        items = np.where(
+            show_target, self.rng.choice(self.targets, size=n), self.rng.integers(0, self.n_items, size=n)
+        )
         return items[:, None]
+
+    def probabilities(self, batch, user_state) -> np.ndarray:
+        p = np.full(self.n_items, (1.0 - self.share) / self.n_items)
+        np.add.at(p, self.targets, self.share / len(self.targets))
+        return np.broadcast_to(p, (batch["item_ids"].shape[0], self.n_items)).copy()
 
 
 def target_counts(records, targets: np.ndarray, seed: int) -> dict[str, Any]:

@@ -129,7 +129,7 @@ class _SeedContext:
         else:
             agent = row.removesuffix(SAMPLED_SUFFIX)
             policy, train_s = self.policy(agent)
-            kind, stats = "agent", self._rollout_policy(policy, deterministic=row == agent)
+            kind, stats = "agent", self._rollout(policy, deterministic=row == agent)
         stats = json.loads(json.dumps(stats))  # as read back from the file (tuples become lists)
         result = Result(self.setting, row, kind, self.seed, stats, train_s)
         write_atomic(path, json.dumps(result.to_dict(), indent=1).encode())
@@ -138,10 +138,10 @@ class _SeedContext:
     def _eval_args(self) -> dict[str, Any]:
         return {"n_episodes": self.config.episodes, "seed": EVAL_SEED + self.base_seed, **self.env_kwargs}
 
-    def _rollout_policy(self, policy, *, deterministic: bool) -> dict[str, Any]:
-        from agents.policy import rollout_policy
+    def _rollout(self, policy, *, deterministic: bool = False) -> dict[str, Any]:
+        from recsim_env.rollout import rollout
 
-        return rollout_policy(policy, deterministic=deterministic, **self._eval_args()).as_dict()
+        return rollout(policy, deterministic=deterministic, **self._eval_args()).as_dict()
 
     def _evaluate_baseline(self, name: str) -> tuple[dict[str, Any], float]:
         from agents.baselines import fit_baseline
@@ -149,14 +149,13 @@ class _SeedContext:
         logs = self.logs()
         started = time.perf_counter()
         policy = fit_baseline(name, logs, seed=self.base_seed)
-        return self._rollout_policy(policy, deterministic=False), time.perf_counter() - started
+        return self._rollout(policy), time.perf_counter() - started
 
     def _evaluate_reference(self, name: str) -> tuple[dict[str, Any], float]:
         from recsim_env.policies import reference_policy
-        from recsim_env.rollout import rollout
         from recsim_env.world import UserWorld
 
-        return rollout(reference_policy(name, UserWorld()), **self._eval_args()).as_dict(), 0.0
+        return self._rollout(reference_policy(name, UserWorld())), 0.0
 
     # ------------------------------------------------------------------ training
     def logs(self):

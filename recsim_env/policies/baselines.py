@@ -1,16 +1,17 @@
-"""Log-based reference policies for the `SeqRec` environments, and the `Policy` base they share.
+"""Log-based reference policies for the `SeqRec` environments, and `ReferencePolicy`, the base of
+every reference policy (the `recsim_env.policies.contract.Policy` contract over a batched rule).
 
-All act on batched observations (each value with a leading N axis) and return `[N, K]` slates.
 - `UniformPolicy`: K distinct items uniformly at random.
 - `PopularityPolicy`: items sampled in proportion to their logged click counts (without replacement).
 - `GreedyPolicy`: oracle-free; the highest logged click-through rate given the category of the
   user's last consumed item, skipping items already in the observed history.
 
-`agents.baselines` exposes them through the `agents.Policy` contract.
+`agents.baselines` adds their persistence (`save`, `load`: `agents.policy.SavablePolicy`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,60 +19,87 @@ import numpy as np
 
 from recsim_env.checks import check_integer, check_real, describe
 from recsim_env.errors import ArgumentError
+from recsim_env.policies.contract import (
+    as_batch,
+    one_hot,
+    sample_slates,
+    sample_without_replacement,
+    top_k,
+    unbatch_action,
+    unbatch_probabilities,
+)
 from recsim_env.world.config import MAX_ITEMS
 
 
-def one_hot(items: np.ndarray, n_items: int) -> np.ndarray:
-    """[N, n_items] float64 distributions with all mass on `items` [N]: a deterministic policy's."""
-    out = np.zeros((len(items), n_items))
-    out[np.arange(len(items)), items] = 1.0
-    return out
+class ReferencePolicy:
+    """Base of the reference policies: the `Policy` contract over a batched rule.
 
+    A subclass implements `slates(batch, deterministic, user_state)` ([N, K] items) and
+    `probabilities(batch, user_state)` ([N, n_items] first-position probabilities) for a batched
+    observation; this base accepts single observations, shapes the answer, and owns the generator
+    (`self.rng`, reset by `seed`) that stochastic rules draw from. A subclass that reads the hidden
+    state sets `needs_user_state = True` and is refused a call without `user_state`.
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """[N, K] indices of the k largest scores per row, best first (ties to the lowest index)."""
-    if k == 1:
-        return np.argmax(scores, axis=1)[:, None]
-    part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(part, order, axis=1)
-
-
-def sample_without_replacement(log_weights: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    """[N, K] items drawn without replacement with probability proportional to exp(log_weights).
-
-    The Gumbel-top-k trick: the top k of log-weights plus Gumbel noise is a Plackett-Luce sample.
+    Args:
+        n_items: catalogue size N.
+        slate_size: K, items per step.
+        seed: seed of the sampling generator.
     """
-    gumbel = -np.log(-np.log(rng.random(log_weights.shape)))
-    return top_k(log_weights + gumbel, k)
-
-
-class Policy:
-    """Base of the reference policies: `act(obs, rng, user_state=None) -> [N, K]` slates."""
 
     name = "policy"
     needs_user_state = False
 
-    def __init__(self, n_items: int, slate_size: int = 1) -> None:
+    def __init__(self, n_items: int, slate_size: int = 1, *, seed: int | None = 0) -> None:
         self.n_items = check_integer("n_items", n_items, 1, MAX_ITEMS)
         self.slate_size = check_integer("slate_size", slate_size, 1, self.n_items)
+        self.rng = np.random.default_rng(seed)
 
-    def act(self, obs: dict[str, np.ndarray], rng: np.random.Generator, user_state: Any = None) -> np.ndarray:
+    def seed(self, seed: int | None) -> None:
+        """Reset the sampling generator."""
+        self.rng = np.random.default_rng(seed)
+
+    def act(
+        self, obs: Mapping[str, np.ndarray], deterministic: bool = False, *, user_state: Any = None
+    ) -> Any:
+        """Items for one observation (int, or [K]) or a batch ([N], or [N, K])."""
+        batch, single = as_batch(obs)
+        slates = self.slates(batch, deterministic, self._user_state(user_state))
+        return unbatch_action(slates, single, self.slate_size)
+
+    def action_distribution(self, obs: Mapping[str, np.ndarray], *, user_state: Any = None) -> np.ndarray:
+        """Probabilities of the first slate item: [n_items], or [N, n_items] for a batch."""
+        batch, single = as_batch(obs)
+        return unbatch_probabilities(self.probabilities(batch, self._user_state(user_state)), single)
+
+    def slates(self, batch: dict[str, np.ndarray], deterministic: bool, user_state: Any) -> np.ndarray:
+        """[N, K] items for a batched observation."""
         raise NotImplementedError
 
+    def probabilities(self, batch: dict[str, np.ndarray], user_state: Any) -> np.ndarray:
+        """[N, n_items] first-position probabilities for a batched observation."""
+        raise NotImplementedError
 
-class UniformPolicy(Policy):
-    """K distinct items uniformly at random."""
+    def _user_state(self, user_state: Any) -> Any:
+        if self.needs_user_state and user_state is None:
+            raise ArgumentError(
+                f"user_state: {self.name} reads the user's hidden state; pass the environment's user_state"
+            )
+        return user_state
+
+
+class UniformPolicy(ReferencePolicy):
+    """K distinct items uniformly at random (deterministic: items 0..K-1, ties to the lowest index)."""
 
     name = "uniform"
 
-    def act(self, obs, rng, user_state=None):
-        n = obs["item_ids"].shape[0]
-        return sample_without_replacement(np.zeros((n, self.n_items)), self.slate_size, rng)
+    def slates(self, batch, deterministic, user_state):
+        if deterministic:
+            return sample_slates(self.probabilities(batch, user_state), self.slate_size, self.rng, True)
+        n = batch["item_ids"].shape[0]
+        return sample_without_replacement(np.zeros((n, self.n_items)), self.slate_size, self.rng)
 
-    def action_distribution(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """[N, n_items] probability of each item at the first position."""
-        return np.full((obs["item_ids"].shape[0], self.n_items), 1.0 / self.n_items)
+    def probabilities(self, batch, user_state):
+        return np.full((batch["item_ids"].shape[0], self.n_items), 1.0 / self.n_items)
 
 
 @dataclass(frozen=True)
@@ -131,40 +159,64 @@ def _previous_click_context(users: np.ndarray, clicked_category: np.ndarray) -> 
     return np.where(valid, clicked_category[np.maximum(previous_row, 0)], -1)
 
 
-class PopularityPolicy(Policy):
-    """Items sampled in proportion to (logged clicks + 1), without replacement within a slate."""
+class PopularityPolicy(ReferencePolicy):
+    """Items sampled in proportion to (logged clicks + 1), without replacement within a slate
+    (deterministic: the K most clicked items).
+
+    Args:
+        stats: the click statistics it was fitted on.
+        slate_size: K.
+        seed: seed of the sampling generator.
+    """
 
     name = "popularity"
 
-    def __init__(self, stats: LoggedItemStats, slate_size: int = 1) -> None:
-        super().__init__(len(stats.clicks), slate_size)
+    def __init__(self, stats: LoggedItemStats, slate_size: int = 1, *, seed: int | None = 0) -> None:
+        super().__init__(len(stats.clicks), slate_size, seed=seed)
+        self.stats = stats
         self.log_weights = np.log(stats.clicks + 1.0)
 
-    def act(self, obs, rng, user_state=None):
-        n = obs["item_ids"].shape[0]
+    def slates(self, batch, deterministic, user_state):
+        if deterministic:
+            return sample_slates(self.probabilities(batch, user_state), self.slate_size, self.rng, True)
+        n = batch["item_ids"].shape[0]
         return sample_without_replacement(
-            np.broadcast_to(self.log_weights, (n, self.n_items)), self.slate_size, rng
+            np.broadcast_to(self.log_weights, (n, self.n_items)), self.slate_size, self.rng
         )
 
-    def action_distribution(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+    def probabilities(self, batch, user_state):
         p = np.exp(self.log_weights - self.log_weights.max())
-        return np.broadcast_to(p / p.sum(), (obs["item_ids"].shape[0], self.n_items)).copy()
+        return np.broadcast_to(p / p.sum(), (batch["item_ids"].shape[0], self.n_items)).copy()
 
 
-class GreedyPolicy(Policy):
+class GreedyPolicy(ReferencePolicy):
     """Oracle-free greedy: the best logged click-through rate in the user's current context.
 
     The context is the category of the last item the user consumed in the observed history. Rates
     are smoothed toward the item's overall rate (`prior_strength` pseudo-impressions), which is itself
     smoothed toward the global rate. Items in the observed history are skipped, as a deployed system
-    would not repeat them.
+    would not repeat them. Deterministic: `deterministic` and `seed` change nothing.
+
+    Args:
+        stats: the click statistics it was fitted on.
+        slate_size: K.
+        prior_strength: pseudo-impressions of the smoothing (>= 0).
+        seed: unused (the `Policy` contract's generator).
     """
 
     name = "greedy"
 
-    def __init__(self, stats: LoggedItemStats, slate_size: int = 1, prior_strength: float = 20.0) -> None:
-        super().__init__(len(stats.clicks), slate_size)
-        prior_strength = check_real("prior_strength", prior_strength, 0.0)
+    def __init__(
+        self,
+        stats: LoggedItemStats,
+        slate_size: int = 1,
+        prior_strength: float = 20.0,
+        *,
+        seed: int | None = 0,
+    ) -> None:
+        super().__init__(len(stats.clicks), slate_size, seed=seed)
+        self.stats = stats
+        self.prior_strength = prior_strength = check_real("prior_strength", prior_strength, 0.0)
         global_rate = stats.clicks.sum() / max(stats.impressions.sum(), 1.0)
         self.item_rate = (stats.clicks + prior_strength * global_rate) / (stats.impressions + prior_strength)
         self.category = stats.category
@@ -191,5 +243,8 @@ class GreedyPolicy(Policy):
         scores[rows, items[rows, cols]] = -np.inf
         return scores
 
-    def act(self, obs, rng, user_state=None):
-        return top_k(self.scores(obs), self.slate_size)
+    def slates(self, batch, deterministic, user_state):
+        return top_k(self.scores(batch), self.slate_size)
+
+    def probabilities(self, batch, user_state):
+        return one_hot(top_k(self.scores(batch), 1)[:, 0], self.n_items)

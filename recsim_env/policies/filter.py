@@ -2,7 +2,8 @@
 
 Both read the posterior of `recsim_env.policies.belief.WorldFilter` (the world's equations and
 catalogue, the population's law, and the observation window: what an encoder agent sees, with the
-world's knowledge added) and act deterministically on it:
+world's knowledge added) and act deterministically on it (`act` and `action_distribution` as the
+`recsim_env.policies.contract.Policy` contract says; `scores` and `click_probabilities` on a batch):
 
 - `FilterMyopicPolicy`: the K items of highest posterior click probability
   `E[sigmoid(w_aff <u, e_i> + w_cb b_i + b - w_sat s[c_i])]`.
@@ -23,13 +24,14 @@ import numpy as np
 
 from recsim_env.checks import check_real, describe
 from recsim_env.errors import ArgumentError
-from recsim_env.policies.baselines import Policy, one_hot, top_k
+from recsim_env.policies.baselines import ReferencePolicy
 from recsim_env.policies.belief import BeliefConfig, WorldFilter, check_world
+from recsim_env.policies.contract import Policy, one_hot, top_k
 from recsim_env.policies.oracles import FarsightedOracle, MyopicOracle
 from recsim_env.world import UserWorld
 
 
-class FilterMyopicPolicy(Policy):
+class FilterMyopicPolicy(ReferencePolicy):
     """The K items with the highest posterior click probability, from the observation alone.
 
     Args:
@@ -53,15 +55,13 @@ class FilterMyopicPolicy(Policy):
         """[N, n_items] the score the policy ranks items by."""
         return self.filter.click_probabilities(obs)
 
-    def act(
-        self, obs: dict[str, np.ndarray], rng: np.random.Generator | None = None, user_state=None
-    ) -> np.ndarray:
-        """[N, K] the K best-scored items, best first (deterministic: `rng` and `user_state` are unused)."""
-        return top_k(self.scores(obs), self.slate_size)
+    def slates(self, batch, deterministic, user_state):
+        """[N, K] the K best-scored items, best first, whatever `deterministic` says."""
+        return top_k(self.scores(batch), self.slate_size)
 
-    def action_distribution(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+    def probabilities(self, batch, user_state):
         """[N, n_items] one-hot on the item the policy puts first."""
-        return one_hot(self.act(obs)[:, 0], self.n_items)
+        return one_hot(top_k(self.scores(batch), 1)[:, 0], self.n_items)
 
     def click_probabilities(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """[N, n_items] posterior probability that each item, shown alone, is clicked."""

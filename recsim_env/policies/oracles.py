@@ -3,22 +3,26 @@
 - `MyopicOracle`: the K items of highest immediate click probability.
 - `FarsightedOracle`: trades the click for the user's satisfaction (`p_i + weight E[experience_i]`).
 
+Both are deterministic and set `needs_user_state`: `act` and `action_distribution` take the
+environment's `user_state` (for the whole batch), which every rollout loop passes to them alone.
 They bound what a policy that sees only the observation can reach; `recsim_env.policies.filter` holds
 the reference policies that see only the observation.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from recsim_env.checks import check_real, describe
 from recsim_env.errors import ArgumentError
-from recsim_env.policies.baselines import Policy, top_k
+from recsim_env.policies.baselines import ReferencePolicy
+from recsim_env.policies.contract import one_hot, top_k
 from recsim_env.world import UserWorld
 
 
-class MyopicOracle(Policy):
-    """Reads the hidden state: the K items with the highest immediate click probability."""
+class _Oracle(ReferencePolicy):
+    """An oracle: the K best items by `scores(user_state)`, whatever `deterministic` says."""
 
-    name = "myopic-oracle"
     needs_user_state = True
 
     def __init__(self, world: UserWorld, slate_size: int = 1) -> None:
@@ -26,11 +30,27 @@ class MyopicOracle(Policy):
         super().__init__(world.n_items, slate_size)
         self.world = world
 
-    def act(self, obs, rng, user_state=None):
-        return top_k(self.world.click_probabilities(user_state), self.slate_size)
+    def scores(self, user_state) -> np.ndarray:
+        """[N, n_items] the score the oracle ranks items by."""
+        raise NotImplementedError
+
+    def slates(self, batch, deterministic, user_state):
+        return top_k(self.scores(user_state), self.slate_size)
+
+    def probabilities(self, batch, user_state):
+        return one_hot(top_k(self.scores(user_state), 1)[:, 0], self.n_items)
 
 
-class FarsightedOracle(Policy):
+class MyopicOracle(_Oracle):
+    """Reads the hidden state: the K items with the highest immediate click probability."""
+
+    name = "myopic-oracle"
+
+    def scores(self, user_state) -> np.ndarray:
+        return self.world.click_probabilities(user_state)
+
+
+class FarsightedOracle(_Oracle):
     """Reads the hidden state and keeps the user satisfied, not just clicking.
 
     The heuristic scores item i by p_i + weight * E[experience_i], with the click probability p_i
@@ -41,19 +61,16 @@ class FarsightedOracle(Policy):
     """
 
     name = "farsighted-oracle"
-    needs_user_state = True
 
     def __init__(self, world: UserWorld, slate_size: int = 1, weight: float = 0.5) -> None:
-        _check_world(world)
-        super().__init__(world.n_items, slate_size)
-        self.world = world
+        super().__init__(world, slate_size)
         self.weight = check_real("weight", weight)
 
-    def act(self, obs, rng, user_state=None):
+    def scores(self, user_state) -> np.ndarray:
         p = self.world.click_probabilities(user_state)
         completion = self.world.expected_completion(user_state)
         experience = p * (2.0 * completion - 1.0) - (1.0 - p) * self.world.config.no_click_penalty
-        return top_k(p + self.weight * experience, self.slate_size)
+        return p + self.weight * experience
 
 
 def _check_world(world) -> None:

@@ -15,8 +15,8 @@ from typer.testing import CliRunner
 from agents import Policy, load_policy
 from agents import dt4ier as D
 from agents.cli import evaluate_command, train_command
-from agents.policy import rollout_policy
 from recsim_env.errors import DataError
+from recsim_env.rollout import rollout
 from tests.conftest import rewrite_manifest
 
 ML100K = Path(__file__).resolve().parents[2] / "../shared/data/ml-100k"
@@ -215,7 +215,7 @@ def test_a_few_cpu_steps_give_a_policy_that_acts_in_seqrec(policy, observations)
     assert isinstance(policy.act(single), int)
     assert policy.act(observations).shape == (6,)
     assert (policy.act(observations, deterministic=True) == probs.argmax(axis=1)).all()
-    stats = rollout_policy(policy, n_episodes=4, seed=0, max_steps=10, sessions_per_episode=2)
+    stats = rollout(policy, n_episodes=4, seed=0, max_steps=10, sessions_per_episode=2)
     assert stats.episodes == 4 and 0.0 <= stats.click_rate <= 1.0
 
 
@@ -407,7 +407,7 @@ def test_a_higher_target_return_gives_a_higher_achieved_return():
     achieved = []
     for quantile in (0.0, 0.5, 1.0):
         policy.set_target(quantile=quantile)
-        stats = rollout_policy(policy, n_episodes=300, seed=5, sessions_per_episode=3)
+        stats = rollout(policy, n_episodes=300, seed=5, sessions_per_episode=3)
         achieved.append(stats.mean_return)
     print(f"achieved return per episode at target quantiles 0 / 0.5 / 1: {achieved}")  # pytest -s
     assert achieved[0] < achieved[1] < achieved[2], achieved

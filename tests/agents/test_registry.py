@@ -47,7 +47,7 @@ class ToyAgentConfig:
 
 
 def toy_fit(config: ToyAgentConfig, data, progress: bool):
-    from agents.baselines import BaselinePolicy
+    from agents.baselines import baseline_policy
     from recsim_env.policies import LoggedItemStats
 
     torch.manual_seed(config.seed)
@@ -62,7 +62,7 @@ def toy_fit(config: ToyAgentConfig, data, progress: bool):
         optimizer.step()
     rates = torch.sigmoid(logits).detach().double().numpy()
     stats = LoggedItemStats(rates * 100, np.full(data.n_items, 100.0), None, None, None)
-    return BaselinePolicy("popularity", n_items=data.n_items, stats=stats), {"loss": float(loss)}
+    return baseline_policy("popularity", n_items=data.n_items, stats=stats), {"loss": float(loss)}
 
 
 # ---------------------------------------------------------------------------------------------- fixtures

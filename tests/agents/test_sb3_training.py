@@ -123,8 +123,8 @@ def test_slates_and_bad_algorithm_arguments_fail_before_training(tmp_path):
 @pytest.mark.slow
 def test_ppo_beats_uniform_on_the_world(tmp_path):
     """Learning test: after 30k steps, PPO's most probable item beats the uniform policy's mean return by 20%."""
-    from agents.baselines import BaselinePolicy
-    from agents.policy import rollout_policy
+    from agents.baselines import baseline_policy
+    from recsim_env.rollout import rollout
 
     config = TrainConfig(
         backend="sb3",
@@ -134,6 +134,6 @@ def test_ppo_beats_uniform_on_the_world(tmp_path):
         encoder_config={"d_model": 32, "n_layers": 1, "dropout": 0.0},
     )
     train(config, tmp_path, progress=False)
-    trained = rollout_policy(load_policy(tmp_path), n_episodes=300, seed=1, deterministic=True)
-    uniform = rollout_policy(BaselinePolicy("uniform", n_items=500), n_episodes=300, seed=1)
+    trained = rollout(load_policy(tmp_path), n_episodes=300, seed=1, deterministic=True)
+    uniform = rollout(baseline_policy("uniform", n_items=500), n_episodes=300, seed=1)
     assert trained.mean_return > 1.2 * uniform.mean_return, (trained.mean_return, uniform.mean_return)

@@ -16,7 +16,6 @@ from agents import load_policy
 from agents.supervised import SupervisedConfig, SupervisedPolicy, click_auc, click_examples, train
 from recsim_env.data import LoggedInteractions
 from recsim_env.errors import CheckpointError, DataError
-from tests.agents import test_policy_contract as contract
 
 TINY = {"encoder_config": {"d_model": 16, "n_layers": 1, "dropout": 0.0}, "batch_size": 64, "device": "cpu"}
 PARITY_ITEMS = 20
@@ -106,23 +105,8 @@ def test_ratings_become_clicks_at_four_stars():
 
 
 # ------------------------------------------------------------------------------------------- the contract
-@pytest.fixture
-def policy(world_policy):
-    """The shared contract tests' fixture: here, the supervised policy."""
-    return world_policy
-
-
-# The shared `agents.Policy` contract (tests/agents/test_policy_contract.py), run on this policy.
-test_contract_is_a_policy = contract.test_is_a_policy
-test_contract_acts_on_single_and_batched_observations = contract.test_acts_on_single_and_batched_observations
-test_contract_distribution_is_a_probability_vector = contract.test_distribution_is_a_probability_vector
-test_contract_deterministic_action_is_the_most_probable_item = (
-    contract.test_deterministic_action_is_the_most_probable_item
-)
-test_contract_sampled_first_items_follow_the_distribution = (
-    contract.test_sampled_first_items_follow_the_distribution
-)
-test_contract_save_load_round_trip = contract.test_save_load_round_trip_keeps_actions_and_probabilities
+# The shared contract (tests/agents/test_policy_contract.py) runs on supervised policies of one and of
+# three items; the tests below add what is particular to this one.
 
 
 def test_acts_on_single_and_batched_observations_within_the_contract(world_policy, observations):
@@ -178,9 +162,9 @@ def test_a_damaged_or_foreign_save_is_refused(world_policy, tmp_path, rehash):
     rehash(tmp_path / "policy")
     with pytest.raises(CheckpointError, match="config.json: field 'epochs'"):
         load_policy(tmp_path / "policy")
-    from agents.baselines import BaselinePolicy
+    from agents.baselines import baseline_policy
 
-    BaselinePolicy("uniform", n_items=500).save(tmp_path / "uniform")
+    baseline_policy("uniform", n_items=500).save(tmp_path / "uniform")
     with pytest.raises(CheckpointError, match="'uniform' is not supervised"):
         SupervisedPolicy.load(tmp_path / "uniform")
 
@@ -276,13 +260,13 @@ def test_any_registered_encoder_serves(world_logs, observations):
 def test_beats_uniform_and_ranks_clicks_on_world_logs():
     """Learning test on the world: 20k uniform-logged steps give a held-out AUC well above chance and
     a policy far above uniform (the figures of docs/supervised.md are on 50k steps)."""
-    from agents.baselines import BaselinePolicy
-    from agents.policy import rollout_policy
+    from agents.baselines import baseline_policy
+    from recsim_env.rollout import rollout
     from recsim_env.world.logging import log_world
 
     logs = log_world("uniform", steps=20_000, seed=0, progress=False)
     policy, info = train(SupervisedConfig(device="cpu", epochs=10), logs, progress=False)
     assert info["valid_auc"] > 0.62, info  # 0.65 measured (item biases and the history; chance is 0.5)
-    trained = rollout_policy(policy, n_episodes=200, seed=0)
-    uniform = rollout_policy(BaselinePolicy("uniform", n_items=500), n_episodes=200, seed=0)
+    trained = rollout(policy, n_episodes=200, seed=0)
+    uniform = rollout(baseline_policy("uniform", n_items=500), n_episodes=200, seed=0)
     assert trained.mean_return > 1.3 * uniform.mean_return, (trained.mean_return, uniform.mean_return)

@@ -477,23 +477,23 @@ def test_an_interrupted_save_leaves_the_old_artifact_whole(artifacts, tmp_path):
 
 def test_saving_over_an_artifact_replaces_it_whole(artifacts, tmp_path):
     from agents import load_policy
-    from agents.baselines import BaselinePolicy
+    from agents.baselines import baseline_policy
 
     target = tmp_path / "p"
     shutil.copytree(artifacts["greedy"][0], target)
     (target / "stale.json").write_text("{}")
-    BaselinePolicy("uniform", n_items=500).save(target)
+    baseline_policy("uniform", n_items=500).save(target)
     assert sorted(p.name for p in target.iterdir()) == ["manifest.json", "policy.json"]
     assert load_policy(target).name == "uniform"
     assert [p.name for p in tmp_path.iterdir()] == ["p"]
 
 
 def test_a_file_that_is_not_a_directory_is_never_replaced(tmp_path):
-    from agents.baselines import BaselinePolicy
+    from agents.baselines import baseline_policy
 
     (tmp_path / "notes.txt").write_text("mine")
     with pytest.raises(CheckpointError, match="not a directory"):
-        BaselinePolicy("uniform", n_items=5).save(tmp_path / "notes.txt")
+        baseline_policy("uniform", n_items=5).save(tmp_path / "notes.txt")
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
@@ -553,12 +553,12 @@ def test_malformed_nested_state_is_refused_naming_the_file(artifacts, name, cont
 def test_a_directory_of_other_files_is_never_replaced_by_a_save(tmp_path):
     """`--out ~/projects` by mistake must not wipe the folder: only an artifact (or an empty folder)
     is replaced."""
-    from agents.baselines import BaselinePolicy
+    from agents.baselines import baseline_policy
 
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("years of work")
     with pytest.raises(CheckpointError, match="is not a saved artifact; refusing to replace it"):
-        BaselinePolicy("uniform", n_items=5).save(tmp_path / "mine")
+        baseline_policy("uniform", n_items=5).save(tmp_path / "mine")
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "years of work"
     (tmp_path / "empty").mkdir()
-    BaselinePolicy("uniform", n_items=5).save(tmp_path / "empty")  # an empty folder is fine
+    baseline_policy("uniform", n_items=5).save(tmp_path / "empty")  # an empty folder is fine

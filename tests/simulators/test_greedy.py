@@ -47,8 +47,7 @@ def test_scores_are_the_simulators_click_probabilities_with_history_items_skippe
         "click"
     ]
     np.testing.assert_allclose(scores[~in_history], expected[~in_history], rtol=1e-6)
-    act = policy.act(obs, np.random.default_rng(0))
-    np.testing.assert_array_equal(act[:, 0], scores.argmax(axis=1))
+    np.testing.assert_array_equal(policy.act(obs), scores.argmax(axis=1))
 
 
 def test_runs_in_the_world_and_in_its_simulator_reproducibly(tiny_fit):
@@ -72,4 +71,4 @@ def test_needs_the_user_features_the_simulator_reads(tiny_fit):
 
     obs, _ = SeqRecVectorEnv(num_envs=2, history_len=tiny_fit.simulator.history_len).reset(seed=0)
     with pytest.raises(ArgumentError, match="user_features=True"):
-        SimulatorGreedyPolicy(tiny_fit.simulator).act(obs, np.random.default_rng(0))
+        SimulatorGreedyPolicy(tiny_fit.simulator).act(obs)

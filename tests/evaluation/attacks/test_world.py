@@ -126,11 +126,13 @@ def test_the_probe_shows_targets_at_its_share():
 
     obs = {"item_ids": np.zeros((4000, 5), np.int64)}
     targets = np.array([3, 17])
-    actions = TargetProbePolicy(500, targets, 0.25).act(obs, np.random.default_rng(0))
-    assert actions.shape == (4000, 1)
-    share = np.isin(actions[:, 0], targets).mean()
+    probe = TargetProbePolicy(500, targets, 0.25)
+    actions = probe.act(obs)
+    assert actions.shape == (4000,)
+    share = np.isin(actions, targets).mean()
     assert 0.22 < share < 0.28  # 0.25 plus the uniform draws' 2 in 500
-    assert np.isin(TargetProbePolicy(500, targets, 1.0).act(obs, np.random.default_rng(0)), targets).all()
+    assert probe.action_distribution(obs)[0, targets].sum() == pytest.approx(0.25 + 0.75 * 2 / 500)
+    assert np.isin(TargetProbePolicy(500, targets, 1.0).act(obs), targets).all()
 
 
 def test_weight_separation_is_the_auc_of_a_low_weight_for_being_fake():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from recsim_env.errors import ArgumentError
-from recsim_env.policies import FarsightedOracle, GreedyPolicy, MyopicOracle, Policy, UniformPolicy
+from recsim_env.policies import FarsightedOracle, GreedyPolicy, MyopicOracle, ReferencePolicy, UniformPolicy
 from recsim_env.rollout import rollout
 from recsim_env.world import UserWorld, WorldConfig
 
@@ -127,7 +127,7 @@ def test_initial_state_refuses_users_outside_the_population(world, user_ids, mat
         (lambda: UniformPolicy(0), r"^n_items must be between"),
         (lambda: UniformPolicy(True), r"^n_items must be an integer"),
         (lambda: UniformPolicy(10, slate_size=11), r"^slate_size must be between 1 and 10"),
-        (lambda: Policy(10, slate_size=1.0), r"^slate_size must be an integer"),
+        (lambda: ReferencePolicy(10, slate_size=1.0), r"^slate_size must be an integer"),
         (lambda: MyopicOracle("world"), r"^world must be a recsim_env.world.UserWorld"),
         (lambda: FarsightedOracle(UserWorld(), weight=math.nan), r"^weight must be finite"),
     ],
@@ -153,6 +153,7 @@ def test_greedy_policy_refuses_a_negative_prior():
         ({"n_episodes": 2, "seed": -1}, r"^seed must be at least 0"),
         ({"n_episodes": 2, "num_envs": 0}, r"^num_envs must be between"),
         ({"n_episodes": 2, "on_episode": 3}, r"^on_episode must be callable or None"),
+        ({"n_episodes": 2, "deterministic": 1}, r"^deterministic must be a bool"),
     ],
 )
 def test_rollout_refuses_bad_arguments(kwargs, match):
@@ -160,8 +161,10 @@ def test_rollout_refuses_bad_arguments(kwargs, match):
         rollout(UniformPolicy(500), **kwargs)
 
 
-def test_rollout_refuses_a_policy_without_act():
-    with pytest.raises(ArgumentError, match=r"^policy must have an act"):
+def test_rollout_refuses_a_policy_outside_the_contract():
+    with pytest.raises(
+        ArgumentError, match=r"^policy must implement the recsim_env Policy contract.*lacks n_items"
+    ):
         rollout(object(), n_episodes=1)
 
 
