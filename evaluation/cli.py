@@ -60,6 +60,13 @@ SPARSE_NO_SEQUENTIAL = (
     "bandit estimates only."
 )
 """The warning of a sparse candidate on a log with sessions."""
+MIPS_LOGGER_MARGINAL = (
+    "MIPS and SNMIPS weigh each row by the candidate's probability of the logged item's embedding ({name}, "
+    "{values} values) over the logger's, which a log with one propensity per row does not give: the logger's is "
+    "the embedding's frequency in the evaluated rows, exact only for a logger whose choice of embedding ignores "
+    "the context; both are unbiased only if the reward depends on the item through its embedding alone."
+)
+"""The caveat of the MIPS rows (`--action-embedding`)."""
 
 
 def ranking_reason(estimator: str, *, max_weight: float, chosen: bool) -> str:
@@ -170,6 +177,11 @@ def build_ope_report(options: OPEReportOptions, *, console: Console | None = Non
                 "sequential section; rank by a bandit estimator"
             )
 
+    # Like the candidates, the item embedding is read and checked before anything is fitted.
+    estimators = bandit_estimators(options.lambda_) + _embedding_estimators(
+        options.action_embedding, n_actions=scored.n_actions, warnings=warnings
+    )
+
     from sklearn.linear_model import Ridge
 
     # Logs carry no context here, so the reward model is a function of (item, position) alone; ridge on
@@ -208,7 +220,7 @@ def build_ope_report(options: OPEReportOptions, *, console: Console | None = Non
         if is_sparse and session is not None:
             own_warnings = warnings + [SPARSE_NO_SEQUENTIAL]
         report = build_report(
-            bandit_estimators(options.lambda_),
+            estimators,
             **scored.as_kwargs(),
             action_dist=dist,
             estimated_rewards_by_reg_model=q_table if is_sparse else q_dense,
@@ -309,6 +321,13 @@ def ope_report_command(
             help="Estimator whose lower bound ranks the candidates (default: seq-Switch-DR with sessions, else DR)."
         ),
     ] = None,
+    action_embedding: Annotated[
+        Path | None,
+        typer.Option(
+            help="One integer embedding value per item (a .npy array, or a one-column .parquet / .csv with a "
+            "header, in item-index order), e.g. its category: adds MIPS and SNMIPS to the bandit estimators."
+        ),
+    ] = None,
 ) -> None:
     """Estimate policies' values on a log (bandit estimators; with sessions also PDIS, WPDIS, DR, WDR,
     Switch-DR, FQE and the return's risk), rank several candidates and write a report."""
@@ -335,6 +354,7 @@ def ope_report_command(
             session_gap_hours=session_gap_hours,
             cvar_alpha=cvar_alpha,
             rank_by=rank_by,
+            action_embedding=action_embedding,
         )
         final, reports = build_ope_report(options)
         written = final.save(out)
@@ -350,6 +370,24 @@ def ope_report_command(
     for warning in dict.fromkeys(w for r in reports for w in r.all_warnings):
         typer.echo(f"warning: {warning}")
     typer.echo(f"wrote {', '.join(str(p) for p in written.values())}")
+
+
+def _embedding_estimators(path: Path | None, *, n_actions: int, warnings: list[str]) -> list:
+    """MIPS and SNMIPS over the item embedding in `path` (none without one); appends their caveat to `warnings`."""
+    if path is None:
+        return []
+    from evaluation.cli_inputs import read_action_embedding
+    from evaluation.ope import (
+        MarginalizedInverseProbabilityWeighting,
+        SelfNormalizedMarginalizedInverseProbabilityWeighting,
+    )
+
+    embedding = read_action_embedding(path, n_actions=n_actions)
+    warnings.append(MIPS_LOGGER_MARGINAL.format(name=path.name, values=int((embedding.counts > 0).sum())))
+    return [
+        MarginalizedInverseProbabilityWeighting(action_embedding=embedding),
+        SelfNormalizedMarginalizedInverseProbabilityWeighting(action_embedding=embedding),
+    ]
 
 
 def _episode_inputs(log, feedback, session: np.ndarray, rows: np.ndarray, *, horizon: int, console: Console):

@@ -146,6 +146,55 @@ def read_sparse_npz(path: Path, *, n_rounds: int, n_actions: int, n_positions: i
     )
 
 
+def read_action_embedding(path: Path, *, n_actions: int):
+    """The item embedding of `--action-embedding`: one integer value >= 0 per item, in item-index order.
+
+    A `.npy` array `[N]` (read with `allow_pickle=False`), or a `.parquet` / `.csv` table of one column
+    (a header row, then one row per item). Returns an `evaluation.ope.mips.ActionEmbedding`.
+
+    Raises:
+        DataError: naming the file, for an unreadable file, a length other than the log's `n_actions`
+            items, or a value that is not an integer >= 0 (its 0-based item index).
+    """
+    from evaluation.ope.mips import ActionEmbedding
+
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        values = read_npy(path)
+        if values.ndim != 1:
+            raise DataError(
+                f"{path}: expected a 1-dimensional array of one value per item, got shape {values.shape}"
+            )
+    else:
+        import pandas as pd
+
+        try:
+            frame = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+        except (ValueError, OSError, ImportError) as err:
+            raise DataError(f"{path}: not a readable {suffix} table ({type(err).__name__}: {err})") from None
+        if frame.shape[1] != 1:
+            raise DataError(
+                f"{path}: expected one column of embedding values (one row per item), got columns "
+                f"{list(frame.columns)}"
+            )
+        column = frame.iloc[:, 0]
+        if column.isna().any():
+            raise DataError(
+                f"{path}: column {frame.columns[0]!r}: empty value at item {int(column.isna().argmax())}"
+            )
+        values = column.to_numpy()
+        if values.dtype.kind not in "iuf":
+            raise DataError(f"{path}: column {frame.columns[0]!r}: expected integers, got {values.dtype}")
+    if len(values) != n_actions:
+        raise DataError(
+            f"{path}: {len(values):,} embedding values, but the log's catalogue has {n_actions:,} items"
+        )
+    try:
+        return ActionEmbedding.checked(np.asarray(values), n_actions=n_actions, name=f"{path} (item index)")
+    except ValueError as err:
+        raise DataError(str(err)) from None
+
+
 def check_policy_rows(where: str | Path, dist: np.ndarray) -> None:
     """Check every row of an action distribution `[n, N]` or `[n, N, K]`: finite, non-negative, and summing
     to 1 over actions within `ACTION_DIST_ATOL`. Rows are read in bounded chunks (a memory map stays one).

@@ -66,6 +66,8 @@ class OPEReportOptions:
     """Tail shares of the CVaR rows (None or empty: `DEFAULT_CVAR_ALPHAS`)."""
     rank_by: str | None = None
     """Estimator whose lower bound ranks the candidates (None: seq-Switch-DR with sessions, else DR)."""
+    action_embedding: Path | None = None
+    """One integer embedding value per item (.npy, .parquet or .csv): adds MIPS and SNMIPS (None: without)."""
 
     @property
     def cvar_alphas(self) -> tuple[float, ...]:
@@ -114,6 +116,22 @@ class OPEReportOptions:
             check_real("--cvar-alpha", a, low=0.0, high=1.0, low_open=True)
         if self.rank_by is not None and self.rank_by not in RANKABLE:
             raise ArgumentError(f"--rank-by {self.rank_by!r}: expected one of {', '.join(RANKABLE)}")
+        if self.action_embedding is not None:
+            if self.action_embedding.suffix.lower() not in EMBEDDING_SUFFIXES:
+                raise ArgumentError(
+                    f"--action-embedding {self.action_embedding}: expected a {', '.join(EMBEDDING_SUFFIXES)} file "
+                    "of one integer embedding value per item"
+                )
+            if not self.action_embedding.is_file():
+                raise ArgumentError(f"--action-embedding {self.action_embedding}: no such file")
+        elif self.rank_by in EMBEDDING_NAMES:
+            raise ArgumentError(f"--rank-by {self.rank_by!r}: MIPS estimates need --action-embedding")
+
+
+EMBEDDING_SUFFIXES = (".npy", ".parquet", ".csv")
+"""File types `--action-embedding` reads."""
+EMBEDDING_NAMES = ("MIPS", "SNMIPS")
+"""The estimators the report adds with `--action-embedding`."""
 
 
 def bandit_names() -> tuple[str, ...]:
@@ -130,5 +148,5 @@ def sequential_names() -> tuple[str, ...]:
     return SEQUENTIAL_NAMES
 
 
-RANKABLE = bandit_names() + sequential_names()
-"""Estimators `--rank-by` may name: the bandit ones (per decision) and the sequential ones (per session)."""
+RANKABLE = bandit_names() + EMBEDDING_NAMES + sequential_names()
+"""Estimators `--rank-by` may name: the bandit ones and MIPS's (per decision), the sequential ones (per session)."""

@@ -20,6 +20,7 @@ from evaluation.ope.doubly_robust import (
 )
 from evaluation.ope.ips import InverseProbabilityWeighting, SelfNormalizedInverseProbabilityWeighting
 from evaluation.ope.mips import (
+    ActionEmbedding,
     MarginalizedInverseProbabilityWeighting,
     SelfNormalizedMarginalizedInverseProbabilityWeighting,
     deterministic_p_e_a,
@@ -37,8 +38,8 @@ from evaluation.ope.sequential import (
 def bandit_estimators(lambda_: float = 100.0) -> list[BanditEstimator]:
     """The seven bandit estimators a report runs: DM, IPS, SNIPS, DR, SNDR, Switch-DR and DRos.
 
-    MIPS is not among them: it needs action embeddings and the logger's embedding marginal (`pi_b` or
-    `embed_pscore`), which a log with one propensity per row does not carry.
+    MIPS is not among them: it needs the catalogue's action embedding; `seqrec ope-report
+    --action-embedding` adds MIPS and SNMIPS in their embedded form (`ActionEmbedding`).
 
     Args:
         lambda_: Switch-DR's weight threshold and DRos's shrinkage.
@@ -55,6 +56,7 @@ def bandit_estimators(lambda_: float = 100.0) -> list[BanditEstimator]:
 
 
 __all__ = [
+    "ActionEmbedding",
     "bandit_estimators",
     "BanditEstimator",
     "BanditInputs",

@@ -7,7 +7,9 @@ embedding. Arguments follow Open Bandit Pipeline's `MarginalizedInverseProbabili
 `p_e_a` (`action_embed`, `pi_b`, `p_e_a`), plus a marginal form for catalogues too large for a dense
 `[n, N, K]` distribution: `embed_dist` (the evaluation policy's embedding distribution) and `embed_pscore`
 (the logger's probability of the logged embedding), which a caller can compute without ever forming
-`[n, N]` arrays.
+`[n, N]` arrays; and an embedded form for logs that carry one propensity per row (`seqrec ope-report`):
+an `ActionEmbedding` of the catalogue given to the estimator, from which it derives both marginals from
+the ordinary bandit arguments, with a dense or a sparse (`SparseActionDist`) `action_dist`.
 """
 
 from __future__ import annotations
@@ -117,6 +119,93 @@ def _logged_embeddings(action_embed: Any, n: int, n_dims: int, n_categories: int
     return check_indices("action_embed", arr, n_categories, f"the embeddings [0, {n_categories})")
 
 
+@dataclass(frozen=True, eq=False)
+class ActionEmbedding:
+    """One discrete embedding value per action (e.g. the item's category or content cluster).
+
+    Build it with `ActionEmbedding.checked`, which validates the values; the constructor trusts its inputs.
+    """
+
+    of_action: np.ndarray
+    """`[N]` int64 embedding value of every action, in `[0, n_values)`."""
+    n_values: int
+    """Number of embedding values E (1 + the largest value)."""
+
+    @classmethod
+    def checked(cls, values: Any, *, n_actions: int, name: str = "action_embedding") -> ActionEmbedding:
+        """Validate `values` (`[N]` integers >= 0, one per action), naming `name` in every error.
+
+        Raises:
+            FeedbackError: for a non-integer, negative or wrongly sized array.
+        """
+        n_actions = check_integer("n_actions", n_actions, low=1)
+        arr = numeric_array(name, values, integer=True)
+        if arr.ndim != 1 or len(arr) != n_actions:
+            raise FeedbackError(
+                f"{name}: expected one embedding value per item, {n_actions} values, got shape {arr.shape}"
+            )
+        arr = check_indices(
+            name, arr, np.iinfo(np.int64).max, "[0, inf) (embedding values are integers >= 0)"
+        )
+        return cls(arr.astype(np.int64, copy=False), int(arr.max()) + 1)
+
+    @property
+    def counts(self) -> np.ndarray:
+        """`[E]` number of actions with each embedding value."""
+        return np.bincount(self.of_action, minlength=self.n_values)
+
+    def policy_marginal(self, action_dist: Any, action: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """`p(e(a_i) | x_i, pi, k_i) = sum_{a: e(a) = e(a_i)} pi(a | x_i, k_i)`, the logged embedding's mass `[n]`.
+
+        A `SparseActionDist` row gives its listed items with that value plus the rest mass times the share
+        of the unlisted items that have it, `(count(e) - listed with e) / (N - T)` (exact under its
+        uniform-rest rule); nothing of size `[n, N]` or `[n, E]` is formed. A dense `[n, N, K]` array is
+        summed a block of rows at a time.
+        """
+        value = self.of_action[action]  # [n]
+        if isinstance(action_dist, SparseActionDist):
+            same = (self.of_action[action_dist.items] == value[:, None]).astype(np.float64)  # [n, T]
+            return action_dist.expectation(same, self.counts[value].astype(np.float64))
+        out = np.empty(len(action))
+        for start in range(0, len(action), _ROW_BLOCK):
+            rows = np.arange(start, min(start + _ROW_BLOCK, len(action)))
+            pi = action_dist[rows, :, position[rows]]  # [B, N]
+            out[rows] = (pi * (self.of_action[None, :] == value[rows, None])).sum(axis=1)
+        return out
+
+    def embedding_dist(self, action_dist: Any) -> np.ndarray:
+        """`p(e | x_i, pi, k)` `[n, E, K]`, the marginal form's `embed_dist` (dense or sparse `action_dist`)."""
+        if isinstance(action_dist, SparseActionDist):
+            # Every item at the unlisted probability, then each listed item corrected to its own.
+            n, n_listed = action_dist.items.shape
+            share = action_dist.unlisted_prob[:, None]  # [n, 1]
+            out = share * self.counts[None, :]  # [n, E]
+            rows = np.repeat(np.arange(n), n_listed)
+            listed_values = self.of_action[action_dist.items].ravel()  # [n T]
+            np.add.at(out, (rows, listed_values), (action_dist.probs - share).ravel())
+            return np.repeat(out[:, :, None], action_dist.n_positions, axis=2)
+        dist = np.asarray(action_dist, dtype=np.float64)
+        out = np.zeros((dist.shape[0], self.n_values, dist.shape[2]))
+        np.add.at(out, (slice(None), self.of_action), dist)
+        return out
+
+    def logged_marginal(self, action: np.ndarray, position: np.ndarray, n_positions: int) -> np.ndarray:
+        """`p_hat(e(a_i) | pi_b, k_i)` `[n]`: the logged embedding's frequency among the log's rows at its position.
+
+        A context-free estimate of the logger's embedding marginal, the only one a log with one propensity
+        per row supports; consistent for a logger whose choice of embedding ignores the context.
+        """
+        value = self.of_action[action]
+        joint = np.zeros((self.n_values, n_positions))
+        np.add.at(joint, (value, position), 1.0)
+        per_position = np.bincount(position, minlength=n_positions).astype(np.float64)
+        return joint[value, position] / per_position[position]
+
+
+_ROW_BLOCK = 4096
+"""Rows of a dense `[n, N, K]` action distribution `ActionEmbedding.policy_marginal` reads at once."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class MarginalizedInverseProbabilityWeighting(BanditEstimator):
     """Marginalised inverse propensity score (MIPS; Saito & Joachims 2022, eq. 4-5; OBP's `mipw` with `p_e_a`).
@@ -138,14 +227,32 @@ class MarginalizedInverseProbabilityWeighting(BanditEstimator):
     - marginal: `embed_dist` `[n, C, K]` = `p(e | x_i, pi_e, k)`, `embed_pscore` `[n]` =
       `p(e_i | x_i, pi_b, k_i)`, `action_embed` `[n]`; no `[n, N]` array is needed.
 
+    - embedded: with `action_embedding` set, the common bandit arguments `action_dist` (dense `[n, N, K]`
+      or a `SparseActionDist`), `action` and `position`: `p(e_i | x_i, pi_e, k_i)` comes from
+      `ActionEmbedding.policy_marginal` and `p(e_i | pi_b, k_i)` is estimated as the logged embedding's
+      frequency at its position (`ActionEmbedding.logged_marginal`), a context-free estimate; this is the
+      form of a report, whose log holds one propensity per row.
+
     Other known arguments (`action`, `pscore`, `estimated_rewards_by_reg_model`) are validated, not used;
     in the dense form a given `action` must be able to produce its logged embedding (`p_e_a > 0`).
     """
 
     estimator_name: str = "MIPS"
+    action_embedding: ActionEmbedding | None = None
+    """The catalogue's embedding for the embedded form (None: pass `action_embed` and a marginal or dense form)."""
     required: ClassVar[tuple[str, ...]] = ("reward", "action_embed")
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.action_embedding is not None and not isinstance(self.action_embedding, ActionEmbedding):
+            raise FeedbackError(
+                f"action_embedding: expected an ActionEmbedding or None, got {type(self.action_embedding).__name__}"
+            )
+
     def _validated_terms(self, kwargs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        if self.action_embedding is not None:
+            weight, reward = self._embedded_weight(kwargs)
+            return self._terms_from_weight(weight, reward)
         refuse_unknown(kwargs, MIPS_ARGUMENTS, type(self).__name__)
         for name in self.required:
             if kwargs.get(name) is None:
@@ -221,6 +328,29 @@ class MarginalizedInverseProbabilityWeighting(BanditEstimator):
                 )
             weight *= p_e_pi_e / p_e_pi_b
         return weight, data.reward
+
+    def _embedded_weight(self, kwargs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+        """`w(x_i, e_i)` `[n]` from the bandit arguments and `action_embedding`, with the validated reward `[n]`."""
+        refuse_unknown(kwargs, BANDIT_ARGUMENTS, f"{type(self).__name__} with action_embedding")
+        data = validate_bandit_inputs(
+            action_dist=kwargs.get("action_dist"),
+            reward=kwargs.get("reward"),
+            action=kwargs.get("action"),
+            position=kwargs.get("position"),
+            pscore=kwargs.get("pscore"),
+            estimated_rewards_by_reg_model=kwargs.get("estimated_rewards_by_reg_model"),
+            require=("reward", "action", "action_dist"),
+        )
+        embedding = self.action_embedding
+        n_actions = data.action_dist.shape[1]
+        if len(embedding.of_action) != n_actions:
+            raise FeedbackError(
+                f"action_embedding has {len(embedding.of_action)} actions but action_dist has {n_actions} "
+                "(shape mismatch)"
+            )
+        target = embedding.policy_marginal(data.action_dist, data.action, data.position)
+        logger = embedding.logged_marginal(data.action, data.position, data.action_dist.shape[2])
+        return target / logger, data.reward
 
     def _marginal_weight(self, kwargs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """`w(x_i, e_i)` `[n]` from `embed_dist` and `embed_pscore`, with the validated reward `[n]`."""

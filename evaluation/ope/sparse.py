@@ -168,6 +168,11 @@ class SparseActionDist:
         unlisted = self.n_actions - self.n_listed
         return self.rest / unlisted if unlisted else np.zeros_like(self.rest)
 
+    @property
+    def unlisted_prob(self) -> np.ndarray:
+        """`[n]` `pi(a | x_i)` of any item row i does not list, `rest / (N - T)` (0 when every item is listed)."""
+        return self._rest_share()
+
     def prob(self, action: np.ndarray) -> np.ndarray:
         """`[n]` `pi(action[i] | x_i)` for one action per round."""
         hit = self.items == action[:, None]  # [n, T]

@@ -280,17 +280,39 @@ def test_large_catalogue_benchmark_runs_and_its_truth_agrees_with_on_policy_roll
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
         [sys.executable, "benchmarks/ope_large_catalogue.py", "--n-items", "500", "--logs", "3", "--rows", "300",
-         "--truth-users", "20000"],
+         "--truth-users", "20000", "--clusters", "5,100"],
         cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True, text=True, check=True,
         timeout=600,
     )  # fmt: skip
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert [t["beta"] for t in result["targets"]] == [1.5, 10.0]
+    names = [t["target"] for t in result["targets"]]
+    assert names == [
+        "popularity beta=1.5",
+        "popularity beta=10",
+        "short-first gamma=2",
+        "short-first gamma=4",
+    ]
+    embeddings = ("(1)", "(pop10)", "(km50)", "(km1000)")  # 100 clusters per 50-item category: 50 used
+    assert [result["embeddings"]["MIPS" + e]["values"] for e in embeddings] == [10, 100, 50, 1000]
     for target in result["targets"]:
-        assert set(target["estimators"]) == {"IPS", "SNIPS", "MIPS(1)", "SNMIPS(1)", "MIPS(10)", "SNMIPS(10)"}
+        assert set(target["estimators"]) == {"IPS", "SNIPS"} | {
+            p + e for e in embeddings for p in ("MIPS", "SNMIPS")
+        }
         # The exact truth is what independent on-policy rollouts of the target measure.
         assert abs(target["rollout_truth"] - target["truth"]) < 4 * target["rollout_se"]
+        for name, row in target["estimators"].items():
+            assert row["mse"] == pytest.approx(row["bias2"] + row["variance"], rel=1e-9), name
+        for name, versus in target["mips_vs_ips"].items():
+            assert versus["mips_below_ips"] == (
+                target["estimators"][name]["mse"] < target["estimators"]["IPS"]["mse"]
+            )
+    # One item per value: MIPS is IPS, and its exact expectation has no bias.
+    for target in result["targets"]:
+        assert target["estimators"]["MIPS(km1000)"]["mean"] == pytest.approx(
+            target["estimators"]["IPS"]["mean"]
+        )
+        assert abs(target["estimators"]["MIPS(km1000)"]["exact_bias"]) < 1e-9
     # The targets differ only within categories: MIPS over the category alone cannot tell them apart.
-    low, high = (t["estimators"]["MIPS(1)"]["mean"] for t in result["targets"])
-    assert low == pytest.approx(high, rel=1e-12)
+    means = [t["estimators"]["MIPS(1)"]["mean"] for t in result["targets"]]
+    assert means == pytest.approx([means[0]] * 4, rel=1e-12)
     assert result["targets"][0]["truth"] != pytest.approx(result["targets"][1]["truth"], rel=1e-3)
