@@ -54,12 +54,6 @@ __all__ = [
 
 SEQUENTIAL_RANKER = "seq-Switch-DR"
 """The ranking estimator of a log with sessions."""
-SPARSE_NO_SEQUENTIAL = (
-    "The action distribution is sparse (top items plus the rest's mass, as for a large catalogue): the "
-    "sequential estimators, FQE and the risk section need it dense over the catalogue, so this candidate has "
-    "bandit estimates only."
-)
-"""The warning of a sparse candidate on a log with sessions."""
 MIPS_LOGGER_MARGINAL = (
     "MIPS and SNMIPS weigh each row by the candidate's probability of the logged item's embedding ({name}, "
     "{values} values) over the logger's, which a log with one propensity per row does not give: the logger's is "
@@ -170,12 +164,6 @@ def build_ope_report(options: OPEReportOptions, *, console: Console | None = Non
         names.append(name)
     names = unique_names(names)
     sparse = [isinstance(dist, SparseActionDist) for dist in dists]
-    if any(sparse) and session is not None:
-        if options.rank_by in sequential_names():
-            raise ArgumentError(
-                f"--rank-by {options.rank_by!r}: a sequential estimator, but a sparse action distribution has no "
-                "sequential section; rank by a bandit estimator"
-            )
 
     # Like the candidates, the item embedding is read and checked before anything is fitted.
     estimators = bandit_estimators(options.lambda_) + _embedding_estimators(
@@ -201,7 +189,7 @@ def build_ope_report(options: OPEReportOptions, *, console: Console | None = Non
     q_dense = q_table.dense() if not all(sparse) else None
 
     episodes = layout = None
-    if session is not None and not all(sparse):
+    if session is not None:
         layout, episodes = _episode_inputs(
             log, feedback, session, rows, horizon=options.horizon, console=console
         )
@@ -216,9 +204,6 @@ def build_ope_report(options: OPEReportOptions, *, console: Console | None = Non
     }
     reports = []
     for dist, name, is_sparse in zip(dists, names, sparse, strict=True):
-        own_warnings = warnings
-        if is_sparse and session is not None:
-            own_warnings = warnings + [SPARSE_NO_SEQUENTIAL]
         report = build_report(
             estimators,
             **scored.as_kwargs(),
@@ -226,16 +211,19 @@ def build_ope_report(options: OPEReportOptions, *, console: Console | None = Non
             estimated_rewards_by_reg_model=q_table if is_sparse else q_dense,
             policy_name=f"{name} on {options.logs.name}" if single else name,
             **interval,
-            extra_warnings=own_warnings,
+            extra_warnings=warnings,
             progress=True,
         )
-        if episodes is not None and not is_sparse:
+        if episodes is not None:
             from evaluation.session_ope import evaluate_sessions
 
+            # A sparse candidate's rows are taken per step (episode-major, `E * H` rows), never `[E, H, N]`;
+            # a masked step reads row 0's, which the estimators never use.
+            steps = dist.take(layout.index.ravel()) if is_sparse else layout.gather(dist[:, :, 0])
             with console.status(f"sequential estimators and FQE for {name}"):
                 seq = evaluate_sessions(
                     **episodes,
-                    action_dist=layout.gather(dist[:, :, 0]),
+                    action_dist=steps,
                     gamma=options.gamma,
                     max_weight=options.lambda_,
                     fqe_iterations=options.fqe_iterations,

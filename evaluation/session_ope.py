@@ -4,6 +4,10 @@
 doubly robust estimators (Jiang & Li 2016; Thomas & Brunskill 2016) and estimates the return distribution
 (`evaluation.ope.risk`). Values are the expected discounted return of the first H steps of a session,
 `E[sum_{t < H} gamma^t r_t]`, with each session's start state as logged. torch is imported only when FQE is fitted.
+
+A large catalogue's policy is a `SparseActionDist` with one row per step (episode-major): the importance weights
+read `pi_e(a_t | s_t)` from its rows, and FQE and the DR family take `E_{a ~ pi_e}[Q(s_t, a)]` from FQE's
+linear head exactly (`evaluation.ope.fqe`), so nothing is `[E, H, N]`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from evaluation.ope.sequential import (
     WeightedPerDecisionImportanceSampling,
     validate_episode_inputs,
 )
+from evaluation.ope.sparse import SparseActionDist
 from recsim_env.checks import check_integer, check_real
 
 SEQUENTIAL_NAMES = ("PDIS", "WPDIS", "seq-DR", "WDR", "seq-Switch-DR", "FQE")
@@ -66,7 +71,7 @@ def evaluate_sessions(
     reward: np.ndarray,
     action: np.ndarray,
     pscore: np.ndarray,
-    action_dist: np.ndarray,
+    action_dist: np.ndarray | SparseActionDist,
     mask: np.ndarray,
     item_features: np.ndarray | None = None,
     gamma: float = 1.0,
@@ -86,7 +91,8 @@ def evaluate_sessions(
     Args:
         state: State features `[E, H, D]` (`evaluation.sessions.session_state_features`).
         reward, action, pscore, mask: Logged episodes `[E, H]`.
-        action_dist: The evaluation policy's probabilities `[E, H, N]`.
+        action_dist: The evaluation policy's probabilities `[E, H, N]`, or a `SparseActionDist` with one row
+            per step, episode-major (`E * H` rows: row `e * H + t` is episode e's step t).
         item_features: `[N, F]` features for FQE's factorised head (`evaluation.sessions.item_features`).
         gamma: Discount factor.
         max_weight: Switch-DR's threshold M (`SequentialDoublyRobust(max_weight=M)`).
@@ -130,18 +136,22 @@ def evaluate_sessions(
         action_features=item_features,
     )
     fqe_estimate = fqe.estimate(state=state, **kw, **boot)
-    q_hat = fqe.predict_q(state)  # [E, H, N]
+    if isinstance(action_dist, SparseActionDist):
+        q_logged, v_policy = fqe.predict_values(state, action=action, action_dist=action_dist)  # [E, H] each
+        values = {"logged_action_value_prediction": q_logged, "state_value_prediction": v_policy}
+    else:
+        values = {"state_action_value_prediction": fqe.predict_q(state)}  # [E, H, N]
     estimators = [
         (PerDecisionImportanceSampling(gamma=gamma), {}),
         (WeightedPerDecisionImportanceSampling(gamma=gamma), {}),
         (
             SequentialDoublyRobust(gamma=gamma, estimator_name="seq-DR"),
-            {"state_action_value_prediction": q_hat},
+            values,
         ),
-        (WeightedDoublyRobust(gamma=gamma), {"state_action_value_prediction": q_hat}),
+        (WeightedDoublyRobust(gamma=gamma), values),
         (
             SequentialDoublyRobust(gamma=gamma, max_weight=max_weight, estimator_name="seq-Switch-DR"),
-            {"state_action_value_prediction": q_hat},
+            values,
         ),
     ]
     estimates = []

@@ -2,6 +2,15 @@
 
 torch is imported here at module level: this module is only imported by code that fits FQE, never by
 `evaluation.ope`'s package import.
+
+The evaluation policy is dense (`[n, H, N]`) or a `SparseActionDist` with one row per step (episode-major,
+`evaluation.ope.sequential`). Both Q-network heads are linear in an action embedding, `Q(s, a) = <h(s), e_a> +
+b_a`, so for a sparse row (listed items `j`, the rest's mass spread uniformly over the other `N - T` items)
+
+    E_{a ~ pi}[Q(s, a)] = sum_j probs_j Q(s, item_j) + rest / (N - T) * (sum_a Q(s, a) - sum_j Q(s, item_j)),
+    sum_a Q(s, a)       = <h(s), sum_a e_a> + sum_a b_a
+
+is exact, at `O(T W)` per state plus one `O(N W)` sum per backup, and never builds a `[states, N]` array.
 """
 
 from __future__ import annotations
@@ -23,7 +32,8 @@ from evaluation.ope.checks import (
     numeric_array,
     refuse_unknown,
 )
-from evaluation.ope.sequential import episode_where, validate_episode_inputs
+from evaluation.ope.sequential import episode_where, sparse_episode_steps, validate_episode_inputs
+from evaluation.ope.sparse import SparseActionDist
 from recsim_env.checks import check_bool, check_integer, check_real
 from recsim_env.encoders.trainer import torch_threads
 from recsim_env.errors import ArgumentError
@@ -82,6 +92,11 @@ class FQEConfig:
 
 FIT_ARGUMENTS = ("state", "action", "reward", "pscore", "action_dist", "mask")
 """The keyword arguments of `FittedQEvaluation.fit` (and of its estimate methods, which fit when given data)."""
+FULL_OUTPUT_MAX_ELEMENTS = 1 << 22
+"""Up to this many batch x catalogue elements a regression step scores every action and picks the logged one;
+above it only the logged action (`QNetwork.q_at`, the same value), since `[batch, N]` would dominate the step."""
+CHUNK_ELEMENTS = 1 << 18
+"""States x listed items per chunk of a sparse expectation (its `[chunk, T, W]` embeddings stay ~64 MiB)."""
 
 
 class QNetwork(nn.Module):
@@ -122,6 +137,50 @@ class QNetwork(nn.Module):
         if self.action_projection is None:
             return hidden
         return hidden @ self.action_projection(self.action_features).T + self.action_bias  # [B, N]
+
+    # Both heads are `Q(s, a) = <state_embedding(s), e_a> + b_a`: the one-hot head's e_a is its last layer's
+    # row a, the factorised head's `P f_a`. The methods below use that to score a few actions per state.
+
+    def state_embedding(self, state: torch.Tensor) -> torch.Tensor:
+        """`h(s)` `[B, W]`: the input of the last linear map."""
+        features = self.encoder(state) if self.encoder is not None else state
+        if self.action_projection is None:
+            return self.head[:-1](features)
+        return self.head(features)
+
+    def action_embedding(self, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(e_a [..., W], b_a [...])` of the actions `action` (int64, any shape)."""
+        if self.action_projection is None:
+            return self.head[-1].weight[action], self.head[-1].bias[action]
+        return self.action_projection(self.action_features[action]), self.action_bias[action]
+
+    def action_embedding_total(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(sum_a e_a [W], sum_a b_a [])` over the catalogue, in float64."""
+        if self.action_projection is None:
+            weight, bias = self.head[-1].weight, self.head[-1].bias
+        else:
+            weight, bias = self.action_projection(self.action_features), self.action_bias
+        return weight.double().sum(dim=0), bias.double().sum()
+
+    def q_at(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """`Q(s_b, action_b)` `[B]`, without the other actions' values."""
+        embedding, bias = self.action_embedding(action)
+        return (self.state_embedding(state) * embedding).sum(dim=1) + bias
+
+
+@torch.no_grad()
+def sparse_policy_values(q_net: QNetwork, state: torch.Tensor, dist: SparseActionDist) -> np.ndarray:
+    """`[B]` float64 `E_{a ~ pi(. | s_b)}[Q(s_b, a)]` for a sparse `dist` of `B` rows (module docstring), exact."""
+    total_embedding, total_bias = q_net.action_embedding_total()
+    items = torch.as_tensor(dist.items)
+    size = max(1, CHUNK_ELEMENTS // max(1, dist.n_listed))
+    listed, total = [], []
+    for start in range(0, state.shape[0], size):
+        hidden = q_net.state_embedding(state[start : start + size])  # [c, W]
+        embedding, bias = q_net.action_embedding(items[start : start + size])  # [c, T, W], [c, T]
+        listed.append(torch.einsum("cw,ctw->ct", hidden, embedding) + bias)
+        total.append(hidden.double() @ total_embedding + total_bias)
+    return dist.expectation(torch.cat(listed).double().numpy(), torch.cat(total).numpy())
 
 
 class FittedQEvaluation:
@@ -203,7 +262,8 @@ class FittedQEvaluation:
             action: Logged actions `[n, H]`.
             reward: Rewards `[n, H]`.
             pscore: Behaviour probabilities `[n, H]` (validated only; FQE does not reweight).
-            action_dist: Evaluation policy's probabilities `[n, H, N]`.
+            action_dist: Evaluation policy's probabilities `[n, H, N]`, or a `SparseActionDist` with one row
+                per step (episode-major, `n * H` rows).
             mask: True on the steps each episode has `[n, H]`.
         """
         with torch_threads(self.config.n_threads):
@@ -235,10 +295,16 @@ class FittedQEvaluation:
                 "0-based)"
             )
         inputs = self._inputs(np.where(data.mask[..., None], state[:, :steps], 0.0), steps)
-        # Validated above; after an episode's end the policy's row is unused (zeroed below).
-        dist = np.where(data.mask[..., None], np.asarray(action_dist, dtype=np.float64)[:, :steps], 0.0)
         act = np.where(data.mask, np.asarray(action, dtype=np.float64)[:, :steps], 0).astype(np.int64)
-        n_actions = dist.shape[2]
+        sparse = isinstance(action_dist, SparseActionDist)
+        if sparse:
+            # Rows `i * steps + t`; a row after an episode's end is unused (its targets are masked below).
+            dist = sparse_episode_steps(action_dist, n, np.shape(action)[1], steps)
+            n_actions = dist.n_actions
+        else:
+            # Validated above; after an episode's end the policy's row is unused (zeroed).
+            dist = np.where(data.mask[..., None], np.asarray(action_dist, dtype=np.float64)[:, :steps], 0.0)
+            n_actions = dist.shape[2]
 
         # Transitions (s_t, a_t, r_t, s_{t+1}); the step after the last logged one is terminal.
         rows, cols = np.nonzero(data.mask)
@@ -254,7 +320,11 @@ class FittedQEvaluation:
         a = to_t(act[rows, cols], torch.int64)
         r = to_t(data.reward[rows, cols])
         s_next = to_t(inputs[rows, next_cols])
-        pi_next = to_t(dist[rows, next_cols] * next_alive[:, None])  # zero rows at terminal: no bootstrap
+        if sparse:
+            dist_next = dist.take(rows * steps + next_cols)
+            alive_next = torch.as_tensor(next_alive, dtype=torch.float64)  # 0 at terminal: no bootstrap
+        else:
+            pi_next = to_t(dist[rows, next_cols] * next_alive[:, None])  # zero rows at terminal: no bootstrap
 
         generator = torch.Generator().manual_seed(cfg.seed)
         torch.manual_seed(cfg.seed)  # initialisation of the Q-network and encoder
@@ -272,25 +342,38 @@ class FittedQEvaluation:
         )
         optimizer = torch.optim.Adam(q_net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
         n_transitions = s.shape[0]
+        # The same rule for a dense and a sparse policy, so both fit with the same arithmetic at a given N.
+        score_all = min(cfg.batch_size, n_transitions) * n_actions <= FULL_OUTPUT_MAX_ELEMENTS
         self.loss_history = []
         for _ in tqdm(range(cfg.n_iterations), desc="FQE", disable=not cfg.progress):
             # ---- targets from the frozen previous iterate ----
             with torch.no_grad():
-                q_next = torch.cat([q_net(chunk) for chunk in torch.split(s_next, 65536)])
-                target = r + cfg.gamma * (pi_next * q_next).sum(dim=1)
+                if sparse:
+                    v_next = torch.as_tensor(sparse_policy_values(q_net, s_next, dist_next)) * alive_next
+                    target = r + cfg.gamma * v_next.float()
+                else:
+                    q_next = torch.cat([q_net(chunk) for chunk in torch.split(s_next, 65536)])
+                    target = r + cfg.gamma * (pi_next * q_next).sum(dim=1)
             # ---- regress Q(s, a) toward the targets ----
             for _ in range(cfg.n_steps_per_iteration):
                 idx = torch.randint(
                     0, n_transitions, (min(cfg.batch_size, n_transitions),), generator=generator
                 )
-                predicted = q_net(s[idx]).gather(1, a[idx, None])[:, 0]
+                if score_all:
+                    predicted = q_net(s[idx]).gather(1, a[idx, None])[:, 0]
+                else:
+                    predicted = q_net.q_at(s[idx], a[idx])
                 loss = nn.functional.mse_loss(predicted, target[idx])
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
             self.loss_history.append(loss.item())
         self.q_network = q_net.eval()
-        self._initial_values = self._policy_values(inputs[:, 0], dist[:, 0])
+        if sparse:
+            first = torch.as_tensor(inputs[:, 0], dtype=torch.float32)
+            self._initial_values = sparse_policy_values(q_net, first, dist.take(np.arange(n) * steps))
+        else:
+            self._initial_values = self._policy_values(inputs[:, 0], dist[:, 0])
         if not np.isfinite(self._initial_values).all():
             self.q_network = None
             raise ArgumentError(
@@ -298,6 +381,7 @@ class FittedQEvaluation:
                 f"learning_rate {cfg.learning_rate:g}); lower it, or rescale the rewards"
             )
         self._n_steps = steps
+        self._n_actions = n_actions
         self._state_dim = state.shape[2]
         return self
 
@@ -311,8 +395,68 @@ class FittedQEvaluation:
 
         Usable as `state_action_value_prediction` for `SequentialDoublyRobust`.
         """
+        inputs = self._checked_inputs(state, "predict_q")
+        flat = torch.as_tensor(inputs.reshape(-1, inputs.shape[2]), dtype=torch.float32)
+        with torch.no_grad():
+            q = torch.cat([self.q_network(chunk) for chunk in torch.split(flat, 65536)]).double().numpy()
+        return q.reshape(*inputs.shape[:2], -1)
+
+    def predict_values(self, state: Any, *, action: Any, action_dist: Any) -> tuple[np.ndarray, np.ndarray]:
+        """`(Q(s_t, a_t), E_{a ~ pi_e}[Q(s_t, a)])`, each `[n, H]` (the steps seen in `fit`'s horizon).
+
+        Usable as `logged_action_value_prediction` and `state_value_prediction` of `SequentialDoublyRobust`.
+        With a sparse `action_dist` (one row per step of `action`'s `[n, H']`, episode-major) the expectation
+        is the exact sparse one of the module docstring and no `[n, H, N]` array is built.
+
+        Args:
+            state: State features `[n, H', D]`, `H' >= H`.
+            action: Actions `[n, H']` in `[0, N)` (any valid action on steps after an episode's end).
+            action_dist: `[n, H', N]`, or a `SparseActionDist` of `n * H'` rows.
+        """
+        inputs = self._checked_inputs(state, "predict_values")
+        n, steps = inputs.shape[:2]
+        act = numeric_array("action", action, integer=True, where=episode_where)
+        if act.shape != (n, np.shape(state)[1]):
+            raise FeedbackError(f"action must have shape {(n, np.shape(state)[1])}, got {act.shape}")
+        n_actions = self._n_actions
+        if not ((act >= 0) & (act < n_actions)).all():
+            i, t = first_index(~((act >= 0) & (act < n_actions)))
+            raise FeedbackError(
+                f"action[{i}, {t}] = {act[i, t]} is outside the catalogue [0, {n_actions}) (episode {i}, step {t}; "
+                "0-based)"
+            )
+        flat = torch.as_tensor(inputs.reshape(n * steps, -1), dtype=torch.float32)
+        flat_action = torch.as_tensor(act[:, :steps].reshape(-1), dtype=torch.int64)
+        with torch.no_grad():
+            logged = torch.cat(
+                [
+                    self.q_network.q_at(chunk, chunk_action)
+                    for chunk, chunk_action in zip(
+                        torch.split(flat, 65536), torch.split(flat_action, 65536), strict=True
+                    )
+                ]
+            )
+        logged = logged.double().numpy().reshape(n, steps)
+        if isinstance(action_dist, SparseActionDist):
+            if action_dist.n_actions != n_actions:
+                raise FeedbackError(
+                    f"action_dist has {action_dist.n_actions} actions but FQE was fitted on {n_actions}"
+                )
+            dist = sparse_episode_steps(action_dist, n, act.shape[1], steps)
+            value = sparse_policy_values(self.q_network, flat, dist).reshape(n, steps)
+        else:
+            dist = numeric_array("action_dist", action_dist)
+            if dist.shape != (n, act.shape[1], n_actions):
+                raise FeedbackError(
+                    f"action_dist must have shape {(n, act.shape[1], n_actions)}, got {dist.shape} (shape mismatch)"
+                )
+            value = (self.predict_q(state) * dist[:, :steps]).sum(axis=2)
+        return logged, value
+
+    def _checked_inputs(self, state: Any, method: str) -> np.ndarray:
+        """The network's inputs `[n, H, D']` for `state` `[n, H' >= H, D]`, checked."""
         if self.q_network is None:
-            raise RuntimeError("call fit() before predict_q()")
+            raise RuntimeError(f"call fit() before {method}()")
         state = numeric_array("state", state, where=episode_where)
         width = (
             self.q_network.head[0].in_features if self.encoder is None and len(self.q_network.head) else None
@@ -333,11 +477,7 @@ class FittedQEvaluation:
             raise FeedbackError(
                 f"state[{i}, {t}, {d}] = {state[i, t, d]} is not finite (episode {i}, step {t}; 0-based)"
             )
-        inputs = self._inputs(state, self._n_steps)
-        flat = torch.as_tensor(inputs.reshape(-1, inputs.shape[2]), dtype=torch.float32)
-        with torch.no_grad():
-            q = torch.cat([self.q_network(chunk) for chunk in torch.split(flat, 65536)]).double().numpy()
-        return q.reshape(*inputs.shape[:2], -1)
+        return self._inputs(state, self._n_steps)
 
     def estimate_policy_value(self, **kwargs: Any) -> float:
         """Fit (when episode data are given) and return `mean_i sum_a pi_e(a | s^i_0) Q(s^i_0, a)`."""

@@ -4,6 +4,12 @@ Episodes are arrays `[n, H]` (episodes, steps) with a boolean `mask` that is Tru
 actually has (a prefix: episodes end at different lengths). Steps after the end carry no reward and an
 importance ratio of 1, so an ended episode keeps its cumulative weight (the usual absorbing-state convention,
 Thomas 2015, section 3.7).
+
+The evaluation policy is `action_dist` `[n, H, N]`, or for a large catalogue a `SparseActionDist` with one row
+per step, episode-major (row `i * H + t` is episode i's step t; `evaluation.ope.sparse`). The estimators use only
+`pi_e(a_t | s_t)` and, for the DR family, `q_hat(s_t, a_t)` and `v_hat(s_t) = E_{a ~ pi_e}[q_hat(s_t, a)]`; these
+can be given directly as `[n, H]` arrays (`logged_action_value_prediction`, `state_value_prediction`) instead of
+`state_action_value_prediction` `[n, H, N]`, so no `[n, H, N]` array is needed.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from evaluation.ope.checks import (
     refuse_any,
     refuse_unknown,
 )
+from evaluation.ope.sparse import SparseActionDist
 from recsim_env.checks import check_integer, check_real
 
 
@@ -48,6 +55,8 @@ SEQUENTIAL_ARGUMENTS = (
     "action_dist",
     "evaluation_pscore",
     "state_action_value_prediction",
+    "logged_action_value_prediction",
+    "state_value_prediction",
 )
 """The keyword arguments a sequential estimator accepts."""
 
@@ -59,6 +68,27 @@ def episode_where(index: tuple[int, ...]) -> str:
 
 def _dist_where(index: tuple[int, ...]) -> str:
     return f"(episode {index[0]}, step {index[1]}, action {index[2]}; 0-based)"
+
+
+def sparse_episode_steps(
+    dist: SparseActionDist, n_episodes: int, length: int, steps: int
+) -> SparseActionDist:
+    """The rows of the first `steps` steps of `n_episodes` episodes of `length` steps, from `dist`'s episode-major
+    rows (row `i * length + t`): a `SparseActionDist` of `n_episodes * steps` rows, in the same order.
+
+    Raises:
+        FeedbackError: when `dist` does not have one row per step.
+    """
+    if not isinstance(dist, SparseActionDist):
+        raise FeedbackError(f"action_dist: expected a SparseActionDist, got {type(dist).__name__}")
+    if len(dist.rest) != n_episodes * length:
+        raise FeedbackError(
+            f"action_dist: a sparse distribution over episodes needs one row per step, n * H = {n_episodes} * "
+            f"{length} = {n_episodes * length} rows (episode-major), got {len(dist.rest)} (shape mismatch)"
+        )
+    if steps == length:
+        return dist
+    return dist.take((np.arange(n_episodes)[:, None] * length + np.arange(steps)).ravel())
 
 
 def _mask_array(value: Any, shape: tuple[int, int]) -> np.ndarray:
@@ -81,6 +111,8 @@ def validate_episode_inputs(
     action_dist: Any = None,
     evaluation_pscore: Any = None,
     state_action_value_prediction: Any = None,
+    logged_action_value_prediction: Any = None,
+    state_value_prediction: Any = None,
     horizon: int | None = None,
     need_values: bool = False,
 ) -> EpisodeInputs:
@@ -96,10 +128,14 @@ def validate_episode_inputs(
             0/1); all True when None.
         action: Logged actions `[n, H]`: integers (or integral floats, never bools) in `[0, N)`; needed with
             `action_dist`.
-        action_dist: Evaluation policy's probabilities `[n, H, N]`, finite, non-negative, summing to 1.
+        action_dist: Evaluation policy's probabilities `[n, H, N]`, finite, non-negative, summing to 1; or a
+            `SparseActionDist` (validated when built) with one row per step, episode-major (`n * H` rows).
         evaluation_pscore: Instead of `action`/`action_dist` (never with them): the evaluation policy's
             probability of the logged action `[n, H]`, in `[0, 1]` (enough for PDIS / WPDIS).
         state_action_value_prediction: Predicted `q_hat(s_t, a)` `[n, H, N]` for sequential DR, finite.
+        logged_action_value_prediction: Instead of `state_action_value_prediction` (with
+            `state_value_prediction`): `q_hat(s_t, a_t)` of the logged action `[n, H]`, finite.
+        state_value_prediction: `v_hat(s_t) = sum_a pi_e(a | s_t) q_hat(s_t, a)` `[n, H]`, finite.
         horizon: Keep the first `horizon` steps (an int >= 1); all of them when None.
         need_values: Whether the caller needs `state_action_value_prediction`, `action` and `action_dist`.
 
@@ -150,7 +186,22 @@ def validate_episode_inputs(
     ps = two_d("pscore", pscore)
     check_pscores("pscore", ps, alive=alive, where=episode_where)
 
-    if need_values and (state_action_value_prediction is None or action is None or action_dist is None):
+    pair = (logged_action_value_prediction, state_value_prediction)
+    if (pair[0] is None) != (pair[1] is None):
+        raise FeedbackError(
+            "logged_action_value_prediction and state_value_prediction are given together, or neither"
+        )
+    has_pair = pair[0] is not None
+    if has_pair and state_action_value_prediction is not None:
+        raise FeedbackError(
+            "state_action_value_prediction: give either it or logged_action_value_prediction with "
+            "state_value_prediction, not both"
+        )
+    if (
+        need_values
+        and not has_pair
+        and (state_action_value_prediction is None or action is None or action_dist is None)
+    ):
         missing = [
             name
             for name, value in (
@@ -161,9 +212,11 @@ def validate_episode_inputs(
             if value is None
         ]
         raise FeedbackError(
-            f"{missing[0]} is required: sequential DR needs action, action_dist and state_action_value_prediction"
+            f"{missing[0]} is required: sequential DR needs action, action_dist and state_action_value_prediction "
+            "(or logged_action_value_prediction with state_value_prediction)"
         )
     act = dist = None
+    sparse = isinstance(action_dist, SparseActionDist)
     if action_dist is not None:
         if evaluation_pscore is not None:
             raise FeedbackError(
@@ -171,6 +224,18 @@ def validate_episode_inputs(
             )
         if action is None:
             raise FeedbackError("action is required with action_dist")
+    if sparse:
+        dist = sparse_episode_steps(action_dist, n, length, steps)
+        act = check_indices(
+            "action",
+            two_d("action", action, integer=True).astype(np.float64),
+            dist.n_actions,
+            f"the catalogue [0, {dist.n_actions})",
+            alive=alive,
+            where=episode_where,
+        )
+        target = dist.prob(act.ravel()).reshape(n, steps)
+    elif action_dist is not None:
         dist = numeric_array("action_dist", action_dist, where=_dist_where)
         if dist.ndim != 3 or dist.shape[:2] != (n, length) or dist.shape[2] == 0:
             raise FeedbackError(
@@ -231,10 +296,11 @@ def validate_episode_inputs(
     q_logged = v_policy = None
     if state_action_value_prediction is not None and dist is not None:
         q = numeric_array("state_action_value_prediction", state_action_value_prediction, where=_dist_where)
-        if q.shape != (n, length, dist.shape[2]):
+        n_actions = dist.n_actions if sparse else dist.shape[2]
+        if q.shape != (n, length, n_actions):
             raise FeedbackError(
                 f"state_action_value_prediction has shape {q.shape} but action_dist has "
-                f"{(n, length, dist.shape[2])} (shape mismatch)"
+                f"{(n, length, n_actions)} (shape mismatch)"
             )
         q = q[:, :steps]
         check_reals(
@@ -246,9 +312,26 @@ def validate_episode_inputs(
         )
         q = np.where(alive[..., None], q, 0.0)
         q_logged = np.take_along_axis(q, act[..., None], axis=2)[..., 0]
-        v_policy = (dist * q).sum(axis=2)
+        if sparse:
+            rows = q.reshape(n * steps, n_actions)
+            listed = np.take_along_axis(rows, dist.items, axis=1)
+            v_policy = dist.expectation(listed, rows.sum(axis=1)).reshape(n, steps)
+        else:
+            v_policy = (dist * q).sum(axis=2)
     elif state_action_value_prediction is not None:
         numeric_array("state_action_value_prediction", state_action_value_prediction, where=_dist_where)
+    elif has_pair:
+        q_logged, v_policy = (
+            np.where(alive, two_d(name, value), 0.0)
+            for name, value in zip(
+                ("logged_action_value_prediction", "state_value_prediction"), pair, strict=True
+            )
+        )
+        for name, value in (
+            ("logged_action_value_prediction", q_logged),
+            ("state_value_prediction", v_policy),
+        ):
+            check_reals(name, value, alive=alive, where=episode_where, what="predicted value")
     return EpisodeInputs(reward_alive, alive, ratio, q_logged, v_policy)
 
 
@@ -298,8 +381,8 @@ class SequentialEstimator(TermEstimator):
 
         Args:
             **kwargs: `reward`, `pscore`, `mask`, and `action` + `action_dist` or `evaluation_pscore`
-                (plus `state_action_value_prediction` for DR), all `[n, H]` / `[n, H, N]`; unknown names
-                are refused.
+                (plus, for DR, `state_action_value_prediction`, or `logged_action_value_prediction` with
+                `state_value_prediction`), all `[n, H]` / `[n, H, N]`; unknown names are refused.
         """
         return self._point(self._checked_terms(kwargs))
 

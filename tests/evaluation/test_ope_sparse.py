@@ -173,7 +173,7 @@ def _session_log(n: int, n_items: int, seed: int, sessions: bool) -> pd.DataFram
 
 
 def test_ope_report_reads_a_sparse_npz_like_the_dense_npy(tmp_path):
-    from evaluation.cli import SPARSE_NO_SEQUENTIAL, build_ope_report
+    from evaluation.cli import build_ope_report
     from evaluation.cli_options import OPEReportOptions
     from recsim_env.data.loaders import ColumnMapping, load
 
@@ -196,12 +196,23 @@ def test_ope_report_reads_a_sparse_npz_like_the_dense_npy(tmp_path):
         assert a.value == pytest.approx(b.value, rel=1e-9) and a.lower == pytest.approx(b.lower, rel=1e-9)
     assert sparse.support_deficit == pytest.approx(dense.support_deficit, rel=1e-9)
 
-    # With sessions, a sparse candidate has bandit estimates and says why it has no sequential section.
+    # With sessions, the sparse candidate's sequential section (importance weights, FQE, the DR family,
+    # risk) is the dense one's up to float32 rounding in FQE (a short fit: a long one amplifies rounding).
     frame = _session_log(600, n_items, seed=10, sessions=True)
     frame.to_csv(path, index=False)
     options = OPEReportOptions(
-        logs=path, policy=[str(tmp_path / "top3.npz")], out=tmp_path / "out", n_bootstrap=50
+        logs=path,
+        policy=[str(tmp_path / "top3.npy"), str(tmp_path / "top3.npz")],
+        out=tmp_path / "out",
+        n_bootstrap=50,
+        fqe_steps=20,
+        rank_by="seq-Switch-DR",
     )
-    report, _ = build_ope_report(options)
-    assert report.sequential is None
-    assert SPARSE_NO_SEQUENTIAL in report.all_warnings
+    _, (dense, sparse) = build_ope_report(options)
+    assert dense.sequential is not None and sparse.sequential is not None
+    assert [e.name for e in sparse.sequential.estimates] == [e.name for e in dense.sequential.estimates]
+    for a, b in zip(sparse.sequential.estimates, dense.sequential.estimates, strict=True):
+        for field in ("value", "lower", "upper"):
+            assert getattr(a, field) == pytest.approx(getattr(b, field), rel=1e-5, abs=1e-6), (a.name, field)
+    assert sparse.sequential.ess == pytest.approx(dense.sequential.ess, rel=1e-12)
+    assert sparse.sequential.warnings == dense.sequential.warnings
