@@ -28,6 +28,12 @@ from torch import nn
 from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real
 from recsim_env.encoders import losses
 
+CONTENT_HINT = (
+    "`seqrec train --item-content catalogue`, `seqrec train-simulator --item-content catalogue` or "
+    "`--item-text COLUMNS`, `seqrec train-encoder --item-text COLUMNS` (docs/item_text.md)"
+)
+"""Where to get item content, for the errors of an encoder that has none."""
+
 LOSSES = ("ce", "bce", "sampled_softmax")
 IGNORE_TARGET = -100
 """Target value of a position that contributes no loss (`torch.nn.functional.cross_entropy`'s default)."""

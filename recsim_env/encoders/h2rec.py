@@ -34,8 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsim_env.checks import check_config_fields, check_integer, check_real
-from recsim_env.encoders.base import IGNORE_TARGET, TrainingBatch, attention_mask
-from recsim_env.encoders.item_text import CONTENT_HINT
+from recsim_env.encoders.base import CONTENT_HINT, IGNORE_TARGET, TrainingBatch, attention_mask
 from recsim_env.encoders.sasrec import SASRec, SASRecConfig
 from recsim_env.errors import ArgumentError
 

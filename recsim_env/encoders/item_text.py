@@ -49,11 +49,6 @@ EMBED_BATCH_SIZE = 256
 CONTENT_SOURCES = ("auto", "none", "catalogue", "text")
 """Where item content comes from: "auto" (the default of the encoders that need content, else none),
 "none", "catalogue" (public item attributes) or "text" (embedded item table columns)."""
-CONTENT_HINT = (
-    "`seqrec train --item-content catalogue`, `seqrec train-simulator --item-content catalogue` or "
-    "`--item-text COLUMNS`, `seqrec train-encoder --item-text COLUMNS` (docs/item_text.md)"
-)
-"""Where to get item content, for the errors of an encoder that has none."""
 
 
 def resolve_content_source(source: str, encoder: str, *, text: bool = False) -> str:
@@ -118,6 +113,7 @@ def build_encoder(
     """
     import torch
 
+    from recsim_env.encoders.base import CONTENT_HINT
     from recsim_env.encoders.registry import build, encoder_class
 
     fields = dict(fields)
