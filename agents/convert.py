@@ -96,8 +96,8 @@ def _convert_simulator(src: Path, dst: Path) -> str:
     from simulators.checkpoint import check_start_pool, save
     from simulators.config import SimulatorConfig
     from simulators.data import DataSchema, ExposureLog
+    from simulators.ensemble import simulator_of
     from simulators.response_model import ResponseModel
-    from simulators.simulator import LearnedSimulator
 
     fields = _json(src / "config.json")
     # Format 1 filled these for simulators saved before the options existed: they did none of them.
@@ -120,7 +120,7 @@ def _convert_simulator(src: Path, dst: Path) -> str:
         found["user_features"] = np.zeros((len(found["offsets"]) - 1, 0), dtype=np.float32)
     pool = ExposureLog(**{name: found[name] for name in ExposureLog._fields})
     check_start_pool(pool, schema.n_items, schema.user_features.width, src / "start_pool.npz")
-    save(LearnedSimulator(config, schema, members, pool, _json(src / "item_ids.json")), dst)
+    save(simulator_of(config, schema, members, pool, _json(src / "item_ids.json")), dst)
     return "simulator"
 
 

@@ -36,8 +36,8 @@ import torch  # noqa: E402
 from recsim_env.world.logging import log_world  # noqa: E402
 from simulators import SimulatorConfig, fit  # noqa: E402
 from simulators.distributed import fit_distributed  # noqa: E402
+from simulators.ensemble import simulator_of  # noqa: E402
 from simulators.report import log_metrics  # noqa: E402
-from simulators.simulator import LearnedSimulator  # noqa: E402
 from simulators.train import config_user_split, fit_members, member_users, prepare  # noqa: E402
 
 QUICK = {"d_model": 16, "history_len": 8, "epochs": 3, "batch_size": 128}
@@ -70,7 +70,7 @@ def reference_run(logs, config: SimulatorConfig, training_seed: int) -> dict:
         time.perf_counter() + 60.0 * config.max_train_minutes,
         progress=False,
     )
-    simulator = LearnedSimulator(config, schema, members, log, np.asarray(logs.item_ids.tokens).tolist())
+    simulator = simulator_of(config, schema, members, log, np.asarray(logs.item_ids.tokens).tolist())
     return summary(simulator, log, test_users, history, time.perf_counter() - start)
 
 

@@ -60,8 +60,8 @@ for name, data, cfg in [
     out[f"{name}.log"] = h(*r.log)
     views = {"plain": sim}
     if len(sim.members) > 1:
-        views["simset"] = sim.with_options(parameter_ranges=simulators.SimSetConfig().ranges())
-        views["disagree"] = sim.with_options(report_disagreement=True)
+        views["simset"] = simulators.SimulatorSet.of(sim, simulators.SimSetConfig().ranges())
+        views["disagree"] = sim.with_disagreement()
     for vname, model in views.items():
         env = SeqRecVectorEnv(
             num_envs=32,

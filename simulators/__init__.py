@@ -23,6 +23,8 @@ _EXPORTS = {
     "FeatureSpec": "features",
     "ResponseModel": "response_model",
     "LearnedSimulator": "simulator",
+    "EnsembleSimulator": "ensemble",
+    "SimulatorSet": "simset",
     "FitResult": "train",
     "fit": "train",
     "save": "checkpoint",
@@ -35,12 +37,14 @@ _EXPORTS = {
 
 __all__ = [
     "DataSchema",
+    "EnsembleSimulator",
     "ExposureLog",
     "FitResult",
     "LearnedSimulator",
     "ResponseModel",
     "SeqRecSimSetEnv",
     "SimSetConfig",
+    "SimulatorSet",
     "SimulatorConfig",
     "FeatureSpec",
     "fit",
@@ -58,9 +62,10 @@ if TYPE_CHECKING:
     from simulators.checkpoint import load, save, verify
     from simulators.config import SimulatorConfig
     from simulators.data import DataSchema, ExposureLog
+    from simulators.ensemble import EnsembleSimulator
     from simulators.features import FeatureSpec
     from simulators.report import write_report
     from simulators.response_model import ResponseModel
-    from simulators.simset import SeqRecSimSetEnv, SimSetConfig
+    from simulators.simset import SeqRecSimSetEnv, SimSetConfig, SimulatorSet
     from simulators.simulator import LearnedSimulator
     from simulators.train import FitResult, fit

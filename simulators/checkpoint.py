@@ -20,6 +20,7 @@ catalogue differs from the data it is meant for, with a `CheckpointError` naming
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from recsim_env.data import LoggedInteractions
 from recsim_env.errors import CheckpointError
 from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog
+from simulators.ensemble import EnsembleSimulator, simulator_of
 from simulators.response_model import ResponseModel
 from simulators.simulator import LearnedSimulator
 
@@ -47,11 +49,15 @@ FORMAT = 2
 2: the manifest records the version and every `schema.json` field is required."""
 
 
-def save(simulator: LearnedSimulator, directory: str | os.PathLike) -> Path:
-    """Write `simulator` to `directory` (replaced whole if it exists); returns the directory."""
+def save(simulator: LearnedSimulator | EnsembleSimulator, directory: str | os.PathLike) -> Path:
+    """Write `simulator` to `directory` (replaced whole if it exists); returns the directory. A
+    `simulators.simset.SimulatorSet` is saved as its members (its parameter ranges are not saved)."""
+
+    # One member of an ensemble saves as a simulator of its own.
+    config = dataclasses.replace(simulator.config, ensemble_size=len(simulator.members))
 
     def write(tmp: Path) -> None:
-        write_json(tmp / CONFIG, simulator.config.to_dict())
+        write_json(tmp / CONFIG, config.to_dict())
         write_json(tmp / SCHEMA, simulator.schema.to_dict())
         write_json(tmp / ITEMS, list(simulator.item_tokens))
         write_tensors(
@@ -89,8 +95,11 @@ def check_start_pool(pool: ExposureLog, n_items: int, n_features: int, where: Pa
         )
 
 
-def load(directory: str | os.PathLike, *, data: LoggedInteractions | None = None) -> LearnedSimulator:
-    """Load a simulator saved by `save`, after checking its manifest.
+def load(
+    directory: str | os.PathLike, *, data: LoggedInteractions | None = None
+) -> LearnedSimulator | EnsembleSimulator:
+    """Load a simulator saved by `save`, after checking its manifest: a `LearnedSimulator` for one
+    member, an `EnsembleSimulator` for more.
 
     Args:
         directory: the saved simulator.
@@ -137,7 +146,9 @@ def upgrade(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     return save(_read(artifact, data=None, version=version), dst)
 
 
-def _read(artifact: Artifact, *, data: LoggedInteractions | None, version: int) -> LearnedSimulator:
+def _read(
+    artifact: Artifact, *, data: LoggedInteractions | None, version: int
+) -> LearnedSimulator | EnsembleSimulator:
     """The simulator of a checked artifact in simulator format `version` (1 or `FORMAT`)."""
     directory = artifact.root
     try:
@@ -192,4 +203,4 @@ def _read(artifact: Artifact, *, data: LoggedInteractions | None, version: int) 
         raise CheckpointError(f"{directory / START_POOL}: missing array(s) {missing}")
     pool = ExposureLog(**{name: found[name] for name in ExposureLog._fields})
     check_start_pool(pool, schema.n_items, schema.user_features.width, directory / START_POOL)
-    return LearnedSimulator(config, schema, members, pool, item_tokens)
+    return simulator_of(config, schema, members, pool, item_tokens)

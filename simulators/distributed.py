@@ -30,7 +30,7 @@ loss, best epoch's weights, Platt calibration on the validation users), spread o
   rank order: the calibration of one process on all validation users.
 * **Result.** Worker 0 reports every member's `state_dict` (calibration included) as safetensors and the
   training history with the workers' node ids as JSON, in a `ray.train.Checkpoint`; the driver builds
-  the `LearnedSimulator` from them (`DistributedFit`), which the caller saves with `simulators.save`.
+  the simulator from them (`simulators.ensemble.simulator_of`) (`DistributedFit`), which the caller saves with `simulators.save`.
 
 One worker gives the single-process result: the same exposures, windows and batches in the same order,
 the same random streams (worker 0 draws from `fit`'s seeds; worker `r > 0` from `seed + r * 2**32` once
@@ -76,8 +76,8 @@ from recsim_env.ray_train import (
 )
 from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog
+from simulators.ensemble import simulator_of
 from simulators.response_model import ResponseModel
-from simulators.simulator import LearnedSimulator
 from simulators.train import (
     CalibrationHead,
     FitResult,
@@ -408,7 +408,7 @@ def fit_distributed(
         )
         members.append(model.eval())
     item_tokens = np.asarray(logs.item_ids.tokens).tolist()
-    simulator = LearnedSimulator(config, job.schema, members, log, item_tokens)
+    simulator = simulator_of(config, job.schema, members, log, item_tokens)
     result = FitResult(
         simulator, log, train_users, valid_users, test_users, record["history"], time.perf_counter() - started
     )

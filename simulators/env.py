@@ -1,6 +1,7 @@
 """Environments from logs: what `SeqRecEnv(dataset=..., simulator=...)` calls to get its user model.
 
-`simulator` may be a `LearnedSimulator`, the directory of a saved one, or `"learned"` (train one on
+`simulator` may be a learned simulator (`LearnedSimulator`, `EnsembleSimulator` or
+`simulators.simset.SimulatorSet`), the directory of a saved one, or `"learned"` (train one on
 `dataset` with `simulator_config`, or reuse the one trained earlier with the same data and config
 from the cache: `$SEQREC_SIMULATOR_CACHE`, else `<user cache dir of recsim-env>/simulators`).
 """
@@ -20,6 +21,7 @@ import platformdirs
 from recsim_env.checkpoint import FORMAT_VERSION as ARTIFACT_FORMAT_VERSION
 from recsim_env.data import LoggedInteractions
 from simulators.config import SimulatorConfig
+from simulators.ensemble import EnsembleSimulator
 from simulators.simulator import DISAGREEMENT, LearnedSimulator
 
 
@@ -60,7 +62,7 @@ def fingerprint(data: LoggedInteractions, config: SimulatorConfig) -> str:
 
 def trained_simulator(
     data: LoggedInteractions, config: SimulatorConfig, *, progress: bool = True
-) -> LearnedSimulator:
+) -> LearnedSimulator | EnsembleSimulator:
     """The simulator trained on `data` with `config`, from the cache or trained (and cached) now."""
     from simulators.checkpoint import load, save
     from simulators.report import write_report
@@ -82,9 +84,11 @@ def learned_user_model(
     simulator_config: SimulatorConfig | Mapping[str, Any] | None,
     uncertainty_penalty: float,
     reward: str | Mapping[str, float],
-) -> tuple[LearnedSimulator, str | Mapping[str, float]]:
-    """The user model and the reward for an environment on logs (arguments as in `SeqRecEnv`)."""
+) -> tuple[Any, str | Mapping[str, float]]:
+    """The user model and the reward for an environment on logs (arguments as in `SeqRecEnv`): a learned
+    simulator, with the disagreement signal where `uncertainty_penalty` > 0."""
     from simulators.checkpoint import load
+    from simulators.simset import SimulatorSet
 
     if not (uncertainty_penalty >= 0.0):
         raise ValueError(f"argument 'uncertainty_penalty' must be >= 0, got {uncertainty_penalty!r}")
@@ -94,7 +98,7 @@ def learned_user_model(
         except TypeError as error:
             raise ValueError(f"argument 'simulator_config': {error}") from None
     data = load_dataset(dataset) if dataset is not None else None
-    if isinstance(simulator, LearnedSimulator):
+    if isinstance(simulator, LearnedSimulator | EnsembleSimulator | SimulatorSet):
         model = simulator
     elif simulator is None or simulator == "learned":
         if data is None:
@@ -108,11 +112,12 @@ def learned_user_model(
         model = load(simulator, data=data)
     else:
         raise ValueError(
-            f"argument 'simulator' must be 'learned', a saved simulator's directory or a LearnedSimulator, "
+            "argument 'simulator' must be 'learned', a saved simulator's directory or a learned simulator "
+            f"(LearnedSimulator, EnsembleSimulator, SimulatorSet), "
             f"got {simulator!r}"
         )
     if uncertainty_penalty > 0:
-        model = model.with_options(parameter_ranges=model.parameter_ranges, report_disagreement=True)
+        model = model.with_disagreement()
         weights = {reward: 1.0} if isinstance(reward, str) else dict(reward)
         weights[DISAGREEMENT] = weights.get(DISAGREEMENT, 0.0) - float(uncertainty_penalty)
         reward = weights

@@ -35,7 +35,7 @@ class SimulatorGreedyPolicy(ReferencePolicy):
     """Show the K items of highest predicted click probability under `simulator` (see the module docstring).
 
     Args:
-        simulator: a `LearnedSimulator`.
+        simulator: a `LearnedSimulator` or `EnsembleSimulator`.
         slate_size: K.
         skip_history: never show an item of the observed history (as `recsim_env.policies.GreedyPolicy`).
         encode_user_features: the environment observes the data's raw user features (the world, whose

@@ -31,6 +31,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 from recsim_env.io import atomic_write
 from simulators import report_markdown
 from simulators.data import ExposureLog, model_inputs, windows
+from simulators.ensemble import EnsembleSimulator
 from simulators.report_markdown import N_BINS
 from simulators.simulator import LearnedSimulator
 
@@ -61,7 +62,10 @@ def binary_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 
 def teacher_forced(
-    simulator: LearnedSimulator, log: ExposureLog, batch_size: int = 2048, carried: bool = True
+    simulator: LearnedSimulator | EnsembleSimulator,
+    log: ExposureLog,
+    batch_size: int = 2048,
+    carried: bool = True,
 ) -> dict[str, Any]:
     """Predictions for every exposure of `log` that has history, from the real preceding history.
 
@@ -107,7 +111,7 @@ def teacher_forced(
     }
 
 
-def log_metrics(simulator: LearnedSimulator, log: ExposureLog) -> dict[str, Any]:
+def log_metrics(simulator: LearnedSimulator | EnsembleSimulator, log: ExposureLog) -> dict[str, Any]:
     """Held-out log metrics per signal (see the module docstring)."""
     schema = simulator.schema
     tf = teacher_forced(simulator, log)
@@ -146,7 +150,12 @@ def log_metrics(simulator: LearnedSimulator, log: ExposureLog) -> dict[str, Any]
 
 
 def simulate_sessions(
-    simulator: LearnedSimulator, item_weights: np.ndarray, *, episodes: int, seed: int, max_steps: int
+    simulator: LearnedSimulator | EnsembleSimulator,
+    item_weights: np.ndarray,
+    *,
+    episodes: int,
+    seed: int,
+    max_steps: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Session lengths and return gaps (days) of `episodes` two-session episodes in the simulator."""
     from recsim_env.envs.seqrec import SeqRecVectorEnv
@@ -199,7 +208,9 @@ def logged_sessions(log: ExposureLog) -> tuple[np.ndarray, np.ndarray]:
     return lengths.astype(np.int64), gaps.astype(np.float64)
 
 
-def session_metrics(simulator: LearnedSimulator, log: ExposureLog, *, episodes: int, seed: int) -> dict:
+def session_metrics(
+    simulator: LearnedSimulator | EnsembleSimulator, log: ExposureLog, *, episodes: int, seed: int
+) -> dict:
     """KS distances between simulated and logged session lengths and return gaps."""
     from scipy.stats import ks_2samp
 
@@ -254,7 +265,9 @@ class _Recorder:
         return self.model.end_session(state, mask, uniforms)
 
 
-def world_metrics(simulator: LearnedSimulator, world_config=None, *, steps: int, seed: int) -> dict:
+def world_metrics(
+    simulator: LearnedSimulator | EnsembleSimulator, world_config=None, *, steps: int, seed: int
+) -> dict:
     """Learned vs true click probabilities for a uniform policy in the world (teacher-forced histories).
 
     Logged users are followed for 3 sessions, as `log_world` logs them, and each shown item is scored twice

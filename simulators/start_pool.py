@@ -73,3 +73,18 @@ def filter_checkpoints(
                 )
                 belief = member.advance_filter(belief, torch.from_numpy(items), torch.from_numpy(inputs))
     return every, offsets, checkpoints
+
+
+class FilterCheckpoints:
+    """`filter_checkpoints` of a start pool for a group of models (an ensemble's members, column k for
+    member k), computed at the first episode start of any simulator that reads them."""
+
+    def __init__(self, pool: ExposureLog, models: list, scales: np.ndarray, pad_id: int) -> None:
+        self.pool, self.models, self.scales, self.pad_id = pool, list(models), scales, pad_id
+        self._value: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def get(self) -> tuple[int, np.ndarray, np.ndarray]:
+        """`(every, offsets, checkpoints [C, M, W])`, as `filter_checkpoints` returns them."""
+        if self._value is None:
+            self._value = filter_checkpoints(self.pool, self.models, self.scales, self.pad_id)
+        return self._value

@@ -39,6 +39,7 @@ from simulators.data import (
     window_users,
     windows,
 )
+from simulators.ensemble import EnsembleSimulator, simulator_of
 from simulators.response_model import FilterStart, ResponseModel, nll_terms
 from simulators.simulator import LearnedSimulator
 
@@ -47,7 +48,7 @@ from simulators.simulator import LearnedSimulator
 class FitResult:
     """What `fit` returns: the simulator, its data splits and the training curve."""
 
-    simulator: LearnedSimulator
+    simulator: LearnedSimulator | EnsembleSimulator
     log: ExposureLog
     """All users' labelled exposure sequences."""
     train_users: np.ndarray
@@ -366,7 +367,7 @@ def _fit(
         content=item_content(data, config, item_features),
     )
     item_tokens = np.asarray(data.item_ids.tokens).tolist()
-    simulator = LearnedSimulator(config, schema, members, log, item_tokens)
+    simulator = simulator_of(config, schema, members, log, item_tokens)
     return FitResult(
         simulator, log, train_users, valid_users, test_users, history, time.perf_counter() - started
     )

@@ -105,7 +105,8 @@ class SeqRecEnv(gym.Env):
       (`recsim_env.data.load`) or a `LoggedInteractions`. Episodes then start from real users'
       history prefixes and the catalogue is the data's (see docs/simulators.md).
     - `simulator`: `"learned"` (train one on `dataset`, or reuse the cached one), the directory
-      of a saved simulator (`seqrec train-simulator`), or a `simulators.LearnedSimulator`. Giving
+      of a saved simulator (`seqrec train-simulator`), or a learned simulator object
+      (`simulators.LearnedSimulator`, `EnsembleSimulator` or `SimulatorSet`). Giving
       `dataset` alone means `"learned"`. The `simulators` package (and torch) is imported only then.
     - `simulator_config`: a `simulators.SimulatorConfig` or dict of its fields, for `"learned"`.
     - `uncertainty_penalty`: lambda >= 0 (needs an ensemble simulator); adds the signal

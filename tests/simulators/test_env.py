@@ -98,11 +98,10 @@ def test_bad_arguments_are_refused(saved_simulator):
     with pytest.raises(ValueError, match="uncertainty_penalty"):
         gym.make("SeqRec-v0", uncertainty_penalty=1.0)
     with pytest.raises(ValueError, match="ensemble"):
-        # The tiny fixture has 2 members; a 1-member simulator cannot report disagreement.
+        # The tiny fixture has 2 members; one of them alone cannot report disagreement.
         import simulators
 
-        sim = simulators.load(saved_simulator)
-        sim.members = sim.members[:1]
+        sim = simulators.load(saved_simulator).simulators[0]
         gym.make("SeqRec-v0", simulator=sim, uncertainty_penalty=1.0)
     with pytest.raises(ValueError, match="simulator"):
         gym.make("SeqRec-v0", simulator=42)

@@ -95,9 +95,11 @@ def test_response_model_last_state_matches_its_states(world_logs, click_pooling,
 def test_the_simulator_keeps_the_embedded_history_of_its_state(tiny_fit, view):
     """After steps, the embedded history each row carries is the embedding of its history, and the step's
     predictions equal `predict` from the history alone (no carried state but the filter's)."""
+    from simulators.simset import SimulatorSet
+
     simulator = tiny_fit.simulator
     if view == "simset":
-        simulator = simulator.with_options(parameter_ranges={"leave_shift": (0.0, 0.0)})
+        simulator = SimulatorSet.of(simulator, {"leave_shift": (0.0, 0.0)})
     rng = np.random.default_rng(0)
     n = 20
     state = simulator.initial_state(
@@ -106,17 +108,22 @@ def test_the_simulator_keeps_the_embedded_history_of_its_state(tiny_fit, view):
     for _ in range(4):
         slates = np.argsort(rng.random((n, simulator.n_items)), axis=1)[:, :2]
         simulator.respond(state, slates, rng.random((n, simulator.n_step_uniforms)))
-    for k, rows, column in simulator._carried(state.parameters):
+    if view == "simset":  # each row carries its own member's
+        carried = [(state.carried, np.flatnonzero(state.parameters["member"] == k)) for k in (0, 1)]
+    else:  # every row carries every member's
+        carried = [(c, slice(None)) for c in state.carried]
+    for k, (member_state, rows) in enumerate(carried):
         with torch.inference_mode():
             expected = simulator.members[k].embed_history(
                 torch.from_numpy(state.items[rows]), torch.from_numpy(state.inputs[rows])
             )
         torch.testing.assert_close(
-            torch.from_numpy(state.embedded[rows, column]), expected, rtol=1e-5, atol=1e-6
+            torch.from_numpy(member_state.embedded[rows]), expected, rtol=1e-5, atol=1e-6
         )
     slates = np.argsort(rng.random((n, simulator.n_items)), axis=1)[:, :3]
-    step = simulator._predict_rows(state, slates)
-    state.embedded = state.embedded[:, :, :0]  # as an encoder without `encode_last`: read the history
-    plain = simulator._predict_rows(state, slates)
+    step = simulator.predict_step(state, slates)
+    for member_state, _ in carried:  # as an encoder without `encode_last`: read the history
+        member_state.embedded = member_state.embedded[:, :0]
+    plain = simulator.predict_step(state, slates)
     for key in ("click", "leave", "mean"):
         np.testing.assert_allclose(step[key], plain[key], rtol=1e-5, atol=1e-6)

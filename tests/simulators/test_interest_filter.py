@@ -131,12 +131,16 @@ def test_simulator_carries_each_members_filter_state(filter_simulator, budget, m
     checkpoints fit every exposure or only every 16th, the rest read at the start), each step reads the new
     exposures once, and while the episode fits the window the carried state gives the window's predictions."""
     import simulators.start_pool
+    from simulators.ensemble import EnsembleSimulator, members_of
 
-    simulator = filter_simulator.with_options()
-    simulator._shared_cache = {}  # its own checkpoints, under this budget
+    base = filter_simulator
+    # Its own checkpoints, under this budget.
+    simulator = EnsembleSimulator(
+        members_of(base.config, base.schema, base.members, base.start_pool, base.item_tokens)
+    )
     if budget is not None:
         monkeypatch.setattr(simulators.start_pool, "BELIEF_CHECKPOINT_BYTES", budget)
-    assert simulator._filter_checkpoints()[0] == (16 if budget == 0 else 1)
+    assert simulator.simulators[0].checkpoints.get()[0] == (16 if budget == 0 else 1)
     pool = simulator.start_pool
     rng = np.random.default_rng(0)
     n = 16
@@ -144,9 +148,9 @@ def test_simulator_carries_each_members_filter_state(filter_simulator, budget, m
     uniforms = rng.random((n, simulator.n_start_uniforms))
     uniforms[: n // 2, 0] = 0.0  # half the rows start from a one-exposure prefix
     state = simulator.initial_state(users, uniforms).state
-    assert state.beliefs.shape == (n, 2, simulator.members[0].interest_filter.state_width)
+    assert state.beliefs().shape == (n, 2, simulator.members[0].interest_filter.state_width)
 
-    rows = simulator._users[users]
+    rows = simulator.simulators[0]._users[users]
     lo = pool.offsets[rows]
     end = lo + 1 + np.floor(uniforms[:, 0] * (pool.offsets[rows + 1] - lo - 1)).astype(np.int64)
     for row in range(n):
@@ -159,9 +163,9 @@ def test_simulator_carries_each_members_filter_state(filter_simulator, budget, m
         for k, member in enumerate(simulator.members):
             with torch.inference_mode():
                 expected = member.filter_state(items, inputs, features)[0].numpy()
-            np.testing.assert_allclose(state.beliefs[row, k], expected, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(state.carried[k].beliefs[row], expected, rtol=1e-4, atol=1e-5)
 
-    start = state.beliefs.copy()
+    start = state.beliefs()
     step_items, step_inputs = [], []
     for _ in range(3):
         slates = rng.integers(0, simulator.n_items, (n, 1))
@@ -174,12 +178,17 @@ def test_simulator_carries_each_members_filter_state(filter_simulator, budget, m
     for k, member in enumerate(simulator.members):
         with torch.inference_mode():
             expected = member.advance_filter(torch.from_numpy(start[:, k]), new_items, new_inputs).numpy()
-        np.testing.assert_allclose(state.beliefs[:, k], expected, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(state.carried[k].beliefs, expected, rtol=1e-4, atol=1e-5)
 
     short = np.arange(n // 2)  # 1 + 3 exposures: the episode fits the window of 8
     slates = rng.integers(0, simulator.n_items, (len(short), 3))
     carried = simulator.predict(
-        state.items[short], state.inputs[short], slates, -1, state.user_features[short], state.beliefs[short]
+        state.items[short],
+        state.inputs[short],
+        slates,
+        -1,
+        state.user_features[short],
+        state.beliefs()[short],
     )
     windowed = simulator.predict(
         state.items[short], state.inputs[short], slates, -1, state.user_features[short]
@@ -193,9 +202,16 @@ def simulator_inputs(simulator, feedback, gap_before):
     return model_inputs(feedback, gap_before, np.asarray(simulator.schema.scales, dtype=np.float32))
 
 
-def test_views_share_the_start_pool_checkpoints(filter_simulator):
-    view = filter_simulator.with_options(parameter_ranges={"leave_shift": (-0.5, 0.5)})
-    assert view._filter_checkpoints() is filter_simulator._filter_checkpoints()
+def test_wrappers_of_the_same_members_share_the_start_pool_checkpoints(filter_simulator):
+    from simulators.simset import SimulatorSet
+
+    view = SimulatorSet.of(filter_simulator, {"leave_shift": (-0.5, 0.5)})
+    shared = filter_simulator.simulators[0].checkpoints
+    assert all(
+        s.checkpoints is shared for s in (*view.simulators, *filter_simulator.with_disagreement().simulators)
+    )
+    assert [s.checkpoint_column for s in view.simulators] == [0, 1]
+    assert view.simulators[1].checkpoints.get() is filter_simulator.simulators[0].checkpoints.get()
 
 
 def test_a_saved_filter_simulator_loads_with_identical_states_and_predictions(filter_simulator, tmp_path):
@@ -207,9 +223,9 @@ def test_a_saved_filter_simulator_loads_with_identical_states_and_predictions(fi
     uniforms = rng.random((32, filter_simulator.n_start_uniforms))
     before = filter_simulator.initial_state(users, uniforms).state
     after = loaded.initial_state(users, uniforms).state
-    np.testing.assert_array_equal(before.beliefs, after.beliefs)
+    np.testing.assert_array_equal(before.beliefs(), after.beliefs())
     slates = rng.integers(0, filter_simulator.n_items, (32, 4))
-    args = (before.items, before.inputs, slates, -1, before.user_features, before.beliefs)
+    args = (before.items, before.inputs, slates, -1, before.user_features, before.beliefs())
     np.testing.assert_array_equal(filter_simulator.predict(*args)["click"], loaded.predict(*args)["click"])
 
 
@@ -217,7 +233,9 @@ def test_a_simulator_set_carries_only_each_rows_own_member(filter_simulator):
     """A simulator-set row reads its own member alone, so it carries that member's filter state alone (one
     column); that state equals the ensemble simulator's for that member, and `predict` with that member
     and that one column gives the step's predictions."""
-    simset = filter_simulator.with_options(parameter_ranges={"leave_shift": (0.0, 0.0)})
+    from simulators.simset import SimulatorSet
+
+    simset = SimulatorSet.of(filter_simulator, {"leave_shift": (0.0, 0.0)})
     rng = np.random.default_rng(2)
     n = 24
     users = rng.integers(0, filter_simulator.n_users, n)
@@ -233,16 +251,17 @@ def test_a_simulator_set_carries_only_each_rows_own_member(filter_simulator):
         # The ensemble's state, advanced over the same exposures (its responses would differ: feed the set's).
         with torch.inference_mode():
             for k, member in enumerate(filter_simulator.members):
-                ensemble.beliefs[:, k] = member.advance_filter(
-                    torch.from_numpy(ensemble.beliefs[:, k]),
+                ensemble.carried[k].beliefs[:] = member.advance_filter(
+                    torch.from_numpy(ensemble.carried[k].beliefs),
                     torch.from_numpy(slates),
                     torch.from_numpy(state.inputs[:, -2:].copy()),
                 ).numpy()
     rows = np.arange(n)
-    assert state.beliefs.shape == ensemble.beliefs[:, :1].shape and np.isfinite(state.beliefs).all()
-    np.testing.assert_allclose(state.beliefs[:, 0], ensemble.beliefs[rows, own], rtol=1e-5, atol=1e-6)
+    beliefs = state.carried.beliefs
+    assert beliefs.shape == ensemble.carried[0].beliefs.shape and np.isfinite(beliefs).all()
+    np.testing.assert_allclose(beliefs, ensemble.beliefs()[rows, own], rtol=1e-5, atol=1e-6)
     slates = rng.integers(0, filter_simulator.n_items, (n, 2))
-    step = simset._predict_rows(state, slates)["click"]
+    step = simset.predict_step(state, slates)["click"]
     for k in (0, 1):
         mine = np.flatnonzero(own == k)
         alone = simset.predict(
@@ -251,7 +270,7 @@ def test_a_simulator_set_carries_only_each_rows_own_member(filter_simulator):
             slates[mine],
             k,
             state.user_features[mine],
-            state.beliefs[mine],
+            beliefs[mine][:, None],
         )
         np.testing.assert_allclose(step[mine], alone["click"], rtol=1e-5, atol=1e-6)
 

@@ -29,14 +29,16 @@ def test_one_part_switched_off_alone(world_logs, off, tmp_path):
     simulator = simulators.fit(world_logs, config).simulator
     model = simulator.members[0]
     assert {part: _has(model, part) for part in PARTS} == {part: part != off for part in PARTS}
-    assert simulator.n_user_features == (0 if off == "user_features" else simulator.schema.user_features.width)
+    assert simulator.n_user_features == (
+        0 if off == "user_features" else simulator.schema.user_features.width
+    )
 
     rng = np.random.default_rng(0)
     n = 12
     start = simulator.initial_state(rng.integers(0, simulator.n_users, n), rng.random((n, 1)))
     state = start.state
     width = 0 if off == "interest_filter" else model.interest_filter.state_width
-    assert state.beliefs.shape == (n, 1, width)
+    assert state.carried.beliefs.shape == (n, width)
     for _ in range(3):
         slates = rng.integers(0, simulator.n_items, (n, 1))
         response = simulator.respond(state, slates, rng.random((n, simulator.n_step_uniforms)))
@@ -44,5 +46,5 @@ def test_one_part_switched_off_alone(world_logs, off, tmp_path):
 
     loaded = simulators.load(simulators.save(simulator, tmp_path / "sim"))
     slates = rng.integers(0, simulator.n_items, (n, 2))
-    args = (state.items, state.inputs, slates, -1, state.user_features, state.beliefs)
+    args = (state.items, state.inputs, slates, -1, state.user_features, state.carried.beliefs[:, None])
     np.testing.assert_array_equal(simulator.predict(*args)["click"], loaded.predict(*args)["click"])

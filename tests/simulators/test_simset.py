@@ -1,4 +1,5 @@
-"""`SeqRecSimSet-v0`: check_env, hidden parameters only in info, members that really differ."""
+"""`SimulatorSet` and `SeqRecSimSet-v0`: check_env, hidden parameters only in info, members that really differ,
+each row read by its own member."""
 
 from __future__ import annotations
 
@@ -71,3 +72,65 @@ def test_bad_simset_arguments_are_refused_before_any_simulator_is_built(simset, 
 
     with pytest.raises(ArgumentError, match=message):
         SeqRecSimSetEnv(simset=simset)
+
+
+def test_a_set_of_one_simulator_without_ranges_responds_as_it(tiny_fit):
+    """The set's own draws (member, default parameters) leave the member's responses unchanged."""
+    from simulators import SimulatorSet
+
+    member = tiny_fit.simulator.simulators[1]
+    family = SimulatorSet.of(member, {})
+    assert family.n_start_uniforms == 6 and member.n_start_uniforms == 1
+    n = 10
+    rng = np.random.default_rng(0)
+    users, start = rng.integers(0, member.n_users, n), rng.random((n, family.n_start_uniforms))
+    a, b = member.initial_state(users, start[:, :1]), family.initial_state(users, start)
+    assert (b.state.parameters["member"] == 0).all()
+    for _ in range(5):
+        slates = rng.integers(0, member.n_items, (n, 2))
+        uniforms = rng.random((n, member.n_step_uniforms))
+        x, y = member.respond(a.state, slates, uniforms), family.respond(b.state, slates, uniforms)
+        np.testing.assert_array_equal(x.feedback, y.feedback)
+        np.testing.assert_array_equal(x.leave, y.leave)
+
+
+def test_each_row_reads_its_own_member_with_parameters_in_their_ranges(tiny_fit):
+    from simulators import SimulatorSet
+    from simulators.simulator import SimulatorState
+
+    family = SimulatorSet.of(tiny_fit.simulator, {"leave_shift": (-1.0, 1.0), "noise_scale": (0.0, 0.5)})
+    n = 40
+    rng = np.random.default_rng(1)
+    state = family.initial_state(
+        rng.integers(0, family.n_users, n), rng.random((n, family.n_start_uniforms))
+    ).state
+    params = state.parameters
+    assert set(np.unique(params["member"])) == {0, 1}
+    assert ((-1.0 <= params["leave_shift"]) & (params["leave_shift"] <= 1.0)).all()
+    assert ((0.0 <= params["noise_scale"]) & (params["noise_scale"] <= 0.5)).all()
+    assert (params["position_decay"] == 1.0).all() and (params["satiation_rate"] == 0.0).all()
+    slates = rng.integers(0, family.n_items, (n, 2))
+    step = family.predict_step(state, slates)
+    assert (step["click_std"] == 0).all()
+    for k, member in enumerate(family.simulators):
+        rows = np.flatnonzero(params["member"] == k)
+        users = {name: getattr(state, name) for name in ("items", "inputs", "user_features")}
+        mine = SimulatorState(
+            **{name: value[rows] for name, value in users.items()},
+            user_ids=state.user_ids[rows],
+            pending_gap=state.pending_gap[rows],
+            satiation=state.satiation[rows],
+            gap_mean=state.gap_mean[rows],
+            gap_sigma=state.gap_sigma[rows],
+            parameters={name: value[rows] for name, value in params.items()},
+            carried=type(state.carried)(state.carried.beliefs[rows], state.carried.embedded[rows]),
+        )
+        np.testing.assert_array_equal(step["click"][rows], member.predict_step(mine, slates[rows])["click"])
+
+
+def test_unknown_parameter_ranges_are_refused(tiny_fit):
+    from recsim_env.errors import ArgumentError
+    from simulators import SimulatorSet
+
+    with pytest.raises(ArgumentError, match=r"unknown parameter\(s\) \['leave_shiift'\]"):
+        SimulatorSet.of(tiny_fit.simulator, {"leave_shiift": (0.0, 1.0)})
