@@ -104,7 +104,7 @@ BUILT_IN_AGENTS = (
     ),
     AgentSpec(
         "retrieval", "agents.retrieval:RetrievalConfig", "agents.retrieval:train", needs_data=False,
-        summary="retrieve-then-rank for large catalogues: item2vec + exact MIPS candidates, a PPO ranker over them",
+        summary="retrieve-then-rank for large catalogues: SVD item embeddings + exact MIPS candidates, a PPO or DQN ranker",
     ),
 )  # fmt: skip
 """The agents this package ships; each is one entry (a plugin calls `register_agent` instead)."""

@@ -2,13 +2,15 @@
 uniform on the same users, and record what a step of the agent costs.
 
 1. Trains `agents.retrieval` (warm-up of `--warmup-users` episode starts, co-consumption SVD, clusters,
-   then PPO on the ranker) with `time_budget_s = --budget` seconds counted from the start of training
+   then `--algorithm` PPO or DQN on the ranker, with the `--query` heuristic or learned, in a world
+   of `--slate-size` K) with `time_budget_s = --budget` seconds counted from the start of training
    (warm-up included); `--quick`: 120 s and a smaller warm-up.
 2. Rolls out, on the same seeds (`--seed`, `--episodes` episodes, the same users in the same order):
    the trained agent (its most probable candidate, as `seqrec evaluate` acts for a saved policy),
    uniform, popularity fitted on `--log-steps` uniform-logging world steps (what `seqrec evaluate
    --policy popularity` fits), and popularity fitted on the warm-up's consumption counts (the same
-   logs the agent learned from: a stronger popularity).
+   logs the agent learned from: a stronger popularity), and the retrieval order (the agent's
+   candidates by retrieval score, its ranker ignored; for K > 1 its K best).
 3. Times the agent's action for a batch of B observations: retrieval (query, exact per-cluster MIPS
    over the catalogue, features) and ranking (the ranker's forward pass), in ms per batch.
 
@@ -16,6 +18,7 @@ Prints one JSON line: mean return with its 95% CI per policy, the ratio to each 
 steps and steps/s, the action cost, peak resident memory and the machine.
 
     python benchmarks/retrieval_agent.py [--quick] [--n-items 100000] [--budget 870] [--episodes 200]
+        [--algorithm ppo|dqn] [--query heuristic|learned] [--slate-size 1]
 """
 
 from __future__ import annotations
@@ -35,19 +38,19 @@ EVAL_SEED_OFFSET = 10_000_000
 
 
 def action_cost_ms(policy, env_kwargs: dict, batch: int, repeats: int, seed: int) -> dict:
-    """Median ms per batch of `batch` observations: retrieval + features, then the ranker."""
+    """Median ms per batch of `batch` observations: retrieval (with the policy's query) + features,
+    then the ranker's scores."""
     from recsim_env.envs import SeqRecVectorEnv
 
     env = SeqRecVectorEnv(num_envs=batch, **env_kwargs)
     obs, _ = env.reset(seed=seed)
     retrieval, ranking = [], []
+    query = policy.scorer.query if policy.scorer.learned_query else None
     for _ in range(repeats):
         start = time.perf_counter()
-        ids, ranker_obs = policy.generator(obs)
+        ids, ranker_obs = policy.generator(obs, query)
         middle = time.perf_counter()
-        with torch.no_grad():
-            tensors = {key: torch.as_tensor(value) for key, value in ranker_obs.items()}
-            policy.ranker.get_distribution(tensors).distribution.probs.argmax(dim=1)
+        policy.scorer.scores(ranker_obs).argmax(axis=1)
         end = time.perf_counter()
         retrieval.append(middle - start)
         ranking.append(end - middle)
@@ -60,27 +63,27 @@ def action_cost_ms(policy, env_kwargs: dict, batch: int, repeats: int, seed: int
 
 
 class RetrievalOrder:
-    """The trained agent's candidates taken in retrieval-score order, its ranker ignored: what PPO adds
-    over the order it starts from (its logits start at a multiple of the retrieval score)."""
+    """The trained agent's heuristic-query candidates taken in retrieval-score order, its ranker (and a
+    learned query) ignored: what RL adds over the order it starts from (its scores start at a multiple
+    of the retrieval score)."""
 
     name = "retrieval-order"
-    slate_size = 1
 
     def __init__(self, policy) -> None:
         self.policy = policy
-        self.n_items = policy.n_items
+        self.n_items, self.slate_size = policy.n_items, policy.slate_size
 
     def seed(self, seed: int | None) -> None:
         """Nothing to reset: the order is deterministic."""
 
     def act(self, obs, deterministic: bool = True) -> np.ndarray:
-        """[N, 1] the best-scored candidate of each batched observation."""
-        from agents.retrieval.candidates import CANDIDATE_STATS
+        """[N, K] the best-scored candidates of each batched observation."""
+        from agents.retrieval.candidates import CANDIDATE_STATS, fill_slates
 
         del deterministic  # the order is deterministic
         ids, features = self.policy.generator(obs)
         score = features["candidates"][..., self.policy.generator.dim + CANDIDATE_STATS.index("score")]
-        return ids[np.arange(len(ids)), score.argmax(axis=1)][:, None]
+        return fill_slates(ids, score.argmax(axis=1), score, self.policy.slate_size)
 
     def action_distribution(self, obs) -> np.ndarray:
         """[N, n_items] one-hot on the item `act` shows."""
@@ -103,6 +106,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=200)
     parser.add_argument("--log-steps", type=int, default=50_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--algorithm", default="ppo", choices=("ppo", "dqn"), help="the ranker's RL algorithm"
+    )
+    parser.add_argument("--query", default="heuristic", choices=("heuristic", "learned"))
+    parser.add_argument("--slate-size", type=int, default=1, help="K, items per step")
     parser.add_argument("--device", default="cpu", help="the ranker's device: cpu, cuda or auto")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--save", default=None, help="also save the trained policy in this directory")
@@ -119,7 +127,11 @@ def main() -> None:
     budget = args.budget if args.budget is not None else (120.0 if args.quick else 870.0)
     warmup = args.warmup_users if args.warmup_users is not None else (50_000 if args.quick else 200_000)
     env_kwargs = {"world_config": {"n_items": args.n_items}}
+    if args.slate_size != 1:
+        env_kwargs["slate_size"] = args.slate_size
     config = RetrievalConfig(
+        algorithm=args.algorithm,
+        query=args.query,
         env_config=env_kwargs,
         warmup_users=warmup,
         total_steps=10**9,
@@ -144,11 +156,16 @@ def main() -> None:
     )
     policies = {
         "retrieval": (policy, True),
-        "uniform": (UniformPolicy(n_items, seed=args.seed), False),
-        "popularity": (fit_baseline("popularity", uniform_logs, seed=args.seed), False),
+        "uniform": (UniformPolicy(n_items, args.slate_size, seed=args.seed), False),
+        "popularity": (
+            fit_baseline("popularity", uniform_logs, slate_size=args.slate_size, seed=args.seed),
+            False,
+        ),
         "retrieval_order": (RetrievalOrder(policy), True),
         "popularity_warmup": (
-            PopularityPolicy(LoggedItemStats(counts, counts, None, None, None), seed=args.seed),
+            PopularityPolicy(
+                LoggedItemStats(counts, counts, None, None, None), args.slate_size, seed=args.seed
+            ),
             False,
         ),
     }
@@ -173,6 +190,9 @@ def main() -> None:
             {
                 "benchmark": "retrieval_agent",
                 "quick": args.quick,
+                "algorithm": args.algorithm,
+                "query": args.query,
+                "slate_size": args.slate_size,
                 "n_items": n_items,
                 "n_candidates": info["n_candidates"],
                 "indexed_items": info["indexed_items"],
@@ -182,8 +202,8 @@ def main() -> None:
                 "train_wall_s": round(train_wall, 1),
                 "warmup_s": round(info["warmup_s"], 1),
                 "embedding_s": round(info["embedding_s"], 1),
-                "ppo_steps": info["ppo_steps"],
-                "ppo_steps_per_s": round(info["ppo_steps_per_s"], 1),
+                "rl_steps": info["rl_steps"],
+                "rl_steps_per_s": round(info["rl_steps_per_s"], 1),
                 "returns": returns,
                 "ratio_to_popularity": round(
                     returns["retrieval"]["mean_return"] / returns["popularity"]["mean_return"], 3

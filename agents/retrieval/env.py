@@ -3,15 +3,19 @@
 The wrapper runs stage one (retrieval, `CandidateGenerator`) inside the environment, so any
 algorithm for `Discrete` actions trains the ranker (stage two) on a small, fixed action space:
 
-- Action Space: `Discrete(k)`: the index of the candidate to recommend.
+- Action Space: `Discrete(k)`: the index of the candidate to recommend (for slates of K, the first
+  position; the other K - 1 are the best other candidates by the `scorer`'s scores, else by
+  retrieval score).
 - Observation Space: the generator's `Dict(candidates [k, D + 6], user [D + 4])`
   (`agents.retrieval.candidates`).
 - Rewards, Starting State, Episode End: those of the wrapped `SeqRec-v0`; `info["item"]` is the
-  catalogue item shown and `info["candidates"]` the step's k candidate ids.
+  catalogue item shown first, `info["slate"]` the slate (K > 1) and `info["candidates"]` the step's
+  k candidate ids.
 
 RLlib: `rllib_env_creator` builds it in Ray workers from `{"policy": saved retrieval policy dir,
-"env_config": {...}}` (the index is read from the policy's tensors) or `{"generator": a
-CandidateGenerator, ...}`, flattened to one Box observation for RLlib's default modules.
+"env_config": {...}}` (the index, and a learned query and the slate order of the saved ranker, are
+read from the policy's tensors) or `{"generator": a CandidateGenerator, ...}`, flattened to one Box
+observation for RLlib's default modules.
 """
 
 from __future__ import annotations
@@ -23,38 +27,46 @@ import gymnasium as gym
 import numpy as np
 
 from agents.policy import as_batch
-from agents.retrieval.candidates import CandidateGenerator
+from agents.retrieval.candidates import CandidateGenerator, fill_slates
+from agents.retrieval.ranker import LiveScorer
+from agents.retrieval.vec_env import candidate_scores, slate_size_of
 from recsim_env.errors import ActionError, ArgumentError
 
 
 class RetrievalEnv(gym.Wrapper):
-    """A single `SeqRec-v0` (slate_size 1) whose actions pick among the step's retrieved candidates.
+    """A single `SeqRec-v0` whose actions pick among the step's retrieved candidates.
 
     Args:
-        env: a `SeqRecEnv` with `Discrete(n_items)` actions.
-        generator: the retrieval stage over the env's catalogue.
+        env: a `SeqRecEnv` over the generator's catalogue (`Discrete` items or `MultiDiscrete` slates).
+        generator: the retrieval stage.
+        scorer: a ranker's query (when learned) and scores (the order of a slate's other items).
     """
 
-    def __init__(self, env: gym.Env, generator: CandidateGenerator) -> None:
+    def __init__(self, env: gym.Env, generator: CandidateGenerator, scorer: LiveScorer | None = None) -> None:
         super().__init__(env)
-        if not isinstance(env.action_space, gym.spaces.Discrete):
+        try:
+            self.slate_size = slate_size_of(env.action_space, generator.n_items)
+        except ArgumentError as error:
             raise ArgumentError(
-                f"RetrievalEnv needs a one-item env (Discrete actions), got {env.action_space}"
-            )
-        if int(env.action_space.n) != generator.n_items:
+                f"RetrievalEnv: the generator's index of {generator.n_items} items: {error}"
+            ) from None
+        if self.slate_size > generator.distinct_candidates:
             raise ArgumentError(
-                f"generator: an index of {generator.n_items} items for an env of {int(env.action_space.n)}"
+                f"RetrievalEnv: slates of {self.slate_size} from {generator.distinct_candidates} distinct candidates"
             )
         self.generator = generator
+        self.scorer = scorer
         self.action_space = gym.spaces.Discrete(generator.n_candidates)
         self.observation_space = generator.observation_space
         self._candidates = np.zeros(generator.n_candidates, np.int64)
+        self._ranker_obs: dict[str, np.ndarray] = {}
 
     def _observe(self, obs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch, _ = as_batch(obs)
-        ids, ranker_obs = self.generator(batch)
+        query = self.scorer.query if self.scorer is not None and self.scorer.learned_query else None
+        ids, self._ranker_obs = self.generator(batch, query)
         self._candidates = ids[0]
-        return {key: value[0] for key, value in ranker_obs.items()}
+        return {key: value[0] for key, value in self._ranker_obs.items()}
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
@@ -71,18 +83,26 @@ class RetrievalEnv(gym.Wrapper):
             raise ActionError(f"action {action!r} is not a candidate index in [0, {len(self._candidates)})")
         item = int(self._candidates[int(action)])
         candidates = self._candidates
-        obs, reward, terminated, truncated, info = self.env.step(item)
-        info = {**info, "item": item, "candidates": candidates}
+        if self.slate_size == 1:
+            obs, reward, terminated, truncated, info = self.env.step(item)
+            info = {**info, "item": item, "candidates": candidates}
+        else:
+            scores = candidate_scores(self._ranker_obs, self.scorer, self.generator.dim)
+            slate = fill_slates(candidates[None], np.array([int(action)]), scores, self.slate_size)[0]
+            obs, reward, terminated, truncated, info = self.env.step(slate)
+            info = {**info, "item": item, "slate": slate, "candidates": candidates}
         return self._observe(obs), reward, terminated, truncated, info
 
 
 def make_retrieval_env(
-    generator: CandidateGenerator, env_config: Mapping[str, Any] | None = None
+    generator: CandidateGenerator,
+    env_config: Mapping[str, Any] | None = None,
+    scorer: LiveScorer | None = None,
 ) -> RetrievalEnv:
-    """`RetrievalEnv(SeqRecEnv(**env_config), generator)`."""
+    """`RetrievalEnv(SeqRecEnv(**env_config), generator, scorer)`."""
     from recsim_env.envs import SeqRecEnv
 
-    return RetrievalEnv(SeqRecEnv(**dict(env_config or {})), generator)
+    return RetrievalEnv(SeqRecEnv(**dict(env_config or {})), generator, scorer)
 
 
 def rllib_env_creator(config: Mapping[str, Any]) -> gym.Env:
@@ -95,11 +115,12 @@ def rllib_env_creator(config: Mapping[str, Any]) -> gym.Env:
     from gymnasium.wrappers import FlattenObservation
 
     config = dict(config)
-    generator = config.get("generator")
+    generator, scorer = config.get("generator"), None
     if generator is None:
         if "policy" not in config:
             raise ArgumentError("rllib env config: give 'policy' (a saved retrieval policy) or 'generator'")
         from agents.retrieval.policy import RetrievalPolicy
 
-        generator = RetrievalPolicy.load(config["policy"]).generator
-    return FlattenObservation(make_retrieval_env(generator, config.get("env_config")))
+        saved = RetrievalPolicy.load(config["policy"])
+        generator, scorer = saved.generator, saved.scorer
+    return FlattenObservation(make_retrieval_env(generator, config.get("env_config"), scorer))

@@ -1,8 +1,9 @@
 """`RetrievalPolicy`: the retrieve-then-rank agent behind `agents.Policy`, saved as tensors + JSON.
 
 Artifact (kind "retrieval"): `config.json` (the `RetrievalConfig`), `index.safetensors` (item
-embeddings, warm-up counts, clusters), `ranker.safetensors` (the SB3 ranker's weights) and
-`policy.json` (catalogue size, k, the click signal's index).
+embeddings, warm-up counts, clusters), `ranker.safetensors` (the SB3 ranker's weights: PPO's
+actor-critic or DQN's Q-networks, the learned query's actor inside) and `policy.json` (catalogue
+size, k, the click signal's index).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import numpy as np
 import torch
 
 from agents.policy import DeviceLoadable, as_batch, save_policy, unbatch_action, unbatch_probabilities
-from agents.retrieval.candidates import CandidateGenerator
+from agents.retrieval.candidates import CandidateGenerator, fill_slates
 from agents.retrieval.config import KIND, RetrievalConfig
-from agents.retrieval.ranker import CandidateRankerPolicy
+from agents.retrieval.ranker import CandidateRankerPolicy, LiveScorer
 from recsim_env.checkpoint import Artifact, check_fields, dataclass_from_json, write_json, write_tensors
 from recsim_env.encoders.trainer import resolve_device
 from recsim_env.errors import CheckpointError
@@ -27,30 +28,56 @@ MAX_ITEMS = 10_000_000
 """Largest catalogue a saved policy may declare."""
 
 
+def ranker_kwargs(generator: CandidateGenerator, config: RetrievalConfig) -> dict[str, Any]:
+    """The SB3 `policy_kwargs` of the run's ranker (`CandidateRankerPolicy` or `CandidateDQNPolicy`)."""
+    kwargs = {
+        "hidden": config.hidden,
+        "score_prior": config.score_prior,
+        "learned_query": config.query == "learned",
+        "query_radius": config.query_radius,
+    }
+    if config.algorithm == "dqn":
+        kwargs["user_width"] = int(generator.observation_space["user"].shape[0])
+    return kwargs
+
+
 def build_ranker(generator: CandidateGenerator, config: RetrievalConfig, device: str | torch.device = "cpu"):
-    """A fresh `CandidateRankerPolicy` for `generator`'s spaces (for loading weights into)."""
+    """A fresh ranker (`CandidateRankerPolicy`, or `CandidateDQNPolicy` for DQN) for `generator`'s spaces
+    (for loading weights into)."""
     from gymnasium import spaces
 
+    actions = spaces.Discrete(generator.n_candidates)
+    if config.algorithm == "dqn":
+        from agents.retrieval.dqn import CandidateDQNPolicy, flat_space
+
+        learning_rate = config.dqn_kwargs["learning_rate"]
+        return CandidateDQNPolicy(
+            flat_space(generator.observation_space), actions, lambda _: learning_rate,
+            **ranker_kwargs(generator, config),
+        ).to(device)  # fmt: skip
+    learning_rate = config.ppo_kwargs["learning_rate"]
     return CandidateRankerPolicy(
-        generator.observation_space,
-        spaces.Discrete(generator.n_candidates),
-        lambda _: config.ppo_kwargs["learning_rate"],
-        hidden=config.hidden,
-        score_prior=config.score_prior,
+        generator.observation_space, actions, lambda _: learning_rate, **ranker_kwargs(generator, config)
     ).to(device)
 
 
 class RetrievalPolicy(DeviceLoadable):
-    """Retrieve k candidates by inner product with the user's query, then sample (or take the best of)
-    the ranker's distribution over them.
+    """Retrieve k candidates by inner product with the user's query (heuristic or learned), then sample
+    (or take the best of) the ranker's distribution over them.
 
-    `action_distribution` is `pi(j | s)` scattered onto the catalogue: `[n_items]` (or `[N, n_items]`),
-    zero outside the step's candidates (a cluster smaller than m may list an item twice; its
-    probabilities add up).
+    The distribution over the candidates is PPO's `pi(j | s)`, or for DQN the greedy one (all mass on
+    the largest Q-value: acting stochastically is acting greedily). `action_distribution` is it
+    scattered onto the catalogue: `[n_items]` (or `[N, n_items]`), zero outside the step's candidates
+    (a cluster smaller than m may list an item twice; its probabilities add up).
+
+    Slates of K > 1: deterministic, the K distinct candidates of largest score; stochastic, a
+    Plackett-Luce draw without replacement from `pi` (Gumbel top-K over the candidates, an item
+    listed twice keeping its first, larger key, which is a draw with its summed probability), whose
+    first position follows `action_distribution`.
 
     Args:
         generator: the retrieval stage.
-        ranker: a trained `CandidateRankerPolicy`.
+        ranker: a trained `CandidateRankerPolicy` or `CandidateDQNPolicy`.
         config: the run's config.
         seed: seed of the sampling generator.
     """
@@ -69,28 +96,47 @@ class RetrievalPolicy(DeviceLoadable):
         self.ranker = ranker
         self.ranker.set_training_mode(False)
         self.config = config
+        self.scorer = LiveScorer(ranker.scorer_module)
         self.n_items = generator.n_items
-        self.slate_size = 1
-        self.name = f"retrieval k={generator.n_candidates}"
+        self.slate_size = config.slate_size
+        self.name = f"retrieval {config.algorithm} {config.query} k={generator.n_candidates}"
         self.rng = np.random.default_rng(seed)
 
     def seed(self, seed: int | None) -> None:
         """Reset the sampling generator."""
         self.rng = np.random.default_rng(seed)
 
+    def candidate_scores(self, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """`(candidate ids [N, k], the ranker's scores [N, k])` (PPO's logits, DQN's Q-values)."""
+        query = self.scorer.query if self.scorer.learned_query else None
+        ids, ranker_obs = self.generator(batch, query)
+        return ids, self.scorer.scores(ranker_obs)
+
+    def _probabilities(self, scores: np.ndarray) -> np.ndarray:
+        if self.config.algorithm == "dqn":
+            probs = np.zeros_like(scores)
+            probs[np.arange(len(scores)), scores.argmax(axis=1)] = 1.0
+            return probs
+        probs = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return probs / probs.sum(axis=1, keepdims=True)
+
     def candidate_probabilities(self, batch: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """`(candidate ids [N, k], ranker probabilities [N, k])` for a batched observation."""
-        ids, ranker_obs = self.generator(batch)
-        device = self.ranker.device
-        with torch.no_grad():
-            tensors = {key: torch.as_tensor(value, device=device) for key, value in ranker_obs.items()}
-            probs = self.ranker.get_distribution(tensors).distribution.probs.double().cpu().numpy()
-        return ids, probs / probs.sum(axis=1, keepdims=True)
+        ids, scores = self.candidate_scores(batch)
+        return ids, self._probabilities(scores)
 
     def act(self, obs: Mapping[str, np.ndarray], deterministic: bool = False) -> Any:
         batch, single = as_batch(obs)
-        ids, probs = self.candidate_probabilities(batch)
-        if deterministic:
+        ids, scores = self.candidate_scores(batch)
+        greedy = deterministic or self.config.algorithm == "dqn"
+        if self.slate_size > 1:
+            if not greedy:  # Gumbel top-K of log pi: a Plackett-Luce draw of distinct candidates
+                with np.errstate(divide="ignore"):
+                    scores = np.log(self._probabilities(scores)) + self.rng.gumbel(size=scores.shape)
+            slates = fill_slates(ids, scores.argmax(axis=1), scores, self.slate_size)
+            return unbatch_action(slates, single, self.slate_size)
+        probs = self._probabilities(scores)
+        if greedy:
             choice = probs.argmax(axis=1)
         else:
             choice = (probs.cumsum(axis=1) < self.rng.random((len(probs), 1))).sum(axis=1)
@@ -157,6 +203,7 @@ class RetrievalPolicy(DeviceLoadable):
                 decay=config.consumption_decay,
                 click_index=fields["click_index"],
                 backend=backend,
+                slate_size=config.slate_size,
             )
         except ValueError as error:
             raise CheckpointError(f"{index_file}: {error}") from None

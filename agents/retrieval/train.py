@@ -1,6 +1,6 @@
 """Training the retrieve-then-rank agent, top to bottom: warm-up logs, item embeddings, clusters,
-then PPO on the ranker in `RetrievalEnv`. `train(config, data, progress)` is the agent registry's
-`fit` (`seqrec train --agent retrieval --algo-config '{...}' --out RUN`)."""
+then PPO or DQN on the ranker (and a learned query) in `RetrievalVecEnv`. `train(config, data,
+progress)` is the agent registry's `fit` (`seqrec train --agent retrieval --algo-config '{...}'`)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from agents.retrieval.candidates import CandidateGenerator
 from agents.retrieval.config import RetrievalConfig
 from agents.retrieval.embeddings import cooccurrence_svd, item_counts, warmup_histories
 from agents.retrieval.index import faiss_available, spherical_kmeans
-from agents.retrieval.policy import RetrievalPolicy
-from agents.retrieval.ranker import CandidateRankerPolicy
+from agents.retrieval.policy import RetrievalPolicy, ranker_kwargs
+from agents.retrieval.ranker import CandidateRankerPolicy, LiveScorer
 from agents.retrieval.vec_env import RetrievalVecEnv
 from recsim_env.encoders.trainer import resolve_device
 from recsim_env.errors import ArgumentError
@@ -56,7 +56,13 @@ def build_generator(
         decay=config.consumption_decay,
         click_index=_click_index(config),
         backend=index_backend(config),
+        slate_size=config.slate_size,
     )
+    if config.slate_size > generator.distinct_candidates:
+        raise ArgumentError(
+            f"RetrievalConfig.env_config.slate_size: {config.slate_size} items from "
+            f"{generator.distinct_candidates} distinct candidates (clusters smaller than per_cluster)"
+        )
     return generator, {
         **summary,
         "warmup_s": warmup_s,
@@ -79,7 +85,7 @@ def _click_index(config: RetrievalConfig) -> int:
 def train(
     config: RetrievalConfig, data=None, progress: bool = True
 ) -> tuple[RetrievalPolicy, dict[str, Any]]:
-    """Warm-up, embeddings, then PPO on the ranker until `total_steps` or `time_budget_s`.
+    """Warm-up, embeddings, then PPO or DQN on the ranker until `total_steps` or `time_budget_s`.
 
     Bit-for-bit reproducible on the CPU for a seed without a time budget (a budget stops at a
     wall-clock-dependent step). `data` must be None: the agent learns from the environment.
@@ -96,37 +102,45 @@ def train(
     # ---- stage one: item embeddings and the index, from the warm-up logs ----
     generator, info = build_generator(config, progress=progress)
 
-    # ---- stage two: PPO on the ranker over the k retrieved candidates ----
+    # ---- stage two: RL on the ranker over the k retrieved candidates ----
     from recsim_env.envs import SeqRecEnv
 
     users = make_vec_env(
         lambda: SeqRecEnv(**dict(config.env_config)), n_envs=config.num_envs, seed=config.seed
     )
-    env = RetrievalVecEnv(users, generator)
-    model = PPO(
-        CandidateRankerPolicy,
-        env,
-        policy_kwargs={"hidden": config.hidden, "score_prior": config.score_prior},
-        seed=config.seed,
-        device=resolve_device(config.device),
-        verbose=0,
-        **config.ppo_kwargs,
-    )
+    dqn = config.algorithm == "dqn"
+    env = RetrievalVecEnv(users, generator, flat=dqn)
+    common = {
+        "policy_kwargs": ranker_kwargs(generator, config),
+        "seed": config.seed,
+        "device": resolve_device(config.device),
+        "verbose": 0,
+    }
+    if dqn:
+        from agents.retrieval.dqn import CandidateDQN, CandidateDQNPolicy
+
+        model = CandidateDQN(CandidateDQNPolicy, env, **common, **config.dqn_kwargs)
+    else:
+        model = PPO(CandidateRankerPolicy, env, **common, **config.ppo_kwargs)
+    # The env retrieves with the ranker's current query and fills slates by its current scores.
+    env.scorer = LiveScorer(model.policy.scorer_module)
 
     class TimeBudget(BaseCallback):
         def _on_step(self) -> bool:
             return config.time_budget_s is None or time.perf_counter() - started < config.time_budget_s
 
-    ppo_started = time.perf_counter()
+    rl_started = time.perf_counter()
     model.learn(total_timesteps=config.total_steps, callback=TimeBudget(), progress_bar=progress)
-    ppo_s = time.perf_counter() - ppo_started
+    rl_s = time.perf_counter() - rl_started
     env.close()
     policy = RetrievalPolicy(generator, model.policy, config, seed=config.seed)
     return policy, {
         **info,
-        "ppo_steps": int(model.num_timesteps),
-        "ppo_s": ppo_s,
-        "ppo_steps_per_s": model.num_timesteps / max(ppo_s, 1e-9),
+        "algorithm": config.algorithm,
+        "query": config.query,
+        "rl_steps": int(model.num_timesteps),
+        "rl_s": rl_s,
+        "rl_steps_per_s": model.num_timesteps / max(rl_s, 1e-9),
         "n_candidates": generator.n_candidates,
         "train_s": time.perf_counter() - started,
     }
