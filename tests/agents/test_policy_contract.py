@@ -126,6 +126,21 @@ def _dt4ier(world_logs):
     return policy
 
 
+def _retrieval(algorithm, query="heuristic"):
+    def make(world_logs):
+        from agents.retrieval import RetrievalConfig, train
+
+        tiny = dict(
+            warmup_users=3000, n_clusters=4, per_cluster=4, total_steps=128, num_envs=2, hidden=16,
+            ppo_config={"n_steps": 64, "batch_size": 64, "n_epochs": 1},
+            dqn_config={"learning_starts": 32, "buffer_size": 500, "batch_size": 16, "target_update_interval": 50},
+        )  # fmt: skip
+        config = RetrievalConfig(env_config={"max_steps": 20}, algorithm=algorithm, query=query, **tiny)
+        return train(config, progress=False)[0]
+
+    return make
+
+
 IMPLEMENTATIONS = {
     "uniform": _baseline("uniform"),
     "popularity": _baseline("popularity"),
@@ -147,6 +162,8 @@ IMPLEMENTATIONS = {
     "supervised-slate": _supervised(slate_size=3),
     "sb3-ppo": _sb3("ppo"),
     "sb3-dqn": _sb3("dqn"),
+    "retrieval-ppo": _retrieval("ppo"),
+    "retrieval-dqn-learned-query": _retrieval("dqn", query="learned"),
     "rllib-ppo": pytest.param(_rllib("ppo"), marks=pytest.mark.rllib),
     "rllib-dqn": pytest.param(_rllib("dqn"), marks=pytest.mark.rllib),
 }
