@@ -24,7 +24,7 @@ _EXPORTS = {
     "ResponseModel": "response_model",
     "LearnedSimulator": "simulator",
     "EnsembleSimulator": "ensemble",
-    "SimulatorSet": "simset",
+    "SimulatorSet": "simulator_set",
     "FitResult": "train",
     "fit": "train",
     "save": "checkpoint",
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from simulators.features import FeatureSpec
     from simulators.report import write_report
     from simulators.response_model import ResponseModel
-    from simulators.simset import SeqRecSimSetEnv, SimSetConfig, SimulatorSet
+    from simulators.simset import SeqRecSimSetEnv, SimSetConfig
+    from simulators.simulator_set import SimulatorSet
     from simulators.simulator import LearnedSimulator
     from simulators.train import FitResult, fit

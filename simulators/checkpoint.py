@@ -51,7 +51,7 @@ FORMAT = 2
 
 def save(simulator: LearnedSimulator | EnsembleSimulator, directory: str | os.PathLike) -> Path:
     """Write `simulator` to `directory` (replaced whole if it exists); returns the directory. A
-    `simulators.simset.SimulatorSet` is saved as its members (its parameter ranges are not saved)."""
+    `simulators.simulator_set.SimulatorSet` is saved as its members (its parameter ranges are not saved)."""
 
     # One member of an ensemble saves as a simulator of its own.
     config = dataclasses.replace(simulator.config, ensemble_size=len(simulator.members))

@@ -1,7 +1,7 @@
 """Environments from logs: what `SeqRecEnv(dataset=..., simulator=...)` calls to get its user model.
 
 `simulator` may be a learned simulator (`LearnedSimulator`, `EnsembleSimulator` or
-`simulators.simset.SimulatorSet`), the directory of a saved one, or `"learned"` (train one on
+`simulators.simulator_set.SimulatorSet`), the directory of a saved one, or `"learned"` (train one on
 `dataset` with `simulator_config`, or reuse the one trained earlier with the same data and config
 from the cache: `$SEQREC_SIMULATOR_CACHE`, else `<user cache dir of recsim-env>/simulators`).
 """
@@ -88,7 +88,7 @@ def learned_user_model(
     """The user model and the reward for an environment on logs (arguments as in `SeqRecEnv`): a learned
     simulator, with the disagreement signal where `uncertainty_penalty` > 0."""
     from simulators.checkpoint import load
-    from simulators.simset import SimulatorSet
+    from simulators.simulator_set import SimulatorSet
 
     if not (uncertainty_penalty >= 0.0):
         raise ValueError(f"argument 'uncertainty_penalty' must be >= 0, got {uncertainty_penalty!r}")

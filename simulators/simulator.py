@@ -10,7 +10,7 @@ exposure once: it has read the whole episode, where `predict` on a window starts
 the window's first exposure (the same state while the episode fits the window).
 
 An ensemble of such simulators (`simulators.ensemble.EnsembleSimulator`) averages their probabilities;
-a simulator set (`simulators.simset.SimulatorSet`) plays each episode in one of them with behaviour
+a simulator set (`simulators.simulator_set.SimulatorSet`) plays each episode in one of them with behaviour
 parameters drawn per episode. Both reuse this module's pieces: the users' side of the state
 (`UserState`), what one model carries (`MemberState`), `combine` and the response sampling.
 
