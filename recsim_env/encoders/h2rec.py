@@ -168,7 +168,7 @@ class H2Rec(SASRec):
     def item_table(self) -> torch.Tensor:
         """`[N, D]` fused item vectors `seen_i E[i] + s_i` (scores and inputs share them)."""
         self._check_codes()
-        ids = self.item_embedding.weight[: self.n_items] * self.id_kept().unsqueeze(-1)
+        ids = self.id_rows()
         return ids + self.semantic_vectors(torch.arange(self.n_items, device=ids.device))
 
     def item_vectors(self, item_ids: torch.Tensor, *, hash_ids: bool = True) -> torch.Tensor:
@@ -180,8 +180,7 @@ class H2Rec(SASRec):
         semantic = self.semantic_vectors(items) * real.unsqueeze(-1)
         if not hash_ids:
             return semantic
-        keep = torch.where(real, self.id_kept()[items], True).unsqueeze(-1)
-        return self.item_embedding(item_ids) * keep + semantic
+        return self.id_vectors(item_ids) + semantic
 
     def _encode(self, item_ids, feedback, padding_mask, *, hash_ids: bool) -> torch.Tensor:
         keep = padding_mask.unsqueeze(-1)

@@ -439,6 +439,8 @@ def _train(
     bar.close()
 
     encoder.load_state_dict(selection.best_state)
+    if encoder.item_text_map is not None:  # fitted to the selected epoch's ID rows; warm scores unchanged
+        encoder.fit_cold_item_map()
     test = evaluate_full_ranking(encoder, split.test, device=device, batch_size=config.eval_batch_size)
     return selection.result(
         test, train_seconds=train_seconds, peak_memory_mb=peak_memory_mb(device), device=device
