@@ -17,9 +17,11 @@ one process per catalogue size (fresh caches, one thread):
   went: what removing every catalogue-dependent cost could give at most.
 
 The 500-item default world (inverse-CDF `"table"` sampler) is the baseline row of the same run.
+`--groups G1:B1,G2:B2` adds, for the largest size, the acceptance a finer proposal would have
+(`MAX_GROUPS` G, `UTILITY_BINS` B, set in that child only; a finer proposal draws other histories).
 Prints one JSON line.
 
-    python benchmarks/warm_start_cost.py [--quick] [--sizes 5000,1000000] [--repeats 3]
+    python benchmarks/warm_start_cost.py [--quick] [--sizes 5000,1000000] [--repeats 3] [--groups 1280:4,1280:8]
 """
 
 from __future__ import annotations
@@ -93,6 +95,28 @@ def measure(n_items: int, seconds: float, repeats: int) -> dict:
     }
 
 
+def acceptance(n_items: int, max_groups: int, utility_bins: int) -> dict:
+    """Proposals per user and acceptance of the `"rejection"` sampler with other proposal constants."""
+    import numpy as np
+
+    import recsim_env.world.warm_start as warm_start
+    from recsim_env.world import UserWorld, WorldConfig
+
+    warm_start.MAX_GROUPS, warm_start.UTILITY_BINS = max_groups, utility_bins
+    config = WorldConfig(n_items=n_items, warm_start_sampler="rejection")
+    world = UserWorld(config)
+    rng = np.random.default_rng(1)
+    users = rng.integers(0, config.n_users, 3000)
+    world.initial_state(users, rng.random((3000, world.n_start_uniforms)))
+    return {
+        "n_items": n_items,
+        "max_groups": max_groups,
+        "utility_bins": utility_bins,
+        "proposals_per_user": round(world.warm_start_proposals / 3000, 1),
+        "acceptance": round(world.warm_start_accepted / world.warm_start_proposals, 3),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -101,8 +125,16 @@ def main() -> None:
     parser.add_argument("--sizes", default="500,5000,100000,1000000", help="comma-separated catalogue sizes")
     parser.add_argument("--repeats", type=int, default=None, help="repeats per measurement (best kept)")
     parser.add_argument("--seconds", type=float, default=None, help="seconds per vector-env rate")
+    parser.add_argument(
+        "--groups", default="", help="G:B pairs of proposal constants to compare (acceptance)"
+    )
     parser.add_argument("--child", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--child-groups", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child_groups is not None:
+        groups, bins = (int(v) for v in args.child_groups.split(":"))
+        print(json.dumps(acceptance(args.child, groups, bins)))
+        return
     seconds = args.seconds or (1.0 if args.quick else 3.0)
     repeats = args.repeats or (2 if args.quick else 3)
     if args.child is not None:
@@ -117,10 +149,19 @@ def main() -> None:
         )  # fmt: skip
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), file=sys.stderr)
+    finer = []
+    for pair in filter(None, args.groups.split(",")):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child", str(max(int(s) for s in args.sizes.split(","))), "--child-groups", pair],
+            check=True, capture_output=True, text=True, env=env,
+        )  # fmt: skip
+        finer.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        print(json.dumps(finer[-1]), file=sys.stderr)
     print(json.dumps({
         "benchmark": "warm_start_cost",
         "num_envs": NUM_ENVS,
         "rows": rows,
+        "finer_proposals": finer,
         "load_average": os.getloadavg()[0],
         "machine": platform.machine(),
         "python": platform.python_version(),
