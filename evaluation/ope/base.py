@@ -15,7 +15,7 @@ The checks themselves live in `evaluation.ope.checks`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, Protocol, runtime_checkable
 
@@ -117,6 +117,15 @@ def _indices(name: str, value: Any, n: int, bound: int, allowed: str, what: str)
     """`[n]` int64 indices in `[0, bound)`, the size of `action_dist`'s axis of `what`."""
     return check_indices(
         name, _as_1d(name, value, n, integer=True), bound, f"{allowed} (action_dist has {bound} {what})"
+    )
+
+
+def validated_bandit_kwargs(kwargs: Mapping[str, Any], owner: str, require: Sequence[str]) -> BanditInputs:
+    """`validate_bandit_inputs` of an estimator's keyword arguments (`BANDIT_ARGUMENTS`; any other name is
+    refused, naming `owner`), with the arguments `require` present."""
+    refuse_unknown(kwargs, BANDIT_ARGUMENTS, owner)
+    return validate_bandit_inputs(
+        **{name: kwargs.get(name) for name in BANDIT_ARGUMENTS}, require=tuple(require)
     )
 
 
@@ -390,17 +399,7 @@ class BanditEstimator(TermEstimator):
         raise NotImplementedError
 
     def _validated_terms(self, kwargs: Mapping[str, Any]) -> dict[str, np.ndarray]:
-        refuse_unknown(kwargs, BANDIT_ARGUMENTS, type(self).__name__)
-        data = validate_bandit_inputs(
-            action_dist=kwargs.get("action_dist"),
-            reward=kwargs.get("reward"),
-            action=kwargs.get("action"),
-            position=kwargs.get("position"),
-            pscore=kwargs.get("pscore"),
-            estimated_rewards_by_reg_model=kwargs.get("estimated_rewards_by_reg_model"),
-            require=self.required,
-        )
-        return self._terms(data)
+        return self._terms(validated_bandit_kwargs(kwargs, type(self).__name__, self.required))
 
     def estimate_policy_value(self, **kwargs: Any) -> float:
         """The point estimate of the evaluation policy's value; see the class docstring for the formula.

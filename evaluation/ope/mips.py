@@ -20,7 +20,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from evaluation.ope.base import BANDIT_ARGUMENTS, BanditEstimator, validate_bandit_inputs
+from evaluation.ope.base import (
+    BANDIT_ARGUMENTS,
+    BanditEstimator,
+    validate_bandit_inputs,
+    validated_bandit_kwargs,
+)
 from evaluation.ope.checks import (
     MIN_PSCORE,
     FeedbackError,
@@ -331,15 +336,8 @@ class MarginalizedInverseProbabilityWeighting(BanditEstimator):
 
     def _embedded_weight(self, kwargs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
         """`w(x_i, e_i)` `[n]` from the bandit arguments and `action_embedding`, with the validated reward `[n]`."""
-        refuse_unknown(kwargs, BANDIT_ARGUMENTS, f"{type(self).__name__} with action_embedding")
-        data = validate_bandit_inputs(
-            action_dist=kwargs.get("action_dist"),
-            reward=kwargs.get("reward"),
-            action=kwargs.get("action"),
-            position=kwargs.get("position"),
-            pscore=kwargs.get("pscore"),
-            estimated_rewards_by_reg_model=kwargs.get("estimated_rewards_by_reg_model"),
-            require=("reward", "action", "action_dist"),
+        data = validated_bandit_kwargs(
+            kwargs, f"{type(self).__name__} with action_embedding", ("reward", "action", "action_dist")
         )
         embedding = self.action_embedding
         n_actions = data.action_dist.shape[1]
