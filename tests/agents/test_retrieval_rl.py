@@ -160,32 +160,11 @@ def test_fill_slates_puts_the_choice_first_then_the_best_distinct_others():
         fill_slates(np.array([[1, 1, 2]]), [0], np.zeros((1, 3)), 3)
 
 
-class PickTheMarkedCandidate(gym.Env):
-    """k candidates of random features, flattened as the DQN sees them; one has its `shown` column set
-    and choosing it pays 1. The best policy earns 1 a step, a uniform one 1/k."""
+def flat_marked_candidate_env() -> gym.Env:
+    """`test_retrieval.PickTheMarkedCandidate` flattened to one Box, as the DQN sees its observations."""
+    from tests.agents.test_retrieval import PickTheMarkedCandidate
 
-    def __init__(self, k: int = 8, dim: int = 4, user: int = 8) -> None:
-        self.k, self.width, self.user = k, dim + 6, user
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (k * self.width + user,), np.float32)
-        self.action_space = gym.spaces.Discrete(k)
-
-    def _obs(self):
-        candidates = self.np_random.normal(size=(self.k, self.width)).astype(np.float32)
-        candidates[:, -2] = 0.0
-        self.marked = int(self.np_random.integers(self.k))
-        candidates[self.marked, -2] = 1.0
-        user = self.np_random.normal(size=self.user).astype(np.float32)
-        return np.concatenate([candidates.reshape(-1), user])
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t = 0
-        return self._obs(), {}
-
-    def step(self, action):
-        reward = float(int(action) == self.marked)
-        self.t += 1
-        return self._obs(), reward, False, self.t >= 10, {}
+    return gym.wrappers.FlattenObservation(PickTheMarkedCandidate())
 
 
 def test_the_dqn_ranker_learns_to_pick_the_best_candidate():
@@ -194,15 +173,16 @@ def test_the_dqn_ranker_learns_to_pick_the_best_candidate():
     from agents.retrieval.dqn import CandidateDQN, CandidateDQNPolicy
 
     torch.manual_seed(0)
-    env = make_vec_env(PickTheMarkedCandidate, n_envs=4, seed=0)
+    env = make_vec_env(flat_marked_candidate_env, n_envs=4, seed=0)
+    user_width = env.get_attr("observation_space", 0)[0].shape[0] - 8 * 10  # k candidates of dim + 6 columns
     model = CandidateDQN(
-        CandidateDQNPolicy, env, policy_kwargs={"user_width": 8, "hidden": 16}, learning_rate=1e-3,
+        CandidateDQNPolicy, env, policy_kwargs={"user_width": user_width, "hidden": 16}, learning_rate=1e-3,
         buffer_size=5000, learning_starts=200, batch_size=64, gamma=0.5, train_freq=1,
         target_update_interval=200, exploration_fraction=0.3, exploration_final_eps=0.05, n_steps=2,
         seed=0, verbose=0,
     )  # fmt: skip
     model.learn(6000)
-    test = PickTheMarkedCandidate()
+    test = flat_marked_candidate_env()
     obs, _ = test.reset(seed=123)
     hits = 0
     for _ in range(200):
