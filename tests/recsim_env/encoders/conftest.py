@@ -37,6 +37,35 @@ def tiny_encoder(name: str, **overrides):
     return encoders.build(name, {"n_items": N_ITEMS, "max_len": MAX_LEN, "d_model": 16, **overrides}).eval()
 
 
+def fake_text(n_items: int, width: int, seed: int = 0):
+    """`[n_items, width]` unit-norm random item "text" embeddings (seeded)."""
+    import torch
+
+    return torch.nn.functional.normalize(
+        torch.randn(n_items, width, generator=torch.Generator().manual_seed(seed)), dim=-1
+    )
+
+
+def text_encoder(name: str, *, width: int, cold, **fields):
+    """Registered encoder `name` with config `fields` (D = 16 unless given, weights seeded 0, eval mode),
+    `fake_text` item text of `width` attached and the items `cold` marked unseen."""
+    import torch
+
+    from recsim_env import encoders
+
+    torch.manual_seed(0)
+    config = {"d_model": 16, "item_text_dim": width, **fields}
+    if name == "hstu":
+        config.update(attention_dim=8, linear_dim=8)
+    enc = encoders.build(name, config)
+    n_items = config["n_items"]
+    enc.set_item_text(fake_text(n_items, width))
+    seen = torch.ones(n_items, dtype=torch.bool)
+    seen[cold] = False
+    enc.set_seen_items(seen)
+    return enc.eval()
+
+
 def cyclic_frame(n_users: int = 60, n_items: int = 20, length: int = 14, seed: int = 0) -> pd.DataFrame:
     """Users walk the catalogue in a fixed cycle (item i is always followed by item i + 1 mod N) from a random
     start: the next item is fully predictable from the last one, so a working encoder learns it."""

@@ -10,6 +10,8 @@ from recsim_env import data, encoders
 from recsim_env.encoders.item_text import cold_start_sequences, hold_out_items
 from recsim_env.encoders.trainer import TrainerConfig, seed_everything, train
 from recsim_env.errors import ArgumentError
+from tests.recsim_env.encoders.conftest import fake_text as random_text
+from tests.recsim_env.encoders.conftest import text_encoder
 
 N_ITEMS = 12
 MAX_LEN = 6
@@ -19,9 +21,7 @@ IDS = torch.tensor([[N_ITEMS, 1, 3, 4, 6, 7], [N_ITEMS, N_ITEMS, N_ITEMS, 8, 10,
 
 
 def fake_text(n_items: int = N_ITEMS, width: int = TEXT, seed: int = 0) -> torch.Tensor:
-    return torch.nn.functional.normalize(
-        torch.randn(n_items, width, generator=torch.Generator().manual_seed(seed)), dim=-1
-    )
+    return random_text(n_items, width, seed)
 
 
 def unseen_mask(n_items: int = N_ITEMS, cold=COLD) -> torch.Tensor:
@@ -31,14 +31,8 @@ def unseen_mask(n_items: int = N_ITEMS, cold=COLD) -> torch.Tensor:
 
 
 def build(name: str, **overrides) -> encoders.SequenceEncoder:
-    torch.manual_seed(0)
-    config = {"n_items": N_ITEMS, "max_len": MAX_LEN, "d_model": 16, "item_text_dim": TEXT, **overrides}
-    if name == "hstu":
-        config.update(attention_dim=8, linear_dim=8)
-    enc = encoders.build(name, config)
-    enc.set_item_text(fake_text())
-    enc.set_seen_items(unseen_mask())
-    return enc.eval()
+    fields = {"n_items": N_ITEMS, "max_len": MAX_LEN, **overrides}
+    return text_encoder(name, width=TEXT, cold=list(COLD), **fields)
 
 
 def scores(enc: encoders.SequenceEncoder) -> torch.Tensor:

@@ -26,7 +26,8 @@ from recsim_env.encoders.item_text import (
 from recsim_env.encoders.trainer import TrainerConfig, leave_one_out_split, seed_everything, train
 from recsim_env.errors import DataError
 from tests.optional import import_extra
-from tests.recsim_env.encoders.conftest import write_titled_recbole
+from tests.recsim_env.encoders.conftest import fake_text as random_text
+from tests.recsim_env.encoders.conftest import text_encoder, write_titled_recbole
 
 N_ITEMS = 12
 MAX_LEN = 6
@@ -36,22 +37,12 @@ IDS = torch.tensor([[N_ITEMS, 1, 2, 3, 4, 6], [N_ITEMS, N_ITEMS, N_ITEMS, 7, 8, 
 
 
 def fake_text(n_items: int = N_ITEMS, width: int = TEXT, seed: int = 0) -> torch.Tensor:
-    return torch.nn.functional.normalize(
-        torch.randn(n_items, width, generator=torch.Generator().manual_seed(seed)), dim=-1
-    )
+    return random_text(n_items, width, seed)
 
 
 def build(name: str, **overrides) -> encoders.SequenceEncoder:
-    torch.manual_seed(0)
-    config = {"n_items": N_ITEMS, "max_len": MAX_LEN, "d_model": 16, "item_text_dim": TEXT, **overrides}
-    if name == "hstu":
-        config.update(attention_dim=8, linear_dim=8)
-    enc = encoders.build(name, config)
-    enc.set_item_text(fake_text())
-    seen = torch.ones(N_ITEMS, dtype=torch.bool)
-    seen[COLD] = False
-    enc.set_seen_items(seen)
-    return enc.eval()
+    fields = {"n_items": N_ITEMS, "max_len": MAX_LEN, **overrides}
+    return text_encoder(name, width=TEXT, cold=COLD, **fields)
 
 
 # -- item texts and their embeddings ---------------------------------------------------------------
