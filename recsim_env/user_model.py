@@ -78,6 +78,17 @@ class UserModel(Protocol):
         ...
 
 
+CONCURRENT_START = "concurrent_start"
+"""Optional `UserModel` attribute: True when `initial_state` may run on another thread while
+`respond` and `end_session` run on other users (it neither reads what they write nor writes what
+they read). The vector env then starts the users it resets while it steps the others."""
+
+
+def starts_concurrently(model: UserModel) -> bool:
+    """Whether `model` declares `CONCURRENT_START` (False when it says nothing)."""
+    return getattr(model, CONCURRENT_START, False) is True
+
+
 USER_MODEL_SOURCES = "recsim_env.user_models"
 """Entry-point group of user-model sources: packages above this one (`simulators`) register here how
 an environment gets its users from logs, so `recsim_env` never imports them (see pyproject.toml)."""

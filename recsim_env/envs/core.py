@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,7 +18,7 @@ from gymnasium import spaces
 
 from recsim_env.checks import check_bool, check_config_fields, check_integer, check_real, describe
 from recsim_env.errors import ActionError, ArgumentError
-from recsim_env.user_model import UserModel
+from recsim_env.user_model import StartOfEpisode, UserModel
 from recsim_env.world.config import MAX_ITEMS
 
 MAX_HISTORY_LEN = 10_000
@@ -230,6 +231,18 @@ def signal_cost_signs(model: UserModel) -> np.ndarray:
     )
 
 
+@dataclass(frozen=True)
+class PendingReset:
+    """Episodes `EpisodeBatch.start_reset` began and `finish_reset` writes in."""
+
+    rows: np.ndarray
+    """[R] the envs being reset."""
+    start: StartOfEpisode | Future
+    """Their users' start (a `Future` of it while it is computed on an executor)."""
+    noise: np.ndarray
+    """[R, horizon * n_step_uniforms] the new episodes' step noise."""
+
+
 class EpisodeBatch:
     """N users' episodes, stepped together.
 
@@ -270,16 +283,36 @@ class EpisodeBatch:
     # ------------------------------------------------------------------ reset
     def reset_rows(self, rows: np.ndarray, rngs: Sequence[np.random.Generator]) -> None:
         """Start new episodes for envs `rows`, each drawing its randomness from its own generator."""
+        self.finish_reset(self.start_reset(rows, rngs))
+
+    def start_reset(
+        self, rows: np.ndarray, rngs: Sequence[np.random.Generator], executor: Executor | None = None
+    ) -> PendingReset:
+        """Draw the new episodes' randomness for envs `rows` and start their users: on `executor` when
+        given (so that the users start while the caller steps the other envs), else here.
+        `finish_reset` writes them in; until then the batch is unchanged."""
         model = self.model
         n_users = model.n_users
         user_ids = np.empty(len(rows), dtype=np.int64)
-        start_uniforms = np.empty((len(rows), model.n_start_uniforms))
-        noise = self.noise
+        # Each env's start uniforms, then its step noise for the whole horizon: one fill per env,
+        # in place (the same draws as `rng.random(n_start)` followed by `rng.random(horizon shape)`).
+        n_start = model.n_start_uniforms
+        uniforms = np.empty((len(rows), n_start + self.noise[0].size))
         for j, rng in enumerate(rngs):  # only the envs being reset: one draw each, never per step
             user_ids[j] = rng.integers(n_users)
-            rng.random(out=start_uniforms[j])  # in place: the same draws as `rng.random(size)`
-            rng.random(out=noise[rows[j]])
-        start = model.initial_state(user_ids, start_uniforms)
+            rng.random(out=uniforms[j])
+        start_uniforms = uniforms[:, :n_start]
+        if executor is None:
+            start: StartOfEpisode | Future = model.initial_state(user_ids, start_uniforms)
+        else:
+            start = executor.submit(model.initial_state, user_ids, start_uniforms)
+        return PendingReset(rows=rows, start=start, noise=uniforms[:, n_start:])
+
+    def finish_reset(self, pending: PendingReset) -> None:
+        """Write the episodes `start_reset` began into the batch (waiting for their users if needed)."""
+        rows = pending.rows
+        start = pending.start.result() if isinstance(pending.start, Future) else pending.start
+        self.noise[rows] = pending.noise.reshape((len(rows),) + self.noise.shape[1:])
         if self.state is None or len(rows) == self.n_envs:
             self.state = start.state
         else:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import gymnasium as gym
@@ -24,7 +26,7 @@ from recsim_env.envs.core import (
     observation_space,
 )
 from recsim_env.errors import ArgumentError
-from recsim_env.user_model import UserModel, user_model_source
+from recsim_env.user_model import UserModel, starts_concurrently, user_model_source
 from recsim_env.world import UserWorld, WorldConfig
 
 
@@ -252,6 +254,30 @@ class SeqRecEnv(gym.Env):
         )
 
 
+CONCURRENT_STARTS_MIN_ENVS = 64
+"""Smallest batch for which `concurrent_starts=None` starts reset users on a second thread: below it a
+step resets too few users to pay for the hand-over."""
+
+
+def uses_concurrent_starts(requested: bool | None, model: UserModel, num_envs: int) -> bool:
+    """Whether a vector env starts the users it resets on a second thread while it steps the others:
+    only for a model that allows it (`recsim_env.user_model.CONCURRENT_START`); by default (`requested`
+    None) when the process may run on two or more CPUs and the batch has at least
+    `CONCURRENT_STARTS_MIN_ENVS` envs. The draws are the same either way."""
+    if requested is False:
+        return False
+    if not starts_concurrently(model):
+        if requested:
+            raise ArgumentError(
+                f"concurrent_starts=True: the user model {type(model).__name__} does not declare "
+                "`concurrent_start` (recsim_env.user_model.CONCURRENT_START)"
+            )
+        return False
+    if requested:
+        return True
+    return len(os.sched_getaffinity(0)) >= 2 and num_envs >= CONCURRENT_STARTS_MIN_ENVS
+
+
 class SeqRecVectorEnv(VectorEnv):
     """`num_envs` users of `SeqRec-v0` stepped in one batched call (no Python loop over users).
 
@@ -267,12 +293,22 @@ class SeqRecVectorEnv(VectorEnv):
     for slates, of an integer dtype; anything else raises `ActionError` naming the expected and the
     received shape (or the bad dtype, id or repeat) and changes nothing. `reset` takes `seed` None,
     a non-negative integer or a sequence of `num_envs` of those, and no `options`.
+
+    `concurrent_starts` (None, True or False): start the users of the sub-envs that reset in a step
+    on a second thread while the other sub-envs step (the warm-start history of a large catalogue is
+    most of a step's cost). None turns it on for at least `CONCURRENT_STARTS_MIN_ENVS` envs on a
+    machine with two or more CPUs, when the user model allows it (the world does); the episodes are
+    the same either way. `close()` stops the thread.
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
-    def __init__(self, num_envs: int = 1, **env_kwargs: Any) -> None:
+    def __init__(self, num_envs: int = 1, concurrent_starts: bool | None = None, **env_kwargs: Any) -> None:
         num_envs = check_integer("num_envs", num_envs, 1, MAX_NUM_ENVS)
+        if concurrent_starts is not None and not isinstance(concurrent_starts, bool):
+            raise ArgumentError(
+                f"concurrent_starts must be None or a bool, got {describe(concurrent_starts)}"
+            )
         env_kwargs.pop("render_mode", None)
         prototype = SeqRecEnv(**env_kwargs)
         self.config = prototype.config
@@ -286,6 +322,16 @@ class SeqRecVectorEnv(VectorEnv):
         self._batch = EpisodeBatch(self.user_model, self.config, self.num_envs)
         self._rngs: list[np.random.Generator] = []
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+        self._start_executor = (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="seqrec-start")
+            if uses_concurrent_starts(concurrent_starts, self.user_model, self.num_envs)
+            else None
+        )
+
+    def close_extras(self, **kwargs: Any) -> None:
+        if self._start_executor is not None:
+            self._start_executor.shutdown(wait=True)
+            self._start_executor = None
 
     @property
     def user_state(self) -> Any:
@@ -334,9 +380,17 @@ class SeqRecVectorEnv(VectorEnv):
             space=self.action_space,
             ignore_rows=resetting,
         )
-        rewards, terminated, truncated, info = self._batch.step(slates)
+        pending = (
+            self._batch.start_reset(resetting, [self._rngs[i] for i in resetting], self._start_executor)
+            if len(resetting)
+            else None
+        )
+        try:
+            rewards, terminated, truncated, info = self._batch.step(slates)
+        finally:
+            if pending is not None:  # the batch's other rows have stepped: write the new episodes in
+                self._batch.finish_reset(pending)
         if len(resetting):
-            self._batch.reset_rows(resetting, [self._rngs[i] for i in resetting])
             rewards[resetting] = 0.0
             terminated[resetting] = False
             truncated[resetting] = False

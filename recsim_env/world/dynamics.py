@@ -66,7 +66,7 @@ def _logit(u: float) -> float:
     return math.log(u / (1.0 - u))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def respond_kernel(
     slates,  # [N, K] int64
     uniforms,  # [N, U] float64 in (0, 1)

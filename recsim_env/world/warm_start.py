@@ -48,6 +48,9 @@ UTILITY_BINS = 4
 """Utility bands per angular shell."""
 MAX_START_UNIFORMS = 10_000
 """Most uniforms the `"rejection"` sampler asks per user (the environments' cap on `n_start_uniforms`)."""
+PROPOSAL_BATCH = 16
+"""Proposals whose catalogue rows the `"rejection"` sampler reads together (a cache-miss-bound step at
+large catalogues; it changes no draw)."""
 _BOUND_MARGIN = 1e-9
 """Added to each category's bound so that rounding cannot push an acceptance probability over 1."""
 
@@ -105,7 +108,8 @@ class ShellProposal:
     order: np.ndarray
     """[n_items] int64 item ids by group (by category, shell, then utility)."""
     items: np.ndarray
-    """[n_items, D + 1] each item's embedding and `item_utility`, in `order` (one row per proposal)."""
+    """[n_items, D + 1 + E] each item's embedding, `item_utility` and the E `item_payload` columns, in
+    `order` (one row per proposal: what a history needs of an item is read with it)."""
     starts: np.ndarray
     """[G + 1] int64: group g's items are `order[starts[g]:starts[g + 1]]`."""
     group_shell: np.ndarray
@@ -130,8 +134,13 @@ class ShellProposal:
         item_category: np.ndarray,
         item_utility: np.ndarray,
         n_categories: int,
+        item_payload: np.ndarray | None = None,
     ) -> ShellProposal:
-        """The tables for a catalogue in which every category has at least one item (vectorised)."""
+        """The tables for a catalogue in which every category has at least one item (vectorised).
+
+        `item_payload` [n_items, E]: per-item values that `history` copies out for the drawn items
+        (e.g. quality and duration), so that nothing reads the catalogue a second time.
+        """
         n_items = len(item_category)
         cells = max(1, MAX_GROUPS // n_categories)
         bins = min(UTILITY_BINS, cells)
@@ -170,7 +179,12 @@ class ShellProposal:
         starts = np.concatenate([group_first, [n_items]]).astype(np.int64)
         return cls(
             order=order.astype(np.int64),
-            items=np.ascontiguousarray(np.column_stack([item_embeddings[order], utility])),
+            items=np.ascontiguousarray(
+                np.column_stack(
+                    [item_embeddings[order], utility]
+                    + ([] if item_payload is None else [np.asarray(item_payload, dtype=np.float64)[order]])
+                )
+            ),
             starts=starts,
             group_shell=shell[group_first].astype(np.int64),
             group_top=group_top,
@@ -185,13 +199,27 @@ class ShellProposal:
     def n_groups(self) -> int:
         return len(self.group_top)
 
+    @property
+    def n_payload(self) -> int:
+        return self.items.shape[1] - len(self.anchors[0]) - 1
+
     def history(
-        self, interest: np.ndarray, uniforms: np.ndarray, history_len: int, weight: float
-    ) -> tuple[np.ndarray, int, int, int]:
-        """[N, H] warm-start items for users `interest` [N, D], the proposals made, those accepted, and
-        how many users fell back to the full inverse CDF. `uniforms` [N, H + 2 P]: H reserved for the
-        fallback, then P proposals."""
-        history = np.empty((len(interest), history_len), dtype=np.int64)
+        self,
+        interest: np.ndarray,
+        uniforms: np.ndarray,
+        history_len: int,
+        weight: float,
+        *,
+        copy_rows: bool = False,
+    ) -> WarmStartDraw:
+        """Warm-start items [N, H] for users `interest` [N, D]. `uniforms` [N, H + 2 P]: H reserved for
+        the fallback (the full inverse CDF), then P proposals. With `copy_rows`, the draw also holds the
+        drawn items' embeddings and payload columns, copied from the rows the sampler read."""
+        n_users, dim = len(interest), len(self.anchors[0])
+        history = np.empty((n_users, history_len), dtype=np.int64)
+        shape = (n_users, history_len) if copy_rows else (0, 0)
+        embeddings = np.empty(shape + (dim,))
+        payload = np.empty((self.n_payload,) + shape)
         proposals, accepted, fallbacks = _rejection_kernel(
             np.ascontiguousarray(interest, dtype=np.float64),
             np.ascontiguousarray(uniforms[:, history_len:]),
@@ -208,8 +236,36 @@ class ShellProposal:
             self.order,
             self.items,
             history,
+            copy_rows,
+            embeddings,
+            payload,
         )
-        return history, int(proposals), int(accepted), int(fallbacks)
+        return WarmStartDraw(
+            items=history,
+            proposals=int(proposals),
+            accepted=int(accepted),
+            fallbacks=int(fallbacks),
+            embeddings=embeddings if copy_rows else None,
+            payload=payload if copy_rows else None,
+        )
+
+
+@dataclass(frozen=True)
+class WarmStartDraw:
+    """What `ShellProposal.history` drew: the items and the sampler's counts."""
+
+    items: np.ndarray
+    """[N, H] int64 item ids."""
+    proposals: int
+    """Proposals made."""
+    accepted: int
+    """Proposals accepted."""
+    fallbacks: int
+    """Users whose pool ran out and who drew the rest by the full inverse CDF."""
+    embeddings: np.ndarray | None = None
+    """[N, H, D] the items' embeddings (with `copy_rows`; equal to `item_embeddings[items]`)."""
+    payload: np.ndarray | None = None
+    """[E, N, H] the items' payload columns (with `copy_rows`; column e equals `item_payload[items, e]`)."""
 
 
 @numba.njit(cache=True, inline="always")
@@ -225,7 +281,16 @@ def _first_above(cumulative, v):
     return low
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
+def _copy_row(items, j, dim, embeddings, payload, n, h):
+    """Row j of `items` into user n's history slot h: the embedding, then the payload columns."""
+    for d in range(dim):
+        embeddings[n, h, d] = items[j, d]
+    for e in range(len(payload)):
+        payload[e, n, h] = items[j, dim + 1 + e]
+
+
+@numba.njit(cache=True, nogil=True)
 def _rejection_kernel(
     interest,  # [N, D]
     pool,  # [N, 2 P] uniforms: (group and item, acceptance) per proposal
@@ -242,6 +307,9 @@ def _rejection_kernel(
     order,  # [n_items]
     items,  # [n_items, D + 1] embedding and utility, in `order`
     history,  # [N, H] int64 out
+    copy_rows,  # bool: also copy each drawn item's row out
+    embeddings,  # [N, H, D] out (with copy_rows)
+    payload,  # [E, N, H] out (with copy_rows)
 ):
     n_users, history_len = history.shape
     n_categories, dim = anchors.shape
@@ -253,6 +321,9 @@ def _rejection_kernel(
     bound = np.empty(n_shells)
     factor = np.empty(n_shells)
     cumulative = np.empty(n_groups)
+    rows = np.empty(PROPOSAL_BATCH, dtype=np.int64)
+    groups = np.empty(PROPOSAL_BATCH, dtype=np.int64)
+    dots = np.empty(PROPOSAL_BATCH)
     proposals = 0
     accepted = 0
     fallbacks = 0
@@ -278,25 +349,42 @@ def _rejection_kernel(
         for g in range(n_groups):
             total += group_weight[g] * factor[group_shell[g]]
             cumulative[g] = total
-        # Proposals: a group by its mass, an item uniformly within it; accept with p / q.
+        # Proposals: a group by its mass, an item uniformly within it; accept with p / q. They go in
+        # batches: first every proposal's row, then the rows' dot products, so that the rows' memory
+        # reads overlap instead of each waiting behind a group search; then the acceptance tests in
+        # order. Rows read past the proposal that fills the history are never used, so the draws and
+        # the proposal count are those of one proposal at a time.
         filled = 0
         proposal = 0
         while filled < history_len and proposal < n_proposals:
-            v = pool[n, 2 * proposal] * total
-            accept = pool[n, 2 * proposal + 1]
-            proposal += 1
-            g = _first_above(cumulative, v)
-            low = cumulative[g - 1] if g > 0 else 0.0
-            width = cumulative[g] - low
-            residual = (v - low) / width if width > 0.0 else 0.0  # uniform in [0, 1) given g
-            size = starts[g + 1] - starts[g]
-            j = starts[g] + min(int(residual * size), size - 1)
-            dot = 0.0
-            for d in range(dim):
-                dot += interest[n, d] * items[j, d]
-            if accept < math.exp(weight * dot - bound[group_shell[g]] + items[j, dim] - group_top[g]):
-                history[n, filled] = order[j]
-                filled += 1
+            batch = min(PROPOSAL_BATCH, n_proposals - proposal)
+            for b in range(batch):
+                v = pool[n, 2 * (proposal + b)] * total
+                g = _first_above(cumulative, v)
+                low = cumulative[g - 1] if g > 0 else 0.0
+                width = cumulative[g] - low
+                residual = (v - low) / width if width > 0.0 else 0.0  # uniform in [0, 1) given g
+                size = starts[g + 1] - starts[g]
+                rows[b] = starts[g] + min(int(residual * size), size - 1)
+                groups[b] = g
+            for b in range(batch):
+                j = rows[b]
+                dot = 0.0
+                for d in range(dim):
+                    dot += interest[n, d] * items[j, d]
+                dots[b] = dot
+            for b in range(batch):
+                accept = pool[n, 2 * proposal + 1]
+                proposal += 1
+                g = groups[b]
+                j = rows[b]
+                if accept < math.exp(weight * dots[b] - bound[group_shell[g]] + items[j, dim] - group_top[g]):
+                    history[n, filled] = order[j]
+                    if copy_rows:
+                        _copy_row(items, j, dim, embeddings, payload, n, filled)
+                    filled += 1
+                    if filled == history_len:
+                        break
         proposals += proposal
         accepted += filled
         if filled < history_len:  # the pool ran out: the exact inverse CDF over the catalogue
@@ -314,6 +402,8 @@ def _rejection_kernel(
                 total += math.exp(logits[j] - top)
                 logits[j] = total
             for h in range(filled, history_len):
-                j = np.searchsorted(logits, reserve[n, h] * total, side="right")
-                history[n, h] = order[min(j, n_items - 1)]
+                j = min(np.searchsorted(logits, reserve[n, h] * total, side="right"), n_items - 1)
+                history[n, h] = order[j]
+                if copy_rows:
+                    _copy_row(items, j, dim, embeddings, payload, n, h)
     return proposals, accepted, fallbacks

@@ -89,6 +89,9 @@ class UserWorld:
     binary_signals = frozenset({"click", "like", "follow", "share", "hate"})
     negative_signals = frozenset({"hate"})
     n_step_uniforms = 8  # choice, completion noise, like, follow, share, hate, leave, return gap
+    # `initial_state` reads only the catalogue and population tables, which a step never writes, and
+    # writes only the sampler's counters, which a step never reads (`recsim_env.user_model.CONCURRENT_START`).
+    concurrent_start = True
 
     def __init__(self, config: WorldConfig | None = None) -> None:
         if config is not None and not isinstance(config, WorldConfig):
@@ -133,7 +136,13 @@ class UserWorld:
         # The warm-start sampler in use, "table" or "rejection" (recsim_env.world.warm_start).
         self.warm_start_sampler = resolve_sampler(config.warm_start_sampler, n)
         self._proposal = (
-            ShellProposal.build(self.item_embeddings, self.item_category, self._item_utility, c)
+            ShellProposal.build(
+                self.item_embeddings,
+                self.item_category,
+                self._item_utility,
+                c,
+                item_payload=np.column_stack([self.item_quality, self.item_duration_s]),
+            )
             if self.warm_start_sampler == "rejection"
             else None
         )
@@ -200,18 +209,22 @@ class UserWorld:
             history = table_history(
                 interest, uniforms, cfg.affinity_weight, self.item_embeddings, self._item_utility
             )
+            embeddings = self.item_embeddings[history]
+            quality, duration = self.item_quality[history], self.item_duration_s[history]
         else:
-            history, proposals, accepted, fallbacks = self._proposal.history(
-                interest, uniforms, cfg.history_len_at_start, cfg.affinity_weight
+            # The sampler copies out the rows it read: a large catalogue is not read a second time.
+            draw = self._proposal.history(
+                interest, uniforms, cfg.history_len_at_start, cfg.affinity_weight, copy_rows=True
             )
-            self.warm_start_proposals += proposals
-            self.warm_start_accepted += accepted
-            self.warm_start_fallbacks += fallbacks
+            history, embeddings, (quality, duration) = draw.items, draw.embeddings, draw.payload
+            self.warm_start_proposals += draw.proposals
+            self.warm_start_accepted += draw.accepted
+            self.warm_start_fallbacks += draw.fallbacks
         feedback = np.zeros(history.shape + (len(SIGNALS),), dtype=np.float32)
         feedback[..., CLICK] = 1.0
-        affinity = np.einsum("nhd,nd->nh", self.item_embeddings[history], interest)
-        completion = self._completion(self.item_quality[history], affinity, 0.0)
-        feedback[..., WATCH_TIME] = self.item_duration_s[history] * completion
+        affinity = np.einsum("nhd,nd->nh", embeddings, interest)
+        completion = self._completion(quality, affinity, 0.0)
+        feedback[..., WATCH_TIME] = duration * completion
         return StartOfEpisode(state, history, feedback, self.user_features[user_ids])
 
     def _completion(self, quality: np.ndarray, affinity: np.ndarray, noise) -> np.ndarray:

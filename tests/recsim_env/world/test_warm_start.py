@@ -105,7 +105,8 @@ def test_the_proposal_times_the_acceptance_is_the_exact_distribution(monkeypatch
         else:
             bound = affinity_weight * np.cos(np.minimum(np.pi, phi + proposal.shell_high))
         log_q = proposal.group_top[group] + bound[proposal.group_shell[group]]
-        log_p = affinity_weight * (proposal.items[:, :-1] @ u) + proposal.items[:, -1]
+        dim = len(u)
+        log_p = affinity_weight * (proposal.items[:, :dim] @ u) + proposal.items[:, dim]
         assert (log_p - log_q).max() <= 1e-9  # every acceptance probability is at most 1
         implied = np.zeros(world.n_items)
         implied[proposal.order] = np.exp(log_p - log_p.max())  # q * (p / q)
@@ -117,11 +118,15 @@ def test_a_user_whose_pool_runs_out_gets_the_exact_inverse_cdf():
     n, history_len = 20_000, world.config.history_len_at_start
     interest = np.repeat(world.user_interest[[2]], n, axis=0)
     reserve_only = np.random.default_rng(1).random((n, history_len))  # a pool of zero proposals
-    history, proposals, accepted, fallbacks = world._proposal.history(
-        interest, reserve_only, history_len, world.config.affinity_weight
+    draw = world._proposal.history(
+        interest, reserve_only, history_len, world.config.affinity_weight, copy_rows=True
     )
-    assert fallbacks == n and proposals == accepted == 0
-    assert _chi_square_p_value(history.ravel(), _exact_probabilities(world, 2)) > 1e-3
+    assert draw.fallbacks == n and draw.proposals == draw.accepted == 0
+    assert _chi_square_p_value(draw.items.ravel(), _exact_probabilities(world, 2)) > 1e-3
+    # The copied rows are the drawn items' (the fallback path copies them too).
+    np.testing.assert_array_equal(draw.embeddings, world.item_embeddings[draw.items])
+    np.testing.assert_array_equal(draw.payload[0], world.item_quality[draw.items])
+    np.testing.assert_array_equal(draw.payload[1], world.item_duration_s[draw.items])
 
 
 def test_a_biased_sampler_would_fail_the_distribution_check():
@@ -146,6 +151,19 @@ def test_the_rejection_sampler_is_a_function_of_its_uniforms():
     np.testing.assert_array_equal(one.history_items[0], a.history_items[5])
     assert ((a.history_items >= 0) & (a.history_items < world.n_items)).all()
     np.testing.assert_array_equal(a.history_feedback[..., 0], 1.0)  # warm-start items were clicked
+
+
+def test_the_rejection_sampler_copies_out_the_rows_of_the_items_it_drew():
+    world = UserWorld(WorldConfig(n_items=5_000, n_users=50))
+    interest = world.user_interest[:16]
+    uniforms = np.random.default_rng(4).random((16, world.n_start_uniforms))
+    args = (interest, uniforms, world.config.history_len_at_start, world.config.affinity_weight)
+    plain, copied = world._proposal.history(*args), world._proposal.history(*args, copy_rows=True)
+    np.testing.assert_array_equal(plain.items, copied.items)
+    assert plain.embeddings is None and plain.proposals == copied.proposals
+    np.testing.assert_array_equal(copied.embeddings, world.item_embeddings[copied.items])
+    np.testing.assert_array_equal(copied.payload[0], world.item_quality[copied.items])
+    np.testing.assert_array_equal(copied.payload[1], world.item_duration_s[copied.items])
 
 
 def test_a_million_item_world_starts_users_without_a_users_by_items_table():
