@@ -41,8 +41,8 @@ state) is valued on different contexts in the two columns. A deterministic polic
 logged rows, so its IPS-type estimates rest on a few rows (see `ess`) and DR leans on the context-free
 reward model.
 
-Policies follow `recsim_env.policies.Policy` with one-item slates, called as every rollout loop calls
-them (`policy.seed(seed)`, then `recsim_env.policies.act_slates`).
+Policies follow `recsim_env.policies.Policy` with one-item slates, rolled out by the package's one loop
+(`recsim_env.rollout.run_episodes`: `policy.seed(seed)`, then `recsim_env.policies.act_slates`).
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ from recsim_env.policies import (
     UniformPolicy,
     act_slates,
 )
+from recsim_env.rollout import StepObserver, VectorStep, run_episodes
 
 ESTIMATORS = ("DM", "IPS", "SNIPS", "DR")
 """The off-policy estimators the check runs, by name."""
@@ -287,37 +288,9 @@ def simulated_value(
     env = SeqRecVectorEnv(
         num_envs=num_envs, user_model=simulator, history_len=simulator.history_len, max_steps=max_steps
     )
-    signals = tuple(env.signals)
-    policy.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    quota = np.full(num_envs, episodes // num_envs)
-    quota[: episodes % num_envs] += 1
-    running_reward = np.zeros(num_envs)
-    running_steps = np.zeros(num_envs)
-    first_reward = np.zeros(num_envs)
-    finished_reward: list[float] = []
-    finished_steps: list[float] = []
-    finished_first: list[float] = []
-    resetting = np.zeros(num_envs, dtype=bool)  # NEXT_STEP autoreset: these rows' next step is a reset
-    while (quota > 0).any():
-        slates = act_slates(policy, obs)
-        obs, _, terminated, truncated, info = env.step(slates[:, 0])
-        counted = ~resetting & (quota > 0)
-        step_reward = reward.of(info["feedback"], signals)
-        first = counted & (running_steps == 0)
-        first_reward[first] = step_reward[first]
-        running_reward[counted] += step_reward[counted]
-        running_steps[counted] += 1
-        done = (terminated | truncated) & counted
-        for i in np.flatnonzero(done):
-            finished_reward.append(running_reward[i])
-            finished_steps.append(running_steps[i])
-            finished_first.append(first_reward[i])
-            quota[i] -= 1
-        running_reward[done] = 0.0
-        running_steps[done] = 0.0
-        resetting = terminated | truncated
-    totals, lengths = np.asarray(finished_reward), np.asarray(finished_steps)
+    finished = _EpisodeRewards(reward, tuple(env.signals), num_envs)
+    run_episodes(env, policy=policy, observer=finished, seed=seed, n_episodes=episodes)
+    totals, lengths = np.asarray(finished.reward), np.asarray(finished.steps)
     boot = np.random.default_rng(seed).integers(0, len(totals), size=(n_bootstrap, len(totals)))
     replicates = totals[boot].sum(axis=1) / lengths[boot].sum(axis=1)
     lower, upper = np.quantile(replicates, [alpha / 2.0, 1.0 - alpha / 2.0])
@@ -325,10 +298,37 @@ def simulated_value(
         "value": float(totals.sum() / lengths.sum()),
         "lower": float(lower),
         "upper": float(upper),
-        "first_step": float(np.mean(finished_first)),
+        "first_step": float(np.mean(finished.first)),
         "episodes": len(totals),
         "steps": int(lengths.sum()),
     }
+
+
+class _EpisodeRewards(StepObserver):
+    """`simulated_value`'s observer: each counted episode's total reward, steps and first-step reward."""
+
+    def __init__(self, reward: StepReward, signals: tuple[str, ...], num_envs: int) -> None:
+        self.step_reward, self.signals = reward, signals
+        self.running_reward = np.zeros(num_envs)
+        self.running_steps = np.zeros(num_envs)
+        self.first_reward = np.zeros(num_envs)
+        self.reward: list[float] = []
+        self.steps: list[float] = []
+        self.first: list[float] = []
+
+    def on_step(self, step: VectorStep) -> None:
+        live = step.live
+        step_reward = self.step_reward.of(step.info["feedback"], self.signals)
+        first = live & (self.running_steps == 0)
+        self.first_reward[first] = step_reward[first]
+        self.running_reward[live] += step_reward[live]
+        self.running_steps[live] += 1
+        for i in np.flatnonzero(step.counted):
+            self.reward.append(self.running_reward[i])
+            self.steps.append(self.running_steps[i])
+            self.first.append(self.first_reward[i])
+        self.running_reward[step.done] = 0.0
+        self.running_steps[step.done] = 0.0
 
 
 # --------------------------------------------------------------------------------------------- the check

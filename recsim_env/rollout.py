@@ -1,17 +1,21 @@
-"""Roll policies out in the native vector environment and summarise what users did.
+"""Roll policies out in a vector environment: the package's one rollout loop, and what users did.
 
-The one rollout loop of the package, for any `recsim_env.policies.Policy` (reference policies,
-oracles and trained agents alike): the policy is reseeded with `policy.seed(seed)`, called through
-`recsim_env.policies.act_slates` (with the environment's `user_state` only if it reads it).
+`run_episodes` is the loop every rollout of the project runs on, for a `recsim_env.policies.Policy`
+(reference policies, oracles and trained agents alike; reseeded with `policy.seed(seed)`, called
+through `recsim_env.policies.act_slates` with the environment's `user_state` only if it reads it) or
+any batched `act(obs)`. It owns reset, step, autoreset and the budget, and hands every step to an
+observer (`StepObserver`) that keeps what its caller records. `rollout` and `rollout_episodes` are
+its summary of `SeqRec-v0` episodes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
+from gymnasium.vector import AutoresetMode
 
 from recsim_env.checks import check_integer, describe
 from recsim_env.envs.core import MAX_NUM_ENVS
@@ -20,7 +24,150 @@ from recsim_env.errors import ArgumentError
 from recsim_env.policies.contract import act_slates, check_policy, reads_user_state
 
 if TYPE_CHECKING:
+    from gymnasium.vector import VectorEnv
+
     from recsim_env.policies.contract import Policy
+
+QUOTAS = ("per_env", "first_done")
+"""How `run_episodes` counts `n_episodes`: a fixed share per sub-env, or the first to end."""
+
+
+class VectorStep(NamedTuple):
+    """One `env.step` of `run_episodes` over N sub-envs, as its observer sees it."""
+
+    obs: Any
+    """[N, ...] the observation after the step (a reset sub-env's is its new episode's first)."""
+    actions: Any
+    """The actions stepped: what `act` returned; for a `policy`, `[N, K]` slates (`[N]` items in an env
+    of single items)."""
+    rewards: np.ndarray
+    """[N] the env's rewards."""
+    terminated: np.ndarray
+    """[N] bool."""
+    truncated: np.ndarray
+    """[N] bool."""
+    info: dict[str, Any]
+    """The vector env's info of this step."""
+    live: np.ndarray
+    """[N] bool: sub-envs that took a real step within the budget: the steps to record."""
+    reset: np.ndarray
+    """[N] bool: sub-envs this step reset (NEXT_STEP autoreset); their action was ignored."""
+    counted: np.ndarray
+    """[N] bool: sub-envs whose episode ended here and counts toward `n_episodes` (none for step budgets)."""
+
+    @property
+    def done(self) -> np.ndarray:
+        """[N] bool: episodes that ended at this step, counted or not."""
+        return self.terminated | self.truncated
+
+
+class StepObserver:
+    """What `run_episodes` reports to: the first observation, then every step. Subclasses keep what
+    they record; these defaults keep nothing."""
+
+    def on_reset(self, obs: Any, info: dict[str, Any]) -> None:
+        """The observation and info of the seeded reset, before the first step."""
+
+    def on_step(self, step: VectorStep) -> None:
+        """One step (see `VectorStep`): record `step.live` rows, close episodes at `step.done`."""
+
+
+def run_episodes(
+    env: VectorEnv,
+    *,
+    observer: StepObserver,
+    seed: int,
+    policy: Policy | None = None,
+    act: Callable[[Mapping[str, np.ndarray]], Any] | None = None,
+    deterministic: bool = False,
+    n_episodes: int | None = None,
+    quota: str = "per_env",
+    n_steps: int | None = None,
+    exact_steps: bool = True,
+    n_vector_steps: int | None = None,
+) -> None:
+    """Reset `env` with `seed`, then step it until the budget is spent, reporting to `observer`.
+
+    Actions come from `policy` (reseeded with `policy.seed(seed)` before the reset, called through
+    `act_slates` with `env.user_state` only if it reads the hidden state, and passed `deterministic`;
+    `[N]` items go to an env of single items) or from `act(obs)`, whose answer is stepped as it is.
+
+    Autoreset follows the env's `metadata["autoreset_mode"]` (NEXT_STEP when absent): under NEXT_STEP
+    the step after an episode ends resets that sub-env, which takes no real step (`VectorStep.reset`,
+    not `live`); under SAME_STEP every sub-env steps every time.
+
+    The budget is exactly one of:
+        n_episodes: complete episodes. `quota="per_env"`: sub-env i owes `n // N` episodes (one more
+            for the first `n % N`), so the count is not biased toward short episodes; sub-envs that
+            have paid keep stepping (live, not counted) until all have. `"first_done"`: the first n
+            episodes to end, by sub-env index within a step.
+        n_steps: live sub-env steps. `exact_steps`: the last step's live sub-envs beyond the n-th
+            are not live (so exactly n are); False keeps them all (n or a few more).
+        n_vector_steps: calls of `env.step`, live or not.
+    """
+    budgets = {"n_episodes": n_episodes, "n_steps": n_steps, "n_vector_steps": n_vector_steps}
+    given = [name for name, value in budgets.items() if value is not None]
+    if len(given) != 1:
+        raise ArgumentError(f"run_episodes takes exactly one of {', '.join(budgets)}, got {given or 'none'}")
+    remaining = check_integer(given[0], budgets[given[0]], 1)
+    seed = check_integer("seed", seed, 0)
+    if quota not in QUOTAS:
+        raise ArgumentError(f"quota must be one of {list(QUOTAS)}, got {describe(quota)}")
+    for name, flag in (("deterministic", deterministic), ("exact_steps", exact_steps)):
+        if not isinstance(flag, bool):
+            raise ArgumentError(f"{name} must be a bool, got {describe(flag)}")
+    if (policy is None) == (act is None):
+        raise ArgumentError("run_episodes takes exactly one of policy and act")
+    if not isinstance(observer, StepObserver):
+        raise ArgumentError(f"observer must be a StepObserver, got {describe(observer)}")
+    mode = env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+    if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+        raise ArgumentError(f"env: autoreset mode {mode} is not supported (NEXT_STEP or SAME_STEP)")
+    if policy is not None:
+        act = _policy_act(env, check_policy(policy), deterministic)
+        policy.seed(seed)
+    n = env.num_envs
+    owed = np.full(n, remaining // n)
+    owed[: remaining % n] += 1
+    obs, info = env.reset(seed=seed)
+    observer.on_reset(obs, info)
+    reset = np.zeros(n, dtype=bool)
+    while remaining > 0:
+        actions = act(obs)
+        obs, rewards, terminated, truncated, info = env.step(actions)
+        done = terminated | truncated
+        live = ~reset
+        counted = np.zeros(n, dtype=bool)
+        if n_episodes is not None:
+            if quota == "per_env":
+                counted = done & (owed > 0)
+                owed[counted] -= 1
+            else:
+                counted[np.flatnonzero(done)[:remaining]] = True
+            remaining -= int(counted.sum())
+        elif n_steps is not None:
+            if exact_steps:
+                live[np.flatnonzero(live)[remaining:]] = False
+            remaining -= int(live.sum())
+        else:
+            remaining -= 1
+        observer.on_step(VectorStep(obs, actions, rewards, terminated, truncated, info, live, reset, counted))
+        reset = done if mode == AutoresetMode.NEXT_STEP else np.zeros(n, dtype=bool)
+
+
+def _policy_act(
+    env: VectorEnv, policy: Policy, deterministic: bool
+) -> Callable[[Mapping[str, np.ndarray]], Any]:
+    """`act(obs)` of a `Policy` in `env`: `[N, K]` slates, or `[N]` items for an env of single items."""
+    reads_state = reads_user_state(policy)
+    single = env.single_action_space.shape == ()
+
+    def act(obs: Mapping[str, np.ndarray]) -> np.ndarray:
+        user_state = env.user_state if reads_state else None
+        slates = act_slates(policy, obs, deterministic=deterministic, user_state=user_state)  # [N, K]
+        return slates[:, 0] if single else slates
+
+    return act
 
 
 @dataclass(frozen=True)
@@ -135,85 +282,98 @@ def rollout_episodes(
         raise ArgumentError(f"deterministic must be a bool, got {describe(deterministic)}")
     if on_episode is not None and not callable(on_episode):
         raise ArgumentError(f"on_episode must be callable or None, got {describe(on_episode)}")
-    num_envs = min(num_envs, n_episodes)
-    env = SeqRecVectorEnv(num_envs=num_envs, **env_kwargs)
-    click = env.signals.index("click") if "click" in env.signals else None
-    policy.seed(seed)
-    reads_state = reads_user_state(policy)
-    obs, _ = env.reset(seed=seed)
-    # Each sub-env owes a fixed number of episodes: keeping "the first n to finish" would favour
-    # short episodes.
-    quota = np.full(num_envs, n_episodes // num_envs)
-    quota[: n_episodes % num_envs] += 1
-    episode_return = np.zeros(num_envs)
-    episode_steps = np.zeros(num_envs)
-    episode_clicks = np.zeros(num_envs)
-    episode_sessions = np.zeros(num_envs)
-    episode_gap = np.zeros(num_envs)
-    session_steps = np.zeros(num_envs, dtype=np.int64)
-    # The running episode's sessions (length, gap) and first-position items, kept until it ends.
-    open_sessions: list[list[tuple[int, float]]] = [[] for _ in range(num_envs)]
-    open_items: list[list[int]] = [[] for _ in range(num_envs)]
-    open_consumed: list[list[bool]] = [[] for _ in range(num_envs)]
-    finished: list[tuple[float, float, float, float, float]] = []
-    session_lengths: list[int] = []
-    return_gaps: list[float] = []
-    first_items: list[np.ndarray] = []
-    first_consumed: list[np.ndarray] = []
-    just_reset = np.zeros(num_envs, dtype=bool)
-    while len(finished) < n_episodes:
-        user_state = env.user_state if reads_state else None
-        actions = act_slates(policy, obs, deterministic=deterministic, user_state=user_state)  # [N, K]
-        obs, rewards, terminated, truncated, info = env.step(
-            actions[:, 0] if env.config.slate_size == 1 else actions
-        )
-        live = ~just_reset  # a sub-env that was reset this step took no real step
-        episode_return += np.where(live, rewards, 0.0)
-        episode_steps += live
-        session_steps += live
-        shown = np.asarray(actions).reshape(num_envs, -1)[:, 0]
+    env = SeqRecVectorEnv(num_envs=min(num_envs, n_episodes), **env_kwargs)
+    recorder = _EpisodeRecorder(env, on_episode)
+    run_episodes(
+        env, policy=policy, observer=recorder, seed=seed, deterministic=deterministic, n_episodes=n_episodes
+    )
+    return recorder.records()
+
+
+class _EpisodeRecorder(StepObserver):
+    """`rollout_episodes`' observer: running figures per sub-env, kept when a counted episode ends."""
+
+    def __init__(self, env: SeqRecVectorEnv, on_episode: Callable[[int], None] | None) -> None:
+        n = env.num_envs
+        self.n_items = int(env.user_model.n_items)
+        self.click = env.signals.index("click") if "click" in env.signals else None
+        self.on_episode = on_episode
+        self.episode_return = np.zeros(n)
+        self.episode_steps = np.zeros(n)
+        self.episode_clicks = np.zeros(n)
+        self.episode_sessions = np.zeros(n)
+        self.episode_gap = np.zeros(n)
+        self.session_steps = np.zeros(n, dtype=np.int64)
+        # The running episode's sessions (length, gap) and first-position items, kept until it ends.
+        self.open_sessions: list[list[tuple[int, float]]] = [[] for _ in range(n)]
+        self.open_items: list[list[int]] = [[] for _ in range(n)]
+        self.open_consumed: list[list[bool]] = [[] for _ in range(n)]
+        self.finished: list[tuple[float, float, float, float, float]] = []
+        self.session_lengths: list[int] = []
+        self.return_gaps: list[float] = []
+        self.first_items: list[np.ndarray] = []
+        self.first_consumed: list[np.ndarray] = []
+
+    def on_step(self, step: VectorStep) -> None:
+        live, info = step.live, step.info
+        self.episode_return += np.where(live, step.rewards, 0.0)
+        self.episode_steps += live
+        self.session_steps += live
+        shown = np.asarray(step.actions).reshape(len(live), -1)[:, 0]
         consumed_first = np.asarray(info["chosen_position"]) == 0
         for i in np.flatnonzero(live):
-            open_items[i].append(int(shown[i]))
-            open_consumed[i].append(bool(consumed_first[i]))
-        if click is not None:
-            episode_clicks += np.where(live, info["feedback"][:, click], 0.0)
+            self.open_items[i].append(int(shown[i]))
+            self.open_consumed[i].append(bool(consumed_first[i]))
+        if self.click is not None:
+            self.episode_clicks += np.where(live, info["feedback"][:, self.click], 0.0)
         if "_return_gap" in info:
             ended = info["_return_gap"] & live
-            episode_sessions += ended
-            episode_gap += np.where(ended, info["return_gap"], 0.0)
+            self.episode_sessions += ended
+            self.episode_gap += np.where(ended, info["return_gap"], 0.0)
             for i in np.flatnonzero(ended):
-                open_sessions[i].append((int(session_steps[i]), float(info["return_gap"][i])))
-            session_steps[ended] = 0
-        done = terminated | truncated
-        counted = np.flatnonzero(done & (quota > 0))
+                self.open_sessions[i].append((int(self.session_steps[i]), float(info["return_gap"][i])))
+            self.session_steps[ended] = 0
+        counted = np.flatnonzero(step.counted)
         for i in counted:
-            finished.append(
-                (episode_return[i], episode_steps[i], episode_clicks[i], episode_sessions[i], episode_gap[i])
+            self.finished.append(
+                (
+                    self.episode_return[i],
+                    self.episode_steps[i],
+                    self.episode_clicks[i],
+                    self.episode_sessions[i],
+                    self.episode_gap[i],
+                )
             )
-            session_lengths.extend(length for length, _ in open_sessions[i])
-            return_gaps.extend(gap for _, gap in open_sessions[i])
-            first_items.append(np.asarray(open_items[i], dtype=np.int64))
-            first_consumed.append(np.asarray(open_consumed[i], dtype=bool))
-        quota[counted] -= 1
-        if on_episode is not None and len(counted):
-            on_episode(len(counted))
-        for array in (episode_return, episode_steps, episode_clicks, episode_sessions, episode_gap):
+            self.session_lengths.extend(length for length, _ in self.open_sessions[i])
+            self.return_gaps.extend(gap for _, gap in self.open_sessions[i])
+            self.first_items.append(np.asarray(self.open_items[i], dtype=np.int64))
+            self.first_consumed.append(np.asarray(self.open_consumed[i], dtype=bool))
+        if self.on_episode is not None and len(counted):
+            self.on_episode(len(counted))
+        done = step.done
+        for array in (
+            self.episode_return,
+            self.episode_steps,
+            self.episode_clicks,
+            self.episode_sessions,
+            self.episode_gap,
+        ):
             array[done] = 0.0
-        session_steps[done] = 0
+        self.session_steps[done] = 0
         for i in np.flatnonzero(done):
-            open_sessions[i], open_items[i], open_consumed[i] = [], [], []
-        just_reset = done
-    returns, steps, clicks, sessions, gaps = (np.array(column) for column in zip(*finished))
-    return EpisodeRecords(
-        returns=returns,
-        steps=steps,
-        clicks=clicks,
-        sessions=sessions,
-        gap_days=gaps,
-        session_lengths=np.asarray(session_lengths, dtype=np.int64),
-        return_gaps=np.asarray(return_gaps, dtype=np.float64),
-        first_items=first_items,
-        first_consumed=first_consumed,
-        n_items=int(env.user_model.n_items),
-    )
+            self.open_sessions[i], self.open_items[i], self.open_consumed[i] = [], [], []
+
+    def records(self) -> EpisodeRecords:
+        returns, steps, clicks, sessions, gaps = (np.array(column) for column in zip(*self.finished))
+        return EpisodeRecords(
+            returns=returns,
+            steps=steps,
+            clicks=clicks,
+            sessions=sessions,
+            gap_days=gaps,
+            session_lengths=np.asarray(self.session_lengths, dtype=np.int64),
+            return_gaps=np.asarray(self.return_gaps, dtype=np.float64),
+            first_items=self.first_items,
+            first_consumed=self.first_consumed,
+            n_items=self.n_items,
+        )

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from recsim_env.errors import ArgumentError
-from recsim_env.policies import ReferencePolicy, one_hot, top_k
+from recsim_env.policies import ScoreRankingPolicy
 from simulators.data import model_inputs
 
 SCORE_CHUNK_ITEMS = 8192
@@ -31,7 +31,7 @@ builds `[N, chunk, 3 D]` head inputs, not `[N, n_items, 3 D]` (2.4 GB at N = 64,
 Catalogues up to this size are scored in one call, as before."""
 
 
-class SimulatorGreedyPolicy(ReferencePolicy):
+class SimulatorGreedyPolicy(ScoreRankingPolicy):
     """Show the K items of highest predicted click probability under `simulator` (see the module docstring).
 
     Args:
@@ -113,11 +113,3 @@ class SimulatorGreedyPolicy(ReferencePolicy):
             rows, cols = np.nonzero(items < self.n_items)
             scores[rows, items[rows, cols]] = -np.inf
         return scores
-
-    def slates(self, batch, deterministic, user_state):
-        """[N, K] the K best-scored items (deterministic either way)."""
-        return top_k(self.scores(batch), self.slate_size)
-
-    def probabilities(self, batch, user_state):
-        """[N, n_items] one-hot on the item the policy puts first."""
-        return one_hot(top_k(self.scores(batch), 1)[:, 0], self.n_items)

@@ -6,10 +6,10 @@ AUC / log-loss / expected calibration error (ECE, 15 equal-width bins) of every 
 than click) and of leaving; RMSE of every continuous signal on consumed items. Free-running: the
 Kolmogorov-Smirnov distance between the session lengths and return gaps the simulator produces
 (shown items drawn from the logged exposure frequencies, i.e. the logging policy's marginal) and
-the logged ones. On the ground-truth world (when given): the learned click probability against the
-world's true one for a uniform policy, with AUC of both against the realised clicks; with a policy panel,
-each policy's mean return in the world and in the simulator (`simulators.policy_values`). The markdown
-and the plots are `simulators.report_markdown`'s.
+the logged ones (`simulators.report_sessions`). On the ground-truth world (when given): the learned
+click probability against the world's true one for a uniform policy, with AUC of both against the
+realised clicks; with a policy panel, each policy's mean return in the world and in the simulator
+(`simulators.policy_values`). The markdown and the plots are `simulators.report_markdown`'s.
 
 A simulator with an interest filter scores held-out exposures as it runs and trains: its filter has read
 the user's whole preceding sequence, its encoder the window. Its clicks are scored once more with the
@@ -29,10 +29,12 @@ import torch
 from sklearn.metrics import log_loss, roc_auc_score
 
 from recsim_env.io import atomic_write
+from recsim_env.rollout import StepObserver, VectorStep, run_episodes
 from simulators import report_markdown
 from simulators.data import ExposureLog, model_inputs, windows
 from simulators.ensemble import EnsembleSimulator
 from simulators.report_markdown import N_BINS
+from simulators.report_sessions import session_metrics
 from simulators.simulator import LearnedSimulator
 
 WINDOW_CLICK = "click, filter over the window only"
@@ -149,100 +151,6 @@ def log_metrics(simulator: LearnedSimulator | EnsembleSimulator, log: ExposureLo
     return metrics
 
 
-def simulate_sessions(
-    simulator: LearnedSimulator | EnsembleSimulator,
-    item_weights: np.ndarray,
-    *,
-    episodes: int,
-    seed: int,
-    max_steps: int,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Session lengths and return gaps (days) of `episodes` two-session episodes in the simulator."""
-    from recsim_env.envs.seqrec import SeqRecVectorEnv
-
-    num_envs = min(episodes, 256)
-    env = SeqRecVectorEnv(
-        num_envs=num_envs,
-        user_model=simulator,
-        max_steps=max_steps,
-        sessions_per_episode=2,
-        history_len=simulator.history_len,
-    )
-    rng = np.random.default_rng(seed)
-    env.reset(seed=seed)
-    p = item_weights / item_weights.sum()
-    lengths, gaps = [], []
-    steps = np.zeros(num_envs, dtype=np.int64)
-    just_reset = np.zeros(num_envs, dtype=bool)
-    finished = 0
-    while finished < episodes:
-        actions = rng.choice(len(p), size=num_envs, p=p)
-        _, _, terminated, truncated, info = env.step(actions)
-        live = ~just_reset
-        steps += live
-        if "_return_gap" in info:
-            ended = info["_return_gap"] & live
-            lengths.extend(steps[ended].tolist())
-            gaps.extend(info["return_gap"][ended & ~truncated & ~terminated].tolist())
-            steps[ended] = 0
-        done = terminated | truncated
-        finished += int(done.sum())
-        steps[done] = 0
-        just_reset = done
-    return np.asarray(lengths), np.asarray(gaps)
-
-
-def logged_sessions(log: ExposureLog) -> tuple[np.ndarray, np.ndarray]:
-    """Session lengths (sessions that ended) and return gaps (days) in a log."""
-    n = len(log.items)
-    first = np.zeros(n, dtype=bool)
-    first[log.offsets[:-1][log.lengths() > 0]] = True
-    end = (log.leave > 0) | ~log.leave_known | np.isfinite(log.return_gap)
-    last_of_user = np.zeros(n, dtype=bool)
-    last_of_user[log.offsets[1:][log.lengths() > 0] - 1] = True
-    end |= last_of_user
-    starts = np.flatnonzero(first | np.r_[False, end[:-1]])
-    ends = np.flatnonzero(end)
-    lengths = ends - starts + 1 if len(starts) == len(ends) else np.zeros(0, int)
-    gaps = log.return_gap[np.isfinite(log.return_gap)]
-    return lengths.astype(np.int64), gaps.astype(np.float64)
-
-
-def session_metrics(
-    simulator: LearnedSimulator | EnsembleSimulator, log: ExposureLog, *, episodes: int, seed: int
-) -> dict:
-    """KS distances between simulated and logged session lengths and return gaps."""
-    from scipy.stats import ks_2samp
-
-    weights = np.bincount(log.items, minlength=simulator.n_items).astype(float) + 1e-3
-    logged_lengths, logged_gaps = logged_sessions(log)
-    sim_lengths, sim_gaps = simulate_sessions(
-        simulator, weights, episodes=episodes, seed=seed, max_steps=simulator.schema.max_session_length
-    )
-    result = {
-        "session_length": {
-            "ks": float(ks_2samp(sim_lengths, logged_lengths).statistic)
-            if len(logged_lengths)
-            else float("nan"),
-            "simulated_mean": float(sim_lengths.mean()),
-            "logged_mean": float(logged_lengths.mean()) if len(logged_lengths) else float("nan"),
-        },
-        "_samples": {
-            "sim_lengths": sim_lengths,
-            "logged_lengths": logged_lengths,
-            "sim_gaps": sim_gaps,
-            "logged_gaps": logged_gaps,
-        },
-    }
-    if len(logged_gaps) and len(sim_gaps):
-        result["return_gap_days"] = {
-            "ks": float(ks_2samp(sim_gaps, logged_gaps).statistic),
-            "simulated_mean": float(sim_gaps.mean()),
-            "logged_mean": float(logged_gaps.mean()),
-        }
-    return result
-
-
 class _Recorder:
     """A `UserModel` that forwards to another and keeps the last `Response.info` (truth for analysis)."""
 
@@ -293,6 +201,8 @@ def world_metrics(
         raise ValueError(
             f"world_metrics: the simulator's user features {spec.names} are not the world's {world_columns}"
         )
+    if steps < 1:
+        raise ValueError(f"world_metrics: argument 'steps' must be positive, got {steps}")
     recorder = _Recorder(world)
     num_envs = 256
     length = simulator.history_len
@@ -303,63 +213,10 @@ def world_metrics(
         history_len=length,
         user_features=bool(spec.width),
     )
-    rng = np.random.default_rng(seed)
-    obs, _ = env.reset(seed=seed)
-    scales = np.asarray(simulator.schema.scales, dtype=np.float32)
-    gaps = np.zeros((num_envs, length), dtype=np.float32)
-    pending = np.zeros(num_envs, dtype=np.float32)
-    just_reset = np.zeros(num_envs, dtype=bool)  # ended last step: this step delivers the new episode
-    new_episode = np.ones(num_envs, dtype=bool)  # this observation is an episode's first
-    steps_taken = np.zeros(num_envs, dtype=np.int64)  # shown items of this episode: its logged history
-    positions = np.arange(length)[None, :]
-    carry = simulator.members[0].interest_filter is not None
-    beliefs = beliefs_logged = None
-    learned, learned_logged, true, clicks = [], [], [], []
-    while len(clicks) * num_envs < steps:
-        actions = rng.integers(0, world.n_items, size=num_envs)
-        items = obs["item_ids"]
-        inputs = model_inputs(obs["feedback"], gaps, scales) * (items < world.n_items)[..., None]
-        logged = positions >= length - steps_taken[:, None]  # [N, L] the part a log would hold
-        features = spec.encode_numeric(obs["user_features"]) if spec.width else None
-        if carry:  # score as a running simulator does: its filter has read the whole history, not the window
-            beliefs, beliefs_logged = _carry_beliefs(
-                simulator,
-                beliefs,
-                beliefs_logged,
-                items,
-                inputs,
-                features,
-                fresh=new_episode | just_reset,  # (a step whose predictions are not kept reads afresh too)
-            )
-        predicted = simulator.predict(
-            items, inputs, actions[:, None], user_features=features, beliefs=beliefs
-        )["click"][:, 0]
-        predicted_logged = simulator.predict(
-            np.where(logged, items, simulator.n_items),
-            inputs * logged[..., None],
-            actions[:, None],
-            user_features=features,
-            beliefs=beliefs_logged,
-        )["click"][:, 0]
-        obs, _, terminated, truncated, info = env.step(actions)
-        live = ~just_reset
-        learned.append(predicted[live])
-        learned_logged.append(predicted_logged[live])
-        true.append(recorder.last_info["choice_probability"][live, 0])
-        clicks.append(info["feedback"][live, 0])
-        # The history's gap feature: the exposure after a session end carries the return gap.
-        gaps = np.concatenate([gaps[:, 1:], pending[:, None]], axis=1)
-        pending = np.zeros(num_envs, dtype=np.float32)
-        if "_return_gap" in info:
-            pending = np.where(info["_return_gap"], info["return_gap"], 0.0).astype(np.float32)
-        done = terminated | truncated
-        gaps[done] = 0.0
-        pending[done] = 0.0
-        steps_taken = np.where(done, 0, steps_taken + live)
-        new_episode = just_reset
-        just_reset = done
+    scorer = _WorldScorer(simulator, recorder, num_envs, np.random.default_rng(seed))
+    run_episodes(env, act=scorer.act, observer=scorer, seed=seed, n_vector_steps=-(-steps // num_envs))
     learned, learned_logged, true, clicks = (
-        np.concatenate(x)[:steps] for x in (learned, learned_logged, true, clicks)
+        np.concatenate(x)[:steps] for x in (scorer.learned, scorer.learned_logged, scorer.true, scorer.clicks)
     )
     truth = binary_metrics(true, clicks)
 
@@ -378,6 +235,75 @@ def world_metrics(
         "logged_history": compare(learned_logged),
         "_samples": {"learned": learned, "true": true, "clicks": clicks},
     }
+
+
+class _WorldScorer(StepObserver):
+    """`world_metrics`' policy and observer: a uniform item per user, scored by the simulator from both
+    views of the observed history before the step, kept with the world's truth for the live steps."""
+
+    def __init__(self, simulator, recorder: _Recorder, num_envs: int, rng: np.random.Generator) -> None:
+        self.simulator, self.recorder, self.rng = simulator, recorder, rng
+        self.spec = simulator.schema.user_features
+        length = simulator.history_len
+        self.scales = np.asarray(simulator.schema.scales, dtype=np.float32)
+        self.gaps = np.zeros((num_envs, length), dtype=np.float32)
+        self.pending = np.zeros(num_envs, dtype=np.float32)
+        self.just_reset = np.zeros(num_envs, dtype=bool)  # ended last step: this step brings a new episode
+        self.new_episode = np.ones(num_envs, dtype=bool)  # this observation is an episode's first
+        self.steps_taken = np.zeros(
+            num_envs, dtype=np.int64
+        )  # this episode's shown items: its logged history
+        self.positions = np.arange(length)[None, :]
+        self.carry = simulator.members[0].interest_filter is not None
+        self.beliefs = self.beliefs_logged = None
+        self.learned, self.learned_logged, self.true, self.clicks = [], [], [], []
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        simulator, spec, n_items = self.simulator, self.spec, self.simulator.n_items
+        actions = self.rng.integers(0, n_items, size=len(self.gaps))
+        items = obs["item_ids"]
+        inputs = model_inputs(obs["feedback"], self.gaps, self.scales) * (items < n_items)[..., None]
+        logged = self.positions >= simulator.history_len - self.steps_taken[:, None]  # [N, L] a log's part
+        features = spec.encode_numeric(obs["user_features"]) if spec.width else None
+        if self.carry:  # score as a running simulator does: its filter has read the whole history
+            self.beliefs, self.beliefs_logged = _carry_beliefs(
+                simulator,
+                self.beliefs,
+                self.beliefs_logged,
+                items,
+                inputs,
+                features,
+                fresh=self.new_episode | self.just_reset,  # (a step whose predictions are not kept too)
+            )
+        self.predicted = simulator.predict(
+            items, inputs, actions[:, None], user_features=features, beliefs=self.beliefs
+        )["click"][:, 0]
+        self.predicted_logged = simulator.predict(
+            np.where(logged, items, n_items),
+            inputs * logged[..., None],
+            actions[:, None],
+            user_features=features,
+            beliefs=self.beliefs_logged,
+        )["click"][:, 0]
+        return actions
+
+    def on_step(self, step: VectorStep) -> None:
+        live, info = step.live, step.info
+        self.learned.append(self.predicted[live])
+        self.learned_logged.append(self.predicted_logged[live])
+        self.true.append(self.recorder.last_info["choice_probability"][live, 0])
+        self.clicks.append(info["feedback"][live, 0])
+        # The history's gap feature: the exposure after a session end carries the return gap.
+        self.gaps = np.concatenate([self.gaps[:, 1:], self.pending[:, None]], axis=1)
+        self.pending = np.zeros(len(live), dtype=np.float32)
+        if "_return_gap" in info:
+            self.pending = np.where(info["_return_gap"], info["return_gap"], 0.0).astype(np.float32)
+        done = step.done
+        self.gaps[done] = 0.0
+        self.pending[done] = 0.0
+        self.steps_taken = np.where(done, 0, self.steps_taken + live)
+        self.new_episode = self.just_reset
+        self.just_reset = done
 
 
 @torch.inference_mode()

@@ -15,6 +15,7 @@ from agents.sim2rec.config import CONTINUOUS, HIDDEN_KEY
 from agents.sim2rec.envs import hidden_vector, make_env, simset_config
 from agents.sim2rec.policy import Sim2RecPolicy
 from recsim_env.envs.lts import SIM2REC_TEST_DOMAIN
+from recsim_env.rollout import StepObserver, VectorStep, run_episodes
 
 
 def evaluate(
@@ -34,15 +35,29 @@ def evaluate(
         [lambda: make_env(policy.config, choc_mean) for _ in range(episodes)],
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
-    obs, _ = envs.reset(seed=seed)
-    totals = np.zeros(episodes)
-    finished = np.zeros(episodes, dtype=bool)
-    while not finished.all():
-        obs, reward, terminated, truncated, _ = envs.step(policy.act(obs, deterministic=deterministic))
-        totals += np.where(finished, 0.0, reward)
-        finished |= terminated | truncated
+    engagement = _EpisodeTotals(episodes)
+    run_episodes(
+        envs,
+        act=lambda obs: policy.act(obs, deterministic=deterministic),
+        observer=engagement,
+        seed=seed,
+        n_episodes=episodes,
+    )
     envs.close()
-    return totals
+    return engagement.totals
+
+
+class _EpisodeTotals(StepObserver):
+    """`evaluate`'s observer: each sub-env's return over its one counted episode."""
+
+    def __init__(self, num_envs: int) -> None:
+        self.running = np.zeros(num_envs)
+        self.totals = np.zeros(num_envs)
+
+    def on_step(self, step: VectorStep) -> None:
+        self.running += np.where(step.live, step.rewards, 0.0)
+        self.totals[step.counted] = self.running[step.counted]
+        self.running[step.done] = 0.0
 
 
 class _HiddenParameterPolicy:

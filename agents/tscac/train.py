@@ -19,6 +19,7 @@ from agents.tscac.losses import _actor_step_weights, constraint_thresholds, sign
 from agents.tscac.model import Actor, Critic
 from agents.tscac.policy import TSCACPolicy
 from recsim_env.encoders.trainer import resolve_device
+from recsim_env.rollout import StepObserver, VectorStep, run_episodes
 
 
 class _Batcher:
@@ -302,48 +303,9 @@ def collect_transitions(
     from recsim_env.envs import SeqRecVectorEnv
 
     env = SeqRecVectorEnv(num_envs=num_envs, history_len=history_len, **env_kwargs)
-    obs, _ = env.reset(seed=seed)
-    rng = np.random.default_rng(seed)
-    n_items = env.user_model.n_items
-    item_ids, feedback, state, next_state, action, reward, done, propensity = ([] for _ in range(8))
-    current = np.arange(num_envs)  # row of each sub-env's current observation
-    item_ids.append(obs["item_ids"].copy())
-    feedback.append(obs["feedback"].copy())
-    n_states = num_envs
-    just_reset = np.zeros(num_envs, dtype=bool)
-    taken = 0
-    while taken < steps:
-        probs = np.atleast_2d(policy.action_distribution(obs))
-        cdf = probs.cumsum(axis=1)
-        chosen = np.minimum((cdf < rng.random((num_envs, 1)) * cdf[:, -1:]).sum(axis=1), n_items - 1)
-        obs, _, terminated, truncated, info = env.step(chosen)
-        rows = n_states + np.arange(num_envs)
-        item_ids.append(obs["item_ids"].copy())
-        feedback.append(obs["feedback"].copy())
-        n_states += num_envs
-        live = np.flatnonzero(~just_reset)
-        state.append(current[live])
-        next_state.append(rows[live])
-        action.append(chosen[live])
-        reward.append(info["feedback"][live].astype(np.float32))
-        done.append((terminated | truncated)[live].astype(np.float32))
-        propensity.append(probs[live, chosen[live]])
-        taken += len(live)
-        current = rows
-        just_reset = terminated | truncated
-    done_all = np.concatenate(done)
-    done_all[-num_envs:] = 1.0  # cut episodes: no bootstrapping past the data
-    return Transitions(
-        item_ids=np.concatenate(item_ids).astype(np.int64),
-        feedback=np.concatenate(feedback).astype(np.float32),
-        state=np.concatenate(state),
-        next_state=np.concatenate(next_state),
-        action=np.concatenate(action).astype(np.int64),
-        reward=np.concatenate(reward),
-        done=done_all,
-        propensity=np.concatenate(propensity).astype(np.float64),
-        n_items=n_items,
-    )
+    collector = _Collector(policy, env.user_model.n_items, np.random.default_rng(seed))
+    run_episodes(env, act=collector.act, observer=collector, seed=seed, n_steps=steps, exact_steps=False)
+    return collector.transitions(num_envs)
 
 
 def train_online(
@@ -405,27 +367,88 @@ def world_rates(
     if n_episodes < 1:
         raise ValueError(f"argument 'n_episodes' must be positive, got {n_episodes}")
     env = SeqRecVectorEnv(num_envs=num_envs, **env_kwargs)
-    if hasattr(policy, "seed"):
-        policy.seed(seed)
-    obs, _ = env.reset(seed=seed)
-    totals = np.zeros(len(env.signals))
-    episode_totals = np.zeros((num_envs, len(env.signals)))
-    episode_steps = np.zeros(num_envs)
-    steps = 0.0
-    finished = 0
-    just_reset = np.zeros(num_envs, dtype=bool)
-    while finished < n_episodes:
-        obs, _, terminated, truncated, info = env.step(
-            np.asarray(policy.act(obs, deterministic=deterministic))
+    rates = _SignalTotals(num_envs, len(env.signals))
+    run_episodes(
+        env,
+        policy=policy,
+        observer=rates,
+        seed=seed,
+        deterministic=deterministic,
+        n_episodes=n_episodes,
+        quota="first_done",
+    )
+    return {name: float(rates.totals[j] / rates.steps) for j, name in enumerate(env.signals)}
+
+
+# ------------------------------------------------------------------------------- rollout observers
+class _Collector(StepObserver):
+    """`collect_transitions`' policy and observer: samples an item from the policy's distribution and
+    keeps every observation as a state row, every live step as a transition with its propensity."""
+
+    def __init__(self, policy, n_items: int, rng: np.random.Generator) -> None:
+        self.policy, self.n_items, self.rng = policy, n_items, rng
+        self.item_ids: list[np.ndarray] = []  # observations, one row per sub-env and step
+        self.feedback: list[np.ndarray] = []
+        self.state, self.next_state, self.action = [], [], []  # transitions, one row per live step
+        self.reward, self.done, self.propensity = [], [], []
+
+    def on_reset(self, obs, info) -> None:
+        num_envs = len(obs["item_ids"])
+        self.current = np.arange(num_envs)  # row of each sub-env's current observation
+        self.item_ids.append(obs["item_ids"].copy())
+        self.feedback.append(obs["feedback"].copy())
+        self.n_states = num_envs
+
+    def act(self, obs) -> np.ndarray:
+        self.probs = probs = np.atleast_2d(self.policy.action_distribution(obs))
+        cdf = probs.cumsum(axis=1)
+        u = self.rng.random((len(probs), 1)) * cdf[:, -1:]
+        return np.minimum((cdf < u).sum(axis=1), self.n_items - 1)
+
+    def on_step(self, step: VectorStep) -> None:
+        obs, chosen = step.obs, step.actions
+        rows = self.n_states + np.arange(len(chosen))
+        self.item_ids.append(obs["item_ids"].copy())
+        self.feedback.append(obs["feedback"].copy())
+        self.n_states += len(chosen)
+        live = np.flatnonzero(step.live)
+        self.state.append(self.current[live])
+        self.next_state.append(rows[live])
+        self.action.append(chosen[live])
+        self.reward.append(step.info["feedback"][live].astype(np.float32))
+        self.done.append(step.done[live].astype(np.float32))
+        self.propensity.append(self.probs[live, chosen[live]])
+        self.current = rows
+
+    def transitions(self, num_envs: int) -> Transitions:
+        done_all = np.concatenate(self.done)
+        done_all[-num_envs:] = 1.0  # cut episodes: no bootstrapping past the data
+        return Transitions(
+            item_ids=np.concatenate(self.item_ids).astype(np.int64),
+            feedback=np.concatenate(self.feedback).astype(np.float32),
+            state=np.concatenate(self.state),
+            next_state=np.concatenate(self.next_state),
+            action=np.concatenate(self.action).astype(np.int64),
+            reward=np.concatenate(self.reward),
+            done=done_all,
+            propensity=np.concatenate(self.propensity).astype(np.float64),
+            n_items=self.n_items,
         )
-        live = ~just_reset
-        episode_totals += np.where(live[:, None], info["feedback"], 0.0)
-        episode_steps += live
-        done = np.flatnonzero(terminated | truncated)[: n_episodes - finished]
-        totals += episode_totals[done].sum(axis=0)
-        steps += episode_steps[done].sum()
-        finished += len(done)
-        episode_totals[terminated | truncated] = 0.0
-        episode_steps[terminated | truncated] = 0.0
-        just_reset = terminated | truncated
-    return {name: float(totals[j] / steps) for j, name in enumerate(env.signals)}
+
+
+class _SignalTotals(StepObserver):
+    """`world_rates`' observer: every signal's sum and the steps over the counted episodes."""
+
+    def __init__(self, num_envs: int, n_signals: int) -> None:
+        self.totals = np.zeros(n_signals)
+        self.episode_totals = np.zeros((num_envs, n_signals))
+        self.episode_steps = np.zeros(num_envs)
+        self.steps = 0.0
+
+    def on_step(self, step: VectorStep) -> None:
+        self.episode_totals += np.where(step.live[:, None], step.info["feedback"], 0.0)
+        self.episode_steps += step.live
+        self.totals += self.episode_totals[step.counted].sum(axis=0)
+        self.steps += self.episode_steps[step.counted].sum()
+        self.episode_totals[step.done] = 0.0
+        self.episode_steps[step.done] = 0.0

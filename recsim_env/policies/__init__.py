@@ -3,7 +3,8 @@
 - `contract`: the `Policy` Protocol every policy implements (reference policies, oracles, filters and
   every trained agent in `agents`), `act_slates` (how rollout loops call a policy), and the batching
   and slate helpers (`as_batch`, `top_k`, `sample_without_replacement`, ...).
-- `baselines`: `ReferencePolicy`, the base of the reference policies, and the log-based ones:
+- `baselines`: `ReferencePolicy`, the base of the reference policies, `ScoreRankingPolicy`, the base
+  of those that show the K best items of a score array, and the log-based ones:
   `UniformPolicy`, `PopularityPolicy` and `GreedyPolicy` (the last two learn from logs).
 - `oracles`: `MyopicOracle` and `FarsightedOracle` read the world's hidden state (`needs_user_state`).
 - `filter`: `FilterMyopicPolicy` and `FilterFarsightedPolicy` see only the observation but know the
@@ -18,6 +19,7 @@ from recsim_env.policies.baselines import (
     LoggedItemStats,
     PopularityPolicy,
     ReferencePolicy,
+    ScoreRankingPolicy,
     UniformPolicy,
 )
 from recsim_env.policies.belief import Belief, BeliefConfig, WorldFilter
@@ -55,6 +57,7 @@ __all__ = [
     "Policy",
     "PopularityPolicy",
     "ReferencePolicy",
+    "ScoreRankingPolicy",
     "UniformPolicy",
     "WorldFilter",
     "act_slates",

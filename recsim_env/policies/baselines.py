@@ -87,6 +87,27 @@ class ReferencePolicy:
         return user_state
 
 
+class ScoreRankingPolicy(ReferencePolicy):
+    """Base of the reference policies that show the K best items of a score array, whatever
+    `deterministic` says; the first-position distribution is one-hot on the best item.
+
+    A subclass implements `scores(obs)` (`[N, n_items]` for a batched observation, -inf for an item
+    never to show), or overrides `ranking_scores` to rank by something else (the hidden state).
+    """
+
+    def ranking_scores(self, batch: dict[str, np.ndarray], user_state: Any) -> np.ndarray:
+        """[N, n_items] the scores items are ranked by: `self.scores(batch)`."""
+        return self.scores(batch)
+
+    def slates(self, batch, deterministic, user_state):
+        """[N, K] the K best-scored items, best first."""
+        return top_k(self.ranking_scores(batch, user_state), self.slate_size)
+
+    def probabilities(self, batch, user_state):
+        """[N, n_items] one-hot on the item the policy puts first."""
+        return one_hot(top_k(self.ranking_scores(batch, user_state), 1)[:, 0], self.n_items)
+
+
 class UniformPolicy(ReferencePolicy):
     """K distinct items uniformly at random (deterministic: items 0..K-1, ties to the lowest index)."""
 
@@ -189,7 +210,7 @@ class PopularityPolicy(ReferencePolicy):
         return np.broadcast_to(p / p.sum(), (batch["item_ids"].shape[0], self.n_items)).copy()
 
 
-class GreedyPolicy(ReferencePolicy):
+class GreedyPolicy(ScoreRankingPolicy):
     """Oracle-free greedy: the best logged click-through rate in the user's current context.
 
     The context is the category of the last item the user consumed in the observed history. Rates
@@ -242,9 +263,3 @@ class GreedyPolicy(ReferencePolicy):
         rows, cols = np.nonzero(items < self.n_items)
         scores[rows, items[rows, cols]] = -np.inf
         return scores
-
-    def slates(self, batch, deterministic, user_state):
-        return top_k(self.scores(batch), self.slate_size)
-
-    def probabilities(self, batch, user_state):
-        return one_hot(top_k(self.scores(batch), 1)[:, 0], self.n_items)

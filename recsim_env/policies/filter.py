@@ -24,14 +24,14 @@ import numpy as np
 
 from recsim_env.checks import check_real, describe
 from recsim_env.errors import ArgumentError
-from recsim_env.policies.baselines import ReferencePolicy
+from recsim_env.policies.baselines import ScoreRankingPolicy
 from recsim_env.policies.belief import BeliefConfig, WorldFilter, check_world
-from recsim_env.policies.contract import Policy, one_hot, top_k
+from recsim_env.policies.contract import Policy
 from recsim_env.policies.oracles import FarsightedOracle, MyopicOracle
 from recsim_env.world import UserWorld
 
 
-class FilterMyopicPolicy(ReferencePolicy):
+class FilterMyopicPolicy(ScoreRankingPolicy):
     """The K items with the highest posterior click probability, from the observation alone.
 
     Args:
@@ -54,14 +54,6 @@ class FilterMyopicPolicy(ReferencePolicy):
     def scores(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """[N, n_items] the score the policy ranks items by."""
         return self.filter.click_probabilities(obs)
-
-    def slates(self, batch, deterministic, user_state):
-        """[N, K] the K best-scored items, best first, whatever `deterministic` says."""
-        return top_k(self.scores(batch), self.slate_size)
-
-    def probabilities(self, batch, user_state):
-        """[N, n_items] one-hot on the item the policy puts first."""
-        return one_hot(top_k(self.scores(batch), 1)[:, 0], self.n_items)
 
     def click_probabilities(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         """[N, n_items] posterior probability that each item, shown alone, is clicked."""

@@ -15,12 +15,11 @@ import numpy as np
 
 from recsim_env.checks import check_real, describe
 from recsim_env.errors import ArgumentError
-from recsim_env.policies.baselines import ReferencePolicy
-from recsim_env.policies.contract import one_hot, top_k
+from recsim_env.policies.baselines import ScoreRankingPolicy
 from recsim_env.world import UserWorld
 
 
-class _Oracle(ReferencePolicy):
+class _Oracle(ScoreRankingPolicy):
     """An oracle: the K best items by `scores(user_state)`, whatever `deterministic` says."""
 
     needs_user_state = True
@@ -34,11 +33,8 @@ class _Oracle(ReferencePolicy):
         """[N, n_items] the score the oracle ranks items by."""
         raise NotImplementedError
 
-    def slates(self, batch, deterministic, user_state):
-        return top_k(self.scores(user_state), self.slate_size)
-
-    def probabilities(self, batch, user_state):
-        return one_hot(top_k(self.scores(user_state), 1)[:, 0], self.n_items)
+    def ranking_scores(self, batch, user_state):
+        return self.scores(user_state)
 
 
 class MyopicOracle(_Oracle):

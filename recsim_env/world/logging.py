@@ -20,6 +20,7 @@ import pandas as pd
 
 from recsim_env.data.validate import SECONDS_PER_DAY
 from recsim_env.envs.seqrec import SeqRecVectorEnv
+from recsim_env.rollout import StepObserver, VectorStep, run_episodes
 from recsim_env.world.world import UserWorld
 
 LOGGING_POLICIES = ("uniform", "popularity", "softmax", "epsilon-greedy")
@@ -148,73 +149,9 @@ def generate_logs(
         raise ValueError(f"argument 'steps' must be positive, got {steps}")
     env = SeqRecVectorEnv(num_envs=num_envs, sessions_per_episode=sessions_per_user, **env_kwargs)
     world = env.user_model
-    slate_size = env.config.slate_size
-    rng = np.random.default_rng(seed)
-    obs, reset_info = env.reset(seed=seed)
-
-    logged_user = np.arange(num_envs)  # logged user id of each sub-env's current episode
-    next_user = num_envs
-    world_user_of = dict(enumerate(env.user_state.user_ids.tolist()))
-    clock = rng.uniform(0.0, 30.0 * SECONDS_PER_DAY, size=num_envs)  # users join over a month
-    session_ids = np.arange(num_envs)
-    next_session = num_envs
-    just_reset = np.zeros(num_envs, dtype=bool)
-    chunks: list[dict[str, np.ndarray]] = []
-    slate_counter = 0
-    taken = 0
-    if on_step is not None:
-        none = np.zeros(num_envs, dtype=bool)
-        on_step(
-            LoggedStep(
-                obs, ~none, logged_user.copy(), np.zeros(0, np.int64), 0.0 * none, none, none, reset_info, {}
-            )
-        )
-    while taken < steps:
-        slates, position_p = policy.sample(num_envs, world.n_items, slate_size, rng)
-        obs, rewards, terminated, truncated, info = env.step(slates[:, 0] if slate_size == 1 else slates)
-        for i in np.flatnonzero(just_reset):  # these sub-envs were reset by this step: a new user
-            world_user_of[int(logged_user[i])] = int(env.user_state.user_ids[i])
-        live = np.flatnonzero(~just_reset)[: steps - taken]
-        # The newest K history entries of the observation are this step's slate and its feedback.
-        feedback = obs["feedback"][live, -slate_size:].reshape(-1, len(world.signals))
-        chunks.append(
-            {
-                "user_id": np.repeat(logged_user[live], slate_size),
-                "item_id": slates[live].ravel(),
-                "timestamp": np.repeat(clock[live], slate_size),
-                "session_id": np.repeat(session_ids[live], slate_size),
-                "position": np.tile(np.arange(slate_size), len(live)),
-                "slate_id": np.repeat(slate_counter + live, slate_size),
-                "propensity": np.repeat(np.prod(position_p[live], axis=1), slate_size),
-                "position_propensity": position_p[live].ravel(),
-                **{name: feedback[:, j] for j, name in enumerate(world.signals)},
-            }
-        )
-        if on_step is not None:
-            started = just_reset.copy()
-            on_step(
-                LoggedStep(
-                    obs, started, logged_user.copy(), live, rewards, terminated, truncated, info, chunks[-1]
-                )
-            )
-        slate_counter += num_envs
-        taken += len(live)
-        if on_steps is not None:
-            on_steps(len(live))
-        clock += SECONDS_PER_STEP
-        if "_return_gap" in info:
-            ended = np.flatnonzero(info["_return_gap"] & ~just_reset)
-            clock[ended] += info["return_gap"][ended] * SECONDS_PER_DAY
-            session_ids[ended] = next_session + np.arange(len(ended))
-            next_session += len(ended)
-        done = np.flatnonzero(terminated | truncated)
-        just_reset[:] = False
-        just_reset[done] = True  # the next step resets them (NEXT_STEP autoreset)
-        logged_user[done] = next_user + np.arange(len(done))
-        next_user += len(done)
-        clock[done] = rng.uniform(0.0, 30.0 * SECONDS_PER_DAY, size=len(done))
-        session_ids[done] = next_session + np.arange(len(done))
-        next_session += len(done)
+    logger = _Logger(env, policy, np.random.default_rng(seed), on_steps, on_step)
+    run_episodes(env, act=logger.act, observer=logger, seed=seed, n_steps=steps)
+    chunks, world_user_of = logger.chunks, logger.world_user_of
 
     interactions = pd.DataFrame({key: np.concatenate([c[key] for c in chunks]) for key in chunks[0]})
     logged = np.unique(interactions["user_id"].to_numpy())
@@ -231,6 +168,100 @@ def generate_logs(
         }
     )
     return interactions, items, users
+
+
+class _Logger(StepObserver):
+    """`generate_logs`' policy and observer: samples slates with their probabilities, and turns every
+    live step into interaction rows on the users' clocks (one generator serves both, in step order)."""
+
+    def __init__(
+        self,
+        env: SeqRecVectorEnv,
+        policy: LoggingPolicy,
+        rng: np.random.Generator,
+        on_steps: Callable[[int], None] | None,
+        on_step: Callable[[LoggedStep], None] | None,
+    ) -> None:
+        self.env, self.policy, self.rng = env, policy, rng
+        self.on_steps, self.on_logged_step = on_steps, on_step
+        self.world = env.user_model
+        self.slate_size = env.config.slate_size
+        num_envs = env.num_envs
+        self.logged_user = np.arange(num_envs)  # logged user id of each sub-env's current episode
+        self.next_user = num_envs
+        self.session_ids = np.arange(num_envs)
+        self.next_session = num_envs
+        self.chunks: list[dict[str, np.ndarray]] = []
+        self.slate_counter = 0
+        self.slates = self.position_p = np.zeros((0, 0))
+
+    def on_reset(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+        num_envs = self.env.num_envs
+        self.world_user_of = dict(enumerate(self.env.user_state.user_ids.tolist()))
+        self.clock = self.rng.uniform(0.0, 30.0 * SECONDS_PER_DAY, size=num_envs)  # users join over a month
+        if self.on_logged_step is not None:
+            none = np.zeros(num_envs, dtype=bool)
+            users = self.logged_user.copy()
+            self.on_logged_step(
+                LoggedStep(obs, ~none, users, np.zeros(0, np.int64), 0.0 * none, none, none, info, {})
+            )
+
+    def act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        n_envs, n_items = self.env.num_envs, self.world.n_items
+        self.slates, self.position_p = self.policy.sample(n_envs, n_items, self.slate_size, self.rng)
+        return self.slates[:, 0] if self.slate_size == 1 else self.slates
+
+    def on_step(self, step: VectorStep) -> None:
+        slates, position_p, slate_size = self.slates, self.position_p, self.slate_size
+        signals = self.world.signals
+        info, just_reset = step.info, step.reset
+        for i in np.flatnonzero(just_reset):  # these sub-envs were reset by this step: a new user
+            self.world_user_of[int(self.logged_user[i])] = int(self.env.user_state.user_ids[i])
+        live = np.flatnonzero(step.live)
+        # The newest K history entries of the observation are this step's slate and its feedback.
+        feedback = step.obs["feedback"][live, -slate_size:].reshape(-1, len(signals))
+        self.chunks.append(
+            {
+                "user_id": np.repeat(self.logged_user[live], slate_size),
+                "item_id": slates[live].ravel(),
+                "timestamp": np.repeat(self.clock[live], slate_size),
+                "session_id": np.repeat(self.session_ids[live], slate_size),
+                "position": np.tile(np.arange(slate_size), len(live)),
+                "slate_id": np.repeat(self.slate_counter + live, slate_size),
+                "propensity": np.repeat(np.prod(position_p[live], axis=1), slate_size),
+                "position_propensity": position_p[live].ravel(),
+                **{name: feedback[:, j] for j, name in enumerate(signals)},
+            }
+        )
+        if self.on_logged_step is not None:
+            self.on_logged_step(
+                LoggedStep(
+                    step.obs,
+                    just_reset.copy(),
+                    self.logged_user.copy(),
+                    live,
+                    step.rewards,
+                    step.terminated,
+                    step.truncated,
+                    info,
+                    self.chunks[-1],
+                )
+            )
+        self.slate_counter += self.env.num_envs
+        if self.on_steps is not None:
+            self.on_steps(len(live))
+        self.clock += SECONDS_PER_STEP
+        if "_return_gap" in info:
+            ended = np.flatnonzero(info["_return_gap"] & ~just_reset)
+            self.clock[ended] += info["return_gap"][ended] * SECONDS_PER_DAY
+            self.session_ids[ended] = self.next_session + np.arange(len(ended))
+            self.next_session += len(ended)
+        done = np.flatnonzero(step.done)
+        self.logged_user[done] = self.next_user + np.arange(len(done))
+        self.next_user += len(done)
+        self.clock[done] = self.rng.uniform(0.0, 30.0 * SECONDS_PER_DAY, size=len(done))
+        self.session_ids[done] = self.next_session + np.arange(len(done))
+        self.next_session += len(done)
 
 
 def log_world(
