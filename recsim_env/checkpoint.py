@@ -79,7 +79,9 @@ def resolve_inside(root: Path, name: str, *, what: str = "path") -> Path:
     for part in relative.parts:
         current = current / part
         if current.is_symlink():
-            raise UnsafePathError(f"{what} {name!r}: {current} is a symbolic link; artifacts hold plain files")
+            raise UnsafePathError(
+                f"{what} {name!r}: {current} is a symbolic link; artifacts hold plain files"
+            )
     resolved = current.resolve()
     if not resolved.is_relative_to(root.resolve()):
         raise UnsafePathError(f"{what} {name!r}: resolves outside {root}")
@@ -193,7 +195,9 @@ def encode_tree(tree: Any, prefix: str = "") -> tuple[Any, dict[str, Any]]:
             return {_TUPLE: [encode(item, f"{path}.{i}") for i, item in enumerate(value)]}
         if isinstance(value, list):
             return [encode(item, f"{path}.{i}") for i, item in enumerate(value)]
-        raise TypeError(f"state at {path or 'root'}: {type(value).__name__} cannot be saved as JSON + tensors")
+        raise TypeError(
+            f"state at {path or 'root'}: {type(value).__name__} cannot be saved as JSON + tensors"
+        )
 
     return encode(tree, ""), tensors
 
@@ -222,7 +226,11 @@ def decode_tree(tree: Any, tensors: Mapping[str, Any], *, where: str = "state") 
 
     try:
         return decode(tree)
-    except (TypeError, ValueError, RecursionError) as error:  # e.g. "__items__" that are not [key, value] pairs
+    except (
+        TypeError,
+        ValueError,
+        RecursionError,
+    ) as error:  # e.g. "__items__" that are not [key, value] pairs
         raise CheckpointError(f"{where}: malformed state ({type(error).__name__}: {error})") from None
 
 
@@ -378,7 +386,9 @@ class Artifact:
         try:
             return json.loads(data)
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-            raise CheckpointError(f"{self.root / name}: not valid JSON ({type(error).__name__}: {error})") from None
+            raise CheckpointError(
+                f"{self.root / name}: not valid JSON ({type(error).__name__}: {error})"
+            ) from None
 
     def read_json_object(self, name: str, required: Iterable[str] = ()) -> dict[str, Any]:
         """A JSON object with the `required` keys, else `CheckpointError` naming the file and key."""
@@ -399,7 +409,9 @@ class Artifact:
         try:
             module.load_state_dict(state)
         except RuntimeError as error:  # missing, unexpected or mis-shaped tensors
-            raise CheckpointError(f"{self.root / name}: weights do not fit the configured model: {error}") from None
+            raise CheckpointError(
+                f"{self.root / name}: weights do not fit the configured model: {error}"
+            ) from None
 
     def read_tree(self, name: str, *, framework: str = "np") -> Any:
         """Nested state written by `write_tree(directory, name, tree)`."""
@@ -415,7 +427,9 @@ def is_artifact(directory: str | os.PathLike) -> bool:
 
 
 def _legacy_error(root: Path, why: str) -> CheckpointError:
-    return CheckpointError(f"{root}: {why}; it was saved by an older version (format 1): " + CONVERT_HINT.format(path=root))
+    return CheckpointError(
+        f"{root}: {why}; it was saved by an older version (format 1): " + CONVERT_HINT.format(path=root)
+    )
 
 
 def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
@@ -431,7 +445,9 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
             raise _legacy_error(root, f"no {MANIFEST_FILE}")
         raise CheckpointError(f"{file}: missing; {root} is not a saved artifact")
     if file.stat().st_size > MAX_MANIFEST_BYTES:
-        raise CheckpointError(f"{file}: {file.stat().st_size} bytes, over the {MAX_MANIFEST_BYTES} a manifest may have")
+        raise CheckpointError(
+            f"{file}: {file.stat().st_size} bytes, over the {MAX_MANIFEST_BYTES} a manifest may have"
+        )
     try:
         manifest = json.loads(file.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
@@ -442,7 +458,9 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
     if manifest.get("format") != FORMAT:
         if version == 1:
             raise _legacy_error(root, f"{MANIFEST_FILE} has format_version 1")
-        raise CheckpointError(f"{file}: not a recsim-env artifact manifest (format {manifest.get('format')!r})")
+        raise CheckpointError(
+            f"{file}: not a recsim-env artifact manifest (format {manifest.get('format')!r})"
+        )
     if version != FORMAT_VERSION:
         raise CheckpointError(
             f"{file}: format_version {version!r}; this version of recsim-env reads {FORMAT_VERSION}"
@@ -470,7 +488,9 @@ def read_manifest(directory: str | os.PathLike) -> dict[str, Any]:
             or not isinstance(entry.get("sha256"), str)
             or len(entry["sha256"]) != 64
         ):
-            raise CheckpointError(f"{file}: entry for {name!r} needs 'bytes' (int >= 0) and 'sha256' (64 hex digits)")
+            raise CheckpointError(
+                f"{file}: entry for {name!r} needs 'bytes' (int >= 0) and 'sha256' (64 hex digits)"
+            )
     return manifest
 
 
@@ -503,7 +523,9 @@ def open_artifact(
             raise CheckpointError(f"{path}: missing (listed in {MANIFEST_FILE})")
         size = path.stat().st_size
         if size != entry["bytes"]:
-            raise CheckpointError(f"{path}: truncated or altered: {size} bytes, the manifest says {entry['bytes']}")
+            raise CheckpointError(
+                f"{path}: truncated or altered: {size} bytes, the manifest says {entry['bytes']}"
+            )
         if sha256_file(path) != entry["sha256"]:
             raise CheckpointError(f"{path}: corrupt: its SHA-256 differs from the manifest's")
     return Artifact(root, manifest["kind"], manifest.get("metadata", {}), files)

@@ -68,8 +68,14 @@ def _check_typed(value: Any, hint: Any, where: str) -> Any:
     if origin is list or hint is list:
         if not isinstance(value, list):
             raise CheckpointError(f"{where}: must be a list, got {value!r}")
-        return [_check_typed(item, args[0], f"{where}[{i}]") for i, item in enumerate(value)] if args else value
-    if origin in (dict, Mapping) or hint in (dict, Mapping) or (isinstance(origin, type) and issubclass(origin, Mapping)):
+        return (
+            [_check_typed(item, args[0], f"{where}[{i}]") for i, item in enumerate(value)] if args else value
+        )
+    if (
+        origin in (dict, Mapping)
+        or hint in (dict, Mapping)
+        or (isinstance(origin, type) and issubclass(origin, Mapping))
+    ):
         if not isinstance(value, dict):
             raise CheckpointError(f"{where}: must be a JSON object, got {value!r}")
         return value
@@ -94,7 +100,8 @@ def dataclass_from_json(cls: type, fields: Any, *, where: str) -> Any:
         raise CheckpointError(f"{where}: unknown field(s) {unknown} for {cls.__name__}")
     hints = typing.get_type_hints(cls)
     checked = {
-        name: _check_typed(value, hints.get(name, Any), f"{where}: field {name!r}") for name, value in fields.items()
+        name: _check_typed(value, hints.get(name, Any), f"{where}: field {name!r}")
+        for name, value in fields.items()
     }
     try:
         return cls(**checked)

@@ -78,15 +78,26 @@ class UserModel(Protocol):
         ...
 
 
-CONCURRENT_START = "concurrent_start"
-"""Optional `UserModel` attribute: True when `initial_state` may run on another thread while
-`respond` and `end_session` run on other users (it neither reads what they write nor writes what
-they read). The vector env then starts the users it resets while it steps the others."""
+class PreparedStart(Protocol):
+    """A start of users in parts, from a model's optional `prepare_start(user_ids, uniforms)` (same
+    arguments and result as `initial_state`): `compute()` does the costly part and may run on another
+    thread while `respond` and `end_session` run on other users (it neither reads what they write
+    nor writes what they read, and should release the GIL for most of its time); `finish()`, on the
+    stepping thread after it, returns the `StartOfEpisode`. The vector env then starts the users it
+    resets while it steps the others."""
+
+    def compute(self) -> None: ...
+
+    def finish(self) -> StartOfEpisode: ...
 
 
 def starts_concurrently(model: UserModel) -> bool:
-    """Whether `model` declares `CONCURRENT_START` (False when it says nothing)."""
-    return getattr(model, CONCURRENT_START, False) is True
+    """Whether `model` offers `prepare_start` (a `PreparedStart`) and says that it pays: a bool
+    `concurrent_start` attribute, True when `compute()` is costly and releases the GIL (a start that
+    holds the GIL, or is cheap, is faster on the stepping thread)."""
+    return (
+        callable(getattr(model, "prepare_start", None)) and getattr(model, "concurrent_start", False) is True
+    )
 
 
 USER_MODEL_SOURCES = "recsim_env.user_models"

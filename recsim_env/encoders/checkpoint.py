@@ -56,7 +56,9 @@ def encoder_metadata(encoder: SequenceEncoder, metadata: dict[str, Any] | None =
     return {"encoder": encoder.name, "n_items": encoder.n_items, "metadata": metadata or {}}
 
 
-def write_encoder_files(directory: Path, encoder: SequenceEncoder, *, item_ids: Any, user_ids: Any | None = None) -> None:
+def write_encoder_files(
+    directory: Path, encoder: SequenceEncoder, *, item_ids: Any, user_ids: Any | None = None
+) -> None:
     """Write the encoder's files into `directory` (a new artifact directory being filled)."""
     item_tokens = _tokens(item_ids)
     if len(item_tokens) != encoder.n_items:

@@ -18,7 +18,7 @@ from gymnasium import spaces
 
 from recsim_env.checks import check_bool, check_config_fields, check_integer, check_real, describe
 from recsim_env.errors import ActionError, ArgumentError
-from recsim_env.user_model import StartOfEpisode, UserModel
+from recsim_env.user_model import PreparedStart, StartOfEpisode, UserModel
 from recsim_env.world.config import MAX_ITEMS
 
 MAX_HISTORY_LEN = 10_000
@@ -237,10 +237,12 @@ class PendingReset:
 
     rows: np.ndarray
     """[R] the envs being reset."""
-    start: StartOfEpisode | Future
-    """Their users' start (a `Future` of it while it is computed on an executor)."""
+    start: StartOfEpisode | PreparedStart
+    """Their users' start, or the model's `PreparedStart` of it while an executor computes it."""
     noise: np.ndarray
     """[R, horizon * n_step_uniforms] the new episodes' step noise."""
+    computing: Future | None = None
+    """The executor's `PreparedStart.compute()`, when it runs there."""
 
 
 class EpisodeBatch:
@@ -303,15 +305,18 @@ class EpisodeBatch:
             rng.random(out=uniforms[j])
         start_uniforms = uniforms[:, :n_start]
         if executor is None:
-            start: StartOfEpisode | Future = model.initial_state(user_ids, start_uniforms)
-        else:
-            start = executor.submit(model.initial_state, user_ids, start_uniforms)
-        return PendingReset(rows=rows, start=start, noise=uniforms[:, n_start:])
+            return PendingReset(rows, model.initial_state(user_ids, start_uniforms), uniforms[:, n_start:])
+        prepared = model.prepare_start(user_ids, start_uniforms)
+        return PendingReset(rows, prepared, uniforms[:, n_start:], executor.submit(prepared.compute))
 
     def finish_reset(self, pending: PendingReset) -> None:
         """Write the episodes `start_reset` began into the batch (waiting for their users if needed)."""
         rows = pending.rows
-        start = pending.start.result() if isinstance(pending.start, Future) else pending.start
+        if pending.computing is None:
+            start = pending.start
+        else:
+            pending.computing.result()
+            start = pending.start.finish()
         self.noise[rows] = pending.noise.reshape((len(rows),) + self.noise.shape[1:])
         if self.state is None or len(rows) == self.n_envs:
             self.state = start.state

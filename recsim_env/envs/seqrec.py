@@ -261,7 +261,8 @@ step resets too few users to pay for the hand-over."""
 
 def uses_concurrent_starts(requested: bool | None, model: UserModel, num_envs: int) -> bool:
     """Whether a vector env starts the users it resets on a second thread while it steps the others:
-    only for a model that allows it (`recsim_env.user_model.CONCURRENT_START`); by default (`requested`
+    only for a model whose `prepare_start` pays there (`recsim_env.user_model.starts_concurrently`: the
+    world with its large-catalogue sampler); by default (`requested`
     None) when the process may run on two or more CPUs and the batch has at least
     `CONCURRENT_STARTS_MIN_ENVS` envs. The draws are the same either way."""
     if requested is False:
@@ -269,8 +270,8 @@ def uses_concurrent_starts(requested: bool | None, model: UserModel, num_envs: i
     if not starts_concurrently(model):
         if requested:
             raise ArgumentError(
-                f"concurrent_starts=True: the user model {type(model).__name__} does not declare "
-                "`concurrent_start` (recsim_env.user_model.CONCURRENT_START)"
+                f"concurrent_starts=True: the user model {type(model).__name__} offers no concurrent "
+                "`prepare_start` (recsim_env.user_model.PreparedStart)"
             )
         return False
     if requested:
@@ -297,8 +298,9 @@ class SeqRecVectorEnv(VectorEnv):
     `concurrent_starts` (None, True or False): start the users of the sub-envs that reset in a step
     on a second thread while the other sub-envs step (the warm-start history of a large catalogue is
     most of a step's cost). None turns it on for at least `CONCURRENT_STARTS_MIN_ENVS` envs on a
-    machine with two or more CPUs, when the user model allows it (the world does); the episodes are
-    the same either way. `close()` stops the thread.
+    machine with two or more CPUs, when the user model offers it (the world above
+    `TABLE_SAMPLER_MAX_ITEMS` items, whose warm start is one compiled call without the GIL); the
+    episodes are the same either way. `close()` stops the thread.
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}

@@ -215,31 +215,53 @@ class ShellProposal:
         """Warm-start items [N, H] for users `interest` [N, D]. `uniforms` [N, H + 2 P]: H reserved for
         the fallback (the full inverse CDF), then P proposals. With `copy_rows`, the draw also holds the
         drawn items' embeddings and payload columns, copied from the rows the sampler read."""
+        return self.prepare(interest, uniforms, history_len, weight, copy_rows=copy_rows).run()
+
+    def prepare(
+        self,
+        interest: np.ndarray,
+        uniforms: np.ndarray,
+        history_len: int,
+        weight: float,
+        *,
+        copy_rows: bool = False,
+    ) -> PreparedDraw:
+        """`history` with its arrays allocated: `run()` is one compiled call that releases the GIL."""
         n_users, dim = len(interest), len(self.anchors[0])
-        history = np.empty((n_users, history_len), dtype=np.int64)
         shape = (n_users, history_len) if copy_rows else (0, 0)
-        embeddings = np.empty(shape + (dim,))
-        payload = np.empty((self.n_payload,) + shape)
-        proposals, accepted, fallbacks = _rejection_kernel(
-            np.ascontiguousarray(interest, dtype=np.float64),
-            np.ascontiguousarray(uniforms[:, history_len:]),
-            np.ascontiguousarray(uniforms[:, :history_len]),
-            float(weight),
-            self.anchors,
-            self.shell_category,
-            self.shell_low,
-            self.shell_high,
-            self.group_shell,
-            self.group_top,
-            self.group_weight,
-            self.starts,
-            self.order,
-            self.items,
-            history,
-            copy_rows,
-            embeddings,
-            payload,
+        return PreparedDraw(
+            (
+                np.ascontiguousarray(interest, dtype=np.float64),
+                np.ascontiguousarray(uniforms[:, history_len:]),
+                np.ascontiguousarray(uniforms[:, :history_len]),
+                float(weight),
+                self.anchors,
+                self.shell_category,
+                self.shell_low,
+                self.shell_high,
+                self.group_shell,
+                self.group_top,
+                self.group_weight,
+                self.starts,
+                self.order,
+                self.items,
+                np.empty((n_users, history_len), dtype=np.int64),
+                copy_rows,
+                np.empty(shape + (dim,)),
+                np.empty((self.n_payload,) + shape),
+            )
         )
+
+
+class PreparedDraw:
+    """A `ShellProposal.history` draw with its arrays ready: `run()` draws it."""
+
+    def __init__(self, arguments: tuple) -> None:
+        self.arguments = arguments
+
+    def run(self) -> WarmStartDraw:
+        proposals, accepted, fallbacks = _rejection_kernel(*self.arguments)
+        history, copy_rows, embeddings, payload = self.arguments[-4:]
         return WarmStartDraw(
             items=history,
             proposals=int(proposals),

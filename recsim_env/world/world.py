@@ -75,6 +75,57 @@ class WorldState:
         )
 
 
+class WorldStart:
+    """A start of users being prepared by `UserWorld.prepare_start` (`compute`, then `finish`)."""
+
+    def __init__(self, world: UserWorld, state: WorldState, uniforms: np.ndarray) -> None:
+        self.world, self.state, self.uniforms = world, state, uniforms
+        self._history: tuple | None = None
+        cfg = world.config
+        # The rejection sampler's arrays are allocated here, so that `compute` is one compiled call.
+        self._draw = (
+            None
+            if world._proposal is None
+            else world._proposal.prepare(
+                state.interest, uniforms, cfg.history_len_at_start, cfg.affinity_weight, copy_rows=True
+            )
+        )
+
+    def compute(self) -> None:
+        """Past consumption: items drawn with probability proportional to exp(click utility). Reads
+        only the catalogue and this start's arrays (the rejection sampler's kernel runs without the
+        GIL), so it may run on another thread while the world steps other users."""
+        world, cfg, interest = self.world, self.world.config, self.state.interest
+        if world._proposal is None:
+            history = table_history(
+                interest, self.uniforms, cfg.affinity_weight, world.item_embeddings, world._item_utility
+            )
+            embeddings = world.item_embeddings[history]
+            quality, duration = world.item_quality[history], world.item_duration_s[history]
+            self._history = (history, embeddings, quality, duration, None)
+        else:
+            # The sampler copies out the rows it read: a large catalogue is not read a second time.
+            draw = self._draw.run()
+            self._history = (draw.items, draw.embeddings, *draw.payload, draw)
+
+    def finish(self) -> StartOfEpisode:
+        """The users' start (after `compute`, on the thread that steps the world)."""
+        if self._history is None:
+            self.compute()
+        world, state = self.world, self.state
+        history, embeddings, quality, duration, draw = self._history
+        if draw is not None:
+            world.warm_start_proposals += draw.proposals
+            world.warm_start_accepted += draw.accepted
+            world.warm_start_fallbacks += draw.fallbacks
+        feedback = np.zeros(history.shape + (len(SIGNALS),), dtype=np.float32)
+        feedback[..., CLICK] = 1.0
+        affinity = np.einsum("nhd,nd->nh", embeddings, state.interest)
+        completion = world._completion(quality, affinity, 0.0)
+        feedback[..., WATCH_TIME] = duration * completion
+        return StartOfEpisode(state, history, feedback, world.user_features[state.user_ids])
+
+
 class UserWorld:
     """The ground-truth world: a fixed catalogue and user population generated from `config.seed`.
 
@@ -89,9 +140,6 @@ class UserWorld:
     binary_signals = frozenset({"click", "like", "follow", "share", "hate"})
     negative_signals = frozenset({"hate"})
     n_step_uniforms = 8  # choice, completion noise, like, follow, share, hate, leave, return gap
-    # `initial_state` reads only the catalogue and population tables, which a step never writes, and
-    # writes only the sampler's counters, which a step never reads (`recsim_env.user_model.CONCURRENT_START`).
-    concurrent_start = True
 
     def __init__(self, config: WorldConfig | None = None) -> None:
         if config is not None and not isinstance(config, WorldConfig):
@@ -173,6 +221,12 @@ class UserWorld:
         return history_len + 2 * pool_size(history_len)
 
     @property
+    def concurrent_start(self) -> bool:
+        """Whether `prepare_start(...).compute()` pays on another thread: with the `"rejection"`
+        sampler it is one compiled call without the GIL; the `"table"` sampler's numpy holds it."""
+        return self._proposal is not None
+
+    @property
     def start_values_per_user(self) -> int:
         """Values `initial_state` allocates per user: the catalogue-wide table, or the uniforms."""
         return self.n_items if self.warm_start_sampler == "table" else self.n_start_uniforms
@@ -180,6 +234,15 @@ class UserWorld:
     # ------------------------------------------------------------------ dynamics
     def initial_state(self, user_ids: np.ndarray, uniforms: np.ndarray) -> StartOfEpisode:
         """Start users with their base interest and a warm-start history sampled from it."""
+        prepared = self.prepare_start(user_ids, uniforms)
+        prepared.compute()
+        return prepared.finish()
+
+    def prepare_start(self, user_ids: np.ndarray, uniforms: np.ndarray) -> WorldStart:
+        """`initial_state` in three parts (`recsim_env.user_model.PreparedStart`): this one checks the
+        arguments and gathers the users; `compute()` draws the warm-start histories, reading only the
+        catalogue (safe on another thread while the world steps other users); `finish()` builds
+        the start."""
         cfg = self.config
         user_ids = np.asarray(user_ids)
         if user_ids.ndim != 1 or user_ids.dtype.kind not in "iu":
@@ -204,28 +267,7 @@ class UserWorld:
             patience=self.user_patience[user_ids],
             activity=self.user_activity[user_ids],
         )
-        # Past consumption: items drawn with probability proportional to exp(click utility).
-        if self._proposal is None:
-            history = table_history(
-                interest, uniforms, cfg.affinity_weight, self.item_embeddings, self._item_utility
-            )
-            embeddings = self.item_embeddings[history]
-            quality, duration = self.item_quality[history], self.item_duration_s[history]
-        else:
-            # The sampler copies out the rows it read: a large catalogue is not read a second time.
-            draw = self._proposal.history(
-                interest, uniforms, cfg.history_len_at_start, cfg.affinity_weight, copy_rows=True
-            )
-            history, embeddings, (quality, duration) = draw.items, draw.embeddings, draw.payload
-            self.warm_start_proposals += draw.proposals
-            self.warm_start_accepted += draw.accepted
-            self.warm_start_fallbacks += draw.fallbacks
-        feedback = np.zeros(history.shape + (len(SIGNALS),), dtype=np.float32)
-        feedback[..., CLICK] = 1.0
-        affinity = np.einsum("nhd,nd->nh", embeddings, interest)
-        completion = self._completion(quality, affinity, 0.0)
-        feedback[..., WATCH_TIME] = duration * completion
-        return StartOfEpisode(state, history, feedback, self.user_features[user_ids])
+        return WorldStart(self, state, uniforms)
 
     def _completion(self, quality: np.ndarray, affinity: np.ndarray, noise) -> np.ndarray:
         cfg = self.config

@@ -41,8 +41,12 @@ def _trajectory_hash(concurrent: bool, **kwargs) -> str:
     "kwargs",
     [
         {"world_config": {"n_items": 5_000}},  # the rejection sampler
-        {},  # the default world (table sampler)
-        {"slate_size": 3, "sessions_per_episode": 2, "user_features": True},
+        {
+            "slate_size": 3,
+            "sessions_per_episode": 2,
+            "user_features": True,
+            "world_config": {"n_items": 2_000},
+        },
     ],
 )
 def test_concurrent_starts_give_the_same_episodes(kwargs):
@@ -50,9 +54,11 @@ def test_concurrent_starts_give_the_same_episodes(kwargs):
 
 
 def test_the_default_uses_a_second_thread_only_for_large_batches_of_a_model_that_allows_it():
-    world = UserWorld(WorldConfig())
-    assert world.concurrent_start is True
+    world = UserWorld(WorldConfig(n_items=5_000))
     assert uses_concurrent_starts(False, world, 1024) is False
+    assert uses_concurrent_starts(None, world, 1024) is True
+    # The default world's table sampler holds the GIL: it starts users on the stepping thread.
+    assert uses_concurrent_starts(None, UserWorld(WorldConfig()), 1024) is False
     assert uses_concurrent_starts(True, world, 2) is True
     assert uses_concurrent_starts(None, world, 8) is False
 
@@ -60,7 +66,7 @@ def test_the_default_uses_a_second_thread_only_for_large_batches_of_a_model_that
         pass
 
     assert uses_concurrent_starts(None, SerialModel(), 1024) is False
-    with pytest.raises(ArgumentError, match="concurrent_start"):
+    with pytest.raises(ArgumentError, match="prepare_start"):
         uses_concurrent_starts(True, SerialModel(), 1024)
 
 
@@ -70,6 +76,6 @@ def test_a_bad_concurrent_starts_is_refused_naming_the_argument():
 
 
 def test_make_vec_passes_concurrent_starts_through():
-    env = gym.make_vec("SeqRec-v0", num_envs=4, concurrent_starts=True)
+    env = gym.make_vec("SeqRec-v0", num_envs=4, concurrent_starts=True, world_config={"n_items": 1_000})
     assert env.unwrapped._start_executor is not None
     env.close()
