@@ -67,6 +67,6 @@ if TYPE_CHECKING:
     from simulators.report import write_report
     from simulators.response_model import ResponseModel
     from simulators.simset import SeqRecSimSetEnv, SimSetConfig
-    from simulators.simulator_set import SimulatorSet
     from simulators.simulator import LearnedSimulator
+    from simulators.simulator_set import SimulatorSet
     from simulators.train import FitResult, fit

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from simulators.data import DataSchema, Windows
+from simulators.data import DataSchema, ExposureWindows
 from simulators.response_model import FilterStart
 
 
 def window_batch(
-    w: Windows, rows: np.ndarray, schema: DataSchema, weights: np.ndarray | None = None
+    w: ExposureWindows, rows: np.ndarray, schema: DataSchema, weights: np.ndarray | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, dict]:
     """Model inputs (items, encoder inputs, user features) and aligned targets for windows `rows`.
 

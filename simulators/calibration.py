@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from simulators.batches import window_batch, window_starts
-from simulators.data import DataSchema, Windows
+from simulators.data import DataSchema, ExposureWindows
 from simulators.response_model import FilterStart, ResponseModel
 
 CalibrationHead = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
@@ -24,7 +24,7 @@ class HeadGatherer(Protocol):
 
 def calibrate(
     model: ResponseModel,
-    valid: Windows,
+    valid: ExposureWindows,
     schema: DataSchema,
     *,
     bias: bool = True,
@@ -47,7 +47,7 @@ def calibrate(
 
 def calibration_heads(
     model: ResponseModel,
-    valid: Windows,
+    valid: ExposureWindows,
     schema: DataSchema,
     filter_starts: FilterStart | None = None,
     weights: np.ndarray | None = None,

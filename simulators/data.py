@@ -35,8 +35,8 @@ from simulators.features import FeatureSpec
 __all__ = [
     "DataSchema",
     "ExposureLog",
+    "ExposureWindows",
     "FeatureSpec",
-    "Windows",
     "build_schema",
     "exposures",
     "model_inputs",
@@ -328,8 +328,9 @@ def split_users(n_users: int, lengths: np.ndarray, *, valid_fraction: float, tes
     )
 
 
-class Windows(NamedTuple):
-    """Training windows of `L + 1` exposures, left-padded (pad item = n_items)."""
+class ExposureWindows(NamedTuple):
+    """A simulator's training windows of `L + 1` exposures with their leave and return-gap targets,
+    left-padded (pad item = n_items); `windows` cuts them from an `ExposureLog`."""
 
     items: np.ndarray  # [W, L + 1] int64
     inputs: np.ndarray  # [W, L + 1, F + 1] float32 model inputs: normalised feedback, log1p(gap before)
@@ -355,7 +356,7 @@ def model_inputs(feedback: np.ndarray, gap_before: np.ndarray, scales: np.ndarra
     return np.concatenate([feedback / scales, np.log1p(gap_before)[..., None]], axis=-1).astype(np.float32)
 
 
-def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | None = None) -> Windows:
+def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | None = None) -> ExposureWindows:
     """Cut every user's sequence, newest first, into right-aligned windows of up to `length + 1` exposures
     ending every `stride` exposures (default `length`: windows that overlap by one exposure).
 
@@ -401,7 +402,7 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
     feedback = log.feedback[safe] * real[..., None]
     with np.errstate(divide="ignore", invalid="ignore"):
         log_gap = np.where(real, np.log(np.maximum(log.return_gap[safe], 1e-4)), np.nan).astype(np.float32)
-    return Windows(
+    return ExposureWindows(
         items,
         inputs,
         feedback,
@@ -415,7 +416,7 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
     )
 
 
-def window_users(log: ExposureLog, w: Windows) -> np.ndarray:
+def window_users(log: ExposureLog, w: ExposureWindows) -> np.ndarray:
     """[W] int64 the sequence of `log` (its user index) each window of `w` was cut from (`windows(log, ...)`)."""
     first = np.argmax(w.rows >= 0, axis=1)  # every window holds at least two exposures
     return np.searchsorted(log.offsets, w.rows[np.arange(len(w.rows)), first], side="right") - 1

@@ -40,7 +40,7 @@ from recsim_env.encoders import config_class
 from recsim_env.encoders.item_text import TEXT_DIM, build_encoder
 from recsim_env.errors import ArgumentError
 from simulators.config import SimulatorConfig
-from simulators.data import DataSchema, ExposureLog, Windows, model_inputs
+from simulators.data import DataSchema, ExposureLog, ExposureWindows, model_inputs
 from simulators.interest_filter import InterestFilter
 
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -4.0, 3.0
@@ -343,7 +343,9 @@ class ResponseModel(nn.Module):
                 state = after[:, -1]
         return out
 
-    def window_filter_starts(self, log: ExposureLog, w: Windows, scales: np.ndarray) -> FilterStart | None:
+    def window_filter_starts(
+        self, log: ExposureLog, w: ExposureWindows, scales: np.ndarray
+    ) -> FilterStart | None:
         """The filter's start before each window `w` of `log` begins (its first real row), from the user's
         whole sequence before it; None without a filter. A window that begins at the user's first exposure
         starts from the prior (`FilterStart.from_prior`), which the model computes itself (so that the prior

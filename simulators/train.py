@@ -32,7 +32,7 @@ from simulators.config import SimulatorConfig
 from simulators.data import (
     DataSchema,
     ExposureLog,
-    Windows,
+    ExposureWindows,
     build_schema,
     exposures,
     split_users,
@@ -61,7 +61,7 @@ class FitResult:
 
 def _evaluate(
     model: ResponseModel,
-    w: Windows,
+    w: ExposureWindows,
     schema: DataSchema,
     monitor: str = "all",
     batch_size: int = 1024,
@@ -76,7 +76,7 @@ def _evaluate(
 
 def _evaluate_sums(
     model: ResponseModel,
-    w: Windows,
+    w: ExposureWindows,
     schema: DataSchema,
     monitor: str,
     batch_size: int,
@@ -152,8 +152,8 @@ ONE_PROCESS = OneProcess()
 def _fit_member(
     config: SimulatorConfig,
     schema: DataSchema,
-    train: tuple[ExposureLog, Windows],
-    valid: tuple[ExposureLog, Windows],
+    train: tuple[ExposureLog, ExposureWindows],
+    valid: tuple[ExposureLog, ExposureWindows],
     seed: int,
     deadline: float,
     history: list[dict],
@@ -284,7 +284,9 @@ def check_user_weights(user_weights, n_users: int) -> np.ndarray:
     return weights
 
 
-def _window_weights(user_weights: np.ndarray, users: np.ndarray, log: ExposureLog, w: Windows) -> np.ndarray:
+def _window_weights(
+    user_weights: np.ndarray, users: np.ndarray, log: ExposureLog, w: ExposureWindows
+) -> np.ndarray:
     """[W] the weight of each window of `w` (cut from `log`, the sequences of `users`): its user's, over
     the windows' mean weight, so that a batch's weights sum to about its size, as the 0 / 1 mask's do."""
     weights = user_weights[users[window_users(log, w)]]
@@ -434,9 +436,7 @@ def fit_members(
                 content,
             )
             if config.calibration != "none":
-                starts = model.window_filter_starts(
-                    valid_log, valid, np.asarray(schema.scales, np.float32)
-                )
+                starts = model.window_filter_starts(valid_log, valid, np.asarray(schema.scales, np.float32))
                 calibrate(
                     model,
                     valid,

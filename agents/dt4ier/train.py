@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import torch
 from torch import nn
@@ -14,37 +12,30 @@ from agents.dt4ier.data import DataStats, Trajectories, negative_actions, trajec
 from agents.dt4ier.losses import action_loss, balancing_loss, contrastive_loss
 from agents.dt4ier.model import BalancingNet, DecisionTransformer, user_attributes
 from agents.dt4ier.policy import DT4IERPolicy
+from agents.minibatches import WindowMinibatches
 from recsim_env.encoders.trainer import autocast, resolve_device
 from recsim_env.errors import DataError
 
 
-class _Batcher:
-    """Context windows of K steps ending at sampled steps, as tensors on the device."""
+def _minibatches(
+    data: Trajectories, stats: DataStats, *, batch_size: int, seed: int, device: torch.device
+) -> WindowMinibatches:
+    """Minibatches of logged steps over the shared windows, feedback scaled as the network reads it."""
+    return WindowMinibatches(
+        data.item_ids,
+        data.feedback * np.asarray(stats.feedback_scale, np.float32),
+        n_steps=len(data),
+        batch_size=batch_size,
+        seed=seed,
+        device=device,
+    )
 
-    def __init__(self, data: Trajectories, config: DT4IERConfig, stats: DataStats, device: torch.device):
-        self.data, self.config, self.device = data, config, device
-        self.item_ids = torch.as_tensor(np.array(data.item_ids), device=device)
-        self.feedback = torch.as_tensor(
-            data.feedback * np.asarray(stats.feedback_scale, np.float32), device=device
-        )
-        self.rtg = torch.as_tensor(stats.normalise(data.rtg), dtype=torch.float32, device=device)
-        self.action = torch.as_tensor(np.array(data.action), device=device)
-        self.rng = np.random.default_rng(config.seed)
-        self.pad = data.n_items
 
-    def sample(self) -> np.ndarray:
-        return self.rng.integers(0, len(self.data), size=min(self.config.batch_size, len(self.data)))
-
-    def windows(self, steps: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = torch.as_tensor(self.data.state[steps], device=self.device)
-        return self.item_ids[rows], self.feedback[rows]
-
-    def contexts(self, last: np.ndarray):
-        """Steps [B, K] ending at `last` [B] (clipped at each trajectory's start) and their validity."""
-        k = self.config.context_len
-        steps = last[:, None] - (k - 1) + np.arange(k)
-        valid = steps >= self.data.start[last][:, None]
-        return np.where(valid, steps, last[:, None]), valid
+def _contexts(data: Trajectories, last: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Steps [B, K] ending at `last` [B] (clipped at each trajectory's start) and their validity."""
+    steps = last[:, None] - (k - 1) + np.arange(k)
+    valid = steps >= data.start[last][:, None]
+    return np.where(valid, steps, last[:, None]), valid
 
 
 def fit_balancing(
@@ -57,13 +48,12 @@ def fit_balancing(
     torch.manual_seed(config.seed + 1)
     net = BalancingNet(len(stats.feedback_columns) + 1).to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-2)
-    batcher = _Batcher(data, dataclasses.replace(config, seed=config.seed + 1, batch_size=256), stats, device)
+    batches = _minibatches(data, stats, batch_size=256, seed=config.seed + 1, device=device)
+    rtg = batches.tensor(stats.normalise(data.rtg))  # [T, 2]
     for _ in tqdm(range(config.balance_steps), desc="dt4ier balancing", disable=not progress):
-        steps = batcher.sample()
-        attributes = user_attributes(*batcher.windows(steps), batcher.pad)
-        loss = balancing_loss(
-            net(attributes), batcher.rtg[torch.as_tensor(steps, device=device)], config.balance_gamma
-        )
+        steps = batches.sample()
+        attributes = user_attributes(*batches.windows(data.state[steps]), data.n_items)
+        loss = balancing_loss(net(attributes), rtg[batches.tensor(steps, torch.long)], config.balance_gamma)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -87,7 +77,10 @@ def fit(
         model.balancing.requires_grad_(False)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate, weight_decay=config.weight_decay)
-    batcher = _Batcher(data, config, stats, device)
+    batches = _minibatches(data, stats, batch_size=config.batch_size, seed=config.seed, device=device)
+    rtg = batches.tensor(stats.normalise(data.rtg))  # [T, 2]
+    action = batches.tensor(data.action, torch.long)  # [T]
+    pad = data.n_items
     by_returns = config.contrastive_negatives == "returns"
     pool_np = np.flatnonzero(data.negative) if by_returns else negative_actions(data)
     pool = torch.as_tensor(pool_np, device=device)  # negative sessions' steps (`returns`) or items (`items`)
@@ -99,21 +92,22 @@ def fit(
     history = {"ce": [], "contrastive": []}
     model.train()
     for step in tqdm(range(config.steps), desc=f"dt4ier[{config.variant}]", disable=not progress):
-        last = batcher.sample()
-        steps, valid_np = batcher.contexts(last)
+        last = batches.sample()
+        steps, valid_np = _contexts(data, last, k)
         flat = steps.reshape(-1)
+        flat_t = batches.tensor(flat, torch.long)
         valid = torch.as_tensor(valid_np, device=device)
-        item_ids, feedback = batcher.windows(flat)
-        actions = batcher.action[torch.as_tensor(flat, device=device)].view(-1, k)
+        item_ids, feedback = batches.windows(data.state[flat])
+        actions = action[flat_t].view(-1, k)
         with autocast(device):
             states = model.encode_states(item_ids, feedback).view(len(last), k, -1)
             prompts = attributes = None
             if config.return_conditioned:
-                rtg = batcher.rtg[torch.as_tensor(flat, device=device)]
-                attributes = user_attributes(item_ids, feedback, batcher.pad)
-                prompts = model.return_prompt(rtg, attributes).view(-1, k, 2)
+                step_rtg = rtg[flat_t]
+                attributes = user_attributes(item_ids, feedback, pad)
+                prompts = model.return_prompt(step_rtg, attributes).view(-1, k, 2)
             # Padding steps show the pad action; real actions are inputs (the causal mask hides a_t from y_t).
-            inputs = torch.where(valid, actions, torch.full_like(actions, batcher.pad))
+            inputs = torch.where(valid, actions, torch.full_like(actions, pad))
             predicted = model.predict(states, inputs, prompts, valid)[valid]  # [M, D]
             targets = actions[valid]
             ce = action_loss(model.logits(predicted), targets)
@@ -129,7 +123,7 @@ def fit(
                     # reference (detached): the term moves y_t only, not the predictions under other prompts.
                     q, b = config.negative_prompts, len(last)
                     drawn = pool[torch.as_tensor(negative_rng.integers(0, len(pool), (q, b)), device=device)]
-                    negative_rtg = batcher.rtg[drawn][:, :, None].expand(q, b, k, 2).reshape(-1, 2)
+                    negative_rtg = rtg[drawn][:, :, None].expand(q, b, k, 2).reshape(-1, 2)
                     negative_prompts = model.return_prompt(negative_rtg, attributes.repeat(q, 1)).view(
                         -1, k, 2
                     )

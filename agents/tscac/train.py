@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from agents.minibatches import WindowMinibatches
 from agents.tscac.config import AUX, AUX_SIGN, AUX_SIGNALS, MAIN, SIGNALS, TSCACConfig
 from agents.tscac.data import Transitions, _concatenate, transitions_from_logs
 from agents.tscac.losses import _actor_step_weights, constraint_thresholds, signed_aux, stage_two_weights
@@ -22,24 +23,18 @@ from recsim_env.encoders.trainer import resolve_device
 from recsim_env.rollout import StepObserver, VectorStep, run_episodes
 
 
-class _Batcher:
-    """Minibatches of transitions as tensors on the device (states gathered from the shared windows)."""
-
-    def __init__(self, data: Transitions, config: TSCACConfig, device: torch.device) -> None:
-        self.data, self.config, self.device = data, config, device
-        self.item_ids = torch.as_tensor(data.item_ids, device=device)
-        self.feedback = torch.as_tensor(data.feedback, device=device)
-        self.rng = np.random.default_rng(config.seed)
-
-    def sample(self) -> np.ndarray:
-        return self.rng.integers(0, len(self.data), size=min(self.config.batch_size, len(self.data)))
-
-    def states(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        rows = torch.as_tensor(rows, device=self.device)
-        return self.item_ids[rows], self.feedback[rows]
-
-    def tensor(self, array: np.ndarray, dtype=torch.float32) -> torch.Tensor:
-        return torch.as_tensor(array, dtype=dtype, device=self.device)
+def _minibatches(
+    data: Transitions, config: TSCACConfig, device: torch.device, seed_offset: int = 0
+) -> WindowMinibatches:
+    """Minibatches of `data`'s transitions (states gathered from the shared windows), seeded by the config."""
+    return WindowMinibatches(
+        data.item_ids,
+        data.feedback,
+        n_steps=len(data),
+        batch_size=config.batch_size,
+        seed=config.seed + seed_offset,
+        device=device,
+    )
 
 
 def fit_critic(
@@ -57,16 +52,16 @@ def fit_critic(
     critic = Critic(config, data.n_items).to(device)
     target = copy.deepcopy(critic).eval()
     optimizer = torch.optim.Adam(critic.parameters(), lr=config.learning_rate)
-    batcher = _Batcher(data, config, device)
-    gammas = batcher.tensor(config.gammas)
-    scale = batcher.tensor(config.reward_scale)
+    batches = _minibatches(data, config, device)
+    gammas = batches.tensor(config.gammas)
+    scale = batches.tensor(config.reward_scale)
     for step in tqdm(range(config.critic_steps), desc="tscac critic", disable=not progress):
-        index = batcher.sample()
-        reward = batcher.tensor(data.reward[index]) * scale  # [B, 6]
-        done = batcher.tensor(data.done[index])[:, None]
+        index = batches.sample()
+        reward = batches.tensor(data.reward[index]) * scale  # [B, 6]
+        done = batches.tensor(data.done[index])[:, None]
         with torch.no_grad():
-            target_value = reward + gammas * (1.0 - done) * target(*batcher.states(data.next_state[index]))
-        loss = F.smooth_l1_loss(critic(*batcher.states(data.state[index])), target_value)
+            target_value = reward + gammas * (1.0 - done) * target(*batches.windows(data.next_state[index]))
+        loss = F.smooth_l1_loss(critic(*batches.windows(data.state[index])), target_value)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -82,15 +77,15 @@ def fit_critic(
 def advantages(critic: Critic, config: TSCACConfig, data: Transitions, chunk: int = 4096) -> np.ndarray:
     """[T, 6] one-step advantages A_i = r_i + gamma_i (1 - done) V_i(s') - V_i(s) (TSCAC eq. 4), scaled rewards."""
     device = next(critic.parameters()).device
-    batcher = _Batcher(data, config, device)
-    gammas = batcher.tensor(config.gammas)
+    batches = _minibatches(data, config, device)
+    gammas = batches.tensor(config.gammas)
     out = np.empty((len(data), len(SIGNALS)), dtype=np.float32)
     for start in range(0, len(data), chunk):
         rows = np.arange(start, min(start + chunk, len(data)))
-        reward = batcher.tensor(data.reward[rows]) * batcher.tensor(config.reward_scale)
-        done = batcher.tensor(data.done[rows])[:, None]
-        value = critic(*batcher.states(data.state[rows]))
-        following = critic(*batcher.states(data.next_state[rows]))
+        reward = batches.tensor(data.reward[rows]) * batches.tensor(config.reward_scale)
+        done = batches.tensor(data.done[rows])[:, None]
+        value = critic(*batches.windows(data.state[rows]))
+        following = critic(*batches.windows(data.next_state[rows]))
         out[rows] = (reward + gammas * (1.0 - done) * following - value).cpu().numpy()
     return out
 
@@ -121,17 +116,17 @@ def fit_actor(
     torch.manual_seed(config.seed + seed_offset)
     actor = Actor(config, data.n_items, n_heads).to(device)
     optimizer = torch.optim.Adam(actor.parameters(), lr=config.learning_rate)
-    batcher = _Batcher(data, dataclasses.replace(config, seed=config.seed + seed_offset), device)
+    batches = _minibatches(data, config, device, seed_offset)
     generator = torch.Generator(device=device).manual_seed(config.seed + seed_offset)
     for step in tqdm(range(config.actor_steps), desc=desc, disable=not progress):
-        rows = batcher.sample()
-        action = batcher.tensor(data.action[rows], torch.long)
+        rows = batches.sample()
+        action = batches.tensor(data.action[rows], torch.long)
         candidates = None
         if config.n_candidates:
             candidates = torch.randint(
                 0, data.n_items, (config.n_candidates,), device=device, generator=generator
             )
-        log_pi = actor.log_prob(*batcher.states(data.state[rows]), action, candidates)
+        log_pi = actor.log_prob(*batches.windows(data.state[rows]), action, candidates)
         loss = -(weights(rows, log_pi.detach()).detach() * log_pi).sum()
         optimizer.zero_grad()
         loss.backward()
