@@ -41,6 +41,19 @@ class StepCoefficients(NamedTuple):
     def from_config(cls, config: WorldConfig) -> StepCoefficients:
         return cls(*(float(getattr(config, name)) for name in cls._fields))
 
+    def as_array(self) -> np.ndarray:
+        """[12] float64 in field order: what the kernel takes (an array is cheaper to pass than a tuple)."""
+        return np.array(self, dtype=np.float64)
+
+
+@numba.njit(cache=True, inline="always")
+def _coefficients(values) -> StepCoefficients:
+    """`StepCoefficients.as_array()` back into named fields (the same floats)."""
+    return StepCoefficients(
+        values[0], values[1], values[2], values[3], values[4], values[5],
+        values[6], values[7], values[8], values[9], values[10], values[11],
+    )  # fmt: skip
+
 
 def item_table(
     embeddings: np.ndarray,
@@ -76,13 +89,14 @@ def respond_kernel(
     patience,  # [N] float64
     items,  # [n_items, D + 4]: embedding, category, quality, duration_s, utility (`item_table`)
     position_weights,  # [>= K]: position_bias ** k
-    c,  # StepCoefficients
+    coefficients,  # [12] float64: StepCoefficients.as_array()
     feedback,  # [N, K, 6] float32 out, zeroed by the caller
     chosen,  # [N] int64 out: consumed position or -1
     leave,  # [N] bool out
     choice,  # [N, K] float64 out: probability each position is consumed
 ):
     """Returns False, having changed nothing, if a slate holds an item id outside [0, n_items)."""
+    c = _coefficients(coefficients)
     n_users, slate_size = slates.shape
     n_items = items.shape[0]
     for n in range(n_users):  # compiled code reads no bounds: every id is checked before any is used

@@ -173,7 +173,7 @@ class UserWorld:
         self.position_weights = config.position_bias ** np.arange(n, dtype=np.float64)
         # Part of the click utility that depends on the item only.
         self._item_utility = config.clickbait_weight * self.item_clickbait + config.click_bias
-        self._coefficients = StepCoefficients.from_config(config)
+        self._coefficients = StepCoefficients.from_config(config).as_array()
         self._item_table = item_table(
             self.item_embeddings,
             self.item_category,
