@@ -203,20 +203,6 @@ class ShellProposal:
     def n_payload(self) -> int:
         return self.items.shape[1] - len(self.anchors[0]) - 1
 
-    def history(
-        self,
-        interest: np.ndarray,
-        uniforms: np.ndarray,
-        history_len: int,
-        weight: float,
-        *,
-        copy_rows: bool = False,
-    ) -> WarmStartDraw:
-        """Warm-start items [N, H] for users `interest` [N, D]. `uniforms` [N, H + 2 P]: H reserved for
-        the fallback (the full inverse CDF), then P proposals. With `copy_rows`, the draw also holds the
-        drawn items' embeddings and payload columns, copied from the rows the sampler read."""
-        return self.prepare(interest, uniforms, history_len, weight, copy_rows=copy_rows).run()
-
     def prepare(
         self,
         interest: np.ndarray,
@@ -226,7 +212,10 @@ class ShellProposal:
         *,
         copy_rows: bool = False,
     ) -> PreparedDraw:
-        """`history` with its arrays allocated: `run()` is one compiled call that releases the GIL."""
+        """A draw of warm-start items [N, H] for users `interest` [N, D], its arrays allocated: `run()`
+        draws it, in one compiled call that releases the GIL. `uniforms` [N, H + 2 P]: H reserved for the
+        fallback (the full inverse CDF), then P proposals. With `copy_rows`, the draw also holds the drawn
+        items' embeddings and payload columns, copied from the rows the sampler read."""
         n_users, dim = len(interest), len(self.anchors[0])
         shape = (n_users, history_len) if copy_rows else (0, 0)
         return PreparedDraw(
@@ -254,7 +243,7 @@ class ShellProposal:
 
 
 class PreparedDraw:
-    """A `ShellProposal.history` draw with its arrays ready: `run()` draws it."""
+    """A `ShellProposal.prepare` draw with its arrays ready: `run()` draws it."""
 
     def __init__(self, arguments: tuple) -> None:
         self.arguments = arguments
@@ -274,7 +263,7 @@ class PreparedDraw:
 
 @dataclass(frozen=True)
 class WarmStartDraw:
-    """What `ShellProposal.history` drew: the items and the sampler's counts."""
+    """What a `ShellProposal.prepare(...).run()` drew: the items and the sampler's counts."""
 
     items: np.ndarray
     """[N, H] int64 item ids."""

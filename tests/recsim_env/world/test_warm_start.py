@@ -118,9 +118,9 @@ def test_a_user_whose_pool_runs_out_gets_the_exact_inverse_cdf():
     n, history_len = 20_000, world.config.history_len_at_start
     interest = np.repeat(world.user_interest[[2]], n, axis=0)
     reserve_only = np.random.default_rng(1).random((n, history_len))  # a pool of zero proposals
-    draw = world._proposal.history(
+    draw = world._proposal.prepare(
         interest, reserve_only, history_len, world.config.affinity_weight, copy_rows=True
-    )
+    ).run()
     assert draw.fallbacks == n and draw.proposals == draw.accepted == 0
     assert _chi_square_p_value(draw.items.ravel(), _exact_probabilities(world, 2)) > 1e-3
     # The copied rows are the drawn items' (the fallback path copies them too).
@@ -158,7 +158,7 @@ def test_the_rejection_sampler_copies_out_the_rows_of_the_items_it_drew():
     interest = world.user_interest[:16]
     uniforms = np.random.default_rng(4).random((16, world.n_start_uniforms))
     args = (interest, uniforms, world.config.history_len_at_start, world.config.affinity_weight)
-    plain, copied = world._proposal.history(*args), world._proposal.history(*args, copy_rows=True)
+    plain, copied = world._proposal.prepare(*args).run(), world._proposal.prepare(*args, copy_rows=True).run()
     np.testing.assert_array_equal(plain.items, copied.items)
     assert plain.embeddings is None and plain.proposals == copied.proposals
     np.testing.assert_array_equal(copied.embeddings, world.item_embeddings[copied.items])
