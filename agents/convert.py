@@ -93,9 +93,9 @@ def _convert_encoder(src: Path, dst: Path) -> str:
 def _convert_simulator(src: Path, dst: Path) -> str:
     import torch
 
-    from simulators.checkpoint import check_start_pool, save
+    from simulators.checkpoint import check_start_pool, save, start_pool_of
     from simulators.config import SimulatorConfig
-    from simulators.data import DataSchema, ExposureLog
+    from simulators.data import DataSchema
     from simulators.ensemble import simulator_of
     from simulators.response_model import ResponseModel
 
@@ -118,7 +118,7 @@ def _convert_simulator(src: Path, dst: Path) -> str:
     found = _arrays(src / "start_pool.npz")
     if "user_features" not in found and "offsets" in found:
         found["user_features"] = np.zeros((len(found["offsets"]) - 1, 0), dtype=np.float32)
-    pool = ExposureLog(**{name: found[name] for name in ExposureLog._fields})
+    pool = start_pool_of(found, src / "start_pool.npz", legacy=True)
     check_start_pool(pool, schema.n_items, schema.user_features.width, src / "start_pool.npz")
     save(simulator_of(config, schema, members, pool, _json(src / "item_ids.json")), dst)
     return "simulator"

@@ -29,6 +29,16 @@ def h(*arrays):
     return d.hexdigest()[:16]
 
 
+def log_digest(log):
+    """`h` of an exposure log's arrays, an unknown return gap hashed as NaN: the same digest whether the log
+    marks unknown gaps with NaN or with a `return_gap_known` mask (the field is then left out)."""
+    arrays = log._asdict()
+    known = arrays.pop("return_gap_known", None)
+    if known is not None:
+        arrays["return_gap"] = np.where(known, arrays["return_gap"], np.nan).astype(np.float32)
+    return h(*arrays.values())
+
+
 logs = log_world("uniform", steps=3000, seed=0, progress=False, num_envs=64)
 # positive-only, no session_id variant: sessions from gaps
 f = logs.frame
@@ -57,7 +67,7 @@ for name, data, cfg in [
     sim = r.simulator
     w = [v.numpy() for m in sim.members for v in m.state_dict().values()]
     out[f"{name}.weights"] = h(*w)
-    out[f"{name}.log"] = h(*r.log)
+    out[f"{name}.log"] = log_digest(r.log)
     views = {"plain": sim}
     if len(sim.members) > 1:
         views["simset"] = simulators.SimulatorSet.of(sim, simulators.SimSetConfig().ranges())

@@ -34,6 +34,7 @@ def window_batch(
         "leave": torch.from_numpy(w.leave[rows, 1:].copy()),
         "leave_known": torch.from_numpy(w.leave_known[rows, 1:].astype(np.float32)),
         "log_gap": torch.from_numpy(w.log_gap[rows, 1:].copy()),
+        "log_gap_known": torch.from_numpy(w.log_gap_known[rows, 1:].astype(np.float32)),
     }
     return items, inputs, features, batch
 

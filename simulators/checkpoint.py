@@ -9,8 +9,9 @@ Files of `DIR`, each listed with its size and SHA-256 in `manifest.json`:
 * `start_pool.safetensors`: the labelled exposure sequences whose prefixes start episodes.
 
 The manifest's metadata holds `simulator_format` (`FORMAT`), the version of these files, bumped whenever
-what `save` writes or what `load` requires changes; `load` reads the current version only and refuses
-another with a `CheckpointError` that says how to convert it (`seqrec convert DIR`, through `upgrade`).
+what `save` writes or what `load` requires changes; `load` reads `LOADABLE_FORMATS` (the current one and
+format 2, whose start pool marked unknown return gaps with NaN) and refuses another with a
+`CheckpointError` that says how to convert it (`seqrec convert DIR`, through `upgrade`).
 
 The fidelity report (`fidelity.json`, `fidelity.md`, `*.png`) sits beside them, unlisted: it may be
 rewritten by `seqrec simulator-report` without touching the simulator, and `load` never reads it.
@@ -42,11 +43,16 @@ ITEMS = "item_ids.json"
 WEIGHTS = "weights.safetensors"
 START_POOL = "start_pool.safetensors"
 REQUIRED = (CONFIG, SCHEMA, ITEMS, WEIGHTS, START_POOL)
-FORMAT = 2
+FORMAT = 3
+LOADABLE_FORMATS = (2, 3)
+"""Formats `load` reads as they are: format 2 differs only in marking unknown return gaps of the start
+pool with NaN (read into the mask, losslessly); format 1 is converted by `seqrec convert DIR`."""
 """Version of a saved simulator's files (`simulator_format` in the manifest's metadata).
 
 1: no `simulator_format`; `schema.json` could lack `user_features` / `item_features` (read as none).
-2: the manifest records the version and every `schema.json` field is required."""
+2: the manifest records the version and every `schema.json` field is required.
+3: the start pool marks a known return gap with `return_gap_known` (the gap is 0 where unknown); formats 1
+   and 2 have no such array and hold NaN there (`start_pool_of` reads them)."""
 
 
 def save(simulator: LearnedSimulator | EnsembleSimulator, directory: str | os.PathLike) -> Path:
@@ -81,9 +87,13 @@ def check_start_pool(pool: ExposureLog, n_items: int, n_features: int, where: Pa
     if offsets.ndim != 1 or len(offsets) < 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0):
         raise CheckpointError(f"{where}: 'offsets' must start at 0 and never decrease")
     rows = int(offsets[-1])
-    for name in ("items", "gap_before", "leave", "leave_known", "return_gap"):
+    for name in ("items", "gap_before", "leave", "leave_known", "return_gap", "return_gap_known"):
         if getattr(pool, name).shape != (rows,):
             raise CheckpointError(f"{where}: {name!r} has shape {getattr(pool, name).shape}, expected ({rows},)")
+    if pool.return_gap_known.dtype != np.bool_:
+        raise CheckpointError(f"{where}: 'return_gap_known' must be bool, not {pool.return_gap_known.dtype}")
+    if not np.isfinite(pool.return_gap).all():
+        raise CheckpointError(f"{where}: 'return_gap' must be finite (0 where 'return_gap_known' is false)")
     if pool.feedback.ndim != 2 or len(pool.feedback) != rows:
         raise CheckpointError(f"{where}: 'feedback' has shape {pool.feedback.shape}, expected ({rows}, F)")
     if items.dtype.kind not in "iu" or (items.size and (items.min() < 0 or items.max() >= n_items)):
@@ -93,6 +103,25 @@ def check_start_pool(pool: ExposureLog, n_items: int, n_features: int, where: Pa
             f"{where}: user features of shape {pool.user_features.shape}, but {SCHEMA} "
             f"describes {n_features} features for {pool.n_users} users"
         )
+
+
+def start_pool_of(found: dict[str, np.ndarray], where: Path, *, legacy: bool) -> ExposureLog:
+    """The start pool held by a saved simulator's arrays `found` (read from `where`).
+
+    `legacy`: the arrays are of simulator format 1 or 2, which have no `return_gap_known` and hold NaN
+    where the return gap is unknown; the mask is read from the NaNs, which become 0.
+
+    Raises:
+        CheckpointError: an array of the start pool is missing.
+    """
+    if legacy and "return_gap" in found and "return_gap_known" not in found:
+        gap = np.asarray(found["return_gap"])
+        known = np.isfinite(gap)
+        found = {**found, "return_gap": np.where(known, gap, 0).astype(gap.dtype), "return_gap_known": known}
+    missing = [name for name in ExposureLog._fields if name not in found]
+    if missing:
+        raise CheckpointError(f"{where}: missing array(s) {missing}")
+    return ExposureLog(**{name: found[name] for name in ExposureLog._fields})
 
 
 def load(
@@ -108,11 +137,11 @@ def load(
 
     Raises:
         CheckpointError: naming the file that is missing, truncated, corrupt or mismatched, or saved in
-            another simulator format (`FORMAT`; an older one is converted by `seqrec convert DIR`).
+            another simulator format (`LOADABLE_FORMATS`; an older one is converted by `seqrec convert DIR`).
     """
     artifact = verify(directory)
     version = format_of(artifact)
-    if version != FORMAT:
+    if version not in LOADABLE_FORMATS:
         where = artifact.root / "manifest.json"
         if isinstance(version, int) and version < FORMAT:
             raise CheckpointError(
@@ -149,7 +178,7 @@ def upgrade(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
 def _read(
     artifact: Artifact, *, data: LoggedInteractions | None, version: int
 ) -> LearnedSimulator | EnsembleSimulator:
-    """The simulator of a checked artifact in simulator format `version` (1 or `FORMAT`)."""
+    """The simulator of a checked artifact in simulator format `version` (1 to `FORMAT`)."""
     directory = artifact.root
     try:
         config = SimulatorConfig.from_dict(artifact.read_json_object(CONFIG))
@@ -197,10 +226,7 @@ def _read(
             raise CheckpointError(f"{directory / WEIGHTS}: weights do not fit {CONFIG} / {SCHEMA}: {error}") from None
         model.eval()
         members.append(model)
-    found = artifact.read_tensors(START_POOL)
-    missing = [name for name in ExposureLog._fields if name not in found]
-    if missing:
-        raise CheckpointError(f"{directory / START_POOL}: missing array(s) {missing}")
-    pool = ExposureLog(**{name: found[name] for name in ExposureLog._fields})
-    check_start_pool(pool, schema.n_items, schema.user_features.width, directory / START_POOL)
+    where = directory / START_POOL
+    pool = start_pool_of(artifact.read_tensors(START_POOL), where, legacy=version < 3)
+    check_start_pool(pool, schema.n_items, schema.user_features.width, where)
     return simulator_of(config, schema, members, pool, item_tokens)

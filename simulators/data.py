@@ -122,7 +122,8 @@ class ExposureLog(NamedTuple):
     gap_before: np.ndarray  # [T] float32 days since the previous session (0 inside a session)
     leave: np.ndarray  # [T] float32 1 on the last exposure of a session
     leave_known: np.ndarray  # [T] bool: the leave label is known (not a cut session)
-    return_gap: np.ndarray  # [T] float32 days to the next session, NaN where unknown
+    return_gap: np.ndarray  # [T] float32 days to the next session, 0 where unknown
+    return_gap_known: np.ndarray  # [T] bool: the gap is known (a session end the user returns after)
     user_features: np.ndarray  # [U, P] float32 encoded features of each sequence's user (P may be 0)
 
     @property
@@ -150,6 +151,7 @@ class ExposureLog(NamedTuple):
             self.leave[rows],
             self.leave_known[rows],
             self.return_gap[rows],
+            self.return_gap_known[rows],
             self.user_features[users],
         )
 
@@ -248,16 +250,20 @@ def exposures(
     same_user = np.zeros(len(starts), dtype=bool)
     has_next = next_start < n
     same_user[has_next] = users[next_start[has_next]] == users[ends[has_next]]
-    return_gap = np.full(n, np.nan, dtype=np.float32)
+    return_gap = np.zeros(n, dtype=np.float32)
+    return_gap_known = np.zeros(n, dtype=bool)
     gap_days = (ts[np.minimum(next_start, n - 1)] - ts[ends]) / SECONDS_PER_DAY
     return_gap[ends[same_user]] = np.maximum(gap_days[same_user], 0.0)
+    return_gap_known[ends[same_user]] = True
     gap_before = np.zeros(n, dtype=np.float32)
     gap_before[next_start[same_user]] = return_gap[ends[same_user]]
     counts = np.bincount(users, minlength=data.n_users)
     offsets = np.zeros(data.n_users + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     features = schema.user_features.encode(data.users, data.n_users)
-    return ExposureLog(offsets, items, feedback, gap_before, leave, leave_known, return_gap, features)
+    return ExposureLog(
+        offsets, items, feedback, gap_before, leave, leave_known, return_gap, return_gap_known, features
+    )
 
 
 def _insert_negatives(users, items, ts, feedback, breaks, n_items, rate, seed):
@@ -337,7 +343,8 @@ class ExposureWindows(NamedTuple):
     feedback: np.ndarray  # [W, L + 1, F] float32 raw feedback
     leave: np.ndarray  # [W, L + 1] float32
     leave_known: np.ndarray  # [W, L + 1] bool
-    log_gap: np.ndarray  # [W, L + 1] float32 log(return gap days), NaN where unknown
+    log_gap: np.ndarray  # [W, L + 1] float32 log(return gap days), 0 where unknown
+    log_gap_known: np.ndarray  # [W, L + 1] bool: the return gap is known (never at padding)
     stride: int  # each window's targets are its last `stride` exposures
     pad_id: int
     user_features: np.ndarray  # [W, P] float32 features of the window's user
@@ -400,8 +407,8 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
     items = np.where(real, log.items[safe], pad)
     inputs = model_inputs(log.feedback[safe], log.gap_before[safe], scales) * real[..., None]
     feedback = log.feedback[safe] * real[..., None]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_gap = np.where(real, np.log(np.maximum(log.return_gap[safe], 1e-4)), np.nan).astype(np.float32)
+    gap_known = real & log.return_gap_known[safe]
+    log_gap = np.where(gap_known, np.log(np.maximum(log.return_gap[safe], 1e-4)), 0.0).astype(np.float32)
     return ExposureWindows(
         items,
         inputs,
@@ -409,6 +416,7 @@ def windows(log: ExposureLog, schema: DataSchema, length: int, stride: int | Non
         np.where(real, log.leave[safe], 0.0).astype(np.float32),
         real & log.leave_known[safe],
         log_gap,
+        gap_known,
         stride,
         pad,
         log.user_features[np.asarray(owner, dtype=np.int64)],

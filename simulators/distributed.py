@@ -92,7 +92,7 @@ from simulators.train import (
 
 WEIGHTS_FILE = "weights.safetensors"
 RECORD_FILE = "record.json"
-EXPOSURE_COLUMNS = ("user", "item", "gap_before", "leave", "leave_known", "return_gap")
+EXPOSURE_COLUMNS = ("user", "item", "gap_before", "leave", "leave_known", "return_gap", "return_gap_known")
 """The exposure log's per-row columns in the dataset (then `feedback_0` ... one per signal)."""
 
 
@@ -163,6 +163,7 @@ def exposure_frame(log: ExposureLog) -> pd.DataFrame:
         "leave": log.leave,
         "leave_known": log.leave_known,
         "return_gap": log.return_gap,
+        "return_gap_known": log.return_gap_known,
     }
     columns.update({f"feedback_{j}": log.feedback[:, j] for j in range(log.feedback.shape[1])})
     return pd.DataFrame(columns)  # the columns in `EXPOSURE_COLUMNS`' order, then the feedback
@@ -203,6 +204,7 @@ def shard_log(
         rows["leave"].astype(np.float32, copy=False),
         rows["leave_known"].astype(bool, copy=False),
         rows["return_gap"].astype(np.float32, copy=False),
+        rows["return_gap_known"].astype(bool, copy=False),
         user_features[mine],
     )
 

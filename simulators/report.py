@@ -110,6 +110,7 @@ def teacher_forced(
         "leave": w.leave[:, 1:][mask],
         "leave_known": w.leave_known[:, 1:][mask],
         "log_gap": w.log_gap[:, 1:][mask],
+        "log_gap_known": w.log_gap_known[:, 1:][mask],
     }
 
 
@@ -142,7 +143,7 @@ def log_metrics(simulator: LearnedSimulator | EnsembleSimulator, log: ExposureLo
     known = tf["leave_known"]
     leave_p = np.where(consumed, tf["pred"]["leave"][:, 1], tf["pred"]["leave"][:, 0])
     metrics["leave"] = binary_metrics(leave_p[known], tf["leave"][known])
-    has_gap = np.isfinite(tf["log_gap"])
+    has_gap = tf["log_gap_known"]
     if has_gap.any():
         metrics["return_gap_log_days"] = {
             "rmse": float(np.sqrt(np.mean((tf["pred"]["gap_mean"][has_gap] - tf["log_gap"][has_gap]) ** 2))),

@@ -73,14 +73,14 @@ def logged_sessions(log: ExposureLog) -> tuple[np.ndarray, np.ndarray]:
     n = len(log.items)
     first = np.zeros(n, dtype=bool)
     first[log.offsets[:-1][log.lengths() > 0]] = True
-    end = (log.leave > 0) | ~log.leave_known | np.isfinite(log.return_gap)
+    end = (log.leave > 0) | ~log.leave_known | log.return_gap_known
     last_of_user = np.zeros(n, dtype=bool)
     last_of_user[log.offsets[1:][log.lengths() > 0] - 1] = True
     end |= last_of_user
     starts = np.flatnonzero(first | np.r_[False, end[:-1]])
     ends = np.flatnonzero(end)
     lengths = ends - starts + 1 if len(starts) == len(ends) else np.zeros(0, int)
-    gaps = log.return_gap[np.isfinite(log.return_gap)]
+    gaps = log.return_gap[log.return_gap_known]
     return lengths.astype(np.int64), gaps.astype(np.float64)
 
 

@@ -458,7 +458,7 @@ def nll_terms(out: HeadOutputs, batch: dict[str, torch.Tensor], n_binary: int) -
     """Per-head mean negative log-likelihoods (`batch` holds targets `[B, L]` aligned with `out`).
 
     `batch`: `mask` (history and target real), `click`, `binary` [B, L, n_binary], `continuous` [B, L, R]
-    (normalised), `leave`, `leave_known`, `log_gap` (NaN where unknown).
+    (normalised), `leave`, `leave_known`, `log_gap` and `log_gap_known` (0 / 1: the gap is known).
     """
     mask = batch["mask"]
     n = mask.sum().clamp_min(1)
@@ -481,9 +481,8 @@ def nll_terms(out: HeadOutputs, batch: dict[str, torch.Tensor], n_binary: int) -
     terms["leave"] = (
         F.binary_cross_entropy_with_logits(leave_logit, batch["leave"], reduction="none") * leave_mask
     ).sum() / n
-    gap = batch["log_gap"]
-    gap_mask = mask * torch.isfinite(gap)
+    gap_mask = mask * batch["log_gap_known"]
     if gap_mask.sum() > 0:
-        z = (torch.nan_to_num(gap) - out.gap_mean) / out.gap_log_sigma.exp()
+        z = (batch["log_gap"] - out.gap_mean) / out.gap_log_sigma.exp()
         terms["gap"] = ((0.5 * z**2 + out.gap_log_sigma) * gap_mask).sum() / gap_mask.sum()
     return terms

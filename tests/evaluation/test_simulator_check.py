@@ -57,7 +57,8 @@ def test_logged_steps_read_only_the_users_earlier_rows():
         gap_before=np.zeros(5, np.float32),
         leave=np.zeros(5, np.float32),
         leave_known=np.ones(5, bool),
-        return_gap=np.full(5, np.nan, np.float32),
+        return_gap=np.zeros(5, np.float32),
+        return_gap_known=np.zeros(5, bool),
         user_features=np.zeros((2, 0), np.float32),
     )
     steps = logged_steps(log, np.array([0, 1]), history_len=2, n_items=9, reward=np.arange(5.0))

@@ -15,6 +15,7 @@ import pickle
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from recsim_env.errors import CheckpointError
@@ -439,6 +440,9 @@ def test_a_tampered_training_config_is_refused_on_resume(artifacts, field, value
         (lambda a: a.update(offsets=a["offsets"][::-1].copy()), "'offsets' must start at 0"),
         (lambda a: a.update(leave=a["leave"][:-1]), "'leave' has shape"),
         (lambda a: a.pop("return_gap"), "missing array"),
+        (lambda a: a.pop("return_gap_known"), "missing array"),
+        (lambda a: a.update(return_gap=np.full_like(a["return_gap"], np.nan)), "'return_gap' must be finite"),
+        (lambda a: a.update(return_gap_known=a["return_gap_known"].astype(np.uint8)), "must be bool"),
     ],
 )
 def test_a_start_pool_that_describes_no_valid_sequences_is_refused(artifacts, change, message, tmp_path):

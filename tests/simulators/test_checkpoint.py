@@ -90,6 +90,21 @@ def test_unknown_config_key_is_refused(saved_simulator, tmp_path, rehash):
         simulators.load(copy)
 
 
+def _legacy_pool(pool) -> dict:
+    """A start pool's arrays as simulator formats 1 and 2 saved them: NaN where the return gap is unknown,
+    no `return_gap_known`."""
+    arrays = pool._asdict()
+    known = arrays.pop("return_gap_known")
+    arrays["return_gap"] = np.where(known, arrays["return_gap"], np.nan).astype(np.float32)
+    return arrays
+
+
+def _assert_pools_equal(a, b):
+    for name, x, y in zip(a._fields, a, b, strict=True):
+        assert x.dtype == y.dtype, name
+        np.testing.assert_array_equal(x, y, err_msg=name)
+
+
 def _write_format_1(simulator, directory, *, drop_config=(), drop_schema=(), drop_weights=(), drop_pool=()):
     """A simulator directory as format 1 wrote it (torch.save weights, an .npz pool, manifest v1)."""
     import hashlib
@@ -110,7 +125,8 @@ def _write_format_1(simulator, directory, *, drop_config=(), drop_schema=(), dro
     buffer = io.BytesIO()
     torch.save(weights, buffer)
     (directory / "weights.pt").write_bytes(buffer.getvalue())
-    np.savez(directory / "start_pool.npz", **{k: v for k, v in simulator.start_pool._asdict().items() if k not in drop_pool})
+    pool = {k: v for k, v in _legacy_pool(simulator.start_pool).items() if k not in drop_pool}
+    np.savez(directory / "start_pool.npz", **pool)
     files = {
         name: {"bytes": (directory / name).stat().st_size, "sha256": hashlib.sha256((directory / name).read_bytes()).hexdigest()}
         for name in ("config.json", "schema.json", "item_ids.json", "weights.pt", "start_pool.npz")
@@ -165,6 +181,7 @@ def test_a_simulator_saved_before_feature_tables_and_platt_scaling_converts_and_
     assert before.keys() == after.keys()
     for key in before:
         np.testing.assert_array_equal(before[key], after[key], err_msg=key)
+    _assert_pools_equal(fitted.start_pool, loaded.start_pool)  # the NaN gaps read as the mask
 
 
 def _rewrite(directory, metadata, schema_drop=()):
@@ -183,7 +200,7 @@ def test_the_manifest_records_the_simulator_format(saved_simulator):
     from simulators.checkpoint import FORMAT
 
     manifest = json.loads((saved_simulator / "manifest.json").read_text())
-    assert manifest["metadata"]["simulator_format"] == FORMAT == 2
+    assert manifest["metadata"]["simulator_format"] == FORMAT == 3
 
 
 def test_an_older_simulator_format_is_refused_and_converted_by_seqrec_convert(tiny_fit, tmp_path):
@@ -207,15 +224,34 @@ def test_an_older_simulator_format_is_refused_and_converted_by_seqrec_convert(ti
         convert(directory)
 
 
+def test_a_format_2_start_pool_with_nan_gaps_converts_to_the_mask(tiny_fit, tmp_path):
+    """Simulator format 2 marked an unknown return gap with NaN and had no `return_gap_known`: such a
+    simulator loads as it is, and converts, to the pool it was saved from."""
+    import simulators
+    from agents.convert import convert
+    from recsim_env.checkpoint import tensors_from_bytes, write_tensors
+
+    pool = tiny_fit.simulator.start_pool
+    assert pool.return_gap_known.any() and not pool.return_gap_known.all()
+    directory = simulators.save(tiny_fit.simulator, tmp_path / "v2")
+    write_tensors(directory / "start_pool.safetensors", _legacy_pool(pool))
+    _rewrite(directory, {"simulator_format": 2, "ensemble_size": 2})
+    _assert_pools_equal(pool, simulators.load(directory).start_pool)
+    convert(directory)
+    _assert_pools_equal(pool, simulators.load(directory).start_pool)
+    saved = tensors_from_bytes((directory / "start_pool.safetensors").read_bytes())
+    assert np.isfinite(saved["return_gap"]).all() and saved["return_gap_known"].dtype == np.bool_
+
+
 def test_a_newer_simulator_format_and_a_missing_schema_field_are_refused(tiny_fit, tmp_path):
     import simulators
 
     newer = _rewrite(simulators.save(tiny_fit.simulator, tmp_path / "newer"), {"simulator_format": 99})
-    refusal = r"manifest\.json: simulator format 99; this version .* reads format 2"
+    refusal = r"manifest\.json: simulator format 99; this version .* reads format 3"
     with pytest.raises(CheckpointError, match=refusal):
         simulators.load(newer)
     partial = simulators.save(tiny_fit.simulator, tmp_path / "partial")
-    _rewrite(partial, {"simulator_format": 2, "ensemble_size": 2}, schema_drop=("item_features",))
+    _rewrite(partial, {"simulator_format": 3, "ensemble_size": 2}, schema_drop=("item_features",))
     with pytest.raises(CheckpointError, match=r"schema\.json: missing field 'item_features'"):
         simulators.load(partial)
 

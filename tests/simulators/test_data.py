@@ -49,7 +49,10 @@ def test_leave_return_gap_and_cut_sessions():
     np.testing.assert_array_equal(log.leave, [0, 1, 0, 0, 0, 0, 0, 0])
     np.testing.assert_array_equal(log.leave_known, [1, 1, 1, 1, 0, 1, 1, 0])
     assert log.return_gap[1] == pytest.approx((DAY + 60 - 30) / DAY)
-    assert np.isnan(log.return_gap[[0, 2, 3, 4, 5, 6, 7]]).all()
+    # The mask, not a NaN, marks where the gap is unknown: every value is a number, 0 there.
+    np.testing.assert_array_equal(log.return_gap_known, [0, 1, 0, 0, 0, 0, 0, 0])
+    assert log.return_gap_known.dtype == bool and np.isfinite(log.return_gap).all()
+    assert (log.return_gap[~log.return_gap_known] == 0).all()
     assert log.gap_before[2] == pytest.approx(log.return_gap[1])
     assert log.gap_before.sum() == pytest.approx(log.return_gap[1])
 
@@ -110,7 +113,7 @@ def test_inactivity_sessions_without_session_id():
     schema = build_schema(data, session_gap_hours=1.0)
     assert not schema.has_sessions
     log = exposures(data, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0)
-    assert np.isfinite(log.return_gap).sum() == 1  # user 10's day-long pause
+    assert log.return_gap_known.sum() == 1 and log.return_gap[log.return_gap_known] >= 1.0  # user 10's pause
 
 
 def test_windows_are_left_padded_and_cover_every_exposure():
@@ -122,6 +125,14 @@ def test_windows_are_left_padded_and_cover_every_exposure():
     # Every exposure except each user's first is a target exactly once.
     assert targets.sum() == w.target_mask().sum() == len(log.items) - log.n_users
     assert (w.items[:, 0][w.items[:, 1] == schema.n_items] == schema.n_items).all()
+    # Return-gap targets: known only where the log knows the gap (never at padding), a number everywhere.
+    known_rows = w.rows[w.log_gap_known]
+    assert w.log_gap_known.dtype == bool and np.isfinite(w.log_gap).all()
+    assert len(known_rows) and (known_rows >= 0).all() and log.return_gap_known[known_rows].all()
+    np.testing.assert_allclose(w.log_gap[w.log_gap_known], np.log(log.return_gap[known_rows]), rtol=1e-6)
+    assert (w.log_gap[~w.log_gap_known] == 0).all()
+    real = w.rows >= 0
+    assert w.log_gap_known.sum() == log.return_gap_known[w.rows[real]].sum()
 
 
 @pytest.mark.parametrize("stride", [1, 2])

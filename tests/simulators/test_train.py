@@ -68,6 +68,36 @@ def test_click_loss_weight_scales_only_the_click_term(world_logs):
     assert set(terms) >= {"click", "binary", "continuous", "leave"}
 
 
+def test_the_gap_term_reads_the_gaps_the_mask_marks_known_only(world_logs):
+    """`log_gap_known` marks the return-gap targets: a gap where it is 0 is never read, where 1 it is."""
+    from simulators import SimulatorConfig
+    from simulators.batches import window_batch
+    from simulators.data import build_schema, exposures, windows
+    from simulators.response_model import ResponseModel, nll_terms
+
+    schema = build_schema(world_logs, session_gap_hours=1.0)
+    log = exposures(world_logs, schema, session_gap_hours=1.0, negative_rate=0.0, seed=0)
+    w = windows(log, schema, TINY["history_len"], stride=4)
+    _, _, _, batch = window_batch(w, np.arange(len(w.items)), schema)
+    known = (batch["mask"] * batch["log_gap_known"]) > 0
+    assert 0 < known.sum() < (batch["mask"] > 0).sum() and torch.isfinite(batch["log_gap"]).all()
+    rows = np.flatnonzero(known.any(1).numpy())[:64]
+    items, inputs, features, batch = window_batch(w, rows, schema)
+    known = batch["log_gap_known"] > 0
+    torch.manual_seed(0)
+    model = ResponseModel(SimulatorConfig(**TINY), schema).eval()
+    with torch.no_grad():
+        out = model.head_outputs(items, inputs, features)
+    gap = nll_terms(out, batch, model.n_binary)["gap"]
+    far = torch.full_like(batch["log_gap"], 1e6)
+    unknown_moved = {**batch, "log_gap": torch.where(known, batch["log_gap"], far)}
+    known_moved = {**batch, "log_gap": torch.where(known, far, batch["log_gap"])}
+    assert nll_terms(out, unknown_moved, model.n_binary)["gap"] == gap
+    assert nll_terms(out, known_moved, model.n_binary)["gap"] > gap + 1e6
+    none_known = {**batch, "log_gap_known": torch.zeros_like(batch["log_gap_known"])}
+    assert "gap" not in nll_terms(out, none_known, model.n_binary)
+
+
 def test_config_refuses_a_bad_window_stride_or_click_weight():
     import pytest
 
