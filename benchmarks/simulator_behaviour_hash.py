@@ -1,8 +1,12 @@
 """Behaviour fingerprint of learned simulators: SHA-256 prefixes of seeded fits' weights and of 25-step
 rollouts (single model, 2-member ensemble, simulator set, disagreement signal, positive-only data with
-gap sessions, no filter / pooling). Run it at two commits (`PYTHONPATH=TREE python
-benchmarks/simulator_behaviour_hash.py`) and compare the JSON: a refactor that keeps behaviour gives the
-same hashes on CPU. Prints one JSON object.
+gap sessions, no filter / pooling; and the default simulator of `simulator_throughput.py` at N = 1024 and
+1000 users, stepped on one thread and in blocks on two, and with torch's 2 threads). Run it at two commits
+(`PYTHONPATH=TREE python benchmarks/simulator_behaviour_hash.py`) and compare the JSON: a refactor that
+keeps behaviour gives the same hashes on CPU (code without step threads ignores `threads`, so its
+two-thread rollouts are its one-thread ones, and its `torch2` rollout what torch's 2 threads give: since
+the step threads, steps run on one torch thread, so that rollout is the one-thread one). Prints one JSON
+object.
 """
 
 import hashlib
@@ -94,4 +98,26 @@ for name, data, cfg in [
             ]
         out[f"{name}.{vname}.rollout"] = h(*acc)
     out[f"{name}.secs"] = round(time.time() - t, 1)
+
+# The default simulator at the sizes where a step runs in blocks (N >= 512).
+t = time.time()
+default_logs = log_world("uniform", steps=20_000, seed=0, progress=False)
+sim = simulators.fit(default_logs, simulators.SimulatorConfig(epochs=1)).simulator
+out["default.weights"] = h(*[v.numpy() for v in sim.model.state_dict().values()])
+# Last, torch's own 2 threads with the default step threads: code without step threads splits torch's
+# loops between its threads and rounds a few rows otherwise than one thread does.
+for n, threads, torch_threads in ((1024, 1, 1), (1024, 2, 1), (1000, 2, 1), (1024, None, 2)):
+    sim.threads = threads
+    torch.set_num_threads(torch_threads)
+    env = SeqRecVectorEnv(num_envs=n, user_model=sim, history_len=sim.history_len)
+    obs, _ = env.reset(seed=1)
+    rng = np.random.default_rng(0)
+    acc = []
+    for _ in range(25):
+        obs, rew, term, trunc, info = env.step(rng.integers(0, sim.n_items, size=n))
+        acc += [np.asarray(rew, np.float64), term, trunc, info["chosen_position"]]
+        acc += [np.asarray(v) for k, v in sorted(obs.items())]
+    out[f"default.n{n}.threads{threads or 'default'}.torch{torch_threads}.rollout"] = h(*acc)
+torch.set_num_threads(1)
+out["default.secs"] = round(time.time() - t, 1)
 print(json.dumps(out, indent=1))

@@ -1,6 +1,7 @@
 """Cost of one vector-env step on a saved learned simulator, each measurement in a fresh process with a fixed
-number of torch threads from its start: user-steps per wall and per CPU second, and the minor page faults
-and system CPU time per step (the cost of memory a step allocates afresh and touches).
+number of threads from its start (torch's and the simulator's step threads): user-steps per wall and per
+CPU second, and the minor page faults and system CPU time per step (the cost of memory a step allocates
+afresh and touches).
 Prints one JSON line.
 
     python benchmarks/simulator_step_cost.py --simulator DIR [--quick] [--num-envs N] [--steps S]
@@ -29,6 +30,7 @@ import simulators
 from recsim_env.envs.seqrec import SeqRecVectorEnv
 
 simulator = simulators.load(sys.argv[1])
+simulator.threads = int(sys.argv[4])  # its step threads too (code without them ignores the attribute)
 n, steps = int(sys.argv[2]), int(sys.argv[3])
 env = SeqRecVectorEnv(num_envs=n, user_model=simulator, history_len=simulator.history_len)
 actions = np.random.default_rng(0).integers(0, simulator.n_items, size=(64, n))
@@ -51,12 +53,14 @@ print(json.dumps({
 
 
 def run(pythonpath: str | None, directory: str, num_envs: int, steps: int, threads: int) -> dict:
-    """One measurement in a fresh process, with `pythonpath` (None: this checkout) first on the path."""
+    """One measurement in a fresh process, with `pythonpath` (None: this checkout) first on the path (and
+    as its working directory, which `python -c` puts ahead of PYTHONPATH)."""
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": pythonpath or here}
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, directory, str(num_envs), str(steps), str(threads)],
+        [sys.executable, "-c", CHILD, os.path.abspath(directory), str(num_envs), str(steps), str(threads)],
         env=env,
+        cwd=pythonpath or here,
         capture_output=True,
         text=True,
     )

@@ -1,6 +1,7 @@
 """Step throughput of `SeqRec-v0` on a learned transformer simulator (the default config: SASRec backbone,
 D = 32, L = 20, an interest filter): user-steps/s of the native vector env at N users (`--num-envs`, by
-default 256 and 1024), with torch's default threads and with one.
+default 256 and 1024), with the default threads (torch's, and the simulator's step threads,
+`simulators.stepping.default_threads`) and with one of each.
 Prints one JSON line.
 
     python benchmarks/simulator_throughput.py [--quick] [--simulator DIR] [--seconds S]
@@ -39,9 +40,10 @@ def user_steps_per_second(
 
     from recsim_env.envs.seqrec import SeqRecVectorEnv
 
-    previous = torch.get_num_threads()
+    previous, previous_step = torch.get_num_threads(), getattr(simulator, "threads", None)
     if threads is not None:
         torch.set_num_threads(threads)
+        simulator.threads = threads  # step threads (code without them ignores the attribute)
     try:
         env = SeqRecVectorEnv(num_envs=num_envs, user_model=simulator, history_len=simulator.history_len)
         actions = np.random.default_rng(0).integers(0, simulator.n_items, size=(64, num_envs))
@@ -56,6 +58,7 @@ def user_steps_per_second(
         return steps * num_envs / wall, steps * num_envs / max(cpu, 1e-9)
     finally:
         torch.set_num_threads(previous)
+        simulator.threads = previous_step
 
 
 KEYS = (
@@ -68,7 +71,7 @@ KEYS = (
 
 def measure(directory: str, num_envs: int, seconds: float) -> dict:
     """User-steps per wall and per CPU second of the simulator saved in `directory` at N = `num_envs`, with
-    torch's default threads and with one."""
+    the default threads and with one."""
     import torch
 
     import simulators
@@ -79,12 +82,14 @@ def measure(directory: str, num_envs: int, seconds: float) -> dict:
     return {
         **{key: round(value) for key, value in zip(KEYS, default + one, strict=True)},
         "torch_threads": torch.get_num_threads(),
+        "step_threads": getattr(simulator, "step_threads", None),  # None: code without step threads
         "simulator": repr(simulator),
     }
 
 
 def measure_with(pythonpath: str, directory: str, num_envs: int, seconds: float) -> dict:
-    """`measure` run by the code under `pythonpath`, in a subprocess."""
+    """`measure` run by the code under `pythonpath`, in a subprocess started there (`python -c` puts its
+    working directory first on the path, ahead of PYTHONPATH)."""
     code = (
         "import json, sys; sys.path.insert(0, sys.argv[1]); from simulator_throughput import measure; "
         "print(json.dumps(measure(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))))"
@@ -92,8 +97,9 @@ def measure_with(pythonpath: str, directory: str, num_envs: int, seconds: float)
     here = os.path.dirname(os.path.abspath(__file__))
     env = {**os.environ, "PYTHONPATH": pythonpath}
     done = subprocess.run(
-        [sys.executable, "-c", code, here, directory, str(num_envs), str(seconds)],
+        [sys.executable, "-c", code, here, os.path.abspath(directory), str(num_envs), str(seconds)],
         env=env,
+        cwd=pythonpath,
         capture_output=True,
         text=True,
     )
@@ -129,10 +135,12 @@ def main() -> None:
         if directory is None:
             from recsim_env.world.logging import log_world
 
-            torch.set_num_threads(1)
+            default_threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # a reproducible fit; the measurements start from torch's default
             logs = log_world("uniform", steps=20_000, seed=0, progress=False)
             simulator = simulators.fit(logs, simulators.SimulatorConfig(epochs=1)).simulator
             directory = str(simulators.save(simulator, os.path.join(scratch, "simulator")))
+            torch.set_num_threads(default_threads)
         runs = []
         keys = KEYS
         for n in args.num_envs:
@@ -147,6 +155,7 @@ def main() -> None:
                     run[side] = {key: max(t[key] for t in found) for key in keys}
                     run[side]["all_runs"] = {key: [t[key] for t in found] for key in keys}
                     run[side]["torch_threads"] = found[0]["torch_threads"]
+                    run[side]["step_threads"] = found[0].get("step_threads")
                     run["simulator"] = found[0]["simulator"]
             if args.baseline_pythonpath:
                 for key in keys:

@@ -24,14 +24,10 @@ from recsim_env.user_model import Response, StartOfEpisode
 from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog
 from simulators.response_model import ResponseModel
-from simulators.simulator import (
-    DISAGREEMENT,
-    LearnedSimulator,
-    MemberState,
-    UserState,
-    start_beliefs,
-)
+from simulators.simulator import DISAGREEMENT, LearnedSimulator, start_beliefs
 from simulators.start_pool import FilterCheckpoints
+from simulators.state import MemberState, UserState
+from simulators.stepping import step_context
 
 
 @dataclass
@@ -132,13 +128,14 @@ class EnsembleSimulator:
         """Start as `LearnedSimulator.initial_state`, every member reading every row."""
         first = self.simulators[0]
         fields, users, end, feedback = first.start_users(user_ids, uniforms)
-        carried = [
-            MemberState(
-                beliefs=start_beliefs(self.start_pool, users, end, [(s, slice(None))]),
-                embedded=s.embed(fields["items"], fields["inputs"]),
-            )
-            for s in self.simulators
-        ]
+        with step_context():
+            carried = [
+                MemberState(
+                    beliefs=start_beliefs(self.start_pool, users, end, [(s, slice(None))]),
+                    embedded=s.embed(fields["items"], fields["inputs"]),
+                )
+                for s in self.simulators
+            ]
         state = EnsembleState(**fields, carried=carried)
         return first.start_of_episode(state, feedback, self.report_disagreement)
 
@@ -179,12 +176,13 @@ class EnsembleSimulator:
     def respond(self, state: EnsembleState, slates: np.ndarray, uniforms: np.ndarray) -> Response:
         """Sample the users' responses to `slates` [N, K] from the averaged probabilities."""
         first = self.simulators[0]
-        p = self.predict_step(state, slates)
-        response, step_inputs = first.sample(
-            state, p, slates, uniforms, disagreement=self.report_disagreement
-        )
-        for simulator, carried in zip(self.simulators, state.carried):
-            simulator.advance(carried, slates, step_inputs)
+        with step_context():
+            p = self.predict_step(state, slates)
+            response, step_inputs = first.sample(
+                state, p, slates, uniforms, disagreement=self.report_disagreement
+            )
+            for simulator, carried in zip(self.simulators, state.carried):
+                simulator.advance(carried, slates, step_inputs)
         return response
 
     def end_session(self, state: EnsembleState, mask: np.ndarray, uniforms: np.ndarray) -> np.ndarray:

@@ -82,6 +82,13 @@ class FilterStart(NamedTuple):
         return FilterStart(self.state[rows], self.from_prior[rows])
 
 
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """`[..., D]` rows `index` [...] of `table` [V, D]: `table[index]` through `index_select`, which copies
+    rows several times faster than advanced indexing (the same values). For tables that need no gradient:
+    lookups that training differentiates keep `table[index]`."""
+    return table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[1])
+
+
 def content_dim(config: SimulatorConfig, schema: DataSchema) -> int:
     """T: the width of the item content the encoder reads (`SimulatorConfig.content_source`), 0 for none."""
     source = config.content_source
@@ -184,7 +191,7 @@ class ResponseModel(nn.Module):
         """The per-position encoder input: the feedback inputs `[..., L, F + 1]`, then the item's features."""
         if self.item_projection is None:
             return inputs
-        return torch.cat([inputs, self.item_feature_table[items]], dim=-1)
+        return torch.cat([inputs, gather_rows(self.item_feature_table, items)], dim=-1)
 
     def states(
         self,
@@ -377,7 +384,7 @@ class ResponseModel(nn.Module):
         """`[..., D]` vectors `e_i = E_i + W_g g_i` of item ids `items` [...]; looked up in `table`
         (`item_vectors(torch.arange(n_items + 1))`, computed once while the weights stay fixed) when given."""
         if table is not None:
-            return table[items]
+            return gather_rows(table, items)
         vectors = self.encoder.item_embedding.weight[items]
         if self.item_projection is None:
             return vectors

@@ -11,8 +11,9 @@ the window's first exposure (the same state while the episode fits the window).
 
 An ensemble of such simulators (`simulators.ensemble.EnsembleSimulator`) averages their probabilities;
 a simulator set (`simulators.simulator_set.SimulatorSet`) plays each episode in one of them with behaviour
-parameters drawn per episode. Both reuse this module's pieces: the users' side of the state
-(`UserState`), what one model carries (`MemberState`), `combine` and the response sampling.
+parameters drawn per episode. Both reuse this module's pieces (`combine`, the response sampling) and the
+state of `simulators.state`: the users' side (`UserState`) and what one model carries (`MemberState`).
+A step's model work runs in blocks of users on parallel threads (`simulators.stepping`).
 
 Behaviour parameters (per user row, drawn at `initial_state` by a simulator set, the defaults of
 `simulators.behaviour` otherwise; see docs/simulators.md):
@@ -28,7 +29,6 @@ With one item and default parameters the choice is `P(click)` itself.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -39,71 +39,11 @@ from simulators.config import SimulatorConfig
 from simulators.data import DataSchema, ExposureLog, model_inputs
 from simulators.response_model import HeadOutputs, ResponseModel
 from simulators.start_pool import FilterCheckpoints, pool_exposures, pool_rows
+from simulators.state import MemberState, SimulatorState, UserState
+from simulators.stepping import check_threads, default_threads, keep_freed_memory, map_blocks, step_context
 
 DISAGREEMENT = "disagreement"
 """Name of the extra signal an ensemble reports when asked to (std of the members' click probability)."""
-
-
-@dataclass
-class UserState:
-    """The users' side of the hidden state of N simulated users, whichever model reads them (mutated in
-    place by `respond` and `end_session`)."""
-
-    user_ids: np.ndarray  # [N] int64 index into the start pool
-    items: np.ndarray  # [N, L] int64 history, left-padded with n_items
-    inputs: np.ndarray  # [N, L, F + 1] float32 encoder inputs of the history
-    pending_gap: np.ndarray  # [N] days since the last session, for the next exposure
-    satiation: np.ndarray  # [N, D]
-    gap_mean: np.ndarray  # [N] log-days mean of the return gap, from the last step
-    gap_sigma: np.ndarray  # [N]
-    user_features: np.ndarray  # [N, P] float32 encoded features of the logged user each row started from
-    parameters: dict[str, np.ndarray]
-    """Behaviour parameters per row (`simulators.behaviour.PARAMETERS`)."""
-
-    _ARRAYS = (
-        "user_ids",
-        "items",
-        "inputs",
-        "pending_gap",
-        "satiation",
-        "gap_mean",
-        "gap_sigma",
-        "user_features",
-    )
-
-    def set_rows(self, rows: np.ndarray, other: UserState) -> None:
-        """Overwrite users `rows` with the users of `other` (same order)."""
-        for name in self._ARRAYS:
-            getattr(self, name)[rows] = getattr(other, name)
-        for name, values in self.parameters.items():
-            values[rows] = other.parameters[name]
-
-
-@dataclass
-class MemberState:
-    """What one response model carries for N users, from the history it has read."""
-
-    beliefs: np.ndarray  # [N, W] float32 interest-filter states (W = 0 without a filter)
-    embedded: np.ndarray  # [N, L, D] float32 `ResponseModel.embed_history` of the history ([N, 0, 0]: an
-    # encoder without `encode_last`, which reads the history each step)
-
-    def set_rows(self, rows: np.ndarray, other: MemberState) -> None:
-        """Overwrite users `rows` with the users of `other` (same order)."""
-        self.beliefs[rows] = other.beliefs
-        self.embedded[rows] = other.embedded
-
-
-@dataclass
-class SimulatorState(UserState):
-    """Hidden state of N users of one simulator: the users' side and what its model carries (for a
-    simulator set, each row's own member's)."""
-
-    carried: MemberState
-
-    def set_rows(self, rows: np.ndarray, other: SimulatorState) -> None:
-        super().set_rows(rows, other)
-        self.carried.set_rows(rows, other.carried)
-
 
 Readers = Sequence[tuple["LearnedSimulator", np.ndarray | slice]]
 """`(simulator, rows)`: which simulator's model reads which rows of a state."""
@@ -167,6 +107,13 @@ class LearnedSimulator:
             shared by the members of an ensemble, which read their column `checkpoint_column`; by
             default this model's own.
         checkpoint_column: this model's column of `checkpoints`.
+        threads: threads a step's model work runs on, in blocks of users (`simulators.stepping`; the
+            outputs do not depend on it); None: `simulators.stepping.default_threads()`. The attribute
+            `threads` may be set later. Steps (`initial_state`, `respond`) run on one torch thread per
+            step thread, whatever `torch.get_num_threads()` says.
+
+    A step also makes glibc keep freed memory for reuse, once per process
+    (`simulators.stepping.keep_freed_memory`; `SEQREC_SIMULATOR_KEEP_FREED_MEMORY=0` leaves it alone).
     """
 
     _FIXED_UNIFORMS = 4  # choice, leave, return gap, click noise
@@ -182,12 +129,14 @@ class LearnedSimulator:
         *,
         checkpoints: FilterCheckpoints | None = None,
         checkpoint_column: int = 0,
+        threads: int | None = None,
     ) -> None:
         if not isinstance(model, ResponseModel):
             raise TypeError(
                 f"argument 'model' must be a ResponseModel, got {type(model).__name__} "
                 "(several members: simulators.ensemble.simulator_of)"
             )
+        self.threads = check_threads(threads)
         self.config = config
         self.schema = schema
         self.model = model.eval()
@@ -215,6 +164,8 @@ class LearnedSimulator:
         with torch.no_grad():
             table = model.item_vectors(torch.arange(self.n_items))
             self._unit_items = (table / table.norm(dim=1, keepdim=True).clamp_min(1e-8)).numpy().copy()
+        self._weights = [*model.parameters(), *model.buffers()]
+        self._table: tuple[tuple[int, ...], torch.Tensor] | None = None  # (the weights' versions, the table)
 
     @property
     def members(self) -> list[ResponseModel]:
@@ -225,6 +176,11 @@ class LearnedSimulator:
     def history_len(self) -> int:
         return self.config.history_len
 
+    @property
+    def step_threads(self) -> int:
+        """Threads a step's model work runs on: `threads`, else the default."""
+        return self.threads or default_threads()
+
     def with_disagreement(self) -> LearnedSimulator:
         """Refused: one model has no disagreement to report."""
         raise ValueError(
@@ -233,8 +189,15 @@ class LearnedSimulator:
 
     def _item_table(self, lookups: int) -> torch.Tensor | None:
         """Every item's vector (`ResponseModel.item_vectors`) when a call looks up more vectors than the
-        catalogue holds, else None (the vectors are then computed for the items looked up)."""
-        return self.model.item_vectors(torch.arange(self.n_items + 1)) if lookups > self.n_items else None
+        catalogue holds, else None (the vectors are then computed for the items looked up). The table is
+        kept until a parameter or buffer of the model changes in place (its version counter moves)."""
+        if lookups <= self.n_items:
+            return None
+        versions = tuple(t._version for t in self._weights)
+        if self._table is None or self._table[0] != versions:
+            with torch.inference_mode():
+                self._table = (versions, self.model.item_vectors(torch.arange(self.n_items + 1)))
+        return self._table[1]
 
     # ------------------------------------------------------------------ start
     def start_users(
@@ -283,10 +246,11 @@ class LearnedSimulator:
         """Start from a prefix of each user's logged exposures (its end drawn with `uniforms[:, 0]`), with
         that user's features."""
         fields, users, end, feedback = self.start_users(user_ids, uniforms)
-        carried = MemberState(
-            beliefs=start_beliefs(self.start_pool, users, end, [(self, slice(None))]),
-            embedded=self.embed(fields["items"], fields["inputs"]),
-        )
+        with step_context():
+            carried = MemberState(
+                beliefs=start_beliefs(self.start_pool, users, end, [(self, slice(None))]),
+                embedded=self.embed(fields["items"], fields["inputs"]),
+            )
         return self.start_of_episode(SimulatorState(**fields, carried=carried), feedback, False)
 
     @torch.inference_mode()
@@ -298,13 +262,17 @@ class LearnedSimulator:
         return self.model.embed_history(torch.from_numpy(items), torch.from_numpy(inputs)).numpy()
 
     @torch.inference_mode()
-    def advance_filter(self, beliefs: np.ndarray, items: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-        """The filter states `beliefs` [N, W] after exposures `items` [N, T] with `inputs` [N, T, F + 1]."""
+    def advance_filter(
+        self, beliefs: np.ndarray, items: np.ndarray, inputs: np.ndarray, *, lookups: int | None = None
+    ) -> np.ndarray:
+        """The filter states `beliefs` [N, W] after exposures `items` [N, T] with `inputs` [N, T, F + 1].
+        `lookups`: the item-vector lookups the item table is chosen for (`_item_table`; default this call's),
+        so that a block of a batch makes the batch's choice."""
         return self.model.advance_filter(
             torch.from_numpy(beliefs),
             torch.from_numpy(items),
             torch.from_numpy(inputs),
-            self._item_table(items.size),
+            self._item_table(items.size if lookups is None else lookups),
         ).numpy()
 
     # ------------------------------------------------------------------ step
@@ -317,13 +285,16 @@ class LearnedSimulator:
         user_features: np.ndarray | None,
         belief: np.ndarray | None = None,
         embedded: np.ndarray | None = None,
+        *,
+        lookups: int | None = None,
     ) -> HeadOutputs:
         """The model's calibrated head outputs for `slates` [N, K] after histories `items` [N, L] (with the
-        filter states `belief` [N, W] and embedded history `embedded` [N, L, D] where it carries them)."""
+        filter states `belief` [N, W] and embedded history `embedded` [N, L, D] where it carries them;
+        `lookups` as in `advance_filter`)."""
         features = None if user_features is None else torch.from_numpy(np.asarray(user_features, np.float32))
         belief = None if belief is None else torch.from_numpy(belief)
         embedded = None if embedded is None or not embedded.size else torch.from_numpy(embedded)
-        table = self._item_table(items.size)
+        table = self._item_table(items.size if lookups is None else lookups)
         state = self.model.last_state(
             torch.from_numpy(items),
             torch.from_numpy(inputs),
@@ -341,15 +312,21 @@ class LearnedSimulator:
         slates: np.ndarray,
         rows: np.ndarray | slice = slice(None),
     ) -> HeadOutputs:
-        """`head_outputs` for rows `rows` of a running `state`, with what this model carries for them."""
-        return self.head_outputs(
-            state.items[rows],
-            state.inputs[rows],
-            slates[rows],
-            state.user_features[rows],
-            carried.beliefs[rows] if carried.beliefs.shape[1] else None,
-            carried.embedded[rows],
-        )
+        """`head_outputs` for rows `rows` of a running `state`, with what this model carries for them,
+        computed in blocks of rows on `threads` threads (`simulators.stepping.map_blocks`)."""
+        keep_freed_memory()
+        items, inputs, slates = state.items[rows], state.inputs[rows], slates[rows]
+        features, embedded = state.user_features[rows], carried.embedded[rows]
+        beliefs = carried.beliefs[rows] if carried.beliefs.shape[1] else None
+
+        def block(b: slice) -> HeadOutputs:
+            belief = None if beliefs is None else beliefs[b]
+            return self.head_outputs(
+                items[b], inputs[b], slates[b], features[b], belief, embedded[b], lookups=items.size
+            )
+
+        outs = map_blocks(block, len(items), self.step_threads)
+        return outs[0] if len(outs) == 1 else HeadOutputs(*(torch.cat(parts) for parts in zip(*outs)))
 
     def combine(self, outs: Sequence[HeadOutputs]) -> dict[str, np.ndarray]:
         """`combine` with this schema's scales."""
@@ -396,20 +373,30 @@ class LearnedSimulator:
 
     def respond(self, state: SimulatorState, slates: np.ndarray, uniforms: np.ndarray) -> Response:
         """Sample the users' responses to `slates` [N, K] from `uniforms` [N, n_step_uniforms]."""
-        p = self.predict_step(state, slates)
-        response, step_inputs = self.sample(state, p, slates, uniforms, disagreement=False)
-        self.advance(state.carried, slates, step_inputs)
+        with step_context():
+            p = self.predict_step(state, slates)
+            response, step_inputs = self.sample(state, p, slates, uniforms, disagreement=False)
+            self.advance(state.carried, slates, step_inputs)
         return response
 
     def advance(self, carried: MemberState, slates: np.ndarray, step_inputs: np.ndarray) -> None:
-        """Let what the model carries read the step's exposures `slates` [N, K] with `step_inputs`."""
-        if carried.beliefs.shape[1]:
-            carried.beliefs[:] = self.advance_filter(carried.beliefs, slates, step_inputs)
-        if self.carries_embedding:
-            k = slates.shape[1]
-            carried.embedded = np.concatenate(
-                [carried.embedded[:, k:], self.embed(slates, step_inputs)], axis=1
-            )
+        """Let what the model carries read the step's exposures `slates` [N, K] with `step_inputs`, in
+        blocks of rows on `threads` threads (as `outputs_of`)."""
+        k = slates.shape[1]
+        before = carried.embedded
+        embedded = np.empty_like(before) if self.carries_embedding else before
+
+        def block(b: slice) -> None:
+            if carried.beliefs.shape[1]:
+                carried.beliefs[b] = self.advance_filter(
+                    carried.beliefs[b], slates[b], step_inputs[b], lookups=slates.size
+                )
+            if self.carries_embedding:  # the window moves on by the K new exposures
+                embedded[b, :-k] = before[b, k:]
+                embedded[b, -k:] = self.embed(slates[b], step_inputs[b])
+
+        map_blocks(block, len(slates), self.step_threads)
+        carried.embedded = embedded
 
     def sample(
         self, state: UserState, p: dict, slates: np.ndarray, uniforms: np.ndarray, *, disagreement: bool

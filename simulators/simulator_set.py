@@ -13,7 +13,9 @@ from recsim_env.errors import ArgumentError
 from recsim_env.user_model import Response, StartOfEpisode
 from simulators.behaviour import PARAMETERS
 from simulators.ensemble import EnsembleSimulator
-from simulators.simulator import LearnedSimulator, MemberState, Readers, SimulatorState, start_beliefs
+from simulators.simulator import LearnedSimulator, Readers, start_beliefs
+from simulators.state import MemberState, SimulatorState
+from simulators.stepping import step_context
 
 
 class SimulatorSet:
@@ -109,10 +111,13 @@ class SimulatorSet:
         )
         readers = self._readers(fields["parameters"])
         items, inputs = fields["items"], fields["inputs"]
-        carried = MemberState(
-            beliefs=start_beliefs(self.start_pool, users, end, readers),
-            embedded=self._by_rows(readers, len(items), lambda s, rows: s.embed(items[rows], inputs[rows])),
-        )
+        with step_context():
+            carried = MemberState(
+                beliefs=start_beliefs(self.start_pool, users, end, readers),
+                embedded=self._by_rows(
+                    readers, len(items), lambda s, rows: s.embed(items[rows], inputs[rows])
+                ),
+            )
         state = SimulatorState(**fields, carried=carried)
         return first.start_of_episode(state, feedback, self.report_disagreement)
 
@@ -142,20 +147,21 @@ class SimulatorSet:
         first = self.simulators[0]
         readers = self._readers(state.parameters)
         carried = state.carried
-        p = self.predict_step(state, slates)
-        response, step_inputs = first.sample(
-            state, p, slates, uniforms, disagreement=self.report_disagreement
-        )
-        if carried.beliefs.shape[1]:
-            for simulator, rows in readers:
-                carried.beliefs[rows] = simulator.advance_filter(
-                    carried.beliefs[rows], slates[rows], step_inputs[rows]
-                )
-        if first.carries_embedding:
-            new = self._by_rows(
-                readers, len(slates), lambda s, rows: s.embed(slates[rows], step_inputs[rows])
+        with step_context():
+            p = self.predict_step(state, slates)
+            response, step_inputs = first.sample(
+                state, p, slates, uniforms, disagreement=self.report_disagreement
             )
-            carried.embedded = np.concatenate([carried.embedded[:, slates.shape[1] :], new], axis=1)
+            if carried.beliefs.shape[1]:
+                for simulator, rows in readers:
+                    carried.beliefs[rows] = simulator.advance_filter(
+                        carried.beliefs[rows], slates[rows], step_inputs[rows]
+                    )
+            if first.carries_embedding:
+                new = self._by_rows(
+                    readers, len(slates), lambda s, rows: s.embed(slates[rows], step_inputs[rows])
+                )
+                carried.embedded = np.concatenate([carried.embedded[:, slates.shape[1] :], new], axis=1)
         return response
 
     def end_session(self, state: SimulatorState, mask: np.ndarray, uniforms: np.ndarray) -> np.ndarray:

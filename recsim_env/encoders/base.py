@@ -517,3 +517,11 @@ def attention_mask(padding_mask: torch.Tensor, *, causal: bool) -> torch.Tensor:
     if causal:
         allowed = allowed & torch.ones(length, length, dtype=torch.bool, device=padding_mask.device).tril()
     return allowed.unsqueeze(1)
+
+
+def last_query_mask(padding_mask: torch.Tensor) -> torch.Tensor:
+    """`[B, 1, 1, L]` the last query's row of `attention_mask(padding_mask, causal=True)`: causality hides
+    nothing from the last position, so it sees the real keys and itself."""
+    allowed = padding_mask.clone()
+    allowed[:, -1] = True
+    return allowed[:, None, None, :]

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from recsim_env.checks import check_choice, check_config_fields, check_integer
-from recsim_env.encoders.base import EncoderConfig, PositionalEncoder, attention_mask
+from recsim_env.encoders.base import EncoderConfig, PositionalEncoder, attention_mask, last_query_mask
 
 SASREC_BLOCKS = ("paper", "reference")
 
@@ -82,7 +82,8 @@ class MultiHeadSelfAttention(nn.Module):
         last_only: bool = False,
     ) -> torch.Tensor:
         """Attention of queries from `x` over keys and values from `keys` (default: `x` itself); with
-        `last_only`, of the last position's query alone (`[B, 1, D]`, `mask` [B, 1, L, L] as for all)."""
+        `last_only`, of the last position's query alone (`[B, 1, D]`; `mask` [B, 1, L, L] as for all, or
+        its last row [B, 1, 1, L])."""
         b, length, d = x.shape
         heads, width = self.n_heads, d // self.n_heads
         if last_only:  # one query; keys and values of every position in one map
@@ -174,8 +175,9 @@ class SASRec(PositionalEncoder):
         output map and feed-forward network at the last position only."""
         keep = padding_mask.unsqueeze(-1)
         x = self.positioned(embedded, padding_mask)
-        mask = attention_mask(padding_mask, causal=True)
         *inner, last = self.blocks
-        for block in inner:
-            x = block(x, mask) * keep
-        return self.final_norm(last(x, mask, last_only=True) * keep[:, -1:])[:, 0]
+        if inner:
+            mask = attention_mask(padding_mask, causal=True)
+            for block in inner:
+                x = block(x, mask) * keep
+        return self.final_norm(last(x, last_query_mask(padding_mask), last_only=True) * keep[:, -1:])[:, 0]

@@ -1,0 +1,72 @@
+"""The hidden state of N simulated users: the users' side (`UserState`), what one response model carries
+for them (`MemberState`), and both together for one simulator (`SimulatorState`). Mutated in place by
+the simulators' `respond` and `end_session` (`simulators.simulator`, `simulators.ensemble`,
+`simulators.simulator_set`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class UserState:
+    """The users' side of the hidden state of N simulated users, whichever model reads them (mutated in
+    place by `respond` and `end_session`)."""
+
+    user_ids: np.ndarray  # [N] int64 index into the start pool
+    items: np.ndarray  # [N, L] int64 history, left-padded with n_items
+    inputs: np.ndarray  # [N, L, F + 1] float32 encoder inputs of the history
+    pending_gap: np.ndarray  # [N] days since the last session, for the next exposure
+    satiation: np.ndarray  # [N, D]
+    gap_mean: np.ndarray  # [N] log-days mean of the return gap, from the last step
+    gap_sigma: np.ndarray  # [N]
+    user_features: np.ndarray  # [N, P] float32 encoded features of the logged user each row started from
+    parameters: dict[str, np.ndarray]
+    """Behaviour parameters per row (`simulators.behaviour.PARAMETERS`)."""
+
+    _ARRAYS = (
+        "user_ids",
+        "items",
+        "inputs",
+        "pending_gap",
+        "satiation",
+        "gap_mean",
+        "gap_sigma",
+        "user_features",
+    )
+
+    def set_rows(self, rows: np.ndarray, other: UserState) -> None:
+        """Overwrite users `rows` with the users of `other` (same order)."""
+        for name in self._ARRAYS:
+            getattr(self, name)[rows] = getattr(other, name)
+        for name, values in self.parameters.items():
+            values[rows] = other.parameters[name]
+
+
+@dataclass
+class MemberState:
+    """What one response model carries for N users, from the history it has read."""
+
+    beliefs: np.ndarray  # [N, W] float32 interest-filter states (W = 0 without a filter)
+    embedded: np.ndarray  # [N, L, D] float32 `ResponseModel.embed_history` of the history ([N, 0, 0]: an
+    # encoder without `encode_last`, which reads the history each step)
+
+    def set_rows(self, rows: np.ndarray, other: MemberState) -> None:
+        """Overwrite users `rows` with the users of `other` (same order)."""
+        self.beliefs[rows] = other.beliefs
+        self.embedded[rows] = other.embedded
+
+
+@dataclass
+class SimulatorState(UserState):
+    """Hidden state of N users of one simulator: the users' side and what its model carries (for a
+    simulator set, each row's own member's)."""
+
+    carried: MemberState
+
+    def set_rows(self, rows: np.ndarray, other: SimulatorState) -> None:
+        super().set_rows(rows, other)
+        self.carried.set_rows(rows, other.carried)
