@@ -2,7 +2,7 @@
 
 Threat model (docs/attacks.md): the attacker registers fake accounts, a `fraction` of the real user
 count, and gives each a sequence of interactions; it knows the public catalogue and item popularity,
-not the model. Four attack families:
+not the model. Five attack families:
 
 - "random" (Lam & Riedl, WWW 2004): filler items drawn uniformly from the catalogue, the targets at
   random places.
@@ -20,6 +20,12 @@ not the model. Four attack families:
   inserted after every k-th event and as the last event, k chosen so targets are `target_share` of the
   fake user's events. The contexts before each target are real users' contexts, those the model sees
   for real users at test time, so "after a history like this comes the target" transfers to them.
+- "splice" (tail splice): each fake user is a chain of short stretches, each the *final* events of a
+  different real user (one who never consumed a target), each stretch followed by a target event. A
+  next-item model's state for a real user at test time is dominated by the user's latest items, so a
+  target placed after the latest items of many different real users follows what real histories end
+  with, and the attack covers many more real contexts per fake event than "insertion", whose contexts
+  all come from one template user.
 
 Every fake user is built on a real *template* user whose rows are cloned: timestamps, sessions, slate
 positions, propensities and feedback, so the result is a well-formed `LoggedInteractions` for any log,
@@ -41,7 +47,7 @@ from recsim_env.checks import check_choice, check_config_fields, check_integer, 
 from recsim_env.data import DataError, IdMap, LoggedInteractions
 from recsim_env.errors import ArgumentError
 
-ATTACK_KINDS = ("random", "popular", "sequential", "insertion")
+ATTACK_KINDS = ("random", "popular", "sequential", "insertion", "splice")
 LIKED_QUANTILE = 0.9
 """A target event's feedback is drawn from the rows whose first feedback column is at or above this
 quantile of that column (the events real users liked)."""
@@ -64,11 +70,15 @@ class PoisonConfig:
     """Fraction of each fake user's events that are target events (at least one). "sequential" puts them in
     alternate slots, each after an anchor, so 0.5 or more leaves no filler: anchors and targets only.
     "insertion" inserts a target after every k-th slot of the template, k = max(1, round((1 - s) / s)),
-    and one at the end, keeping every template event."""
+    and one at the end, keeping every template event; "splice" puts a target after every k filler slots."""
     max_events: int | None = None
-    """Most events per fake user (None: the template user's length)."""
+    """Most events per fake user, targets included (None: the template user's length, plus the inserted
+    targets for "insertion"); "splice" clones templates at least this long where there are enough."""
     anchor_pool: int = 50
     """"sequential": anchors are drawn, in proportion to popularity, from this many most-consumed items."""
+    tail_skip: int = 2
+    """"splice": a stretch ends this many events before its donor's last one (2: a leave-one-out split's
+    validation and test events, which come after the training logs the attacker reads and poisons)."""
 
     def __post_init__(self) -> None:
         check_config_fields(self, ("kind",), check_choice, choices=ATTACK_KINDS)
@@ -76,6 +86,7 @@ class PoisonConfig:
         check_config_fields(self, ("target_share",), check_real, low=0.0, high=1.0, low_open=True)
         check_config_fields(self, ("seed",), check_integer, low=0)
         check_config_fields(self, ("anchor_pool",), check_integer, low=1)
+        check_config_fields(self, ("tail_skip",), check_integer, low=0)
         check_config_fields(self, ("max_events",), check_integer, low=2, optional=True)
         if isinstance(self.targets, str | bytes) or not isinstance(self.targets, tuple | list):
             raise ArgumentError(
@@ -263,6 +274,69 @@ def _insertion_block(
     return block, positions, new_slots
 
 
+class _DonorQueue:
+    """Real users whose final events "splice" copies, handed out in a fixed random order (cycling)."""
+
+    def __init__(self, users: np.ndarray) -> None:
+        self.users = np.asarray(users, dtype=np.int64)
+        self.next = 0
+
+    def pop(self) -> int:
+        user = int(self.users[self.next % len(self.users)])
+        self.next += 1
+        return user
+
+
+def _splice_block(
+    template: pd.DataFrame,
+    slots: np.ndarray,
+    targets: np.ndarray,
+    share: float,
+    rng: np.random.Generator,
+    sequences,
+    donors: _DonorQueue,
+    tail_skip: int,
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The `template` rows (slot numbers `slots`) with every item replaced: a target in slot k, 2k + 1,
+    3k + 2, ... (k = max(1, round((1 - share) / share)); the last slot when there are at most k slots),
+    and before each target the latest distinct events of the next donor user that precede its last
+    `tail_skip` events, in order (the fake user never repeats an item).
+
+    Returns:
+        The block, its target row positions, and its `[n]` slot numbers.
+    """
+    n = len(template)
+    k = max(1, int(round((1.0 - share) / share)))
+    n_slots = int(slots[-1]) + 1
+    target_slots = np.arange(k, n_slots, k + 1)
+    if target_slots.size == 0:  # shorter than one stretch: the last slot is the one target
+        target_slots = np.array([n_slots - 1])
+    positions = np.searchsorted(slots, target_slots, side="left").astype(np.int64)
+    items = np.full(n, -1, dtype=np.int64)
+    items[positions] = rng.choice(targets, size=len(positions), replace=True)
+    used = set(targets.tolist())
+    bounds = np.r_[0, positions + 1]
+    ends = np.r_[positions, n]
+    for lo, hi in zip(bounds.tolist(), ends.tolist(), strict=True):
+        need = hi - lo
+        stretch: list[int] = []
+        for _ in range(64):  # donors whose final items are all taken are skipped
+            if len(stretch) == need:
+                break
+            donor = donors.pop()
+            history = sequences.item_ids[sequences.offsets[donor] : sequences.offsets[donor + 1] - tail_skip]
+            fresh = [item for item in history[::-1].tolist() if item not in used][: need - len(stretch)]
+            used.update(fresh)
+            stretch = fresh[::-1] + stretch
+        if len(stretch) < need:  # a tiny catalogue: repeat what there is
+            spare = stretch or [int(np.setdiff1d(np.arange(int(targets.max()) + 2), targets)[0])]
+            stretch = np.resize(np.asarray(spare, dtype=np.int64), need).tolist()
+        items[lo:hi] = stretch
+    block = template.copy()
+    block["item_id"] = items
+    return block, positions, slots
+
+
 def _replacement_block(
     template: pd.DataFrame,
     slots: np.ndarray,
@@ -361,7 +435,19 @@ def poison(data: LoggedInteractions, config: PoisonConfig) -> PoisonedLogs:
         )
         untouched = templates_pool[holds[templates_pool] == 0]
         pool = untouched if len(untouched) >= n_fake else templates_pool
-    distinct = config.kind == "insertion" and len(pool) >= n_fake
+    if config.kind == "splice":
+        holds = np.bincount(
+            np.repeat(np.arange(n_real), lengths),
+            weights=np.isin(sequences.item_ids, targets),
+            minlength=n_real,
+        )
+        untouched = templates_pool[holds[templates_pool] == 0]
+        # Stretches come from users who never consumed a target, each user used once where possible.
+        tail_donors = _DonorQueue(rng.permutation(untouched if len(untouched) else templates_pool))
+        if config.max_events is not None:
+            long_enough = templates_pool[lengths[templates_pool] >= config.max_events]
+            pool = long_enough if len(long_enough) >= n_fake else templates_pool
+    distinct = config.kind in ("insertion", "splice") and len(pool) >= n_fake
     templates = rng.choice(pool, size=n_fake, replace=not distinct)
     next_session = int(frame["session_id"].max()) + 1 if "session_id" in frame.columns else 0
     next_slate = int(frame["slate_id"].max()) + 1 if "slate_id" in frame.columns else 0
@@ -375,6 +461,21 @@ def poison(data: LoggedInteractions, config: PoisonConfig) -> PoisonedLogs:
         rows = frame.iloc[lo : lo + n]
         if config.kind == "insertion":
             block, positions, slots = _insertion_block(rows, _slots(rows), targets, config.target_share, rng)
+            if config.max_events is not None and len(block) > config.max_events:
+                # Whole slots only, so the cap never splits a slate.
+                keep = int(np.searchsorted(slots, slots[config.max_events], side="left"))
+                block, positions, slots = block.iloc[:keep], positions[positions < keep], slots[:keep]
+        elif config.kind == "splice":
+            block, positions, slots = _splice_block(
+                rows,
+                _slots(rows),
+                targets,
+                config.target_share,
+                rng,
+                sequences,
+                tail_donors,
+                config.tail_skip,
+            )
         else:
             block, positions, slots = _replacement_block(
                 rows, _slots(rows), pools, config, rng, sequences, templates_pool

@@ -134,11 +134,48 @@ def test_insertion_clones_users_who_never_consumed_a_target(logs):
         assert holders  # the template held no target event, so removing them gives it back exactly
 
 
+@pytest.mark.parametrize("share", [0.2, 0.5])
+def test_splice_puts_each_target_after_the_final_events_of_a_real_user(logs, share):
+    out = poison(logs, PoisonConfig(kind="splice", fraction=0.1, targets=(130, 135), target_share=share))
+    seqs = out.data.sequences()
+    k = max(1, round((1 - share) / share))
+    real = np.flatnonzero(~out.fake_users)
+    holders = {
+        int(u)
+        for u in real
+        if np.isin(seqs.item_ids[seqs.offsets[u] : seqs.offsets[u + 1]], out.target_items).any()
+    }
+    tails = {
+        int(u): seqs.item_ids[seqs.offsets[u] : seqs.offsets[u + 1]].tolist()
+        for u in real
+        if u not in holders
+    }
+    for u in np.flatnonzero(out.fake_users):
+        items = seqs.item_ids[seqs.offsets[u] : seqs.offsets[u + 1]]
+        at = np.flatnonzero(np.isin(items, out.target_items))
+        assert at.tolist() == list(range(k, len(items), k + 1))  # a target after every k filler events
+        assert len(set(items[~np.isin(items, out.target_items)].tolist())) == len(items) - len(at)
+        stretch = items[at[0] - k : at[0]].tolist()
+        # The first stretch: a real user who never consumed a target, its k events before its last two.
+        assert any(tail[-k - 2 : -2] == stretch for tail in tails.values())
+
+
+def test_max_events_caps_every_fake_profile_targets_included(logs):
+    for kind in ("insertion", "splice"):
+        out = poison(
+            logs, PoisonConfig(kind=kind, fraction=0.2, targets=(130,), target_share=0.25, max_events=8)
+        )
+        lengths = out.data.sequences().lengths()[out.fake_users]
+        assert lengths.max() <= 8
+        if kind == "splice":  # templates at least max_events long: every profile uses the whole budget
+            assert (lengths == 8).all()
+
+
 def test_world_logs_keep_their_columns_sessions_and_slates():
     from recsim_env.world.logging import log_world
 
     logs = log_world("uniform", steps=300, num_envs=8, progress=False, slate_size=3)
-    for kind in ("sequential", "insertion"):
+    for kind in ("sequential", "insertion", "splice"):
         check_world_poison(
             logs, poison(logs, PoisonConfig(kind=kind, fraction=0.25, targets=(3, 4), target_share=0.3))
         )
