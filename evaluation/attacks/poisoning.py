@@ -425,23 +425,18 @@ def poison(data: LoggedInteractions, config: PoisonConfig) -> PoisonedLogs:
 
     blocks: list[pd.DataFrame] = []
     pool = templates_pool
-    if config.kind == "insertion":
-        # Distinct real users who never consumed a target where there are enough: each fake user brings
-        # contexts of its own, those of the users the attack is after.
+    if config.kind in ("insertion", "splice"):
+        # Real users who never consumed a target: each fake user brings contexts of its own, those of
+        # the users the attack is after.
         holds = np.bincount(
             np.repeat(np.arange(n_real), lengths),
             weights=np.isin(sequences.item_ids, targets),
             minlength=n_real,
         )
         untouched = templates_pool[holds[templates_pool] == 0]
+    if config.kind == "insertion":
         pool = untouched if len(untouched) >= n_fake else templates_pool
     if config.kind == "splice":
-        holds = np.bincount(
-            np.repeat(np.arange(n_real), lengths),
-            weights=np.isin(sequences.item_ids, targets),
-            minlength=n_real,
-        )
-        untouched = templates_pool[holds[templates_pool] == 0]
         # Stretches come from users who never consumed a target, each user used once where possible.
         tail_donors = _DonorQueue(rng.permutation(untouched if len(untouched) else templates_pool))
         if config.max_events is not None:
