@@ -30,7 +30,13 @@ from recsim_env.errors import ArgumentError
 from recsim_env.user_model import Response, StartOfEpisode
 from recsim_env.world.config import WorldConfig
 from recsim_env.world.dynamics import CLICK, WATCH_TIME, StepCoefficients, item_table, respond_kernel
-from recsim_env.world.warm_start import ShellProposal, pool_size, resolve_sampler, table_history
+from recsim_env.world.warm_start import (
+    ShellProposal,
+    WarmStartDraw,
+    pool_size,
+    resolve_sampler,
+    table_history,
+)
 
 _POPULARITY_CHUNK = 2**24
 """Values of the largest [users, n_items] table `UserWorld.item_popularity` builds at once."""
@@ -80,7 +86,9 @@ class WorldStart:
 
     def __init__(self, world: UserWorld, state: WorldState, uniforms: np.ndarray) -> None:
         self.world, self.state, self.uniforms = world, state, uniforms
-        self._history: tuple | None = None
+        self._history: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        """(items, embeddings, quality, duration) of the drawn histories, once `compute` ran."""
+        self._counts: WarmStartDraw | None = None  # the rejection sampler's draw, for its counters
         cfg = world.config
         # The rejection sampler's arrays are allocated here, so that `compute` is one compiled call.
         self._draw = (
@@ -102,18 +110,19 @@ class WorldStart:
             )
             embeddings = world.item_embeddings[history]
             quality, duration = world.item_quality[history], world.item_duration_s[history]
-            self._history = (history, embeddings, quality, duration, None)
+            self._history = (history, embeddings, quality, duration)
         else:
             # The sampler copies out the rows it read: a large catalogue is not read a second time.
-            draw = self._draw.run()
-            self._history = (draw.items, draw.embeddings, *draw.payload, draw)
+            draw = self._counts = self._draw.run()
+            self._history = (draw.items, draw.embeddings, *draw.payload)
 
     def finish(self) -> StartOfEpisode:
         """The users' start (after `compute`, on the thread that steps the world)."""
         if self._history is None:
             self.compute()
         world, state = self.world, self.state
-        history, embeddings, quality, duration, draw = self._history
+        history, embeddings, quality, duration = self._history
+        draw = self._counts
         if draw is not None:
             world.warm_start_proposals += draw.proposals
             world.warm_start_accepted += draw.accepted
