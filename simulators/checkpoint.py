@@ -68,7 +68,11 @@ def save(simulator: LearnedSimulator | EnsembleSimulator, directory: str | os.Pa
         write_json(tmp / ITEMS, list(simulator.item_tokens))
         write_tensors(
             tmp / WEIGHTS,
-            {f"member_{k}.{name}": value for k, m in enumerate(simulator.members) for name, value in m.state_dict().items()},
+            {
+                f"member_{k}.{name}": value
+                for k, m in enumerate(simulator.members)
+                for name, value in m.state_dict().items()
+            },
         )
         write_tensors(tmp / START_POOL, simulator.start_pool._asdict())
 
@@ -89,7 +93,9 @@ def check_start_pool(pool: ExposureLog, n_items: int, n_features: int, where: Pa
     rows = int(offsets[-1])
     for name in ("items", "gap_before", "leave", "leave_known", "return_gap", "return_gap_known"):
         if getattr(pool, name).shape != (rows,):
-            raise CheckpointError(f"{where}: {name!r} has shape {getattr(pool, name).shape}, expected ({rows},)")
+            raise CheckpointError(
+                f"{where}: {name!r} has shape {getattr(pool, name).shape}, expected ({rows},)"
+            )
     if pool.return_gap_known.dtype != np.bool_:
         raise CheckpointError(f"{where}: 'return_gap_known' must be bool, not {pool.return_gap_known.dtype}")
     if not np.isfinite(pool.return_gap).all():
@@ -223,7 +229,9 @@ def _read(
         try:
             model.load_state_dict(state)
         except RuntimeError as error:
-            raise CheckpointError(f"{directory / WEIGHTS}: weights do not fit {CONFIG} / {SCHEMA}: {error}") from None
+            raise CheckpointError(
+                f"{directory / WEIGHTS}: weights do not fit {CONFIG} / {SCHEMA}: {error}"
+            ) from None
         model.eval()
         members.append(model)
     where = directory / START_POOL

@@ -132,7 +132,7 @@ class EnsembleSimulator:
             carried = [
                 MemberState(
                     beliefs=start_beliefs(self.start_pool, users, end, [(s, slice(None))]),
-                    embedded=s.embed(fields["items"], fields["inputs"]),
+                    events=s.embed(fields["items"], fields["inputs"]),
                 )
                 for s in self.simulators
             ]

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -119,9 +120,13 @@ class InterestFilter(nn.Module):
         inputs: torch.Tensor,
         real: torch.Tensor,
         every_position: bool = False,
+        *,
+        compiled: bool | None = None,
     ) -> torch.Tensor:
         """The packed state `[B, 2K + K*K]` after the exposures `items` [B, T] (arguments as in `forward`)
-        have been read in order (`[B, T, 2K + K*K]`, after each one, with `every_position`)."""
+        have been read in order (`[B, T, 2K + K*K]`, after each one, with `every_position`). `compiled`:
+        the updates in one compiled pass per user (`simulators.filter_kernel`) rather than in torch; by
+        default for the last state of CPU float32 tensors outside autograd (a simulator step)."""
         a = self.item_map(item_vectors)  # [B, T, K]
         offset = self.click_offset(items).squeeze(-1)  # [B, T]
         clicked = (inputs[..., 0] > 0).to(a.dtype)
@@ -135,6 +140,17 @@ class InterestFilter(nn.Module):
         daily_decay = self.log_satiation_daily_decay.exp()
         gap_days = torch.expm1(inputs[..., -1])  # inputs end with log1p(days since the last session)
         filled = self.satiation_map(item_vectors) * clicked[..., None]  # [B, T, K]
+        if compiled is None:
+            compiled = (
+                not every_position
+                and state.device.type == "cpu"
+                and state.dtype == torch.float32
+                and not torch.is_grad_enabled()
+            )
+        if compiled:
+            return self._compiled_updates(
+                state, a, offset, clicked, real, inputs, signal_offset, filled, drift_target, gap_days
+            )
         mean, cov, satiation = self.unpack(state)
         states = []
         for t in range(items.shape[1]):
@@ -175,6 +191,41 @@ class InterestFilter(nn.Module):
         if every_position:
             return torch.stack(states, dim=1)
         return self.pack(mean, cov, satiation)
+
+    def _compiled_updates(
+        self, state, a, offset, clicked, real, inputs, signal_offset, filled, drift_target, gap_days
+    ) -> torch.Tensor:
+        """`advance`'s last state by `simulators.filter_kernel.filter_updates` (the arguments are the
+        per-exposure terms `advance` computed)."""
+        from simulators.filter_kernel import filter_updates
+
+        def array(x: torch.Tensor) -> np.ndarray:
+            return x.detach().to(torch.float32).contiguous().numpy()
+
+        k = self.dim
+        out = state.detach().clone()
+        mean, cov, satiation = out[:, :k], out[:, k : k + k * k].unflatten(-1, (k, k)), out[:, k + k * k :]
+        parts = [m.contiguous() for m in (mean, cov, satiation)]
+        filter_updates(
+            *(m.numpy() for m in parts),
+            array(a),
+            array(offset),
+            array(clicked),
+            array(real),
+            array(inputs[..., list(self.continuous_index)]),
+            array(signal_offset),
+            array(self.signal_gain),
+            array(self.log_signal_noise.exp() ** 2),
+            array(self.log_process_noise.exp()),
+            float(torch.sigmoid(self.drift_logit)),
+            array(drift_target),
+            float(self.log_radius.exp()),
+            float(torch.sigmoid(self.satiation_decay_logit)),
+            float(self.log_satiation_daily_decay.exp()),
+            array(gap_days),
+            array(filled),
+        )
+        return self.pack(*parts)
 
     @staticmethod
     def pack(mean: torch.Tensor, cov: torch.Tensor, satiation: torch.Tensor) -> torch.Tensor:

@@ -219,12 +219,15 @@ class ResponseModel(nn.Module):
         """The state `hidden + W_f m` with the filter's `belief` (its mean `m` first)."""
         return ModelState(hidden + self.filter_projection(belief[..., : self.interest_filter.dim]), belief)
 
-    def embed_history(self, items: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
-        """`[B, T, D]` the encoder's embedded inputs of exposures `items` [B, T] with inputs [B, T, F + 1]
-        (zero feedback term at padding): what `last_state(embedded=...)` reads, so that a running simulator
-        embeds each exposure once."""
+    def embed_history(self, items: torch.Tensor, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The encoder's per-event cache (`cache_events`, `[B, T, ...]` tensors) of exposures `items` [B, T]
+        with inputs [B, T, F + 1] (zero feedback term at padding): what `last_state(events=...)` reads,
+        so that a running simulator embeds each exposure once (`(embedded inputs,)` for an encoder without
+        a cache)."""
         padding_mask = items != self.encoder.pad_id
-        return self.encoder.embed_inputs(items, self.encoder_inputs(items, inputs), padding_mask)
+        embedded = self.encoder.embed_inputs(items, self.encoder_inputs(items, inputs), padding_mask)
+        cache_events = getattr(self.encoder, "cache_events", None)
+        return (embedded,) if cache_events is None else cache_events(embedded, padding_mask)
 
     def pooled(
         self,
@@ -261,22 +264,22 @@ class ResponseModel(nn.Module):
         user_features: torch.Tensor | None = None,
         belief: torch.Tensor | None = None,
         *,
-        embedded: torch.Tensor | None = None,
+        events: tuple[torch.Tensor, ...] | None = None,
         item_table: torch.Tensor | None = None,
     ) -> ModelState:
         """`states(...).last()`, computed for the last position only (what a simulator step needs).
 
         `belief` [B, W]: the interest filter's state carried by a running simulator (`filter_state`,
-        `advance_filter`); without it the filter reads the window `items` from the prior. `embedded`
-        [B, L, D]: `embed_history(items, inputs)`, kept by a running simulator (an encoder with
-        `encode_last`, SASRec, then reads them instead of embedding the whole window again).
+        `advance_filter`); without it the filter reads the window `items` from the prior. `events`:
+        `embed_history(items, inputs)`, kept by a running simulator (an encoder with `encode_last`,
+        SASRec, then reads them instead of embedding the whole window again).
         `item_table`: `item_vectors` of every item id, computed once by a simulator whose weights are fixed.
         """
         encode_last = getattr(self.encoder, "encode_last", None)
         if encode_last is not None:
-            if embedded is None:
-                embedded = self.embed_history(items, inputs)
-            hidden = encode_last(embedded, items != self.encoder.pad_id)
+            if events is None:
+                events = self.embed_history(items, inputs)
+            hidden = encode_last(events, items != self.encoder.pad_id)
         else:
             hidden = self.encoder(items, feedback=self.encoder_inputs(items, inputs))[:, -1]
         if self.click_pooling:

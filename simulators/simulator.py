@@ -3,9 +3,9 @@
 Episodes start from real users' history prefixes (a prefix end drawn uniformly per episode); each
 step scores the slate with the heads from the encoder's state at the last position of the `[N, L]`
 histories and samples the response from the environment's uniforms only, so the vector env reproduces
-single envs. Each step is incremental: the state carries the model's embedded history (an encoder with
-`encode_last`, SASRec, embeds each exposure once and runs its last block for the last position only)
-and, with an interest filter (`SimulatorConfig.interest_filter`), the filter state, which reads each new
+single envs. Each step is incremental: the state carries the encoder's per-event cache of the history
+(an encoder with `encode_last`, SASRec, embeds each exposure once and runs its last block for the last
+position only; with one block, it also caches each exposure's part of the keys and values) and, with an interest filter (`SimulatorConfig.interest_filter`), the filter state, which reads each new
 exposure once: it has read the whole episode, where `predict` on a window starts the filter afresh from
 the window's first exposure (the same state while the episode fits the window).
 
@@ -159,7 +159,7 @@ class LearnedSimulator:
         self._high = np.asarray(schema.high, dtype=np.float32)
         self.checkpoints = checkpoints or FilterCheckpoints(start_pool, [model], self._scales, self.n_items)
         self.checkpoint_column = checkpoint_column
-        # The state carries the embedded history only where the encoder can extend it (`encode_last`).
+        # The state carries the history's per-event cache only where the encoder reads it (`encode_last`).
         self.carries_embedding = getattr(model.encoder, "encode_last", None) is not None
         with torch.no_grad():
             table = model.item_vectors(torch.arange(self.n_items))
@@ -249,17 +249,18 @@ class LearnedSimulator:
         with step_context():
             carried = MemberState(
                 beliefs=start_beliefs(self.start_pool, users, end, [(self, slice(None))]),
-                embedded=self.embed(fields["items"], fields["inputs"]),
+                events=self.embed(fields["items"], fields["inputs"]),
             )
         return self.start_of_episode(SimulatorState(**fields, carried=carried), feedback, False)
 
     @torch.inference_mode()
-    def embed(self, items: np.ndarray, inputs: np.ndarray) -> np.ndarray:
-        """`[N, T, D]` `embed_history` of `items` [N, T] with `inputs` ([N, 0, 0] for an encoder without
-        `encode_last`)."""
+    def embed(self, items: np.ndarray, inputs: np.ndarray) -> tuple[np.ndarray, ...]:
+        """`embed_history` of `items` [N, T] with `inputs`: the encoder's per-event cache, `[N, T, ...]`
+        arrays (none for an encoder without `encode_last`)."""
         if not self.carries_embedding:
-            return np.zeros((len(items), 0, 0), dtype=np.float32)
-        return self.model.embed_history(torch.from_numpy(items), torch.from_numpy(inputs)).numpy()
+            return ()
+        events = self.model.embed_history(torch.from_numpy(items), torch.from_numpy(inputs))
+        return tuple(e.numpy() for e in events)
 
     @torch.inference_mode()
     def advance_filter(
@@ -284,23 +285,23 @@ class LearnedSimulator:
         slates: np.ndarray,
         user_features: np.ndarray | None,
         belief: np.ndarray | None = None,
-        embedded: np.ndarray | None = None,
+        events: tuple[np.ndarray, ...] = (),
         *,
         lookups: int | None = None,
     ) -> HeadOutputs:
         """The model's calibrated head outputs for `slates` [N, K] after histories `items` [N, L] (with the
-        filter states `belief` [N, W] and embedded history `embedded` [N, L, D] where it carries them;
+        filter states `belief` [N, W] and the per-event cache `events` of the history where it carries them;
         `lookups` as in `advance_filter`)."""
         features = None if user_features is None else torch.from_numpy(np.asarray(user_features, np.float32))
         belief = None if belief is None else torch.from_numpy(belief)
-        embedded = None if embedded is None or not embedded.size else torch.from_numpy(embedded)
+        cached = tuple(torch.from_numpy(e) for e in events) if events and events[0].size else None
         table = self._item_table(items.size if lookups is None else lookups)
         state = self.model.last_state(
             torch.from_numpy(items),
             torch.from_numpy(inputs),
             features,
             belief,
-            embedded=embedded,
+            events=cached,
             item_table=table,
         )
         return self.model.calibrated(self.model.heads(state, torch.from_numpy(slates), table))
@@ -316,13 +317,14 @@ class LearnedSimulator:
         computed in blocks of rows on `threads` threads (`simulators.stepping.map_blocks`)."""
         keep_freed_memory()
         items, inputs, slates = state.items[rows], state.inputs[rows], slates[rows]
-        features, embedded = state.user_features[rows], carried.embedded[rows]
-        beliefs = carried.beliefs[rows] if carried.beliefs.shape[1] else None
+        features, mine = state.user_features[rows], carried.select(rows)
+        beliefs = mine.beliefs if mine.beliefs.shape[1] else None
 
         def block(b: slice) -> HeadOutputs:
             belief = None if beliefs is None else beliefs[b]
+            events = tuple(e[b] for e in mine.events)
             return self.head_outputs(
-                items[b], inputs[b], slates[b], features[b], belief, embedded[b], lookups=items.size
+                items[b], inputs[b], slates[b], features[b], belief, events, lookups=items.size
             )
 
         outs = map_blocks(block, len(items), self.step_threads)
@@ -383,8 +385,8 @@ class LearnedSimulator:
         """Let what the model carries read the step's exposures `slates` [N, K] with `step_inputs`, in
         blocks of rows on `threads` threads (as `outputs_of`)."""
         k = slates.shape[1]
-        before = carried.embedded
-        embedded = np.empty_like(before) if self.carries_embedding else before
+        before = carried.events
+        after = tuple(np.empty_like(e) for e in before)
 
         def block(b: slice) -> None:
             if carried.beliefs.shape[1]:
@@ -392,11 +394,12 @@ class LearnedSimulator:
                     carried.beliefs[b], slates[b], step_inputs[b], lookups=slates.size
                 )
             if self.carries_embedding:  # the window moves on by the K new exposures
-                embedded[b, :-k] = before[b, k:]
-                embedded[b, -k:] = self.embed(slates[b], step_inputs[b])
+                for old, new, fresh in zip(before, after, self.embed(slates[b], step_inputs[b]), strict=True):
+                    new[b, :-k] = old[b, k:]
+                    new[b, -k:] = fresh
 
         map_blocks(block, len(slates), self.step_threads)
-        carried.embedded = embedded
+        carried.events = after
 
     def sample(
         self, state: UserState, p: dict, slates: np.ndarray, uniforms: np.ndarray, *, disagreement: bool

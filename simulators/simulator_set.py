@@ -92,15 +92,17 @@ class SimulatorSet:
         return [(self.simulators[int(k)], np.flatnonzero(members == k)) for k in np.unique(members)]
 
     @staticmethod
-    def _by_rows(readers: Readers, n: int, compute: Callable) -> np.ndarray:
-        """`[n, ...]` `compute(simulator, rows)` of each reader, in its rows."""
+    def _by_rows(readers: Readers, n: int, compute: Callable) -> tuple[np.ndarray, ...]:
+        """The `[n, ...]` arrays of `compute(simulator, rows)` (a tuple of arrays) of each reader, in its
+        rows."""
         if len(readers) == 1 and isinstance(readers[0][1], slice):
             return compute(*readers[0])
         parts = [(rows, compute(simulator, rows)) for simulator, rows in readers]
-        out = np.zeros((n,) + parts[0][1].shape[1:], dtype=parts[0][1].dtype)
+        outs = tuple(np.zeros((n,) + a.shape[1:], dtype=a.dtype) for a in parts[0][1])
         for rows, part in parts:
-            out[rows] = part
-        return out
+            for out, a in zip(outs, part, strict=True):
+                out[rows] = a
+        return outs
 
     def initial_state(self, user_ids: np.ndarray, uniforms: np.ndarray) -> StartOfEpisode:
         """Start as `LearnedSimulator.initial_state`, with each row's member and behaviour parameters
@@ -114,9 +116,7 @@ class SimulatorSet:
         with step_context():
             carried = MemberState(
                 beliefs=start_beliefs(self.start_pool, users, end, readers),
-                embedded=self._by_rows(
-                    readers, len(items), lambda s, rows: s.embed(items[rows], inputs[rows])
-                ),
+                events=self._by_rows(readers, len(items), lambda s, rows: s.embed(items[rows], inputs[rows])),
             )
         state = SimulatorState(**fields, carried=carried)
         return first.start_of_episode(state, feedback, self.report_disagreement)
@@ -158,10 +158,11 @@ class SimulatorSet:
                         carried.beliefs[rows], slates[rows], step_inputs[rows]
                     )
             if first.carries_embedding:
-                new = self._by_rows(
-                    readers, len(slates), lambda s, rows: s.embed(slates[rows], step_inputs[rows])
+                carried.extend(
+                    self._by_rows(
+                        readers, len(slates), lambda s, rows: s.embed(slates[rows], step_inputs[rows])
+                    )
                 )
-                carried.embedded = np.concatenate([carried.embedded[:, slates.shape[1] :], new], axis=1)
         return response
 
     def end_session(self, state: SimulatorState, mask: np.ndarray, uniforms: np.ndarray) -> np.ndarray:

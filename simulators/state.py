@@ -51,13 +51,26 @@ class MemberState:
     """What one response model carries for N users, from the history it has read."""
 
     beliefs: np.ndarray  # [N, W] float32 interest-filter states (W = 0 without a filter)
-    embedded: np.ndarray  # [N, L, D] float32 `ResponseModel.embed_history` of the history ([N, 0, 0]: an
-    # encoder without `encode_last`, which reads the history each step)
+    events: tuple[np.ndarray, ...]  # `ResponseModel.embed_history` of the history: the encoder's
+    # per-event cache, [N, L, ...] float32 arrays (empty: an encoder without `encode_last`, which reads
+    # the history each step)
 
     def set_rows(self, rows: np.ndarray, other: MemberState) -> None:
         """Overwrite users `rows` with the users of `other` (same order)."""
         self.beliefs[rows] = other.beliefs
-        self.embedded[rows] = other.embedded
+        for mine, theirs in zip(self.events, other.events, strict=True):
+            mine[rows] = theirs
+
+    def select(self, rows: np.ndarray | slice) -> MemberState:
+        """Users `rows` (copies for an index array, views for a slice)."""
+        return MemberState(self.beliefs[rows], tuple(e[rows] for e in self.events))
+
+    def extend(self, new_events: tuple[np.ndarray, ...]) -> None:
+        """Move every row's window on by the `[N, K, ...]` cache `new_events` of K new exposures."""
+        self.events = tuple(
+            np.concatenate([e[:, new.shape[1] :], new], axis=1)
+            for e, new in zip(self.events, new_events, strict=True)
+        )
 
 
 @dataclass

@@ -168,11 +168,37 @@ class SASRec(PositionalEncoder):
             x = block(x, mask) * keep
         return self.final_norm(x)
 
-    def encode_last(self, embedded: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
-        """`[B, D]` hidden state at the last position, `forward(...)[:, -1]`, from the embedded inputs
-        `embed_inputs(item_ids, feedback, padding_mask)` `[B, L, D]` (a caller stepping a batch of
-        sequences keeps them and embeds only each step's new events). The last block runs its query,
-        output map and feed-forward network at the last position only."""
+    @property
+    def caches_keys(self) -> bool:
+        """Whether `cache_events` keeps each event's part of the keys and values: with one block in the
+        paper's layout, whose input is the embedded events plus their positions (`last_block_from_cache`)."""
+        return len(self.blocks) == 1 and not self.blocks[0].reference
+
+    def cache_events(self, embedded: torch.Tensor, padding_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What a caller stepping a batch of sequences keeps per event for `encode_last`, from the embedded
+        inputs `embed_inputs(item_ids, feedback, padding_mask)` `[B, T, D]` of T events: `(embedded,)`, or,
+        where `caches_keys`, the terms of eq. (C1) in `last_block_from_cache`: `u = E sqrt(D)` (zero at
+        padding), its key and value projections `u G_k^T`, `u G_v^T` (each `[B, T, D]`), and `[B, T, 2]`
+        the sum and the squared norm of `u`. None depends on the event's position, so a caller that
+        shifts its window by new events computes them once per event."""
+        if not self.caches_keys:
+            return (embedded,)
+        d = self.config.d_model
+        u = embedded * self.embedding_scale * padding_mask.unsqueeze(-1).to(embedded.dtype)
+        block = self.blocks[0]
+        g = block.attention.qkv.weight[d:] * block.attention_norm.weight  # [2D, D]
+        return u, u @ g[:d].T, u @ g[d:].T, torch.stack([u.sum(-1), u.square().sum(-1)], dim=-1)
+
+    def encode_last(self, events: tuple[torch.Tensor, ...], padding_mask: torch.Tensor) -> torch.Tensor:
+        """`[B, D]` hidden state at the last position, `forward(...)[:, -1]`, from `cache_events(...)` of the
+        L events of the window (`padding_mask` [B, L]). The last block runs its query, output map and
+        feed-forward network at the last position only; with `caches_keys`, its keys and values come from
+        the cached terms (`last_block_from_cache`), so a step costs O(L D) per sequence, not O(L D^2)."""
+        if self.caches_keys:
+            if self.training:
+                raise RuntimeError("SASRec.encode_last from cached keys needs eval mode (no dropout)")
+            return last_block_from_cache(self, events, padding_mask)
+        (embedded,) = events
         keep = padding_mask.unsqueeze(-1)
         x = self.positioned(embedded, padding_mask)
         *inner, last = self.blocks
@@ -181,3 +207,117 @@ class SASRec(PositionalEncoder):
             for block in inner:
                 x = block(x, mask) * keep
         return self.final_norm(last(x, last_query_mask(padding_mask), last_only=True) * keep[:, -1:])[:, 0]
+
+
+def last_block_from_cache(
+    encoder: SASRec,
+    events: tuple[torch.Tensor, ...],
+    padding_mask: torch.Tensor,
+    *,
+    compiled: bool | None = None,
+) -> torch.Tensor:
+    """`[B, D]` the one-block SASRec's `forward(...)[:, -1]` (eval mode) from `encoder.cache_events(...)`.
+
+    The block reads `x_t = u_t + p_t` at real positions (`u_t = E[s_t] sqrt(D)`, `p_t` the position
+    embedding of the event's place from the end) and 0 at padding. LayerNorm then projection splits into
+    a per-event part, a per-position part and two scalars per position:
+
+        LN(x_t) W^T + b = (u_t G^T + p_t G^T - mu_t c) / sigma_t + k0,                               (C1)
+        G = W diag(gamma),  c = G 1,  k0 = W beta + b,
+        mu_t = (sum(u_t) + sum(p_t)) / D,  sigma_t^2 = (|u_t|^2 + 2 u_t.p_t + |p_t|^2) / D - mu_t^2 (+ eps),
+
+    for the key and value rows of the attention's input map W, b and the LayerNorm's gamma, beta. With
+    the last position's query q (per head), the attention weights and output are
+
+        a_t = softmax_t((q.(u_t G_k^T) + q.(p_t G_k^T) - mu_t q.c_k) / sigma_t + q.k0_k) / sqrt(d_h))  (C2)
+        y = sum_t (a_t / sigma_t) (u_t G_v^T + p_t G_v^T) - (sum_t a_t mu_t / sigma_t) c_v + k0_v,     (C3)
+
+    using sum_t a_t = 1. The per-event terms are cached (`cache_events`); the per-position terms are
+    L x D; the rest of the block (output map, residual, feed-forward network, final LayerNorm) runs at
+    the last position, as in `SASRecBlock.forward(..., last_only=True)`. Equal to the plain forward up
+    to float rounding (tests/simulators/test_incremental.py). `compiled`: eqs. C1-C3 in one compiled pass
+    per sequence (`recsim_env.encoders.cached_attention`) rather than in torch; by default for CPU
+    float32 tensors outside autograd."""
+    u, u_keys, u_values, moments = events
+    block = encoder.blocks[0]
+    attention, norm = block.attention, block.attention_norm
+    batch, length, d = u.shape
+    heads = attention.n_heads
+    width = d // heads
+    weight, bias = attention.qkv.weight, attention.qkv.bias
+    g = weight[d:] * norm.weight  # [2D, D]
+    c = g.sum(dim=1)
+    k0 = weight[d:] @ norm.bias + bias[d:]
+    p = encoder.position_embedding(encoder.positions_from_end(length, u.device))  # [L, D]
+    p_g = p @ g.T  # [L, 2D]
+    keep = padding_mask.to(u.dtype)  # [B, L]
+    x_last = u[:, -1] + p[-1] * keep[:, -1:]  # [B, D]
+    q = F.linear(norm(x_last), weight[:d], bias[:d])  # [B, D]
+    if compiled is None:
+        compiled = u.device.type == "cpu" and u.dtype == torch.float32 and not torch.is_grad_enabled()
+    if compiled:
+        y = _attend_compiled(events, keep, p, p_g, q, c, k0, heads, norm.eps)
+    else:
+        y = _attend(events, keep, p, p_g, q.view(batch, heads, width), c, k0, norm.eps)
+    x = x_last + attention.out(y)
+    x = x + block.ffn(block.ffn_norm(x))
+    return encoder.final_norm(x * keep[:, -1:])
+
+
+def _attend(events, keep, p, p_g, q, c, k0, eps: float) -> torch.Tensor:
+    """`[B, D]` eqs. C1-C3 in torch (any device): `q` [B, H, w] the last queries."""
+    u, u_keys, u_values, moments = events
+    batch, length, d = u.shape
+    heads, width = q.shape[1:]
+    mu = (moments[..., 0] + p.sum(-1) * keep) / d  # [B, L]
+    mean_square = (moments[..., 1] + (2.0 * (u * p).sum(-1) + p.square().sum(-1)) * keep) / d
+    inv_sigma = torch.rsqrt((mean_square - mu.square()).clamp_min(0.0) + eps)
+    per_head = (batch, length, heads, width)
+    q_event = (u_keys.view(per_head) * q[:, None]).sum(-1)  # [B, L, H]
+    # Per-position and scalar terms as small matmuls over the heads: [H, B, w] @ [H, w, L] -> [H, B, L].
+    p_keys = p_g[:, :d].view(length, heads, width).permute(1, 2, 0)  # [H, w, L]
+    q_position = (q.transpose(0, 1) @ p_keys).permute(1, 2, 0)
+    q_c = (q * c[:d].view(heads, width)).sum(-1)[:, None]  # [B, 1, H]
+    q_k0 = (q * k0[:d].view(heads, width)).sum(-1)[:, None]
+    scores = (q_event + q_position * keep[..., None] - mu[..., None] * q_c) * inv_sigma[..., None] + q_k0
+    allowed = keep > 0
+    allowed[:, -1] = True  # as `last_query_mask`: the last query always sees itself
+    a = torch.softmax((scores / math.sqrt(width)).masked_fill(~allowed[..., None], float("-inf")), dim=1)
+    a_scaled = a * inv_sigma[..., None]  # [B, L, H]
+    y = (u_values.view(per_head) * a_scaled[..., None]).sum(1)  # [B, H, w]
+    p_values = p_g[:, d:].view(length, heads, width).transpose(0, 1)  # [H, L, w]
+    y = y + ((a_scaled * keep[..., None]).permute(2, 0, 1) @ p_values).transpose(0, 1)
+    y = (
+        y
+        - (a_scaled * mu[..., None]).sum(1)[..., None] * c[d:].view(heads, width)
+        + k0[d:].view(heads, width)
+    )
+    return y.reshape(batch, d)
+
+
+def _attend_compiled(events, keep, p, p_g, q, c, k0, heads: int, eps: float) -> torch.Tensor:
+    """`[B, D]` eqs. C1-C3 in one compiled pass per sequence (CPU float32 tensors outside autograd)."""
+    from recsim_env.encoders.cached_attention import attend_from_cache
+
+    u, u_keys, u_values, moments = (e.contiguous() for e in events)
+    d = u.shape[-1]
+    out = torch.empty(u.shape[0], d, dtype=u.dtype)
+    attend_from_cache(
+        u.numpy(),
+        u_keys.numpy(),
+        u_values.numpy(),
+        moments.numpy(),
+        keep.contiguous().numpy(),
+        p.detach().contiguous().numpy(),
+        p_g[:, :d].detach().contiguous().numpy(),
+        p_g[:, d:].detach().contiguous().numpy(),
+        q.contiguous().numpy(),
+        c[:d].detach().contiguous().numpy(),
+        c[d:].detach().contiguous().numpy(),
+        k0[:d].detach().contiguous().numpy(),
+        k0[d:].detach().contiguous().numpy(),
+        heads,
+        eps,
+        out.numpy(),
+    )
+    return out

@@ -7,10 +7,12 @@ import pytest
 import torch
 
 from recsim_env.encoders import build
+from recsim_env.encoders.sasrec import last_block_from_cache
 
 
 @pytest.mark.parametrize(
-    "n_layers, n_heads, block", [(1, 1, "paper"), (2, 2, "paper"), (1, 1, "reference"), (2, 1, "reference")]
+    "n_layers, n_heads, block",
+    [(1, 1, "paper"), (1, 2, "paper"), (2, 2, "paper"), (1, 1, "reference"), (2, 1, "reference")],
 )
 def test_sasrec_encode_last_matches_forward(n_layers, n_heads, block):
     torch.manual_seed(0)
@@ -20,14 +22,28 @@ def test_sasrec_encode_last_matches_forward(n_layers, n_heads, block):
     items = torch.randint(0, n_items, (9, length))
     items[:4, :5] = n_items  # left padding
     items[4, :-1] = n_items  # a one-item history
+    items[5] = n_items  # no history at all
     inputs = torch.randn(9, length, 3)
     padding_mask = items != n_items
     with torch.inference_mode():
         expected = encoder(items, feedback=inputs)[:, -1]
-        embedded = encoder.embed_inputs(items, inputs, padding_mask)
-        torch.testing.assert_close(
-            encoder.encode_last(embedded, padding_mask), expected, rtol=1e-5, atol=1e-5
-        )
+        events = encoder.cache_events(encoder.embed_inputs(items, inputs, padding_mask), padding_mask)
+        assert len(events) == (4 if (n_layers, block) == (1, "paper") else 1)  # `caches_keys`
+        torch.testing.assert_close(encoder.encode_last(events, padding_mask), expected, rtol=1e-5, atol=1e-5)
+        if encoder.caches_keys:  # the torch form of the cached attention, as on a GPU
+            torch.testing.assert_close(
+                last_block_from_cache(encoder, events, padding_mask, compiled=False),
+                expected,
+                rtol=1e-5,
+                atol=1e-5,
+            )
+        if encoder.caches_keys:  # one event's cache does not depend on the window around it
+            alone = encoder.cache_events(
+                encoder.embed_inputs(items[:, -1:], inputs[:, -1:], padding_mask[:, -1:]),
+                padding_mask[:, -1:],
+            )
+            for whole, last in zip(events, alone, strict=True):
+                torch.testing.assert_close(whole[:, -1:], last)
 
 
 def _model(world_logs, **options):
@@ -75,8 +91,8 @@ def test_response_model_last_state_matches_its_states(world_logs, click_pooling,
         full = model.states(items, inputs, features).last()
         table = model.item_vectors(torch.arange(schema.n_items + 1))
         carried = model.filter_state(items, inputs, features) if interest_filter else None
-        embedded = model.embed_history(items, inputs)
-        for kwargs in ({}, {"belief": carried, "embedded": embedded, "item_table": table}):
+        events = model.embed_history(items, inputs)
+        for kwargs in ({}, {"belief": carried, "events": events, "item_table": table}):
             step = model.last_state(items, inputs, features, **kwargs)
             torch.testing.assert_close(step.hidden, full.hidden, rtol=1e-5, atol=1e-5)
             if interest_filter:
@@ -93,7 +109,7 @@ def test_response_model_last_state_matches_its_states(world_logs, click_pooling,
 
 @pytest.mark.parametrize("view", ["ensemble", "simset"])
 def test_the_simulator_keeps_the_embedded_history_of_its_state(tiny_fit, view):
-    """After steps, the embedded history each row carries is the embedding of its history, and the step's
+    """After steps, the per-event cache each row carries is the cache of its history, and the step's
     predictions equal `predict` from the history alone (no carried state but the filter's)."""
     from simulators.simset import SimulatorSet
 
@@ -117,13 +133,12 @@ def test_the_simulator_keeps_the_embedded_history_of_its_state(tiny_fit, view):
             expected = simulator.members[k].embed_history(
                 torch.from_numpy(state.items[rows]), torch.from_numpy(state.inputs[rows])
             )
-        torch.testing.assert_close(
-            torch.from_numpy(member_state.embedded[rows]), expected, rtol=1e-5, atol=1e-6
-        )
+        for kept, fresh in zip(member_state.events, expected, strict=True):
+            torch.testing.assert_close(torch.from_numpy(kept[rows]), fresh, rtol=1e-5, atol=1e-5)
     slates = np.argsort(rng.random((n, simulator.n_items)), axis=1)[:, :3]
     step = simulator.predict_step(state, slates)
     for member_state, _ in carried:  # as an encoder without `encode_last`: read the history
-        member_state.embedded = member_state.embedded[:, :0]
+        member_state.events = ()
     plain = simulator.predict_step(state, slates)
     for key in ("click", "leave", "mean"):
         np.testing.assert_allclose(step[key], plain[key], rtol=1e-5, atol=1e-6)

@@ -50,6 +50,30 @@ def test_state_read_in_parts_equals_state_read_at_once():
     torch.testing.assert_close(every[:, 4], part)
 
 
+@pytest.mark.parametrize("drift", [True, False])
+@pytest.mark.parametrize("continuous_index", [(), (1,), (1, 2)])
+def test_compiled_updates_equal_the_torch_form(drift, continuous_index):
+    """A simulator step's filter (one compiled pass per user) gives the torch form's state: clicks,
+    padding, continuous signals, drift and satiation included."""
+    torch.manual_seed(0)
+    model = InterestFilter(D, N_ITEMS, n_user_features=3, continuous_index=continuous_index, dim=K).eval()
+    with torch.no_grad():
+        model.item_map.weight.mul_(4.0)
+        model.satiation_penalty.weight.normal_()
+        model.signal_offset.weight.normal_()
+        if not drift:
+            model.drift_logit.fill_(-30.0)
+    items, vectors, inputs, real, features = _history(batch=16, length=7, seed=3)
+    with torch.inference_mode():
+        prior = model.initial(len(items), features)
+        by_torch = model.advance(prior, items, vectors, inputs, real, compiled=False)
+        compiled = model.advance(prior, items, vectors, inputs, real, compiled=True)
+        default = model.advance(prior, items, vectors, inputs, real)  # compiled: CPU, no autograd
+    torch.testing.assert_close(compiled, by_torch, rtol=1e-4, atol=1e-5)
+    assert torch.equal(default, compiled)
+    assert not torch.equal(prior, compiled)
+
+
 @pytest.mark.parametrize("user_features", [True, False])
 def test_padding_is_no_exposure(user_features):
     """Also from the zero prior mean a filter without user features starts at (padding once blew its

@@ -123,7 +123,7 @@ def test_each_row_reads_its_own_member_with_parameters_in_their_ranges(tiny_fit)
             gap_mean=state.gap_mean[rows],
             gap_sigma=state.gap_sigma[rows],
             parameters={name: value[rows] for name, value in params.items()},
-            carried=type(state.carried)(state.carried.beliefs[rows], state.carried.embedded[rows]),
+            carried=state.carried.select(rows),
         )
         np.testing.assert_array_equal(step["click"][rows], member.predict_step(mine, slates[rows])["click"])
 

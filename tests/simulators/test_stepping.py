@@ -52,7 +52,7 @@ def _rollout(simulator, n, steps=12, slate_size=1):
         out += [reward, terminated, truncated, info["chosen_position"], *obs.values()]
     state = env.user_state
     carried = state.carried if isinstance(state.carried, list) else [state.carried]
-    return out + [a for c in carried for a in (c.beliefs, c.embedded)]
+    return out + [a for c in carried for a in (c.beliefs, *c.events)]
 
 
 def _set_threads(simulator, threads):
