@@ -296,26 +296,26 @@ def _attend(events, keep, p, p_g, q, c, k0, eps: float) -> torch.Tensor:
 
 
 def _attend_compiled(events, keep, p, p_g, q, c, k0, heads: int, eps: float) -> torch.Tensor:
-    """`[B, D]` eqs. C1-C3 in one compiled pass per sequence (CPU float32 tensors outside autograd)."""
+    """`[B, D]` eqs. C1-C3 in one compiled pass per sequence (CPU tensors outside autograd; float32, so
+    that autocast's bfloat16 projections are read as float32)."""
     from recsim_env.encoders.cached_attention import attend_from_cache
 
-    u, u_keys, u_values, moments = (e.contiguous() for e in events)
-    d = u.shape[-1]
-    out = torch.empty(u.shape[0], d, dtype=u.dtype)
+    def array(x: torch.Tensor):
+        return x.detach().to(torch.float32).contiguous().numpy()
+
+    d = p.shape[-1]
+    out = torch.empty(q.shape[0], d, dtype=torch.float32)
     attend_from_cache(
-        u.numpy(),
-        u_keys.numpy(),
-        u_values.numpy(),
-        moments.numpy(),
-        keep.contiguous().numpy(),
-        p.detach().contiguous().numpy(),
-        p_g[:, :d].detach().contiguous().numpy(),
-        p_g[:, d:].detach().contiguous().numpy(),
-        q.contiguous().numpy(),
-        c[:d].detach().contiguous().numpy(),
-        c[d:].detach().contiguous().numpy(),
-        k0[:d].detach().contiguous().numpy(),
-        k0[d:].detach().contiguous().numpy(),
+        *(array(e) for e in events),
+        array(keep),
+        array(p),
+        array(p_g[:, :d]),
+        array(p_g[:, d:]),
+        array(q),
+        array(c[:d]),
+        array(c[d:]),
+        array(k0[:d]),
+        array(k0[d:]),
         heads,
         eps,
         out.numpy(),
