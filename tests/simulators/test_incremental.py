@@ -142,3 +142,18 @@ def test_the_simulator_keeps_the_embedded_history_of_its_state(tiny_fit, view):
     plain = simulator.predict_step(state, slates)
     for key in ("click", "leave", "mean"):
         np.testing.assert_allclose(step[key], plain[key], rtol=1e-5, atol=1e-6)
+
+
+def test_cached_last_block_runs_under_cpu_bf16_autocast():
+    """Under autocast the projections come in bfloat16; the compiled attention reads them as float32."""
+    torch.manual_seed(0)
+    encoder = build("sasrec", {"n_items": 30, "max_len": 8, "d_model": 16, "n_layers": 1}).eval()
+    items = torch.randint(0, 30, (5, 8))
+    padding_mask = items != 30
+    with torch.inference_mode():
+        expected = encoder(items)[:, -1]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            events = encoder.cache_events(encoder.embed_inputs(items, None, padding_mask), padding_mask)
+            hidden = encoder.encode_last(events, padding_mask)
+    assert torch.isfinite(hidden).all()
+    torch.testing.assert_close(hidden.float(), expected, rtol=0.05, atol=0.05)
