@@ -246,5 +246,10 @@ class InterestFilter(nn.Module):
         a = self.item_map(candidate_vectors)  # [..., C, K]
         mu = (a * mean.unsqueeze(-2)).sum(-1)
         penalty = (self.satiation_penalty(candidate_vectors) * satiation.unsqueeze(-2)).sum(-1)
-        variance = ((a @ cov) * a).sum(-1)
+        if a.shape[-2] == 1 and not torch.is_grad_enabled():
+            # One candidate per state (a simulator step on one-item slates): a broadcast sum costs a
+            # quarter of B tiny matmuls on a CPU. Training keeps the matmul.
+            variance = ((a[..., :, None] * cov.unsqueeze(-3)).sum(-2) * a).sum(-1)
+        else:
+            variance = ((a @ cov) * a).sum(-1)
         return (logit - penalty + mu) / torch.sqrt(1.0 + math.pi * variance / 8.0)

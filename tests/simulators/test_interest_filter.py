@@ -379,3 +379,17 @@ def test_training_starts_each_windows_filter_where_the_users_earlier_exposures_l
     assert later.all()
     # The prior is learned: its scale moved from its initial value.
     assert not torch.equal(model.interest_filter.prior_scale, torch.eye(4) * 0.5)
+
+
+def test_click_logit_of_one_candidate_is_the_same_outside_autograd():
+    """A simulator step's one-candidate variance (a broadcast sum) equals training's matmul form."""
+    model = _filter()
+    items, vectors, inputs, real, features = _history()
+    with torch.no_grad():
+        belief = model.advance(model.initial(len(items), features), items, vectors, inputs, real)
+    candidates = torch.randn(len(items), 1, D)
+    logits = torch.randn(len(items), 1)
+    trained = model.click_logit(logits, belief, candidates).detach()  # autograd on: the matmul
+    with torch.inference_mode():
+        stepped = model.click_logit(logits, belief, candidates)
+    torch.testing.assert_close(stepped, trained)
