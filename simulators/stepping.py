@@ -59,8 +59,9 @@ _memory_kept: bool | None = None  # None: not tried yet in this process
 
 
 def default_threads() -> int:
-    """`SEQREC_SIMULATOR_THREADS` if set, else the usable cores, at most 2 (the size the blocks were
-    tuned for, on a 2-core machine).
+    """`SEQREC_SIMULATOR_THREADS` if set, else 1: on the 2-core machine two step threads were slower than
+    one (benchmarks/RESULTS.md, "Learned-simulator step: cached attention"), since most of a step is
+    Python between short kernels, which holds the GIL.
 
     Raises:
         ArgumentError: if the variable is not a positive integer.
@@ -70,11 +71,7 @@ def default_threads() -> int:
         if not value.strip().isdigit() or int(value) < 1:
             raise ArgumentError(f"{THREADS_VARIABLE} must be a positive integer, got {value!r}")
         return int(value)
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(2, cores))
+    return 1
 
 
 def check_threads(threads: int | None) -> int | None:
