@@ -3,8 +3,8 @@
 Poisons ML-100k as `attack_poison_ml100k.py` does (`--kind`, `--fraction`, `--target-share`, `--targets`
 drawn from the unpopular half with the seed), fits the defence's calibrator once on the sequence features
 (no recommender is trained, so no item-embedding coherence), and prints one JSON line per `--defence`
-setting: the detection AUC, the fake users' probabilities, and how many fake and real users one update
-would flag under the setting's rule. A probe of calibrator settings in seconds, not the acceptance run.
+setting: the detection AUC, the fake users' probabilities, the held-out simulated fakes' quantiles, the
+rule's threshold, and how many fake and real users one update would flag under the setting's rule. A probe of calibrator settings in seconds, not the acceptance run.
 
     python benchmarks/attack_calibrator_ml100k.py --defence '{}' --defence '{"hidden": 32}'
 """
@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--target-share", type=float, default=0.25)
     parser.add_argument("--targets", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-events", type=int, default=None, help="most events per fake user")
     parser.add_argument(
         "--defence", action="append", default=None, help="DefenceConfig overrides as JSON (repeatable)"
     )
@@ -44,7 +45,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     from attack_poison_ml100k import unpopular_targets
 
     from evaluation.attacks import PoisonConfig, poison
-    from evaluation.attacks.defence import Calibrator, DefenceConfig, flagged_users
+    from evaluation.attacks.defence import Calibrator, DefenceConfig, flag_threshold, flagged_users
     from evaluation.attacks.measure import detection_auc
     from recsim_env import data as data_module
 
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             targets=tuple(targets),
             seed=args.seed,
             target_share=args.target_share,
+            max_events=args.max_events,
         ),
     )
     lines = []
@@ -66,9 +68,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
         start = time.perf_counter()
         config = DefenceConfig(**{"seed": args.seed, **json.loads(overrides)})
         calibrator = Calibrator(poisoned.data, config)
-        scores = calibrator.score()
+        fit = calibrator.score()
+        scores = fit.logged
         fake = poisoned.fake_users[calibrator.users]
-        flagged = flagged_users(scores, calibrator.users, config)
+        flagged = flagged_users(fit, calibrator.users, config)
+        threshold = flag_threshold(fit, config)
         line = {
             "benchmark": "attack_calibrator_ml100k",
             "kind": args.kind,
@@ -78,6 +82,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "detection_auc": round(detection_auc(scores, fake), 4),
             "fake_probabilities": np.round(np.sort(scores[fake]), 3).tolist(),
             "real_above_0.5": int((scores[~fake] > 0.5).sum()),
+            "threshold": None if threshold is None else round(threshold, 4),
+            "simulated_quantiles": {
+                str(q): round(float(np.quantile(fit.simulated, q)), 4) for q in (0.1, 0.25, 0.5)
+            },
             "flagged_fake": int(poisoned.fake_users[flagged].sum()),
             "flagged_real": int((~poisoned.fake_users[flagged]).sum()),
             "seconds": round(time.perf_counter() - start, 1),

@@ -5,7 +5,8 @@ catalogue (items with at least one interaction whose interaction count is below 
 such items), trains SASRec (the settings of `benchmarks/encoders_ml100k.py`'s MODELS["sasrec"], one
 torch thread) on the clean logs, on the logs with `--fraction` fake users of each attack of `--kinds`
 promoting all the targets at once (each target event of a fake user picks one at random), and on the
-poisoned logs with LoRec's defence (`evaluation.attacks.defence`, its `DefenceConfig` defaults), all with
+poisoned logs with LoRec's defence (`evaluation.attacks.defence`, its `DefenceConfig` defaults or
+`--defence`'s overrides), all with
 the seed's settings. Each fake user has at most `--max-events` events, targets included (default: the
 real users' mean sequence length, rounded down).
 
@@ -115,6 +116,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="seed 0 and at most 12 epochs per training")
     parser.add_argument("--no-defence", action="store_true", help="clean and poisoned runs only")
     parser.add_argument("--use-text", action="store_true", help="the defence's text features")
+    parser.add_argument(
+        "--defence", default="{}", help="DefenceConfig overrides as JSON (default: its defaults)"
+    )
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args(argv)
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> dict:
             lr=encoder_class("sasrec").learning_rate,
             **TRAINING["sasrec"],
         )
-        defence = DefenceConfig(use_text=args.use_text, seed=seed)
+        defence = DefenceConfig(**{"use_text": args.use_text, **json.loads(args.defence), "seed": seed})
         clean_run = train_clean(logs, model="sasrec", model_config=MODELS["sasrec"], trainer_config=trainer)
         for kind, share in attacks:
             poisoned = poison(

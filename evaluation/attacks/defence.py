@@ -34,12 +34,12 @@ model is trained exactly as the clean and poisoned ones except for the weights.
 
 from __future__ import annotations
 
-import zlib
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 
+from evaluation.attacks.defence_features import coherence, text_embeddings, user_features
 from evaluation.attacks.poisoning import ATTACK_KINDS, PoisonConfig, poison
 from recsim_env.checks import check_bool, check_config_fields, check_integer, check_real
 from recsim_env.data import LoggedInteractions
@@ -60,12 +60,16 @@ class DefenceConfig:
     simulated_target_counts: tuple = (1, 2, 3)
     """Targets promoted per simulation, cycled over the simulations (an attack may promote several items
     at once, which spreads its target events over them)."""
+    flag_recall: float | None = 0.9
+    """A user is flagged when its score reaches the score that this share of the defender's held-out
+    simulated fakes reach (the threshold is set anew at each update from the defender's own data);
+    None: `flag_threshold`'s rule."""
     flag_threshold: float | None = 0.5
-    """A user is flagged when the calibrator's probability that it is fake is above this; None: LoRec's rule
-    (above the mean score)."""
+    """With `flag_recall` None, a user is flagged when the calibrator's probability that it is fake is
+    above this; both None: LoRec's rule (above the mean score)."""
     max_flagged_fraction: float = 0.05
-    """With `flag_threshold`, at most this fraction of the scored users (the highest scored) is flagged per
-    update: the defender's bound on the share of fake users it expects."""
+    """With `flag_recall` or `flag_threshold`, at most this fraction of the scored users (the highest
+    scored) is flagged per update: the defender's bound on the share of fake users it expects."""
     use_text: bool = False
     """Add coherence features from hashed character-trigram embeddings of the item table's text."""
     text_dim: int = 256
@@ -104,6 +108,9 @@ class DefenceConfig:
         check_config_fields(self, ("calibrator_lr",), check_real, low=0.0, low_open=True)
         check_config_fields(self, ("flag_threshold",), check_real, low=0.0, high=1.0, optional=True)
         check_config_fields(
+            self, ("flag_recall",), check_real, low=0.0, high=1.0, low_open=True, optional=True
+        )
+        check_config_fields(
             self, ("max_flagged_fraction",), check_real, low=0.0, high=1.0, low_open=True, high_open=True
         )
         check_config_fields(self, ("entropy_weight", "initial_weight"), check_real, low=0.0)
@@ -136,114 +143,6 @@ class DefenceConfig:
     def calibration_epochs(self) -> int:
         """Recommender epochs of the calibration run: up to the last weight update."""
         return self.start_epoch + self.update_every * (self.updates - 1)
-
-
-# -- features ----------------------------------------------------------------------------------------
-
-
-def text_embeddings(items, n_items: int, dim: int) -> np.ndarray:
-    """`[n_items, dim]` L2-normalised signed hashed bags of character trigrams of each item's text (all
-    string columns of the item table, joined); zero rows for items without text.
-
-    The hash is CRC-32, so the embeddings are the same in every process (Python's `hash` is salted).
-    """
-    table = np.zeros((n_items, dim), dtype=np.float32)
-    if items is None:
-        return table
-    text_cols = [
-        c for c in items.columns if items[c].dtype == object or pd.api.types.is_string_dtype(items[c])
-    ]
-    for row, values in enumerate(items[text_cols].itertuples(index=False)):
-        if row >= n_items:
-            break
-        text = " ".join(v for v in values if isinstance(v, str) and v.strip()).lower()
-        if not text:
-            continue
-        padded = f"  {text} "
-        for i in range(len(padded) - 2):
-            h = zlib.crc32(padded[i : i + 3].encode("utf-8"))
-            table[row, h % dim] += 1.0 if (h >> 16) & 1 else -1.0
-    norms = np.linalg.norm(table, axis=1, keepdims=True)
-    return np.divide(table, norms, out=np.zeros_like(table), where=norms > 0)
-
-
-def _coherence(offsets: np.ndarray, items: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """`[U, 2]` per user: mean cosine of consecutive items and mean cosine of each item to the user's mean
-    item, under the item embeddings `table` `[N, D]`."""
-    unit = table / np.maximum(np.linalg.norm(table, axis=1, keepdims=True), 1e-12)
-    vectors = unit[items]  # [S, D]
-    users = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-    same_user = np.r_[False, users[1:] == users[:-1]]
-    consecutive = np.r_[0.0, np.einsum("sd,sd->s", vectors[1:], vectors[:-1])]
-    n_pairs = np.maximum(np.bincount(users, weights=same_user, minlength=len(offsets) - 1), 1)
-    step = np.bincount(users, weights=consecutive * same_user, minlength=len(offsets) - 1) / n_pairs
-    sums = np.add.reduceat(vectors, offsets[:-1], axis=0) if len(vectors) else np.zeros((0, table.shape[1]))
-    centre = sums / np.maximum(np.linalg.norm(sums, axis=1, keepdims=True), 1e-12)
-    to_centre = np.bincount(
-        users, weights=np.einsum("sd,sd->s", vectors, centre[users]), minlength=len(offsets) - 1
-    )
-    return np.stack([step, to_centre / np.maximum(np.diff(offsets), 1)], axis=1)
-
-
-def user_features(
-    offsets: np.ndarray,
-    items: np.ndarray,
-    timestamps: np.ndarray,
-    feedback: np.ndarray,
-    *,
-    popularity: np.ndarray,
-    item_tables: tuple[np.ndarray, ...] = (),
-) -> np.ndarray:
-    """`[U, F]` float64 features of users with events (CSR `offsets` `[U + 1]`, `items`, `timestamps`,
-    `feedback` `[S, F']`).
-
-    Columns: log length; mean and std of the log popularity of the user's items (`popularity` `[N]`,
-    event counts in the logs); share of events on the 5% most popular items; repetition (1 - distinct /
-    length) and the largest share of one item; share of zero time gaps and the log median gap; the mean
-    of each feedback column; then the two coherence columns (`_coherence`) of each of `item_tables`.
-    """
-    n_users = len(offsets) - 1
-    lengths = np.diff(offsets).astype(np.float64)
-    users = np.repeat(np.arange(n_users), np.diff(offsets))
-    log_pop = np.log1p(popularity.astype(np.float64))[items]
-    mean_pop = np.bincount(users, weights=log_pop, minlength=n_users) / lengths
-    var_pop = np.bincount(users, weights=log_pop**2, minlength=n_users) / lengths - mean_pop**2
-    head = popularity >= np.quantile(popularity, 0.95)
-    head_share = np.bincount(users, weights=head[items].astype(np.float64), minlength=n_users) / lengths
-    base = int(items.max()) + 1 if len(items) else 1
-    unique_pairs, pair_counts = np.unique(users.astype(np.int64) * base + items, return_counts=True)
-    pair_user = unique_pairs // base  # each (user, item) pair once, with its count
-    distinct = np.bincount(pair_user, minlength=n_users).astype(np.float64)
-    top_share = np.zeros(n_users)
-    np.maximum.at(top_share, pair_user, pair_counts.astype(np.float64))
-    same_user = np.r_[False, users[1:] == users[:-1]]
-    gaps = np.r_[0.0, np.diff(timestamps)]
-    n_gaps = np.maximum(np.bincount(users, weights=same_user, minlength=n_users), 1)
-    zero_gaps = np.bincount(users, weights=same_user & (gaps <= 0), minlength=n_users) / n_gaps
-    median_gap = np.array(
-        [
-            np.median(gaps[lo + 1 : hi]) if hi - lo > 1 else 0.0
-            for lo, hi in zip(offsets[:-1], offsets[1:], strict=True)
-        ]
-    )
-    columns = [
-        np.log(lengths),
-        mean_pop,
-        np.sqrt(np.maximum(var_pop, 0.0)),
-        head_share,
-        1.0 - distinct / lengths,
-        top_share / lengths,
-        zero_gaps,
-        np.log1p(np.maximum(median_gap, 0.0)),
-    ]
-    for j in range(feedback.shape[1] if feedback.ndim == 2 else 0):
-        columns.append(
-            np.bincount(users, weights=feedback[:, j].astype(np.float64), minlength=n_users) / lengths
-        )
-    features = np.stack(columns, axis=1)
-    for table in item_tables:
-        features = np.concatenate([features, _coherence(offsets, items, table)], axis=1)
-    return features
 
 
 # -- the simulated attacks ---------------------------------------------------------------------------
@@ -326,14 +225,28 @@ def calibrator_loss(logits, labels, entropy_weight: float):
     return (bce + entropy_weight * entropy * (labels == 0)).mean()
 
 
-def fit_and_score(logged: np.ndarray, simulated: np.ndarray, config: DefenceConfig, seed: int) -> np.ndarray:
-    """`[U]` the calibrator's probability that each `logged` user is fake, out of fold: the logged users
-    are split into `config.folds` folds, and each fold is scored by an MLP fitted on the `simulated` fakes
-    (label 1) against the logged users of the other folds (label 0).
+@dataclass(frozen=True)
+class CalibratorScores:
+    """Out-of-fold probabilities of being fake from one calibrator fit (`fit_and_score`)."""
 
-    Features are standardised over both groups and clipped to [-5, 5] (a feature nearly constant among
-    logged users, such as repetition in MovieLens, would otherwise reach thousands of deviations). Runs on
-    the CPU with its own seed; the global torch RNG is left as it was.
+    logged: np.ndarray
+    """`[U]` each logged user's, from the folds fitted without it."""
+    simulated: np.ndarray
+    """`[n_fakes]` each of the defender's simulated fakes', from the folds fitted without it."""
+
+
+def fit_and_score(
+    logged: np.ndarray, simulated: np.ndarray, config: DefenceConfig, seed: int
+) -> CalibratorScores:
+    """The calibrator's probability that each `logged` user and each `simulated` fake is fake, out of
+    fold: both groups are split into `config.folds` folds, and fold k of each is scored by an MLP fitted
+    on the simulated fakes (label 1) and the logged users (label 0) of the other folds.
+
+    The simulated fakes' out-of-fold scores are what a fake unseen by the calibrator scores, the
+    reference of `flagged_users`' `flag_recall` rule. Features are standardised over both groups and
+    clipped to [-5, 5] (a feature nearly constant among logged users, such as repetition in MovieLens,
+    would otherwise reach thousands of deviations). Runs on the CPU with its own seed; the global torch
+    RNG is left as it was.
     """
     import torch
 
@@ -343,14 +256,17 @@ def fit_and_score(logged: np.ndarray, simulated: np.ndarray, config: DefenceConf
     standard = np.clip((both - both.mean(axis=0)) / (both.std(axis=0) + 1e-9), -5.0, 5.0)
     x_logged = torch.from_numpy(standard[: len(logged)]).float()
     x_fake = torch.from_numpy(standard[len(logged) :]).float()
-    fold = np.random.default_rng(seed).permutation(len(logged)) % config.folds
-    scores = np.zeros(len(logged))
+    rng = np.random.default_rng(seed)
+    fold = rng.permutation(len(logged)) % config.folds
+    fake_fold = rng.permutation(len(simulated)) % config.folds
+    scores, fake_scores = np.zeros(len(logged)), np.zeros(len(simulated))
     with torch.random.fork_rng(devices=[]), torch_threads(1):  # tiny matrices: one thread is fastest
         torch.manual_seed(seed)
         for k in range(config.folds):
             train_rows = torch.from_numpy(np.flatnonzero(fold != k))
-            x = torch.cat([x_logged[train_rows], x_fake])
-            y = torch.cat([torch.zeros(len(train_rows)), torch.ones(len(x_fake))])
+            fake_rows = torch.from_numpy(np.flatnonzero(fake_fold != k))
+            x = torch.cat([x_logged[train_rows], x_fake[fake_rows]])
+            y = torch.cat([torch.zeros(len(train_rows)), torch.ones(len(fake_rows))])
             model = torch.nn.Sequential(
                 torch.nn.Linear(x.shape[1], config.hidden), torch.nn.GELU(), torch.nn.Linear(config.hidden, 1)
             )
@@ -360,10 +276,13 @@ def fit_and_score(logged: np.ndarray, simulated: np.ndarray, config: DefenceConf
                 loss = calibrator_loss(model(x).squeeze(1), y, config.entropy_weight)
                 loss.backward()
                 optimiser.step()
-            held_out = np.flatnonzero(fold == k)
+            held_out, fake_held_out = np.flatnonzero(fold == k), np.flatnonzero(fake_fold == k)
             with torch.no_grad():
                 scores[held_out] = torch.sigmoid(model(x_logged[held_out])).squeeze(1).double().numpy()
-    return scores
+                fake_scores[fake_held_out] = (
+                    torch.sigmoid(model(x_fake[fake_held_out])).squeeze(1).double().numpy()
+                )
+    return CalibratorScores(scores, fake_scores)
 
 
 @dataclass
@@ -399,15 +318,30 @@ class LoRecWeights:
         return np.where((w > 0.5) & (w < 1.0), 1.0, w)
 
 
-def flagged_users(scores: np.ndarray, users: np.ndarray, config: DefenceConfig) -> np.ndarray:
-    """The `users` (indices) one weight update flags from their `scores` (probabilities, same order): those
-    above `config.flag_threshold`, at most the `config.max_flagged_fraction` highest scored (ties broken by
-    user order); LoRec's above-the-mean rule when the threshold is None."""
-    if config.flag_threshold is None:
-        return users[scores > scores.mean()]
+def flag_threshold(scores: CalibratorScores, config: DefenceConfig) -> float | None:
+    """The score above which `flagged_users` flags a user (at or above it with `flag_recall`): with
+    `config.flag_recall` r, the highest score that at least a share r of the simulated fakes' out-of-fold
+    scores reach (the ceil(r n)-th highest of n); else `config.flag_threshold`; None for LoRec's rule."""
+    if config.flag_recall is None:
+        return config.flag_threshold
+    ranked = np.sort(scores.simulated)[::-1]
+    k = max(1, math.ceil(round(config.flag_recall * len(ranked), 9)))
+    return float(ranked[k - 1])
+
+
+def flagged_users(scores: CalibratorScores, users: np.ndarray, config: DefenceConfig) -> np.ndarray:
+    """The `users` (indices) one weight update flags from their `scores.logged` (probabilities, same
+    order), sorted: with `config.flag_recall`, those scored at or above `flag_threshold(scores, config)`;
+    with `config.flag_threshold`, those above it; at most the `config.max_flagged_fraction` highest
+    scored of either (ties broken by user order); both None: LoRec's above-the-mean rule."""
+    logged = scores.logged
+    threshold = flag_threshold(scores, config)
+    if threshold is None:
+        return users[logged > logged.mean()]
     cap = int(np.floor(config.max_flagged_fraction * len(users)))
-    order = np.argsort(-scores, kind="stable")[:cap]
-    return np.sort(users[order[scores[order] > config.flag_threshold]])
+    order = np.argsort(-logged, kind="stable")[:cap]
+    above = logged[order] >= threshold if config.flag_recall is not None else logged[order] > threshold
+    return np.sort(users[order[above]])
 
 
 def _sigmoid(x):
@@ -451,16 +385,15 @@ class Calibrator:
         self.fake_static = np.concatenate(groups)
         self.fits = 0
 
-    def score(self, item_table: np.ndarray | None = None) -> np.ndarray:
-        """`[len(self.users)]` probability that each user with events is fake, from a fresh fit (seeded by
-        the config's seed and the number of fits so far) with coherence features of `item_table` `[N, D]`
-        (the recommender's item embeddings; None leaves them out)."""
+    def score(self, item_table: np.ndarray | None = None) -> CalibratorScores:
+        """Out-of-fold probabilities of being fake of the users with events (`[len(self.users)]`, in
+        `self.users`' order) and of the simulated fakes, from a fresh fit (seeded by the config's seed
+        and the number of fits so far) with coherence features of `item_table` `[N, D]` (the
+        recommender's item embeddings; None leaves them out)."""
         logged, fake = self.logged_static, self.fake_static
         if item_table is not None:
-            logged = np.concatenate([logged, _coherence(self.offsets, self.items, item_table)], axis=1)
-            fake = np.concatenate(
-                [fake, _coherence(self.fakes.offsets, self.fakes.items, item_table)], axis=1
-            )
+            logged = np.concatenate([logged, coherence(self.offsets, self.items, item_table)], axis=1)
+            fake = np.concatenate([fake, coherence(self.fakes.offsets, self.fakes.items, item_table)], axis=1)
         self.fits += 1
         return fit_and_score(logged, fake, self.config, seed=self.config.seed * 7919 + self.fits)
 
@@ -479,8 +412,26 @@ def defend(
     weights = LoRecWeights(data.n_users, config.initial_weight)
     for _ in range(config.updates):
         scores = calibrator.score(item_table)
-        weights.update(scores, calibrator.users, flagged_users(scores, calibrator.users, config))
+        weights.update(scores.logged, calibrator.users, flagged_users(scores, calibrator.users, config))
     return weights.weights()
+
+
+def update_summary(scores: CalibratorScores, threshold: float | None, flagged: np.ndarray) -> dict:
+    """What one weight update saw, without the fake-user list: the threshold, the number flagged, and
+    quantiles of the logged users' and of the held-out simulated fakes' scores."""
+    quantiles = (0.1, 0.5, 0.9, 0.95, 0.99)
+
+    def table(values: np.ndarray) -> dict[str, float]:
+        return {
+            str(q): round(float(v), 4) for q, v in zip(quantiles, np.quantile(values, quantiles), strict=True)
+        }
+
+    return {
+        "threshold": None if threshold is None else round(float(threshold), 4),
+        "flagged": int(len(flagged)),
+        "logged_quantiles": table(scores.logged),
+        "simulated_quantiles": table(scores.simulated),
+    }
 
 
 @dataclass
@@ -496,7 +447,13 @@ class DefendedTraining:
     calibration: object
     """`TrainResult` of the calibration run."""
     trace: list[dict] = field(default_factory=list)
-    """Per weight update: the epoch, the users flagged, whether LoRec's rule applied it."""
+    """Per weight update: the epoch, whether LoRec's rule applied it and `update_summary`'s figures."""
+    score_history: np.ndarray | None = None
+    """`[updates, n_users]` each update's calibrator probabilities (0 for users with no events)."""
+    flag_counts: np.ndarray | None = None
+    """`[n_users]` how many updates flagged each user (applied updates only)."""
+    flagged_history: list[np.ndarray] = field(default_factory=list)
+    """Per weight update, the users (indices) it flagged, applied or not."""
 
 
 def train_defended(
@@ -530,16 +487,22 @@ def train_defended(
     weights = LoRecWeights(data.n_users, config.initial_weight)
     scores = np.zeros(data.n_users)
     trace: list[dict] = []
+    history: list[np.ndarray] = []
+    flagged_history: list[np.ndarray] = []
 
     def reweight(epoch: int, encoder) -> np.ndarray | None:
         due = epoch >= config.start_epoch and (epoch - config.start_epoch) % config.update_every == 0
         if not due or len(trace) >= config.updates:
             return None
         table = encoder.item_table().detach().float().cpu().numpy().astype(np.float64)
-        scores[calibrator.users] = calibrator.score(table)
-        flagged = flagged_users(scores[calibrator.users], calibrator.users, config)
-        applied = weights.update(scores[calibrator.users], calibrator.users, flagged)
-        trace.append({"epoch": epoch, "flagged": int(len(flagged)), "applied": applied})
+        fit = calibrator.score(table)
+        scores[calibrator.users] = fit.logged
+        history.append(scores.copy())
+        flagged = flagged_users(fit, calibrator.users, config)
+        flagged_history.append(flagged)
+        applied = weights.update(fit.logged, calibrator.users, flagged)
+        summary = update_summary(fit, flag_threshold(fit, config), flagged)
+        trace.append({"epoch": epoch, "applied": applied, **summary})
         return weights.weights() if applied else None
 
     calibration_config = dataclasses.replace(
@@ -558,4 +521,14 @@ def train_defended(
         result = train(
             encoder, data.sequences(), trainer_config, user_weights=final_weights, eval_users=eval_users
         )
-    return encoder, DefendedTraining(final_weights, scores, result, calibration, trace)
+    score_history = np.stack(history) if history else np.zeros((0, data.n_users))
+    return encoder, DefendedTraining(
+        final_weights,
+        scores,
+        result,
+        calibration,
+        trace,
+        score_history,
+        weights.flags.copy(),
+        flagged_history,
+    )

@@ -103,6 +103,33 @@ def detection_auc(scores: np.ndarray, fake: np.ndarray) -> float:
     return float(greater / (len(pos) * len(neg)))
 
 
+def per_update(defended, fake: np.ndarray, scored: np.ndarray) -> list[dict[str, Any]]:
+    """Per weight update of a `DefendedTraining`, read with the experimenter's `fake` `[n_users]` bool list
+    (the defence never sees it): the fake users' probabilities (sorted), quantiles of those of the real
+    users among the `scored` ones (`[n_users]` bool: users with events), and how many fake and real
+    users the update flagged."""
+    quantiles = (0.5, 0.9, 0.95, 0.99)
+    rows = []
+    for scores, flagged, step in zip(
+        defended.score_history, defended.flagged_history, defended.trace, strict=True
+    ):
+        real = scores[~fake & scored]
+        rows.append(
+            {
+                "epoch": step["epoch"],
+                "threshold": step["threshold"],
+                "fake_scores": np.round(np.sort(scores[fake]), 4).tolist(),
+                "real_quantiles": {
+                    str(q): round(float(v), 4)
+                    for q, v in zip(quantiles, np.quantile(real, quantiles), strict=True)
+                },
+                "flagged_fake": int(fake[flagged].sum()),
+                "flagged_real": int((~fake[flagged]).sum()),
+            }
+        )
+    return rows
+
+
 def train_clean(
     clean: LoggedInteractions, *, model: str, model_config: Mapping[str, Any] | None, trainer_config
 ):
@@ -181,6 +208,9 @@ def poisoning_experiment(
             "real_downweighted": int((weights[~poisoned.fake_users] < 0.5).sum()),
             "fake_downweighted": int((weights[poisoned.fake_users] < 0.5).sum()),
             "trace": defended.trace,
+            "per_update": per_update(defended, poisoned.fake_users, poisoned.data.sequences().lengths() > 0),
+            "fake_flag_counts": defended.flag_counts[poisoned.fake_users].tolist(),
+            "real_flagged_4_or_more": int((defended.flag_counts[~poisoned.fake_users] >= 4).sum()),
             "calibration": summary(defended.calibration),
             "config": dataclasses.asdict(defence_config),
         }

@@ -9,9 +9,11 @@ import pytest
 from evaluation.attacks import PoisonConfig, poison
 from evaluation.attacks.defence import (
     Calibrator,
+    CalibratorScores,
     DefenceConfig,
     LoRecWeights,
     defend,
+    flag_threshold,
     flagged_users,
     text_embeddings,
     train_defended,
@@ -49,12 +51,17 @@ def test_the_calibrator_ranks_planted_fake_users_above_real_ones(attacked, use_t
     config = DefenceConfig(use_text=use_text, steps=100, folds=3, seed=0)
     calibrator = Calibrator(attacked.data, config)
     scores = calibrator.score()
-    assert detection_auc(scores, attacked.fake_users[calibrator.users]) > 0.8
+    assert scores.logged.shape == calibrator.users.shape
+    assert scores.simulated.shape == (len(calibrator.fakes.groups),)
+    assert detection_auc(scores.logged, attacked.fake_users[calibrator.users]) > 0.8
+    # Held out, the simulated fakes still score above the logged users' median.
+    assert np.median(scores.simulated) > np.median(scores.logged)
 
 
-def test_defence_weights_fall_on_the_fake_users_and_repeat_per_seed(attacked):
+@pytest.mark.parametrize("rule", [{}, {"flag_recall": None}])
+def test_defence_weights_fall_on_the_fake_users_and_repeat_per_seed(attacked, rule):
     # 8 fake users of 88: the defender's bound on the fake share must allow them.
-    config = DefenceConfig(steps=100, folds=3, updates=6, seed=0, max_flagged_fraction=0.15)
+    config = DefenceConfig(steps=100, folds=3, updates=6, seed=0, max_flagged_fraction=0.15, **rule)
     weights = defend(attacked.data, config)
     assert weights.shape == (attacked.data.n_users,)
     assert weights[attacked.fake_users].mean() < 0.5 < weights[~attacked.fake_users].mean()
@@ -75,16 +82,42 @@ def test_lorec_weights_need_four_flags_and_skip_when_a_third_would_be_flagged():
     assert np.array_equal(weights.coefficients, before)
 
 
+def fixed(logged, simulated=(0.5,)) -> CalibratorScores:
+    return CalibratorScores(np.asarray(logged, dtype=float), np.asarray(simulated, dtype=float))
+
+
 def test_flagging_needs_the_threshold_and_respects_the_defenders_bound():
     users = np.arange(100, 120)
-    scores = np.r_[0.9, 0.8, 0.7, 0.45, np.full(16, 0.01)]
-    config = DefenceConfig(flag_threshold=0.5, max_flagged_fraction=0.25)
+    scores = fixed(np.r_[0.9, 0.8, 0.7, 0.45, np.full(16, 0.01)])
+    config = DefenceConfig(flag_recall=None, flag_threshold=0.5, max_flagged_fraction=0.25)
     assert flagged_users(scores, users, config).tolist() == [100, 101, 102]
-    capped = DefenceConfig(flag_threshold=0.5, max_flagged_fraction=0.1)  # at most 2 of 20
+    capped = DefenceConfig(flag_recall=None, flag_threshold=0.5, max_flagged_fraction=0.1)  # 2 of 20
     assert flagged_users(scores, users, capped).tolist() == [100, 101]
-    assert flagged_users(np.full(20, 0.3), users, config).size == 0  # nobody is likely fake
-    lorec = DefenceConfig(flag_threshold=None)  # above the mean: 0.45 too
+    assert flagged_users(fixed(np.full(20, 0.3)), users, config).size == 0  # nobody is likely fake
+    lorec = DefenceConfig(flag_recall=None, flag_threshold=None)  # above the mean: 0.45 too
     assert flagged_users(scores, users, lorec).tolist() == [100, 101, 102, 103]
+
+
+def test_the_recall_rule_takes_its_threshold_from_the_held_out_simulated_fakes():
+    users = np.arange(20)
+    logged = np.r_[0.9, 0.6, 0.35, 0.2, np.full(16, 0.01)]
+    simulated = np.linspace(0.3, 1.0, 11)  # 0.30, 0.37, ..., 1.0
+    config = DefenceConfig(flag_recall=0.9, max_flagged_fraction=0.25)
+    # 90% of the simulated fakes score 0.37 or more: 0.9 and 0.6 pass, 0.35 does not.
+    assert flag_threshold(fixed(logged, simulated), config) == pytest.approx(0.37)
+    assert flagged_users(fixed(logged, simulated), users, config).tolist() == [0, 1]
+    # Simulated fakes the calibrator finds hard lower the threshold, so more users are flagged...
+    hard = np.r_[simulated, np.full(11, 0.1)]
+    assert flagged_users(fixed(logged, hard), users, config).tolist() == [0, 1, 2, 3]
+    # ... but never more than the defender's bound (2 of 20 here).
+    capped = DefenceConfig(flag_recall=0.9, max_flagged_fraction=0.1)
+    assert flagged_users(fixed(logged, hard), users, capped).tolist() == [0, 1]
+    # A full recall reaches down to the lowest simulated fake, which is then flagged at equality.
+    full = DefenceConfig(flag_recall=1.0, max_flagged_fraction=0.25)
+    assert flagged_users(fixed([0.3, 0.29, 0.0, 0.0], [0.3, 0.9]), np.arange(4), full).tolist() == [0]
+    # The recall rule ignores flag_threshold.
+    both = DefenceConfig(flag_recall=0.9, flag_threshold=0.95, max_flagged_fraction=0.25)
+    assert flagged_users(fixed(logged, simulated), users, both).tolist() == [0, 1]
 
 
 def test_simulations_cover_the_target_counts():
@@ -125,6 +158,12 @@ def test_train_defended_alternates_and_retrains_with_the_final_weights(attacked)
     config = DefenceConfig(steps=60, folds=2, start_epoch=1, update_every=1, updates=4, seed=0)
     encoder, run = train_defended(data, build, trainer, config, eval_users=attacked.real_users)
     assert [t["epoch"] for t in run.trace] == [1, 2, 3, 4]
+    assert run.score_history.shape == (4, data.n_users)
+    assert [len(f) for f in run.flagged_history] == [t["flagged"] for t in run.trace]
+    applied = [f for f, t in zip(run.flagged_history, run.trace, strict=True) if t["applied"]]
+    expected = np.bincount(np.concatenate(applied), minlength=data.n_users) if applied else 0
+    assert np.array_equal(run.flag_counts, expected + np.zeros(data.n_users, dtype=np.int64))
+    assert all(0.0 <= t["threshold"] <= 1.0 for t in run.trace)
     assert run.calibration.epochs_run == config.calibration_epochs
     assert run.weights[attacked.fake_users].mean() < run.weights[~attacked.fake_users].mean()
     assert run.result is not run.calibration
@@ -138,6 +177,8 @@ def test_train_defended_alternates_and_retrains_with_the_final_weights(attacked)
         ({"simulated_target_shares": (0.0,)}, "simulated_target_shares"),
         ({"updates": 0}, "updates"),
         ({"flag_threshold": 1.5}, "flag_threshold"),
+        ({"flag_recall": 0.0}, "flag_recall"),
+        ({"flag_recall": 1.2}, "flag_recall"),
         ({"max_flagged_fraction": 0.0}, "max_flagged_fraction"),
         ({"simulated_target_counts": (0,)}, "simulated_target_counts"),
     ],
