@@ -3,8 +3,8 @@
 Poisons ML-100k as `attack_poison_ml100k.py` does (`--kind`, `--fraction`, `--target-share`, `--targets`
 drawn from the unpopular half with the seed), fits the defence's calibrator once on the sequence features
 (no recommender is trained, so no item-embedding coherence), and prints one JSON line per `--defence`
-setting: the detection AUC, the fake users' probabilities, the held-out simulated fakes' quantiles, the
-rule's threshold, and how many fake and real users one update would flag under the setting's rule. A probe of calibrator settings in seconds, not the acceptance run.
+setting: the detection AUC, the fake users' probabilities, the held-out simulated fakes' quantiles and
+medians per simulated target share and kind, the rule's threshold, and how many fake and real users one update would flag under the setting's rule. A probe of calibrator settings in seconds, not the acceptance run.
 
     python benchmarks/attack_calibrator_ml100k.py --defence '{}' --defence '{"hidden": 32}'
 """
@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         fake = poisoned.fake_users[calibrator.users]
         flagged = flagged_users(fit, calibrator.users, config)
         threshold = flag_threshold(fit, config)
+        # Simulation g is kind g // len(shares), share g % len(shares) (`simulate_fakes`' order).
+        n_shares = len(config.simulated_target_shares)
+        shares = np.asarray(config.simulated_target_shares)[calibrator.fakes.groups % n_shares]
+        kinds = np.asarray(config.simulated_kinds)[calibrator.fakes.groups // n_shares]
         line = {
             "benchmark": "attack_calibrator_ml100k",
             "kind": args.kind,
@@ -85,6 +89,14 @@ def main(argv: list[str] | None = None) -> list[dict]:
             "threshold": None if threshold is None else round(threshold, 4),
             "simulated_quantiles": {
                 str(q): round(float(np.quantile(fit.simulated, q)), 4) for q in (0.1, 0.25, 0.5)
+            },
+            "simulated_median_by_share": {
+                str(share): round(float(np.median(fit.simulated[shares == share])), 4)
+                for share in config.simulated_target_shares
+            },
+            "simulated_median_by_kind": {
+                kind: round(float(np.median(fit.simulated[kinds == kind])), 4)
+                for kind in config.simulated_kinds
             },
             "flagged_fake": int(poisoned.fake_users[flagged].sum()),
             "flagged_real": int((~poisoned.fake_users[flagged]).sum()),

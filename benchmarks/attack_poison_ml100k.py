@@ -6,9 +6,8 @@ such items), trains SASRec (the settings of `benchmarks/encoders_ml100k.py`'s MO
 torch thread) on the clean logs, on the logs with `--fraction` fake users of each attack of `--kinds`
 promoting all the targets at once (each target event of a fake user picks one at random), and on the
 poisoned logs with LoRec's defence (`evaluation.attacks.defence`, its `DefenceConfig` defaults or
-`--defence`'s overrides), all with
-the seed's settings. Each fake user has at most `--max-events` events, targets included (default: the
-real users' mean sequence length, rounded down).
+`--defence`'s overrides), all with the seed's settings. Each fake user has at most `--max-events`
+events, targets included (default: the real users' mean sequence length, rounded down).
 
 Prints one JSON line: per seed and attack the per-target and mean target HR@10 (clean, poisoned,
 defended) and the clean-test NDCG@10 of the three models; per attack the acceptance table:

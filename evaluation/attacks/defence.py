@@ -13,11 +13,13 @@ among them). The calibrator scores each logged user; LoRec's weight update (its 
 
 so a user loses weight only after being flagged at least four times (from a_0 = 3). LoRec flags the users
 scored above the mean score, which flags a share of real users whatever the calibrator's confidence (about
-9% of MovieLens users at 1% fakes, benchmarks/RESULTS_poison.md); by default this defence flags the users
-whose calibrated probability of being fake is above `flag_threshold`, at most the `max_flagged_fraction`
-highest scored (the defender's bound on the fake share it expects); `flag_threshold=None` restores LoRec's
-rule. The calibrator's
-loss is LoRec's (its `custom_loss`): binary cross-entropy plus `entropy_weight` times the entropy of the
+9% of MovieLens users at 1% fakes, benchmarks/RESULTS_poison.md). By default this defence sets its
+threshold from its own data at every update: every user and every simulated fake is scored by a
+calibrator fitted without it (cross-fitting), and a user is flagged when it scores at least what a share
+`flag_recall` of the held-out simulated fakes reach, at most the `max_flagged_fraction` highest scored
+(the defender's bound on the fake share it expects). `flag_recall=None` uses a fixed probability
+threshold `flag_threshold` instead, and both None restore LoRec's rule. The calibrator's loss is
+LoRec's (its `custom_loss`): binary cross-entropy plus `entropy_weight` times the entropy of the
 predictions on label-0 users, which lets unlabelled users that look like the simulated fakes move away
 from 0 at a low cost.
 

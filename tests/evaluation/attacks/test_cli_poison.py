@@ -103,6 +103,8 @@ def test_poison_then_defend_write_their_files_and_leave_the_clean_data(clean_csv
         "1",
         "--updates",
         "2",
+        "--flag-recall",
+        "0.8",
         "--model-config",
         '{"max_len": 8, "d_model": 16}',
     )
@@ -110,6 +112,13 @@ def test_poison_then_defend_write_their_files_and_leave_the_clean_data(clean_csv
     report = json.loads((defended / "report.json").read_text())
     for key in REPORT_KEYS:
         assert 0.0 <= report[key] <= 1.0
+    defence = report["defence"]
+    assert defence["config"]["flag_recall"] == 0.8
+    assert len(defence["per_update"]) == len(defence["trace"]) == 2
+    for row, step in zip(defence["per_update"], defence["trace"], strict=True):
+        assert row["flagged_fake"] + row["flagged_real"] == step["flagged"]
+        assert len(row["fake_scores"]) == 4
+    assert sum(defence["fake_flag_counts"]) <= 2 * 4
     assert {"exposure.png", "weights.png", "report.md"} <= {p.name for p in defended.iterdir()}
     assert clean_csv.read_bytes() == before
 
