@@ -265,6 +265,7 @@ class ResponseModel(nn.Module):
         belief: torch.Tensor | None = None,
         *,
         events: tuple[torch.Tensor, ...] | None = None,
+        events_start: int = 0,
         item_table: torch.Tensor | None = None,
     ) -> ModelState:
         """`states(...).last()`, computed for the last position only (what a simulator step needs).
@@ -272,14 +273,15 @@ class ResponseModel(nn.Module):
         `belief` [B, W]: the interest filter's state carried by a running simulator (`filter_state`,
         `advance_filter`); without it the filter reads the window `items` from the prior. `events`:
         `embed_history(items, inputs)`, kept by a running simulator (an encoder with `encode_last`,
-        SASRec, then reads them instead of embedding the whole window again).
+        SASRec, then reads them instead of embedding the whole window again), in ring order from slot
+        `events_start` (`simulators.state.MemberState`).
         `item_table`: `item_vectors` of every item id, computed once by a simulator whose weights are fixed.
         """
         encode_last = getattr(self.encoder, "encode_last", None)
         if encode_last is not None:
             if events is None:
-                events = self.embed_history(items, inputs)
-            hidden = encode_last(events, items != self.encoder.pad_id)
+                events, events_start = self.embed_history(items, inputs), 0
+            hidden = encode_last(events, items != self.encoder.pad_id, start=events_start)
         else:
             hidden = self.encoder(items, feedback=self.encoder_inputs(items, inputs))[:, -1]
         if self.click_pooling:

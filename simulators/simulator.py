@@ -288,9 +288,11 @@ class LearnedSimulator:
         events: tuple[np.ndarray, ...] = (),
         *,
         lookups: int | None = None,
+        events_start: int = 0,
     ) -> HeadOutputs:
         """The model's calibrated head outputs for `slates` [N, K] after histories `items` [N, L] (with the
-        filter states `belief` [N, W] and the per-event cache `events` of the history where it carries them;
+        filter states `belief` [N, W] and the per-event cache `events` of the history where it carries them,
+        a ring whose window starts at slot `events_start` (`MemberState`);
         `lookups` as in `advance_filter`)."""
         features = None if user_features is None else torch.from_numpy(np.asarray(user_features, np.float32))
         belief = None if belief is None else torch.from_numpy(belief)
@@ -302,6 +304,7 @@ class LearnedSimulator:
             features,
             belief,
             events=cached,
+            events_start=events_start,
             item_table=table,
         )
         return self.model.calibrated(self.model.heads(state, torch.from_numpy(slates), table))
@@ -324,7 +327,14 @@ class LearnedSimulator:
             belief = None if beliefs is None else beliefs[b]
             events = tuple(e[b] for e in mine.events)
             return self.head_outputs(
-                items[b], inputs[b], slates[b], features[b], belief, events, lookups=items.size
+                items[b],
+                inputs[b],
+                slates[b],
+                features[b],
+                belief,
+                events,
+                lookups=items.size,
+                events_start=mine.start,
             )
 
         outs = map_blocks(block, len(items), self.step_threads)
@@ -384,22 +394,17 @@ class LearnedSimulator:
     def advance(self, carried: MemberState, slates: np.ndarray, step_inputs: np.ndarray) -> None:
         """Let what the model carries read the step's exposures `slates` [N, K] with `step_inputs`, in
         blocks of rows on `threads` threads (as `outputs_of`)."""
-        k = slates.shape[1]
-        before = carried.events
-        after = tuple(np.empty_like(e) for e in before)
 
         def block(b: slice) -> None:
             if carried.beliefs.shape[1]:
                 carried.beliefs[b] = self.advance_filter(
                     carried.beliefs[b], slates[b], step_inputs[b], lookups=slates.size
                 )
-            if self.carries_embedding:  # the window moves on by the K new exposures
-                for old, new, fresh in zip(before, after, self.embed(slates[b], step_inputs[b]), strict=True):
-                    new[b, :-k] = old[b, k:]
-                    new[b, -k:] = fresh
+            if self.carries_embedding:  # the K new exposures replace the K oldest in the ring
+                carried.write_new(b, self.embed(slates[b], step_inputs[b]))
 
         map_blocks(block, len(slates), self.step_threads)
-        carried.events = after
+        carried.move_on(slates.shape[1])
 
     def sample(
         self, state: UserState, p: dict, slates: np.ndarray, uniforms: np.ndarray, *, disagreement: bool

@@ -29,13 +29,15 @@ def attend_from_cache(
     offset_values: np.ndarray,
     heads: int,
     eps: float,
+    last: int,
     out: np.ndarray,
 ) -> None:
     """Write into `out` [B, D] the attention output `y` (eq. C3, before the output map) of the queries
     `query` [B, D] over the L cached events of each sequence.
 
     Args: `u`, `u_keys`, `u_values` [B, L, D] and `moments` [B, L, 2] (`SASRec.cache_events`); `keep`
-    [B, L] 1 at real events, 0 at padding (the last position is always attended, as `last_query_mask`);
+    [B, L] 1 at real events, 0 at padding (slot `last`, the newest event's, is always attended, as
+    `last_query_mask`: the slots may be in any order);
     `positions` [L, D] the position embeddings of the slots, `position_keys` / `position_values` [L, D]
     their projections `p G_k^T`, `p G_v^T`; `centre_keys` / `centre_values` [D] `c` and `offset_keys` /
     `offset_values` [D] `k0` of eq. C1, split into keys and values.
@@ -85,13 +87,13 @@ def attend_from_cache(
                 for i in range(width):
                     dot += queries[b, h, i] * (keys[b, t, h, i] + slot_keys[t, h, i] * real)
                 scores[t] = ((dot - mu[t] * q_centre) * inv_sigma[t] + q_offset) * scale
-            top = scores[length - 1]  # the last position is always attended (`last_query_mask`)
-            for t in range(length - 1):
+            top = scores[last]  # the newest event is always attended (`last_query_mask`)
+            for t in range(length):
                 if keep[b, t] > 0 and scores[t] > top:
                     top = scores[t]
             total = np.float32(0.0)
             for t in range(length):
-                scores[t] = math.exp(scores[t] - top) if keep[b, t] > 0 or t == length - 1 else 0
+                scores[t] = math.exp(scores[t] - top) if keep[b, t] > 0 or t == last else 0
                 total += scores[t]
             shift = np.float32(0.0)
             for i in range(width):

@@ -189,16 +189,22 @@ class SASRec(PositionalEncoder):
         g = block.attention.qkv.weight[d:] * block.attention_norm.weight  # [2D, D]
         return u, u @ g[:d].T, u @ g[d:].T, torch.stack([u.sum(-1), u.square().sum(-1)], dim=-1)
 
-    def encode_last(self, events: tuple[torch.Tensor, ...], padding_mask: torch.Tensor) -> torch.Tensor:
+    def encode_last(
+        self, events: tuple[torch.Tensor, ...], padding_mask: torch.Tensor, *, start: int = 0
+    ) -> torch.Tensor:
         """`[B, D]` hidden state at the last position, `forward(...)[:, -1]`, from `cache_events(...)` of the
-        L events of the window (`padding_mask` [B, L]). The last block runs its query, output map and
-        feed-forward network at the last position only; with `caches_keys`, its keys and values come from
-        the cached terms (`last_block_from_cache`), so a step costs O(L D) per sequence, not O(L D^2)."""
+        L events of the window (`padding_mask` [B, L], in window order). `start`: the cache is a ring whose
+        window begins at slot `start` (its position j at slot `(start + j) % L`), as a caller that
+        overwrites its oldest events keeps it. The last block runs its query, output map and feed-forward
+        network at the last position only; with `caches_keys`, its keys and values come from the cached
+        terms (`last_block_from_cache`), so a step costs O(L D) per sequence, not O(L D^2)."""
         if self.caches_keys:
             if self.training:
                 raise RuntimeError("SASRec.encode_last from cached keys needs eval mode (no dropout)")
-            return last_block_from_cache(self, events, padding_mask)
+            return last_block_from_cache(self, events, padding_mask, start=start)
         (embedded,) = events
+        if start % embedded.shape[1]:
+            embedded = torch.roll(embedded, -start, dims=1)
         keep = padding_mask.unsqueeze(-1)
         x = self.positioned(embedded, padding_mask)
         *inner, last = self.blocks
@@ -214,6 +220,7 @@ def last_block_from_cache(
     events: tuple[torch.Tensor, ...],
     padding_mask: torch.Tensor,
     *,
+    start: int = 0,
     compiled: bool | None = None,
 ) -> torch.Tensor:
     """`[B, D]` the one-block SASRec's `forward(...)[:, -1]` (eval mode) from `encoder.cache_events(...)`.
@@ -235,7 +242,9 @@ def last_block_from_cache(
     using sum_t a_t = 1. The per-event terms are cached (`cache_events`); the per-position terms are
     L x D; the rest of the block (output map, residual, feed-forward network, final LayerNorm) runs at
     the last position, as in `SASRecBlock.forward(..., last_only=True)`. Equal to the plain forward up
-    to float rounding (tests/simulators/test_incremental.py). `compiled`: eqs. C1-C3 in one compiled pass
+    to float rounding (tests/simulators/test_incremental.py). `start`: the events are a ring whose window
+    begins at slot `start` (`padding_mask` in window order); attention is the same in any slot order once
+    the positions and the padding follow the events. `compiled`: eqs. C1-C3 in one compiled pass
     per sequence (`recsim_env.encoders.cached_attention`) rather than in torch; by default for CPU
     float32 tensors outside autograd."""
     u, u_keys, u_values, moments = events
@@ -248,24 +257,28 @@ def last_block_from_cache(
     g = weight[d:] * norm.weight  # [2D, D]
     c = g.sum(dim=1)
     k0 = weight[d:] @ norm.bias + bias[d:]
-    p = encoder.position_embedding(encoder.positions_from_end(length, u.device))  # [L, D]
+    start %= length
+    # Positions and padding in the cache's slot order: slot r holds the window's position (r - start) % L.
+    p = torch.roll(encoder.position_embedding(encoder.positions_from_end(length, u.device)), start, 0)
+    keep = torch.roll(padding_mask.to(u.dtype), start, 1)  # [B, L]
+    last = (start - 1) % length  # the newest event's slot
     p_g = p @ g.T  # [L, 2D]
-    keep = padding_mask.to(u.dtype)  # [B, L]
-    x_last = u[:, -1] + p[-1] * keep[:, -1:]  # [B, D]
+    x_last = u[:, last] + p[last] * keep[:, last : last + 1]  # [B, D]
     q = F.linear(norm(x_last), weight[:d], bias[:d])  # [B, D]
     if compiled is None:
         compiled = u.device.type == "cpu" and u.dtype == torch.float32 and not torch.is_grad_enabled()
     if compiled:
-        y = _attend_compiled(events, keep, p, p_g, q, c, k0, heads, norm.eps)
+        y = _attend_compiled(events, keep, p, p_g, q, c, k0, heads, norm.eps, last)
     else:
-        y = _attend(events, keep, p, p_g, q.view(batch, heads, width), c, k0, norm.eps)
+        y = _attend(events, keep, p, p_g, q.view(batch, heads, width), c, k0, norm.eps, last)
     x = x_last + attention.out(y)
     x = x + block.ffn(block.ffn_norm(x))
-    return encoder.final_norm(x * keep[:, -1:])
+    return encoder.final_norm(x * keep[:, last : last + 1])
 
 
-def _attend(events, keep, p, p_g, q, c, k0, eps: float) -> torch.Tensor:
-    """`[B, D]` eqs. C1-C3 in torch (any device): `q` [B, H, w] the last queries."""
+def _attend(events, keep, p, p_g, q, c, k0, eps: float, last: int) -> torch.Tensor:
+    """`[B, D]` eqs. C1-C3 in torch (any device): `q` [B, H, w] the last queries, `last` the newest
+    event's slot."""
     u, u_keys, u_values, moments = events
     batch, length, d = u.shape
     heads, width = q.shape[1:]
@@ -281,7 +294,7 @@ def _attend(events, keep, p, p_g, q, c, k0, eps: float) -> torch.Tensor:
     q_k0 = (q * k0[:d].view(heads, width)).sum(-1)[:, None]
     scores = (q_event + q_position * keep[..., None] - mu[..., None] * q_c) * inv_sigma[..., None] + q_k0
     allowed = keep > 0
-    allowed[:, -1] = True  # as `last_query_mask`: the last query always sees itself
+    allowed[:, last] = True  # as `last_query_mask`: the last query always sees itself
     a = torch.softmax((scores / math.sqrt(width)).masked_fill(~allowed[..., None], float("-inf")), dim=1)
     a_scaled = a * inv_sigma[..., None]  # [B, L, H]
     y = (u_values.view(per_head) * a_scaled[..., None]).sum(1)  # [B, H, w]
@@ -295,7 +308,7 @@ def _attend(events, keep, p, p_g, q, c, k0, eps: float) -> torch.Tensor:
     return y.reshape(batch, d)
 
 
-def _attend_compiled(events, keep, p, p_g, q, c, k0, heads: int, eps: float) -> torch.Tensor:
+def _attend_compiled(events, keep, p, p_g, q, c, k0, heads: int, eps: float, last: int) -> torch.Tensor:
     """`[B, D]` eqs. C1-C3 in one compiled pass per sequence (CPU tensors outside autograd; float32, so
     that autocast's bfloat16 projections are read as float32)."""
     from recsim_env.encoders.cached_attention import attend_from_cache
@@ -318,6 +331,7 @@ def _attend_compiled(events, keep, p, p_g, q, c, k0, heads: int, eps: float) -> 
         array(k0[d:]),
         heads,
         eps,
+        last,
         out.numpy(),
     )
     return out

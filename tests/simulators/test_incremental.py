@@ -37,6 +37,11 @@ def test_sasrec_encode_last_matches_forward(n_layers, n_heads, block):
                 rtol=1e-5,
                 atol=1e-5,
             )
+        for start in (1, 5):  # the cache as a ring whose window begins at slot `start`
+            ring = tuple(torch.roll(e, start, dims=1) for e in events)
+            torch.testing.assert_close(
+                encoder.encode_last(ring, padding_mask, start=start), expected, rtol=1e-5, atol=1e-5
+            )
         if encoder.caches_keys:  # one event's cache does not depend on the window around it
             alone = encoder.cache_events(
                 encoder.embed_inputs(items[:, -1:], inputs[:, -1:], padding_mask[:, -1:]),
@@ -133,7 +138,7 @@ def test_the_simulator_keeps_the_embedded_history_of_its_state(tiny_fit, view):
             expected = simulator.members[k].embed_history(
                 torch.from_numpy(state.items[rows]), torch.from_numpy(state.inputs[rows])
             )
-        for kept, fresh in zip(member_state.events, expected, strict=True):
+        for kept, fresh in zip(member_state.window(), expected, strict=True):
             torch.testing.assert_close(torch.from_numpy(kept[rows]), fresh, rtol=1e-5, atol=1e-5)
     slates = np.argsort(rng.random((n, simulator.n_items)), axis=1)[:, :3]
     step = simulator.predict_step(state, slates)
@@ -157,3 +162,26 @@ def test_cached_last_block_runs_under_cpu_bf16_autocast():
             hidden = encoder.encode_last(events, padding_mask)
     assert torch.isfinite(hidden).all()
     torch.testing.assert_close(hidden.float(), expected, rtol=0.05, atol=0.05)
+
+
+def test_member_state_ring_moves_on_like_a_shifted_window():
+    """Writing new exposures over the oldest slots and moving the ring's start gives, in window order,
+    the window shifted by them; rows from another ring land in window order too."""
+    from simulators.state import MemberState
+
+    rng = np.random.default_rng(0)
+    n, length = 4, 6
+    window = rng.random((n, length, 3)).astype(np.float32)
+    ring = MemberState(np.zeros((n, 0), np.float32), (window.copy(),))
+    for k in (1, 2, 1, 6, 8, 3):
+        new = rng.random((n, k, 3)).astype(np.float32)
+        half = slice(0, 2)
+        ring.write_new(half, (new[half],))
+        ring.write_new(np.array([2, 3]), (new[2:],))
+        ring.move_on(k)
+        window = np.concatenate([window, new], axis=1)[:, -length:]
+        np.testing.assert_array_equal(ring.window()[0], window)
+    fresh = MemberState(np.zeros((2, 0), np.float32), (rng.random((2, length, 3)).astype(np.float32),))
+    ring.set_rows(np.array([0, 3]), fresh)
+    window[[0, 3]] = fresh.events[0]
+    np.testing.assert_array_equal(ring.window()[0], window)
