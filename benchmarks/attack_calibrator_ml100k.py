@@ -42,27 +42,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = parser.parse_args(argv)
 
     import torch
-    from attack_poison_ml100k import unpopular_targets
+    from attack_poison_ml100k import poison_unpopular
 
-    from evaluation.attacks import PoisonConfig, poison
     from evaluation.attacks.defence import Calibrator, DefenceConfig, flag_threshold, flagged_users
     from evaluation.attacks.measure import detection_auc
     from recsim_env import data as data_module
 
     torch.set_num_threads(1)
     logs = data_module.load(args.data)
-    targets = unpopular_targets(logs, args.targets, args.seed)
-    poisoned = poison(
-        logs,
-        PoisonConfig(
-            kind=args.kind,
-            fraction=args.fraction,
-            targets=tuple(targets),
-            seed=args.seed,
-            target_share=args.target_share,
-            max_events=args.max_events,
-        ),
-    )
+    _, poisoned = poison_unpopular(logs, args, args.max_events)
     lines = []
     for overrides in args.defence or ["{}"]:
         start = time.perf_counter()

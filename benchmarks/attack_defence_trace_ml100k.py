@@ -58,10 +58,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     import torch
-    from attack_poison_ml100k import unpopular_targets
+    from attack_poison_ml100k import poison_unpopular
     from encoders_ml100k import MODELS, TRAINING
 
-    from evaluation.attacks import PoisonConfig, poison
     from evaluation.attacks.defence import (
         Calibrator,
         CalibratorScores,
@@ -79,18 +78,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(args.threads)
     logs = data_module.load(args.data)
     max_events = args.max_events or int(logs.sequences().lengths().mean())
-    targets = unpopular_targets(logs, args.targets, args.seed)
-    poisoned = poison(
-        logs,
-        PoisonConfig(
-            kind=args.kind,
-            fraction=args.fraction,
-            targets=tuple(targets),
-            seed=args.seed,
-            target_share=args.target_share,
-            max_events=max_events,
-        ),
-    )
+    _, poisoned = poison_unpopular(logs, args, max_events)
     data = poisoned.data
     config = DefenceConfig(**{**json.loads(args.defence), "seed": args.seed})
     calibrator = Calibrator(data, config)

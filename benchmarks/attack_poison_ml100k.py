@@ -53,6 +53,23 @@ def unpopular_targets(logs, n: int, seed: int) -> list:
     return logs.item_ids.to_token(np.sort(chosen)).tolist()
 
 
+def poison_unpopular(logs, args, max_events: int | None):
+    """`(targets, PoisonedLogs)`: `args.targets` unpopular targets drawn by `args.seed`, promoted by an
+    `args.kind` attack of `args.fraction` fake users at `args.target_share` (the probes' one attack)."""
+    from evaluation.attacks import PoisonConfig, poison
+
+    targets = unpopular_targets(logs, args.targets, args.seed)
+    config = PoisonConfig(
+        kind=args.kind,
+        fraction=args.fraction,
+        targets=tuple(targets),
+        seed=args.seed,
+        target_share=args.target_share,
+        max_events=max_events,
+    )
+    return targets, poison(logs, config)
+
+
 def mean_and_se(values) -> tuple[float, float]:
     """Mean and standard error (ddof 1; NaN for one value) of `values`."""
     values = np.asarray(values, dtype=np.float64)
