@@ -5,8 +5,8 @@ step scores the slate with the heads from the encoder's state at the last positi
 histories and samples the response from the environment's uniforms only, so the vector env reproduces
 single envs. Each step is incremental: the state carries the encoder's per-event cache of the history
 (an encoder with `encode_last`, SASRec, embeds each exposure once and runs its last block for the last
-position only; with one block, it also caches each exposure's part of the keys and values) and, with an interest filter (`SimulatorConfig.interest_filter`), the filter state, which reads each new
-exposure once: it has read the whole episode, where `predict` on a window starts the filter afresh from
+position only; with one block, it also caches each exposure's part of the keys and values) and, with an
+interest filter (`SimulatorConfig.interest_filter`), the filter state, which reads each new exposure once: it has read the whole episode, where `predict` on a window starts the filter afresh from
 the window's first exposure (the same state while the episode fits the window).
 
 An ensemble of such simulators (`simulators.ensemble.EnsembleSimulator`) averages their probabilities;
