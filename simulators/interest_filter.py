@@ -130,7 +130,8 @@ class InterestFilter(nn.Module):
         a = self.item_map(item_vectors)  # [B, T, K]
         offset = self.click_offset(items).squeeze(-1)  # [B, T]
         clicked = (inputs[..., 0] > 0).to(a.dtype)
-        noise = torch.diag_embed(self.log_process_noise.exp())
+        process_noise = self.log_process_noise.exp()
+        noise = torch.diag_embed(process_noise)
         gain, signal_noise = self.signal_gain, self.log_signal_noise.exp() ** 2
         signal_offset = self.signal_offset(items)  # [B, T, R]
         drift = torch.sigmoid(self.drift_logit)
@@ -149,7 +150,17 @@ class InterestFilter(nn.Module):
             )
         if compiled:
             return self._compiled_updates(
-                state, a, offset, clicked, real, inputs, signal_offset, filled, drift_target, gap_days
+                state,
+                a,
+                offset,
+                clicked,
+                real,
+                inputs,
+                signal_offset,
+                filled,
+                drift_target,
+                gap_days,
+                parameters=(gain, signal_noise, process_noise, drift, radius, satiation_decay, daily_decay),
             )
         mean, cov, satiation = self.unpack(state)
         states = []
@@ -193,10 +204,24 @@ class InterestFilter(nn.Module):
         return self.pack(mean, cov, satiation)
 
     def _compiled_updates(
-        self, state, a, offset, clicked, real, inputs, signal_offset, filled, drift_target, gap_days
+        self,
+        state,
+        a,
+        offset,
+        clicked,
+        real,
+        inputs,
+        signal_offset,
+        filled,
+        drift_target,
+        gap_days,
+        *,
+        parameters,
     ) -> torch.Tensor:
         """`advance`'s last state by `simulators.filter_kernel.filter_updates` (the arguments are the
-        per-exposure terms `advance` computed)."""
+        per-exposure terms `advance` computed, and `parameters` its transformed parameters: gains, signal
+        and process noise variances, drift, radius, satiation decay and daily decay)."""
+        gain, signal_noise, process_noise, drift, radius, satiation_decay, daily_decay = parameters
         from simulators.filter_kernel import filter_updates
 
         def array(x: torch.Tensor) -> np.ndarray:
@@ -214,14 +239,14 @@ class InterestFilter(nn.Module):
             array(real),
             array(inputs[..., list(self.continuous_index)]),
             array(signal_offset),
-            array(self.signal_gain),
-            array(self.log_signal_noise.exp() ** 2),
-            array(self.log_process_noise.exp()),
-            float(torch.sigmoid(self.drift_logit)),
+            array(gain),
+            array(signal_noise),
+            array(process_noise),
+            float(drift),
             array(drift_target),
-            float(self.log_radius.exp()),
-            float(torch.sigmoid(self.satiation_decay_logit)),
-            float(self.log_satiation_daily_decay.exp()),
+            float(radius),
+            float(satiation_decay),
+            float(daily_decay),
             array(gap_days),
             array(filled),
         )
