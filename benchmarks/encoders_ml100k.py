@@ -1,4 +1,4 @@
-"""Benchmark: SASRec, BERT4Rec, HSTU and GRU4Rec on MovieLens 100K (all 100,000 interactions).
+"""Benchmark: every registered sequence encoder on MovieLens 100K (all 100,000 interactions).
 
 Protocol: leave-one-out split (last event = test, second-to-last = validation), histories of at most 50
 items, full ranking over all 1,682 items (never sampled metrics), reported with the user's history items
@@ -10,7 +10,15 @@ seen_included`, history included, RecBole's protocol throughout, in a section of
     python benchmarks/encoders_ml100k.py --quick    # 1 seed, capped epochs (a few minutes)
     python benchmarks/encoders_ml100k.py --models sasrec --selection-protocol seen_included
 
-Prints one JSON line with every number in the table.
+H2Rec quantises item text into semantic IDs, so it runs in a process of its own with `--item-text`; the
+table is then the `--merge` of the processes' JSON lines:
+
+    python benchmarks/encoders_ml100k.py --models h2rec --item-text movie_title,class --no-write > h2rec.json
+    python benchmarks/encoders_ml100k.py --merge sasrec.json ... h2rec.json
+
+Prints one JSON line with every number in the table. Under the table, each encoder's test NDCG@10 (history
+excluded) per seed against SASRec's: the difference of the means and its standard error (Welch,
+`sqrt(s_a^2 / n_a + s_b^2 / n_b)` with sample standard deviations over seeds).
 """
 
 from __future__ import annotations
@@ -190,6 +198,7 @@ def summarise(name: str, runs: list[dict]) -> dict:
             out[f"{split}_{protocol}"] = {m: mean(runs, (split, protocol, m)) for m in COLUMNS}
     test_ndcg = [r["test"]["seen_excluded"]["ndcg@10"] for r in runs]
     out["test_ndcg@10_std"] = statistics.pstdev(test_ndcg)
+    out["test_ndcg@10_per_seed"] = test_ndcg
     out["best_epoch"] = mean(runs, ("best_epoch",))
     out["epochs_run"] = mean(runs, ("epochs_run",))
     out["seconds_per_epoch"] = mean(runs, ("seconds_per_epoch",))
@@ -198,6 +207,44 @@ def summarise(name: str, runs: list[dict]) -> dict:
     out["peak_memory_mb"] = max(r["peak_memory_mb"] for r in runs)
     out["device"] = runs[0]["device"]
     return out
+
+
+def against_baseline(summaries: list[dict], baseline: str = "sasrec", floor: float = 0.105) -> list[str]:
+    """Markdown rows: each encoder's test NDCG@10 (history excluded) per seed, the difference of its mean from
+    `baseline`'s, the difference's standard error (Welch) and the ratio, and whether every seed reaches
+    `floor`. Empty without the baseline or with fewer than two seeds of it."""
+    by_name = {s["model"]: s for s in summaries}
+    base = by_name.get(baseline)
+    if base is None or len(base["test_ndcg@10_per_seed"]) < 2:
+        return []
+    base_values = base["test_ndcg@10_per_seed"]
+    lines = [
+        f"**Test NDCG@10 (history excluded) against {baseline}** (difference of the means; SE = "
+        "sqrt(s_a^2 / n_a + s_b^2 / n_b), sample standard deviations over seeds)",
+        "",
+        f"| model | per seed | mean | difference | SE | difference / SE | every seed >= {floor} |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        values = s["test_ndcg@10_per_seed"]
+        row = f"| {s['model']} | {', '.join(f'{v:.4f}' for v in values)} | {statistics.fmean(values):.4f} |"
+        if s["model"] == baseline:
+            row += " | | |"
+        elif len(values) < 2:
+            row += f" {statistics.fmean(values) - statistics.fmean(base_values):+.4f} | | |"
+        else:
+            difference = statistics.fmean(values) - statistics.fmean(base_values)
+            se = (
+                statistics.variance(values) / len(values)
+                + statistics.variance(base_values) / len(base_values)
+            ) ** 0.5
+            row += (
+                f" {difference:+.4f} | {se:.4f} | {difference / se:+.1f} |"
+                if se > 0
+                else f" {difference:+.4f} | 0 | |"
+            )
+        lines.append(row + f" {'yes' if min(values) >= floor else 'no'} |")
+    return lines + [""]
 
 
 def markdown(
@@ -255,6 +302,8 @@ def markdown(
                     f"{m['mrr@10']:.4f} | {m['hr@20']:.4f} | {m['ndcg@20']:.4f} | {m['r_precision']:.4f} | {run_columns} |"
                 )
         lines.append("")
+    if selection == "seen_excluded":
+        lines += against_baseline(summaries)
     lines.append(
         "Reference points on the same split (seen excluded unless noted): the PyTorch port of the SASRec "
         "authors' code reaches test NDCG@10 0.088 / HR@10 0.173 with its BCE loss and 0.102 / 0.196 with "

@@ -33,6 +33,7 @@ Following the paper and the authors' code (TangJiakai/ReaRec, `ReaRecAutoRegress
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -110,16 +111,13 @@ class ReaRec(SASRec):
         Rows `noisy_from:` get Gaussian noise (std `config.noise_std`) on their reasoning inputs.
         """
         keep = padding_mask.unsqueeze(-1)  # [B, L, 1]
-        b, length = item_ids.shape
         item_mask = attention_mask(padding_mask, causal=True)  # [B, 1, L, L]: r_{t,k} sees items 1..t too
-        own = torch.eye(length, dtype=torch.bool, device=item_ids.device).expand(b, 1, length, length)
         caches: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in self.blocks]
         x = self.block_input(item_ids, feedback, padding_mask)
         states = []
         for step in range(self.config.reasoning_steps + 1):
-            mask = torch.cat([item_mask, *([own] * step)], dim=-1)  # keys: items, then steps 1..step
             for block, cache in zip(self.blocks, caches, strict=True):
-                x = _cached_block(block, x, mask, cache, training=self.training) * keep
+                x = _cached_block(block, x, item_mask, cache, training=self.training) * keep
             h = self.final_norm(x)
             states.append(h)
             if step == self.config.reasoning_steps:
@@ -185,19 +183,24 @@ class ReaRec(SASRec):
 def _cached_block(
     block: SASRecBlock,
     x: torch.Tensor,
-    mask: torch.Tensor,
+    item_mask: torch.Tensor,
     cache: list[tuple[torch.Tensor, torch.Tensor]],
     *,
     training: bool,
 ) -> torch.Tensor:
     """`SASRecBlock.forward` for new tokens `x` `[B, L, D]` whose keys and values are those of the earlier
-    passes (`cache`, extended in place with this pass's) followed by their own."""
+    passes (`cache`, extended in place with this pass's) followed by their own.
+
+    `item_mask` `[B, 1, L, L]` is the item pass's causal mask: the first pass attends under it, and a
+    reasoning token at position t sees items 1..t under it plus the reasoning tokens of its own position.
+    """
     queries = block.attention_norm(x)
     source = x if block.reference else queries  # the reference layout reads keys from the raw stream
     cache.append(_keys_values(block.attention, source))
-    keys = torch.cat([k for k, _ in cache], dim=2)
-    values = torch.cat([v for _, v in cache], dim=2)
-    attended = _attend(block.attention, queries, keys, values, mask, training=training)
+    if len(cache) == 1:
+        attended = _attend(block.attention, queries, *cache[0], item_mask, training=training)
+    else:
+        attended = _attend_reasoning(block.attention, queries, cache, item_mask, training=training)
     if block.reference:
         x = block.ffn_norm(queries + block.dropout(attended))
         return x + block.dropout(block.ffn(x))
@@ -239,6 +242,39 @@ def _attend(
         attn_mask=mask,
         dropout_p=attention.dropout if training else 0.0,
     )
+    return attention.out(y.transpose(1, 2).reshape(b, length, d))
+
+
+def _attend_reasoning(
+    attention: MultiHeadSelfAttention,
+    queries: torch.Tensor,
+    cache: list[tuple[torch.Tensor, torch.Tensor]],
+    item_mask: torch.Tensor,
+    *,
+    training: bool,
+) -> torch.Tensor:
+    """Attention of reasoning step k's queries `[B, L, D]` over the items (`cache[0]`, under `item_mask`)
+    and the reasoning tokens 1..k of the same position (`cache[1:]`).
+
+    The same softmax as one attention over the concatenated `[B, H, L, (k + 1) L]` keys with an identity
+    mask per reasoning step (the reference's key/value cache), but each position's own reasoning keys are
+    scored with one dot product per step (`[B, H, L, 1]`) instead of an `L x L` block that is all masked
+    but its diagonal: the attention costs one item pass plus k columns, not k + 1 item passes.
+    """
+    b, length, d = queries.shape
+    heads, width = attention.n_heads, d // attention.n_heads
+    w_q, b_q = attention.qkv.weight.chunk(3)[0], attention.qkv.bias.chunk(3)[0]
+    q = F.linear(queries, w_q, b_q).view(b, length, heads, width).transpose(1, 2)  # [B, H, L, Dh]
+    (item_keys, item_values), own = cache[0], cache[1:]
+    scale = 1.0 / math.sqrt(width)
+    item_scores = (q @ item_keys.to(q.dtype).transpose(-1, -2)) * scale
+    item_scores = item_scores.masked_fill(~item_mask, float("-inf"))  # [B, H, L, L]
+    own_scores = torch.stack([(q * k.to(q.dtype)).sum(-1) for k, _ in own], dim=-1) * scale  # [B, H, L, k]
+    weights = torch.softmax(torch.cat([item_scores, own_scores], dim=-1), dim=-1)
+    weights = F.dropout(weights, attention.dropout, training=training)
+    y = weights[..., :length] @ item_values.to(q.dtype)
+    own_values = torch.stack([v.to(q.dtype) for _, v in own], dim=-2)  # [B, H, L, k, Dh]
+    y = y + (weights[..., length:, None] * own_values).sum(-2)
     return attention.out(y.transpose(1, 2).reshape(b, length, d))
 
 
