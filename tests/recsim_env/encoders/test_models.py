@@ -17,10 +17,11 @@ VARIANTS = {
     "mqsa:reference": {"block": "reference"},
     "sasrec:text": {"item_text_dim": 8},
     "sigma:released": {"n_layers": 2, "expand": 2, "d_state": 32},
+    "sigma:one_layer": {"n_layers": 1},
     "h2rec:aligned": {"item_alignment_weight": 0.1, "sequence_alignment_weight": 0.1},
 }
 """Extra configurations of a registered encoder: SASRec's and MQSA's block layouts, ReaRec's PRL objective,
-SIGMA's released size (two stacked layers), H2Rec with its alignment terms on, the item tower with text embeddings
+SIGMA's released width and a single layer, H2Rec with its alignment terms on, the item tower with text embeddings
 (tests/recsim_env/encoders/test_item_text.py fills them for every encoder)."""
 ALL = [*sorted(encoders.ENCODERS), *VARIANTS]
 CAUSAL = (
@@ -36,6 +37,7 @@ CAUSAL = (
     "sasrec:text",
     "sigma",
     "sigma:released",
+    "sigma:one_layer",
     "h2rec",
     "h2rec:aligned",
 )

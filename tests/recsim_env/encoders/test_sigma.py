@@ -100,15 +100,17 @@ def test_pf_branch_is_the_forward_branch_until_a_prefix_has_more_than_r_items():
 
 
 @torch.no_grad()
-def test_every_branch_reaches_the_state():
-    """Zeroing the forward Mamba, the PF-Mamba or the FE-GRU weight changes the user state."""
-    enc = build()
+@pytest.mark.parametrize("n_layers", (1, 2))
+def test_every_branch_reaches_the_state(n_layers):
+    """Zeroing the last layer's forward Mamba, PF-Mamba or FE-GRU weight changes the user state. (Bitwise: at
+    initialisation, behind a residual connection, a branch's share of the state is about 1e-5 of it.)"""
+    enc = build(n_layers=n_layers)
     ids = left_padded([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3]])
     base = enc.user_state(ids)
     for branch in range(3):
-        changed = build()
+        changed = build(n_layers=n_layers)
         changed.layers[-1].mixing[branch] = 0.0
-        assert not torch.allclose(changed.user_state(ids), base), branch
+        assert not torch.equal(changed.user_state(ids), base), branch
 
 
 def test_config_validation():
