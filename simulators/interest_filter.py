@@ -227,10 +227,7 @@ class InterestFilter(nn.Module):
         def array(x: torch.Tensor) -> np.ndarray:
             return x.detach().to(torch.float32).contiguous().numpy()
 
-        k = self.dim
-        out = state.detach().clone()
-        mean, cov, satiation = out[:, :k], out[:, k : k + k * k].unflatten(-1, (k, k)), out[:, k + k * k :]
-        parts = [m.contiguous() for m in (mean, cov, satiation)]
+        parts = [m.contiguous() for m in self.unpack(state.detach().clone())]
         filter_updates(
             *(m.numpy() for m in parts),
             array(a),
@@ -257,7 +254,7 @@ class InterestFilter(nn.Module):
         """`[..., 2K + K*K]` from `m` [..., K], `P` [..., K, K] and `S` [..., K]."""
         return torch.cat([mean, cov.flatten(-2), satiation], dim=-1)
 
-    def unpack(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def unpack(self, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """`(m [..., K], P [..., K, K], S [..., K])` from a packed belief `[..., 2K + K*K]`."""
         k = self.dim
         return state[..., :k], state[..., k : k + k * k].unflatten(-1, (k, k)), state[..., k + k * k :]

@@ -208,18 +208,23 @@ def _cached_block(
     return x + block.dropout(block.ffn(block.ffn_norm(x)))
 
 
+def _heads(attention: MultiHeadSelfAttention, source: torch.Tensor, part: int) -> torch.Tensor:
+    """`[B, H, L, D/H]` queries (`part` 0), keys (1) or values (2) of `source` `[B, L, D]` under `attention`'s
+    projections."""
+    b, length, d = source.shape
+    weight, bias = attention.qkv.weight.chunk(3)[part], attention.qkv.bias.chunk(3)[part]
+    return (
+        F.linear(source, weight, bias)
+        .view(b, length, attention.n_heads, d // attention.n_heads)
+        .transpose(1, 2)
+    )
+
+
 def _keys_values(
     attention: MultiHeadSelfAttention, source: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`[B, H, L, D/H]` keys and values of `source` `[B, L, D]` under `attention`'s projections."""
-    b, length, d = source.shape
-    _, w_k, w_v = attention.qkv.weight.chunk(3)
-    _, b_k, b_v = attention.qkv.bias.chunk(3)
-    shape = (b, length, attention.n_heads, d // attention.n_heads)
-    return (
-        F.linear(source, w_k, b_k).view(shape).transpose(1, 2),
-        F.linear(source, w_v, b_v).view(shape).transpose(1, 2),
-    )
+    return _heads(attention, source, 1), _heads(attention, source, 2)
 
 
 def _attend(
@@ -233,8 +238,7 @@ def _attend(
 ) -> torch.Tensor:
     """`attention`'s output for `queries` `[B, L, D]` over cached `keys`/`values` `[B, H, S, D/H]`."""
     b, length, d = queries.shape
-    w_q, b_q = attention.qkv.weight.chunk(3)[0], attention.qkv.bias.chunk(3)[0]
-    q = F.linear(queries, w_q, b_q).view(b, length, attention.n_heads, d // attention.n_heads).transpose(1, 2)
+    q = _heads(attention, queries, 0)
     y = F.scaled_dot_product_attention(
         q,
         keys.to(q.dtype),
@@ -257,16 +261,14 @@ def _attend_reasoning(
     and the reasoning tokens 1..k of the same position (`cache[1:]`).
 
     The same softmax as one attention over the concatenated `[B, H, L, (k + 1) L]` keys with an identity
-    mask per reasoning step (the reference's key/value cache), but each position's own reasoning keys are
+    mask per reasoning step, but each position's own reasoning keys are
     scored with one dot product per step (`[B, H, L, 1]`) instead of an `L x L` block that is all masked
     but its diagonal: the attention costs one item pass plus k columns, not k + 1 item passes.
     """
     b, length, d = queries.shape
-    heads, width = attention.n_heads, d // attention.n_heads
-    w_q, b_q = attention.qkv.weight.chunk(3)[0], attention.qkv.bias.chunk(3)[0]
-    q = F.linear(queries, w_q, b_q).view(b, length, heads, width).transpose(1, 2)  # [B, H, L, Dh]
+    q = _heads(attention, queries, 0)  # [B, H, L, Dh]
     (item_keys, item_values), own = cache[0], cache[1:]
-    scale = 1.0 / math.sqrt(width)
+    scale = 1.0 / math.sqrt(q.shape[-1])
     item_scores = (q @ item_keys.to(q.dtype).transpose(-1, -2)) * scale
     item_scores = item_scores.masked_fill(~item_mask, float("-inf"))  # [B, H, L, L]
     own_scores = torch.stack([(q * k.to(q.dtype)).sum(-1) for k, _ in own], dim=-1) * scale  # [B, H, L, k]
