@@ -87,8 +87,7 @@ def main(argv: list[str] | None = None) -> dict:
     fits: list[tuple[int, CalibratorScores]] = []
 
     def reweight(epoch: int, encoder) -> np.ndarray | None:
-        due = epoch >= config.start_epoch and (epoch - config.start_epoch) % config.update_every == 0
-        if not due or len(fits) >= config.updates:
+        if not config.update_due(epoch, len(fits)):
             return None
         table = encoder.item_table().detach().float().cpu().numpy().astype(np.float64)
         fit = calibrator.score(table)

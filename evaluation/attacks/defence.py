@@ -103,6 +103,14 @@ class DefenceConfig:
     seed: int = 0
     """Seed of the simulated attacks and the calibrator."""
 
+    def update_due(self, epoch: int, done: int) -> bool:
+        """Whether the weights update after recommender `epoch`, `done` updates having been made."""
+        return (
+            epoch >= self.start_epoch
+            and (epoch - self.start_epoch) % self.update_every == 0
+            and done < self.updates
+        )
+
     def __post_init__(self) -> None:
         check_config_fields(
             self, ("simulated_fraction",), check_real, low=0.0, high=1.0, low_open=True, high_open=True
@@ -493,8 +501,7 @@ def train_defended(
     flagged_history: list[np.ndarray] = []
 
     def reweight(epoch: int, encoder) -> np.ndarray | None:
-        due = epoch >= config.start_epoch and (epoch - config.start_epoch) % config.update_every == 0
-        if not due or len(trace) >= config.updates:
+        if not config.update_due(epoch, len(trace)):
             return None
         table = encoder.item_table().detach().float().cpu().numpy().astype(np.float64)
         fit = calibrator.score(table)

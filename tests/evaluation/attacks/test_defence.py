@@ -186,3 +186,12 @@ def test_train_defended_alternates_and_retrains_with_the_final_weights(attacked)
 def test_bad_defence_configs_are_refused(kwargs, message):
     with pytest.raises(ArgumentError, match=message):
         DefenceConfig(**kwargs)
+
+
+def test_update_schedule_starts_repeats_and_stops():
+    config = DefenceConfig(start_epoch=2, update_every=2, updates=3)
+    due = []
+    for epoch in range(1, 12):
+        if config.update_due(epoch, len(due)):
+            due.append(epoch)
+    assert due == [2, 4, 6]
